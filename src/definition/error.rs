@@ -1,0 +1,495 @@
+//! Definition errors: what is wrong, where, and the offending text.
+
+use std::fmt;
+
+use super::{StepId, TriggerType};
+use crate::expr::{BindingError, ExpressionProblem};
+
+/// Where in a definition a problem is: `steps[3] (order-execution).condition`,
+/// `triggers[0] (SCHEDULED).schedule`, `dependencies[2].to`.
+///
+/// Steps and triggers are named by index and, when known, by id or type, so that a
+/// message is readable even when the ids themselves are what is wrong.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+pub struct Location {
+    segments: Vec<Segment>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum Segment {
+    Field(String),
+    Index(usize),
+    Step {
+        index: usize,
+        id: Option<StepId>,
+    },
+    Trigger {
+        index: usize,
+        kind: Option<TriggerType>,
+    },
+}
+
+impl Location {
+    /// The workflow itself (the top-level object).
+    pub fn root() -> Self {
+        Self::default()
+    }
+
+    /// This location's field `name`.
+    #[must_use]
+    pub fn field(&self, name: &str) -> Self {
+        self.with(Segment::Field(name.to_owned()))
+    }
+
+    /// This location's array element `index`.
+    #[must_use]
+    pub fn index(&self, index: usize) -> Self {
+        self.with(Segment::Index(index))
+    }
+
+    /// The step at `index` of `steps`, with its id when it has one.
+    pub fn step(index: usize, id: Option<&StepId>) -> Self {
+        Self::root().with(Segment::Step {
+            index,
+            id: id.cloned(),
+        })
+    }
+
+    /// The trigger at `index` of `triggers`, with its type when it has a valid one.
+    pub fn trigger(index: usize, kind: Option<TriggerType>) -> Self {
+        Self::root().with(Segment::Trigger { index, kind })
+    }
+
+    /// The id of the step this location is in, if it is in a step that has one.
+    pub fn step_id(&self) -> Option<&StepId> {
+        self.segments.iter().find_map(|segment| match segment {
+            Segment::Step { id, .. } => id.as_ref(),
+            _ => None,
+        })
+    }
+
+    /// The index (in `steps`) of the step this location is in.
+    pub fn step_index(&self) -> Option<usize> {
+        self.segments.iter().find_map(|segment| match segment {
+            Segment::Step { index, .. } => Some(*index),
+            _ => None,
+        })
+    }
+
+    /// The index (in `triggers`) of the trigger this location is in.
+    pub fn trigger_index(&self) -> Option<usize> {
+        self.segments.iter().find_map(|segment| match segment {
+            Segment::Trigger { index, .. } => Some(*index),
+            _ => None,
+        })
+    }
+
+    fn with(&self, segment: Segment) -> Self {
+        let mut segments = Vec::with_capacity(self.segments.len() + 1);
+        segments.extend_from_slice(&self.segments);
+        segments.push(segment);
+        Self { segments }
+    }
+}
+
+impl fmt::Display for Location {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.segments.is_empty() {
+            return f.write_str("workflow");
+        }
+        for (i, segment) in self.segments.iter().enumerate() {
+            match segment {
+                Segment::Field(name) if i == 0 => f.write_str(name)?,
+                Segment::Field(name) => write!(f, ".{name}")?,
+                Segment::Index(index) => write!(f, "[{index}]")?,
+                Segment::Step { index, id } => {
+                    write!(f, "steps[{index}]")?;
+                    if let Some(id) = id {
+                        write!(f, " ({id})")?;
+                    }
+                }
+                Segment::Trigger { index, kind } => {
+                    write!(f, "triggers[{index}]")?;
+                    if let Some(kind) = kind {
+                        write!(f, " ({})", kind.as_str())?;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// One problem in a workflow definition.
+///
+/// Every variant says where the problem is and quotes the offending text; callers
+/// match on variants, never on message text.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum DefinitionError {
+    /// The text is not well-formed JSON.
+    #[error("line {line}, column {column}: malformed JSON: {message}")]
+    Syntax {
+        /// 1-based line of the error.
+        line: usize,
+        /// 1-based column of the error.
+        column: usize,
+        /// What the JSON parser expected.
+        message: String,
+    },
+    /// An object has a field the format does not know (often a typo).
+    #[error("{at}: unknown field `{field}`{}", suggestion_text(.suggestion))]
+    UnknownField {
+        /// The object holding the field.
+        at: Location,
+        /// The unknown field's name.
+        field: String,
+        /// The closest known field name, if one is close.
+        suggestion: Option<&'static str>,
+    },
+    /// A value is not one of the names the format allows (a step type, a policy, …).
+    #[error("{at}: unknown value `{value}`, expected one of {}", quoted_list(.expected))]
+    UnknownVariant {
+        /// The field holding the value.
+        at: Location,
+        /// The value as written.
+        value: String,
+        /// The values allowed there.
+        expected: &'static [&'static str],
+    },
+    /// A required field is absent.
+    #[error("{at}: missing required field `{field}`")]
+    MissingField {
+        /// The object missing the field.
+        at: Location,
+        /// The missing field's name.
+        field: String,
+    },
+    /// A field is required because of another field's value (the step type, the trigger type).
+    #[error("{at}: `{field}` is required {reason}")]
+    Required {
+        /// The object missing the field.
+        at: Location,
+        /// The missing field's name.
+        field: &'static str,
+        /// Why it is required here (`for condition steps`).
+        reason: String,
+    },
+    /// A field is present where it has no meaning (an agent on a `human_approval` step).
+    #[error("{at}: `{field}` is not allowed here: {reason}")]
+    NotAllowed {
+        /// The object holding the field.
+        at: Location,
+        /// The field's name.
+        field: &'static str,
+        /// Why it does not apply.
+        reason: String,
+    },
+    /// A value has the wrong JSON type.
+    #[error("{at}: invalid type: found {found}, expected {expected}")]
+    InvalidType {
+        /// The field holding the value.
+        at: Location,
+        /// What was found (`string "3"`).
+        found: String,
+        /// What the format expects there.
+        expected: String,
+    },
+    /// A value has the right type but is out of range or otherwise unusable.
+    #[error("{at}: invalid value {value}: {reason}")]
+    InvalidValue {
+        /// The field holding the value.
+        at: Location,
+        /// The value as written (JSON).
+        value: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// Two steps share an id.
+    #[error("{at}: duplicate step id `{id}` (first used by steps[{first}])")]
+    DuplicateStepId {
+        /// The second (or later) step with the id.
+        at: Location,
+        /// The id.
+        id: StepId,
+        /// Index of the first step with this id.
+        first: usize,
+    },
+    /// A step id has characters that bindings cannot name.
+    #[error("{at}: invalid step id `{id}`: {reason}")]
+    InvalidStepId {
+        /// The `id` field.
+        at: Location,
+        /// The id as written.
+        id: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// A dependency or fallback names a step that does not exist.
+    #[error("{at}: unknown step `{step}`")]
+    UnknownStep {
+        /// The field naming the step.
+        at: Location,
+        /// The name as written.
+        step: String,
+    },
+    /// A binding refers to a step that does not exist.
+    #[error("{at}: binding `{binding}` refers to unknown step `{step}`")]
+    UnknownBindingStep {
+        /// The field holding the binding.
+        at: Location,
+        /// The binding text (`${x.output}`).
+        binding: String,
+        /// The step id as written.
+        step: String,
+    },
+    /// A step binds to its own output outside `loop.until` and `outputMapping`, or
+    /// depends on itself.
+    #[error("{at}: `{binding}` refers to the step itself{}", self_reference_hint(.binding))]
+    SelfReference {
+        /// Where the reference is.
+        at: Location,
+        /// The binding or step id as written.
+        binding: String,
+    },
+    /// A binding is not allowed in this place (`${output…}` outside `loop.until` and
+    /// `outputMapping`, step outputs in workflow conditions, any binding in a trigger).
+    #[error("{at}: binding `{binding}` is not allowed here: {reason}")]
+    BindingNotAllowed {
+        /// The field holding the binding.
+        at: Location,
+        /// The binding text.
+        binding: String,
+        /// Why, and what to write instead.
+        reason: &'static str,
+    },
+    /// A `${…}` binding is malformed.
+    #[error("{at}: invalid binding in `{text}`: {error}")]
+    InvalidBinding {
+        /// The field holding the text.
+        at: Location,
+        /// The whole string as written.
+        text: String,
+        /// What is wrong, and at which character.
+        error: BindingError,
+    },
+    /// An expression (condition, branch, `loop.until`, trigger condition) cannot be compiled.
+    #[error("{at}: invalid expression `{expression}`: {problem}")]
+    Expression {
+        /// The field holding the expression.
+        at: Location,
+        /// The expression as written.
+        expression: String,
+        /// What is wrong with it.
+        problem: ExpressionProblem,
+    },
+    /// The steps' ordering edges form a cycle.
+    #[error("{at}: dependency cycle: {}{}", cycle_text(.steps), cycle_hint(*.through_listed_order))]
+    Cycle {
+        /// The first step on the cycle.
+        at: Location,
+        /// The steps on the cycle in order; the first is repeated at the end.
+        steps: Vec<StepId>,
+        /// Whether an edge of the cycle comes from listed order (no `dependencies`).
+        through_listed_order: bool,
+    },
+    /// A `SCHEDULED` trigger's cron pattern is invalid or never fires.
+    #[error("{at}: invalid cron pattern `{schedule}`: {reason}")]
+    InvalidCron {
+        /// The `schedule` field.
+        at: Location,
+        /// The pattern as written.
+        schedule: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A trigger names a time zone that is not in the IANA database.
+    #[error("{at}: unknown time zone `{timezone}` (use an IANA name such as `America/New_York`)")]
+    UnknownTimezone {
+        /// The `timezone` field.
+        at: Location,
+        /// The name as written.
+        timezone: String,
+    },
+}
+
+impl DefinitionError {
+    /// Where the problem is, when it is inside the definition (every kind but `Syntax`).
+    pub fn location(&self) -> Option<&Location> {
+        match self {
+            Self::Syntax { .. } => None,
+            Self::UnknownField { at, .. }
+            | Self::UnknownVariant { at, .. }
+            | Self::MissingField { at, .. }
+            | Self::Required { at, .. }
+            | Self::NotAllowed { at, .. }
+            | Self::InvalidType { at, .. }
+            | Self::InvalidValue { at, .. }
+            | Self::DuplicateStepId { at, .. }
+            | Self::InvalidStepId { at, .. }
+            | Self::UnknownStep { at, .. }
+            | Self::UnknownBindingStep { at, .. }
+            | Self::SelfReference { at, .. }
+            | Self::BindingNotAllowed { at, .. }
+            | Self::InvalidBinding { at, .. }
+            | Self::Expression { at, .. }
+            | Self::Cycle { at, .. }
+            | Self::InvalidCron { at, .. }
+            | Self::UnknownTimezone { at, .. } => Some(at),
+        }
+    }
+}
+
+fn suggestion_text(suggestion: &Option<&'static str>) -> String {
+    suggestion.map_or_else(String::new, |s| format!(" (did you mean `{s}`?)"))
+}
+
+fn quoted_list(items: &[&str]) -> String {
+    let quoted: Vec<String> = items.iter().map(|item| format!("`{item}`")).collect();
+    quoted.join(", ")
+}
+
+fn self_reference_hint(binding: &str) -> &'static str {
+    if binding.starts_with("${") {
+        "; only `loop.until` and `outputMapping` may read the step's own output, as `${output…}`"
+    } else {
+        ""
+    }
+}
+
+fn cycle_text(steps: &[StepId]) -> String {
+    let names: Vec<&str> = steps.iter().map(StepId::as_str).collect();
+    names.join(" -> ")
+}
+
+fn cycle_hint(through_listed_order: bool) -> &'static str {
+    if through_listed_order {
+        " (without `dependencies`, steps also run in listed order)"
+    } else {
+        ""
+    }
+}
+
+/// Every problem found in a definition, in the order of the file.
+///
+/// `Display` prints one problem a line.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ValidationErrors {
+    errors: Vec<DefinitionError>,
+}
+
+impl ValidationErrors {
+    pub(crate) fn new(errors: Vec<DefinitionError>) -> Self {
+        debug_assert!(
+            !errors.is_empty(),
+            "a validation failure has at least one problem"
+        );
+        Self { errors }
+    }
+
+    /// The problems.
+    pub fn errors(&self) -> &[DefinitionError] {
+        &self.errors
+    }
+
+    /// Iterates over the problems.
+    pub fn iter(&self) -> std::slice::Iter<'_, DefinitionError> {
+        self.errors.iter()
+    }
+
+    /// How many problems there are (at least one).
+    pub fn len(&self) -> usize {
+        self.errors.len()
+    }
+
+    /// Always false: a `ValidationErrors` holds at least one problem.
+    pub fn is_empty(&self) -> bool {
+        self.errors.is_empty()
+    }
+
+    /// The problems, by value.
+    pub fn into_vec(self) -> Vec<DefinitionError> {
+        self.errors
+    }
+}
+
+impl fmt::Display for ValidationErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, error) in self.errors.iter().enumerate() {
+            if i > 0 {
+                f.write_str("\n")?;
+            }
+            write!(f, "{error}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ValidationErrors {}
+
+impl From<DefinitionError> for ValidationErrors {
+    fn from(error: DefinitionError) -> Self {
+        Self::new(vec![error])
+    }
+}
+
+impl IntoIterator for ValidationErrors {
+    type Item = DefinitionError;
+    type IntoIter = std::vec::IntoIter<DefinitionError>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.errors.into_iter()
+    }
+}
+
+impl<'a> IntoIterator for &'a ValidationErrors {
+    type Item = &'a DefinitionError;
+    type IntoIter = std::slice::Iter<'a, DefinitionError>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.errors.iter()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn locations_read_like_paths() {
+        let id = StepId::new("order-execution");
+        assert_eq!(
+            Location::step(3, Some(&id)).field("condition").to_string(),
+            "steps[3] (order-execution).condition"
+        );
+        assert_eq!(
+            Location::trigger(0, Some(TriggerType::Scheduled))
+                .field("schedule")
+                .to_string(),
+            "triggers[0] (SCHEDULED).schedule"
+        );
+        assert_eq!(
+            Location::root()
+                .field("dependencies")
+                .index(2)
+                .field("to")
+                .to_string(),
+            "dependencies[2].to"
+        );
+        assert_eq!(Location::root().to_string(), "workflow");
+        assert_eq!(Location::step(1, None).step_index(), Some(1));
+    }
+
+    #[test]
+    fn cycle_message_names_every_step() {
+        let error = DefinitionError::Cycle {
+            at: Location::step(0, Some(&StepId::new("a"))),
+            steps: ["a", "b", "a"].into_iter().map(StepId::new).collect(),
+            through_listed_order: false,
+        };
+        assert_eq!(
+            error.to_string(),
+            "steps[0] (a): dependency cycle: a -> b -> a"
+        );
+    }
+}

@@ -1,0 +1,626 @@
+//! Loading a definition from JSON while collecting every structural problem.
+//!
+//! serde's derive stops at the first error. To report every problem in one pass, the
+//! JSON is parsed into a `serde_json::Value` first (syntax errors carry line and column),
+//! then each part (the workflow's own fields, each step, each dependency, each trigger)
+//! is deserialized on its own through [`ValueDeserializer`], whose error type keeps
+//! serde's error *kinds* (unknown field, unknown variant, missing field, …) instead of
+//! flattening them to text. After an error the offending field is pruned and the part
+//! is deserialized again, so one step can report several unknown fields. The typed
+//! model stays the single source of truth for what the format accepts.
+
+use std::fmt;
+
+use serde::de::value::{BorrowedStrDeserializer, MapDeserializer, SeqDeserializer};
+use serde::de::{self, DeserializeOwned, IntoDeserializer, Unexpected, Visitor};
+use serde_json::{Map, Value};
+
+use super::{
+    DefinitionError, Dependency, Location, StepId, TriggerDefinition, TriggerType,
+    ValidationErrors, WorkflowDefinition,
+};
+
+/// Upper bound on the problems reported for one part (one step, one trigger).
+const MAX_PROBLEMS_PER_PART: usize = 32;
+
+pub(super) fn from_json(json: &str) -> Result<WorkflowDefinition, ValidationErrors> {
+    let value: Value = serde_json::from_str(json).map_err(|error| {
+        let position = format!(" at line {} column {}", error.line(), error.column());
+        let text = error.to_string();
+        DefinitionError::Syntax {
+            line: error.line(),
+            column: error.column(),
+            message: text.strip_suffix(&position).unwrap_or(&text).to_owned(),
+        }
+    })?;
+    from_value(&value)
+}
+
+pub(super) fn from_value(value: &Value) -> Result<WorkflowDefinition, ValidationErrors> {
+    let Value::Object(root) = value else {
+        return Err(DefinitionError::InvalidType {
+            at: Location::root(),
+            found: unexpected(value).to_string(),
+            expected: "a JSON object".to_owned(),
+        }
+        .into());
+    };
+    let mut errors = Vec::new();
+
+    // The workflow's own fields, with the big arrays emptied (they are loaded one element
+    // at a time below, so that each element's problems are located and collected).
+    let mut top = Map::new();
+    for (key, field) in root {
+        let emptied =
+            matches!(key.as_str(), "steps" | "dependencies" | "triggers") && field.is_array();
+        top.insert(
+            key.clone(),
+            if emptied {
+                Value::Array(Vec::new())
+            } else {
+                field.clone()
+            },
+        );
+    }
+    let top_value = Value::Object(top);
+    let workflow = load_part::<WorkflowDefinition>(&top_value, &Location::root(), &mut errors);
+
+    let steps = elements(root, "steps", &mut errors, |index, element| {
+        let id = element.get("id").and_then(Value::as_str).map(StepId::new);
+        Location::step(index, id.as_ref())
+    });
+    let dependencies = elements::<Dependency>(root, "dependencies", &mut errors, |index, _| {
+        Location::root().field("dependencies").index(index)
+    });
+    let triggers =
+        elements::<TriggerDefinition>(root, "triggers", &mut errors, |index, element| {
+            let kind = element
+                .get("type")
+                .and_then(|kind| serde_json::from_value::<TriggerType>(kind.clone()).ok());
+            Location::trigger(index, kind)
+        });
+
+    match workflow {
+        Some(mut workflow) if errors.is_empty() => {
+            workflow.steps = steps.unwrap_or_default();
+            if workflow.dependencies.is_some() {
+                workflow.dependencies = dependencies;
+            }
+            if workflow.triggers.is_some() {
+                workflow.triggers = triggers;
+            }
+            Ok(workflow)
+        }
+        _ => Err(ValidationErrors::new(errors)),
+    }
+}
+
+/// Loads each element of the array field `key`, if it is an array.
+fn elements<T: DeserializeOwned>(
+    root: &Map<String, Value>,
+    key: &str,
+    errors: &mut Vec<DefinitionError>,
+    locate: impl Fn(usize, &Value) -> Location,
+) -> Option<Vec<T>> {
+    let items = root.get(key)?.as_array()?;
+    let before = errors.len();
+    let loaded: Vec<T> = items
+        .iter()
+        .enumerate()
+        .filter_map(|(index, item)| load_part(item, &locate(index, item), errors))
+        .collect();
+    (errors.len() == before).then_some(loaded)
+}
+
+/// Deserializes one part, recording every problem found in it (up to a bound).
+fn load_part<T: DeserializeOwned>(
+    value: &Value,
+    at: &Location,
+    errors: &mut Vec<DefinitionError>,
+) -> Option<T> {
+    let mut pruned: Option<Value> = None;
+    let mut removed: Vec<(Vec<PathKey>, String)> = Vec::new();
+    for _ in 0..MAX_PROBLEMS_PER_PART {
+        let current = pruned.as_ref().unwrap_or(value);
+        let error = match serde_path_to_error::deserialize::<_, T>(ValueDeserializer(current)) {
+            Ok(loaded) => return pruned.is_none().then_some(loaded),
+            Err(error) => error,
+        };
+        let mut path = path_keys(error.path());
+        let error = error.into_inner();
+        if let DeError::UnknownField { field, .. } = &error {
+            // The path ends at the unknown key; the problem is located at its object.
+            if path.last() == Some(&PathKey::Field(field.clone())) {
+                path.pop();
+            }
+        }
+        if let DeError::MissingField(field) = &error {
+            // A field we pruned for being invalid is now missing: already reported.
+            if removed
+                .iter()
+                .any(|(parent, key)| *parent == path && key == field)
+            {
+                return None;
+            }
+        }
+        let location = path.iter().fold(at.clone(), |location, key| match key {
+            PathKey::Field(name) => location.field(name),
+            PathKey::Index(index) => location.index(*index),
+        });
+        let raw = value_at(current, &path).cloned();
+        let target = pruned.get_or_insert_with(|| value.clone());
+        let removal = prune(target, &path, &error);
+        errors.push(error.into_definition_error(location, raw.as_ref()));
+        match removal {
+            Some(removal) => removed.push(removal),
+            None => return None,
+        }
+    }
+    None
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum PathKey {
+    Field(String),
+    Index(usize),
+}
+
+fn path_keys(path: &serde_path_to_error::Path) -> Vec<PathKey> {
+    path.iter()
+        .filter_map(|segment| match segment {
+            serde_path_to_error::Segment::Map { key } => Some(PathKey::Field(key.clone())),
+            serde_path_to_error::Segment::Seq { index } => Some(PathKey::Index(*index)),
+            _ => None,
+        })
+        .collect()
+}
+
+fn value_at<'v>(value: &'v Value, path: &[PathKey]) -> Option<&'v Value> {
+    path.iter().try_fold(value, |value, key| match key {
+        PathKey::Field(name) => value.get(name.as_str()),
+        PathKey::Index(index) => value.get(*index),
+    })
+}
+
+/// Removes what `error` complains about so that deserialization can go on past it.
+/// Returns the (object path, key) removed, or `None` when nothing can be removed.
+fn prune(value: &mut Value, path: &[PathKey], error: &DeError) -> Option<(Vec<PathKey>, String)> {
+    let (object_path, key) = match error {
+        // Reported at the object that holds the unknown key.
+        DeError::UnknownField { field, .. } => (path.to_vec(), field.clone()),
+        DeError::MissingField(_) => return None,
+        // Reported at the bad value: remove the field holding it. Inside an array, the
+        // whole array field goes, so that later indices still match the file.
+        _ => {
+            let field_position = path
+                .iter()
+                .rposition(|key| matches!(key, PathKey::Field(_)))?;
+            let PathKey::Field(key) = &path[field_position] else {
+                return None;
+            };
+            (path[..field_position].to_vec(), key.clone())
+        }
+    };
+    let mut target = value;
+    for step in &object_path {
+        target = match step {
+            PathKey::Field(name) => target.get_mut(name.as_str())?,
+            PathKey::Index(index) => target.get_mut(*index)?,
+        };
+    }
+    target.as_object_mut()?.remove(&key)?;
+    Some((object_path, key))
+}
+
+/// serde's error kinds, kept as data.
+#[derive(Debug)]
+enum DeError {
+    UnknownField {
+        field: String,
+        expected: &'static [&'static str],
+    },
+    UnknownVariant {
+        variant: String,
+        expected: &'static [&'static str],
+    },
+    MissingField(String),
+    InvalidType {
+        found: String,
+        expected: String,
+    },
+    InvalidValue {
+        expected: String,
+    },
+    Custom(String),
+}
+
+impl DeError {
+    fn into_definition_error(self, at: Location, raw: Option<&Value>) -> DefinitionError {
+        let raw_text = || raw.map(render).unwrap_or_default();
+        match self {
+            Self::UnknownField { field, expected } => {
+                let suggestion = closest(&field, expected);
+                DefinitionError::UnknownField {
+                    at,
+                    field,
+                    suggestion,
+                }
+            }
+            Self::UnknownVariant { variant, expected } => DefinitionError::UnknownVariant {
+                at,
+                value: variant,
+                expected,
+            },
+            Self::MissingField(field) => DefinitionError::MissingField { at, field },
+            Self::InvalidType { found, expected } => DefinitionError::InvalidType {
+                at,
+                found,
+                expected,
+            },
+            Self::InvalidValue { expected } => DefinitionError::InvalidValue {
+                at,
+                value: raw_text(),
+                reason: format!("expected {expected}"),
+            },
+            Self::Custom(reason) => DefinitionError::InvalidValue {
+                at,
+                value: raw_text(),
+                reason,
+            },
+        }
+    }
+}
+
+impl fmt::Display for DeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::UnknownField { field, .. } => write!(f, "unknown field `{field}`"),
+            Self::UnknownVariant { variant, .. } => write!(f, "unknown variant `{variant}`"),
+            Self::MissingField(field) => write!(f, "missing field `{field}`"),
+            Self::InvalidType { found, expected } => {
+                write!(f, "invalid type: {found}, expected {expected}")
+            }
+            Self::InvalidValue { expected } => write!(f, "invalid value, expected {expected}"),
+            Self::Custom(message) => f.write_str(message),
+        }
+    }
+}
+
+impl std::error::Error for DeError {}
+
+impl de::Error for DeError {
+    fn custom<T: fmt::Display>(message: T) -> Self {
+        Self::Custom(message.to_string())
+    }
+
+    fn invalid_type(found: Unexpected<'_>, expected: &dyn de::Expected) -> Self {
+        Self::InvalidType {
+            found: found.to_string(),
+            expected: expected.to_string(),
+        }
+    }
+
+    fn invalid_value(_found: Unexpected<'_>, expected: &dyn de::Expected) -> Self {
+        Self::InvalidValue {
+            expected: expected.to_string(),
+        }
+    }
+
+    fn invalid_length(len: usize, expected: &dyn de::Expected) -> Self {
+        Self::Custom(format!("invalid length {len}, expected {expected}"))
+    }
+
+    fn unknown_variant(variant: &str, expected: &'static [&'static str]) -> Self {
+        Self::UnknownVariant {
+            variant: variant.to_owned(),
+            expected,
+        }
+    }
+
+    fn unknown_field(field: &str, expected: &'static [&'static str]) -> Self {
+        Self::UnknownField {
+            field: field.to_owned(),
+            expected,
+        }
+    }
+
+    fn missing_field(field: &'static str) -> Self {
+        Self::MissingField(field.to_owned())
+    }
+}
+
+/// A serde `Deserializer` over a borrowed `serde_json::Value` whose errors are [`DeError`].
+#[derive(Clone, Copy)]
+struct ValueDeserializer<'de>(&'de Value);
+
+impl<'de> IntoDeserializer<'de, DeError> for ValueDeserializer<'de> {
+    type Deserializer = Self;
+
+    fn into_deserializer(self) -> Self {
+        self
+    }
+}
+
+impl<'de> de::Deserializer<'de> for ValueDeserializer<'de> {
+    type Error = DeError;
+
+    fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, DeError> {
+        match self.0 {
+            Value::Null => visitor.visit_unit(),
+            Value::Bool(b) => visitor.visit_bool(*b),
+            Value::Number(n) => {
+                if let Some(u) = n.as_u64() {
+                    visitor.visit_u64(u)
+                } else if let Some(i) = n.as_i64() {
+                    visitor.visit_i64(i)
+                } else {
+                    visitor.visit_f64(n.as_f64().unwrap_or(f64::NAN))
+                }
+            }
+            Value::String(s) => visitor.visit_borrowed_str(s),
+            Value::Array(items) => {
+                let mut seq = SeqDeserializer::new(items.iter().map(ValueDeserializer));
+                let value = visitor.visit_seq(&mut seq)?;
+                seq.end()?;
+                Ok(value)
+            }
+            Value::Object(map) => {
+                let entries = map.iter().map(|(key, value)| {
+                    (
+                        BorrowedStrDeserializer::new(key.as_str()),
+                        ValueDeserializer(value),
+                    )
+                });
+                let mut access = MapDeserializer::new(entries);
+                let value = visitor.visit_map(&mut access)?;
+                access.end()?;
+                Ok(value)
+            }
+        }
+    }
+
+    fn deserialize_option<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, DeError> {
+        match self.0 {
+            Value::Null => visitor.visit_none(),
+            _ => visitor.visit_some(self),
+        }
+    }
+
+    fn deserialize_enum<V: Visitor<'de>>(
+        self,
+        name: &'static str,
+        variants: &'static [&'static str],
+        visitor: V,
+    ) -> Result<V::Value, DeError> {
+        match self.0 {
+            Value::String(s) => {
+                BorrowedStrDeserializer::<DeError>::new(s).deserialize_enum(name, variants, visitor)
+            }
+            other => Err(de::Error::invalid_type(unexpected(other), &"a string")),
+        }
+    }
+
+    fn deserialize_newtype_struct<V: Visitor<'de>>(
+        self,
+        _name: &'static str,
+        visitor: V,
+    ) -> Result<V::Value, DeError> {
+        visitor.visit_newtype_struct(self)
+    }
+
+    serde::forward_to_deserialize_any! {
+        bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string
+        bytes byte_buf unit unit_struct seq tuple tuple_struct map struct identifier
+        ignored_any
+    }
+}
+
+fn unexpected(value: &Value) -> Unexpected<'_> {
+    match value {
+        Value::Null => Unexpected::Unit,
+        Value::Bool(b) => Unexpected::Bool(*b),
+        Value::Number(n) => match (n.as_u64(), n.as_i64()) {
+            (Some(u), _) => Unexpected::Unsigned(u),
+            (None, Some(i)) => Unexpected::Signed(i),
+            _ => Unexpected::Float(n.as_f64().unwrap_or(f64::NAN)),
+        },
+        Value::String(s) => Unexpected::Str(s),
+        Value::Array(_) => Unexpected::Seq,
+        Value::Object(_) => Unexpected::Map,
+    }
+}
+
+/// Compact JSON of a value, shortened for messages.
+fn render(value: &Value) -> String {
+    const LIMIT: usize = 80;
+    let text = value.to_string();
+    match text.char_indices().nth(LIMIT) {
+        Some((cut, _)) => format!("{}…", &text[..cut]),
+        None => text,
+    }
+}
+
+/// The known name closest to `name`, if one is close enough to be a likely typo.
+fn closest(name: &str, known: &'static [&'static str]) -> Option<&'static str> {
+    let normalized = |s: &str| s.replace(['_', '-'], "").to_ascii_lowercase();
+    let wanted = normalized(name);
+    if let Some(exact) = known
+        .iter()
+        .find(|candidate| normalized(candidate) == wanted)
+    {
+        return Some(exact);
+    }
+    let limit = (name.chars().count() / 3).max(1);
+    known
+        .iter()
+        .map(|candidate| (edit_distance(&wanted, &normalized(candidate)), *candidate))
+        .filter(|(distance, _)| *distance <= limit)
+        .min_by_key(|(distance, _)| *distance)
+        .map(|(_, candidate)| candidate)
+}
+
+/// Edit distance (optimal string alignment: insertions, deletions, substitutions and
+/// transpositions of neighbours), O(a × b).
+fn edit_distance(a: &str, b: &str) -> usize {
+    let (a, b): (Vec<char>, Vec<char>) = (a.chars().collect(), b.chars().collect());
+    let width = b.len() + 1;
+    let mut table = vec![0usize; (a.len() + 1) * width];
+    for (i, row) in table.chunks_mut(width).enumerate() {
+        if let Some(first) = row.first_mut() {
+            *first = i;
+        }
+    }
+    for (j, cell) in table.iter_mut().take(width).enumerate() {
+        *cell = j;
+    }
+    for i in 1..=a.len() {
+        for j in 1..=b.len() {
+            let cost = usize::from(a[i - 1] != b[j - 1]);
+            let mut best = (table[(i - 1) * width + j] + 1)
+                .min(table[i * width + j - 1] + 1)
+                .min(table[(i - 1) * width + j - 1] + cost);
+            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
+                best = best.min(table[(i - 2) * width + j - 2] + 1);
+            }
+            table[i * width + j] = best;
+        }
+    }
+    table[a.len() * width + b.len()]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn problems(json: &str) -> Vec<DefinitionError> {
+        WorkflowDefinition::from_json(json).unwrap_err().into_vec()
+    }
+
+    const STEP: &str =
+        r#"{"id": "a", "type": "task", "agentCriteria": {"type": "X"}, "task": {"type": "T"}}"#;
+
+    #[test]
+    fn syntax_errors_carry_line_and_column() {
+        let errors = problems("{\n  \"id\": \"w\",\n  \"steps\": [,]\n}");
+        assert!(
+            matches!(
+                errors[..],
+                [DefinitionError::Syntax {
+                    line: 3,
+                    column: 13,
+                    ..
+                }]
+            ),
+            "{errors:?}"
+        );
+    }
+
+    #[test]
+    fn every_unknown_field_of_a_step_is_reported() {
+        let json = r#"{"id": "w", "steps": [{"id": "a", "type": "task", "retryPolcy": {}, "colour": 1,
+            "agentCriteria": {"type": "X"}, "task": {"type": "T"}}]}"#;
+        let errors = problems(json);
+        let fields: Vec<(String, String, Option<&str>)> = errors
+            .iter()
+            .map(|error| match error {
+                DefinitionError::UnknownField {
+                    at,
+                    field,
+                    suggestion,
+                } => (at.to_string(), field.clone(), *suggestion),
+                other => panic!("unexpected {other:?}"),
+            })
+            .collect();
+        assert_eq!(
+            fields,
+            vec![
+                ("steps[0] (a)".to_owned(), "colour".to_owned(), None),
+                (
+                    "steps[0] (a)".to_owned(),
+                    "retryPolcy".to_owned(),
+                    Some("retryPolicy")
+                ),
+            ]
+        );
+    }
+
+    #[test]
+    fn problems_in_several_parts_are_all_reported() {
+        let json = format!(
+            r#"{{"id": "w", "nmae": "x", "steps": [{STEP}, {{"id": "b", "type": "tsk"}}],
+               "triggers": [{{"type": "HOURLY"}}], "dependencies": [{{"from": "a"}}]}}"#
+        );
+        let errors = problems(&json);
+        let described: Vec<String> = errors.iter().map(ToString::to_string).collect();
+        assert_eq!(errors.len(), 4, "{described:#?}");
+        assert!(
+            matches!(&errors[0], DefinitionError::UnknownField { field, suggestion: Some("name"), .. } if field == "nmae"),
+            "{errors:?}"
+        );
+        assert!(
+            matches!(&errors[1], DefinitionError::UnknownVariant { at, value, .. } if at.to_string() == "steps[1] (b).type" && value == "tsk")
+        );
+        assert!(
+            matches!(&errors[2], DefinitionError::MissingField { at, field } if at.to_string() == "dependencies[0]" && field == "to")
+        );
+        assert!(
+            matches!(&errors[3], DefinitionError::UnknownVariant { at, value, .. } if at.to_string() == "triggers[0].type" && value == "HOURLY")
+        );
+    }
+
+    #[test]
+    fn invalid_value_of_a_required_field_is_reported_once() {
+        let errors = problems(r#"{"id": "w", "steps": [{"id": "a", "type": 3}]}"#);
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(
+            matches!(&errors[0], DefinitionError::InvalidType { at, .. } if at.to_string() == "steps[0] (a).type")
+        );
+    }
+
+    #[test]
+    fn wrong_types_name_what_was_found() {
+        let json = format!(r#"{{"id": "w", "timeout": "5s", "steps": [{STEP}]}}"#);
+        let errors = problems(&json);
+        assert!(
+            matches!(&errors[..], [DefinitionError::InvalidType { at, found, .. }] if at.to_string() == "timeout" && found.contains("5s")),
+            "{errors:?}"
+        );
+    }
+
+    #[test]
+    fn root_must_be_an_object() {
+        assert!(matches!(
+            problems("[1]")[..],
+            [DefinitionError::InvalidType { .. }]
+        ));
+    }
+
+    #[test]
+    fn nested_problems_are_located() {
+        let json = r#"{"id": "w", "steps": [{"id": "a", "type": "task", "agentCriteria": {"type": "X",
+            "loadBalancing": "RANDOM"}, "task": {"type": "T"}, "retryPolicy": {"maxAttempts": -1}}]}"#;
+        let errors = problems(json);
+        let at: Vec<String> = errors
+            .iter()
+            .filter_map(|e| e.location())
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(
+            at,
+            [
+                "steps[0] (a).agentCriteria.loadBalancing",
+                "steps[0] (a).retryPolicy.maxAttempts"
+            ]
+        );
+    }
+
+    #[test]
+    fn closest_field_names() {
+        const KNOWN: &[&str] = &["retryPolicy", "timeout", "skipCondition"];
+        assert_eq!(closest("retry_policy", KNOWN), Some("retryPolicy"));
+        assert_eq!(closest("timout", KNOWN), Some("timeout"));
+        assert_eq!(closest("colour", KNOWN), None);
+        assert_eq!(edit_distance("nmae", "name"), 1);
+        assert_eq!(edit_distance("kitten", "sitting"), 3);
+    }
+}

@@ -1,0 +1,653 @@
+//! Conditions: boolean expressions compiled once to evalexpr operator trees.
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
+
+use evalexpr::{EvalexprError, EvalexprResult, Node, Operator, Value as ExprValue};
+
+use super::binding::{Binding, BindingValues, Piece, Scope, compile_pieces};
+use super::context::{Context, ObjectValue, from_expr, to_expr};
+use super::{EvalError, ExpressionProblem};
+use crate::definition::{DefinitionError, Location};
+
+/// Longest expression accepted, in bytes of the text as written.
+pub const MAX_EXPRESSION_LENGTH: usize = 4096;
+/// Longest expression handed to evalexpr, in bytes, after bindings are replaced.
+const MAX_COMPILED_LENGTH: usize = 1024;
+/// Deepest nesting accepted: parentheses plus runs of unary `!`/`-` before parsing, and
+/// the operator tree's depth after.
+pub const MAX_EXPRESSION_DEPTH: usize = 32;
+/// Prefix of the identifiers that stand for bindings in the compiled tree.
+const SLOT_PREFIX: &str = "__tf";
+
+/// A compiled condition: the expression's operator tree and the bindings it reads.
+///
+/// Bindings reach evalexpr as generated identifiers, never as text, so hyphenated step
+/// ids cannot parse as subtraction; `===`/`!==` are rewritten to `==`/`!=`; every number
+/// is a float, so `${x} == 1` holds for `x = 1.0`. Evaluation substitutes the bound
+/// values and consults the host [`Context`] for the rest.
+#[derive(Debug, Clone)]
+pub struct Condition {
+    text: Box<str>,
+    tree: Node,
+    slots: Box<[Binding]>,
+}
+
+impl PartialEq for Condition {
+    fn eq(&self, other: &Self) -> bool {
+        self.text == other.text && self.slots == other.slots
+    }
+}
+
+impl Condition {
+    /// Compiles `text`; problems are pushed to `errors`, located at `at`.
+    pub(crate) fn compile(
+        text: &str,
+        scope: &Scope<'_>,
+        at: &Location,
+        errors: &mut Vec<DefinitionError>,
+    ) -> Option<Self> {
+        let problem = |problem| DefinitionError::Expression {
+            at: at.clone(),
+            expression: text.to_owned(),
+            problem,
+        };
+        match normalize(text, scope, at, errors) {
+            Ok(Some((normalized, slots))) => match build(&normalized) {
+                Ok(tree) => Some(Self {
+                    text: text.into(),
+                    tree,
+                    slots: slots.into_boxed_slice(),
+                }),
+                Err(found) => {
+                    errors.push(problem(found));
+                    None
+                }
+            },
+            Ok(None) => None,
+            Err(found) => {
+                errors.push(problem(found));
+                None
+            }
+        }
+    }
+
+    /// Compiles a condition that reads only the host context (no bindings), as trigger
+    /// conditions do.
+    ///
+    /// # Errors
+    /// The [`ExpressionProblem`] that keeps `text` from compiling; a binding is reported
+    /// as [`ExpressionProblem::Binding`].
+    ///
+    /// # Examples
+    /// ```
+    /// use serde_json::json;
+    /// use tradeflow::expr::{Condition, Context};
+    ///
+    /// let condition = Condition::parse("market.isOpen() && volatility.level < 0.3")?;
+    /// let context = Context::new()
+    ///     .with_variable("volatility.level", json!(0.2))
+    ///     .with_function("market.isOpen", |_| Ok(json!(true)));
+    /// assert!(condition.evaluate_with(&context)?);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn parse(text: &str) -> Result<Self, ExpressionProblem> {
+        let mut errors = Vec::new();
+        match Self::compile(text, &Scope::trigger(), &Location::root(), &mut errors) {
+            Some(condition) => Ok(condition),
+            None => Err(match errors.into_iter().next() {
+                Some(DefinitionError::Expression { problem, .. }) => problem,
+                Some(other) => ExpressionProblem::Binding(other.to_string()),
+                None => ExpressionProblem::Empty,
+            }),
+        }
+    }
+
+    /// The expression as written.
+    pub fn text(&self) -> &str {
+        &self.text
+    }
+
+    /// The bindings the condition reads, in order of first use.
+    pub fn bindings(&self) -> &[Binding] {
+        &self.slots
+    }
+
+    /// Evaluates the condition with its bindings resolved against `values`.
+    ///
+    /// # Errors
+    /// An unresolvable binding ([`EvalError::MissingPath`], [`EvalError::NoOutput`]), an
+    /// object where a value is needed ([`EvalError::ObjectValue`]), a result that is not
+    /// a boolean ([`EvalError::NotBoolean`]) or any other evaluation failure
+    /// ([`EvalError::Evaluation`]). Never panics.
+    pub fn evaluate(
+        &self,
+        values: &dyn BindingValues,
+        context: &Context,
+    ) -> Result<bool, EvalError> {
+        let mut bound = Vec::with_capacity(self.slots.len());
+        for binding in self.slots.iter() {
+            let value = binding.resolve(values)?;
+            bound.push(
+                to_expr(value).map_err(|ObjectValue| EvalError::ObjectValue {
+                    binding: binding.text().to_owned(),
+                })?,
+            );
+        }
+        self.run(&bound, context)
+    }
+
+    /// Evaluates a condition that has no bindings against the host context alone.
+    ///
+    /// # Errors
+    /// As [`Condition::evaluate`].
+    pub fn evaluate_with(&self, context: &Context) -> Result<bool, EvalError> {
+        self.run(&[], context)
+    }
+
+    fn run(&self, bound: &[ExprValue], host: &Context) -> Result<bool, EvalError> {
+        let context = EvalContext { bound, host };
+        // evalexpr has panicked on fuzzed input; a panic is contained as an error.
+        let result = catch_unwind(AssertUnwindSafe(|| self.tree.eval_with_context(&context)))
+            .map_err(|_| EvalError::Evaluation {
+                expression: self.text.to_string(),
+                message: "the expression evaluator panicked".to_owned(),
+            })?;
+        match result {
+            Ok(ExprValue::Boolean(holds)) => Ok(holds),
+            Ok(other) => Err(EvalError::NotBoolean {
+                expression: self.text.to_string(),
+                found: from_expr(&other)
+                    .map_or_else(|_| format!("{other}"), |json| json.to_string()),
+            }),
+            Err(error) => Err(EvalError::Evaluation {
+                expression: self.text.to_string(),
+                message: error.to_string(),
+            }),
+        }
+    }
+}
+
+/// Rewrites `text` for evalexpr: bindings become slot identifiers, `===`/`!==` become
+/// `==`/`!=`, string literals are kept as they are; checks length and nesting on the way.
+/// `Ok(None)` means binding problems were pushed to `errors`.
+#[allow(clippy::type_complexity)]
+fn normalize(
+    text: &str,
+    scope: &Scope<'_>,
+    at: &Location,
+    errors: &mut Vec<DefinitionError>,
+) -> Result<Option<(String, Vec<Binding>)>, ExpressionProblem> {
+    if text.len() > MAX_EXPRESSION_LENGTH {
+        return Err(ExpressionProblem::TooLong {
+            length: text.len(),
+            max: MAX_EXPRESSION_LENGTH,
+        });
+    }
+    if text.trim().is_empty() {
+        return Err(ExpressionProblem::Empty);
+    }
+    let mut out = String::with_capacity(text.len());
+    let mut slots: Vec<Binding> = Vec::new();
+    let mut binding_problems = false;
+    let (mut depth, mut unary_run, mut deepest) = (0usize, 0usize, 0usize);
+    let mut chars = text.char_indices().peekable();
+    while let Some((position, c)) = chars.next() {
+        let rest = &text[position..];
+        match c {
+            '"' => {
+                // A string literal, copied verbatim up to its closing quote.
+                out.push('"');
+                let mut closed = false;
+                while let Some((_, c)) = chars.next() {
+                    out.push(c);
+                    if c == '\\' {
+                        if let Some((_, escaped)) = chars.next() {
+                            out.push(escaped);
+                        }
+                    } else if c == '"' {
+                        closed = true;
+                        break;
+                    }
+                }
+                if !closed {
+                    return Err(ExpressionProblem::UnterminatedString);
+                }
+                unary_run = 0;
+            }
+            '$' if rest.starts_with("${") => {
+                let end = rest.find('}').map_or(rest.len(), |end| end + 1);
+                let raw = &rest[..end];
+                match compile_pieces(raw, scope, at, errors).as_deref() {
+                    Some([Piece::Binding(binding)]) => {
+                        let slot = match slots
+                            .iter()
+                            .position(|known| known.text() == binding.text())
+                        {
+                            Some(slot) => slot,
+                            None => {
+                                slots.push(binding.clone());
+                                slots.len() - 1
+                            }
+                        };
+                        out.push_str(&format!(" {SLOT_PREFIX}{slot} "));
+                    }
+                    _ => binding_problems = true,
+                }
+                for _ in 1..raw.chars().count() {
+                    chars.next();
+                }
+                unary_run = 0;
+            }
+            '=' if rest.starts_with("===") => {
+                out.push_str("==");
+                chars.next();
+                chars.next();
+            }
+            '!' if rest.starts_with("!==") => {
+                out.push_str("!=");
+                chars.next();
+                chars.next();
+            }
+            '!' | '-' if !rest.starts_with("!=") => {
+                out.push(c);
+                unary_run += 1;
+            }
+            '(' => {
+                out.push(c);
+                depth += 1;
+            }
+            ')' => {
+                out.push(c);
+                depth = depth.saturating_sub(1);
+                unary_run = 0;
+            }
+            '_' if rest.starts_with(SLOT_PREFIX) => {
+                return Err(ExpressionProblem::ReservedName(SLOT_PREFIX.to_owned()));
+            }
+            c => {
+                out.push(c);
+                if c.is_alphanumeric() || c == '_' || c == '.' {
+                    unary_run = 0;
+                }
+            }
+        }
+        deepest = deepest.max(depth + unary_run);
+        if deepest > MAX_EXPRESSION_DEPTH {
+            return Err(ExpressionProblem::TooDeep {
+                depth: deepest,
+                max: MAX_EXPRESSION_DEPTH,
+            });
+        }
+    }
+    if binding_problems {
+        return Ok(None);
+    }
+    if out.len() > MAX_COMPILED_LENGTH {
+        return Err(ExpressionProblem::TooLong {
+            length: out.len(),
+            max: MAX_COMPILED_LENGTH,
+        });
+    }
+    Ok(Some((out, slots)))
+}
+
+/// Parses the normalized text and checks and adjusts the tree.
+fn build(normalized: &str) -> Result<Node, ExpressionProblem> {
+    let parsed = catch_unwind(|| evalexpr::build_operator_tree(normalized))
+        .map_err(|_| ExpressionProblem::Syntax("the expression parser panicked".to_owned()))?;
+    let mut tree = parsed.map_err(|error| ExpressionProblem::Syntax(error.to_string()))?;
+    if tree.children().is_empty() {
+        return Err(ExpressionProblem::Empty);
+    }
+    // Iterative walk: the tree may be deep, and this is what keeps evaluation from
+    // recursing past the bound.
+    let mut stack: Vec<(&mut Node, usize)> = vec![(&mut tree, 1)];
+    while let Some((node, depth)) = stack.pop() {
+        if depth > MAX_EXPRESSION_DEPTH * 2 {
+            return Err(ExpressionProblem::TooDeep {
+                depth,
+                max: MAX_EXPRESSION_DEPTH * 2,
+            });
+        }
+        match node.operator_mut() {
+            Operator::Const { value } => {
+                // One numeric policy: every number is a float, as in JSON.
+                if let ExprValue::Int(int) = value {
+                    *value = ExprValue::Float(*int as f64);
+                }
+            }
+            Operator::Assign
+            | Operator::AddAssign
+            | Operator::SubAssign
+            | Operator::MulAssign
+            | Operator::DivAssign
+            | Operator::ModAssign
+            | Operator::ExpAssign
+            | Operator::AndAssign
+            | Operator::OrAssign
+            | Operator::VariableIdentifierWrite { .. } => {
+                return Err(ExpressionProblem::Assignment);
+            }
+            Operator::Chain => return Err(ExpressionProblem::Chain),
+            _ => {}
+        }
+        stack.extend(
+            node.children_mut()
+                .iter_mut()
+                .map(|child| (child, depth + 1)),
+        );
+    }
+    Ok(tree)
+}
+
+/// The evalexpr context of one evaluation: bound values by slot, then the host.
+struct EvalContext<'a> {
+    bound: &'a [ExprValue],
+    host: &'a Context,
+}
+
+static NULL: ExprValue = ExprValue::Empty;
+
+impl evalexpr::Context for EvalContext<'_> {
+    fn get_value(&self, identifier: &str) -> Option<&ExprValue> {
+        if let Some(slot) = identifier.strip_prefix(SLOT_PREFIX) {
+            return slot
+                .parse::<usize>()
+                .ok()
+                .and_then(|slot| self.bound.get(slot));
+        }
+        if identifier == "null" {
+            return Some(&NULL);
+        }
+        self.host.expr_variable(identifier)
+    }
+
+    fn call_function(&self, identifier: &str, argument: &ExprValue) -> EvalexprResult<ExprValue> {
+        match builtin(identifier, argument) {
+            Some(result) => result,
+            None => self.host.call(identifier, argument),
+        }
+    }
+
+    fn are_builtin_functions_disabled(&self) -> bool {
+        // Only the vetted functions below are reachable (evalexpr's own `str::substring`
+        // panics on non-ASCII text).
+        true
+    }
+
+    fn set_builtin_functions_disabled(&mut self, _disabled: bool) -> EvalexprResult<()> {
+        Err(EvalexprError::ContextNotMutable)
+    }
+}
+
+/// The vetted built-in functions: `min`, `max`, `abs`, `floor`, `ceil`, `round`, `len`,
+/// `contains`. `None` when `name` is not one of them.
+fn builtin(name: &str, argument: &ExprValue) -> Option<EvalexprResult<ExprValue>> {
+    let number = |value: &ExprValue| -> EvalexprResult<f64> {
+        match value {
+            ExprValue::Float(f) => Ok(*f),
+            ExprValue::Int(i) => Ok(*i as f64),
+            other => Err(EvalexprError::expected_number(other.clone())),
+        }
+    };
+    let numbers = |argument: &ExprValue| -> EvalexprResult<Vec<f64>> {
+        match argument {
+            ExprValue::Tuple(items) => items.iter().map(number).collect(),
+            single => Ok(vec![number(single)?]),
+        }
+    };
+    let unary = |f: fn(f64) -> f64| number(argument).map(|x| ExprValue::Float(f(x)));
+    Some(match name {
+        "min" | "max" => numbers(argument).and_then(|values| {
+            let pick = if name == "min" { f64::min } else { f64::max };
+            values
+                .into_iter()
+                .reduce(pick)
+                .map(ExprValue::Float)
+                .ok_or_else(|| {
+                    EvalexprError::CustomMessage(format!("`{name}` needs at least one number"))
+                })
+        }),
+        "abs" => unary(f64::abs),
+        "floor" => unary(f64::floor),
+        "ceil" => unary(f64::ceil),
+        "round" => unary(f64::round),
+        "len" => match argument {
+            ExprValue::String(s) => Ok(ExprValue::Float(s.chars().count() as f64)),
+            ExprValue::Tuple(items) => Ok(ExprValue::Float(items.len() as f64)),
+            other => Err(EvalexprError::CustomMessage(format!(
+                "`len` takes a string or an array, not {other}"
+            ))),
+        },
+        "contains" => match argument {
+            ExprValue::Tuple(pair) if pair.len() == 2 => match (&pair[0], &pair[1]) {
+                (ExprValue::String(haystack), ExprValue::String(needle)) => {
+                    Ok(ExprValue::Boolean(haystack.contains(needle.as_str())))
+                }
+                (ExprValue::Tuple(items), needle) => Ok(ExprValue::Boolean(items.contains(needle))),
+                _ => Err(EvalexprError::CustomMessage(
+                    "`contains` takes (string, string) or (array, value)".to_owned(),
+                )),
+            },
+            _ => Err(EvalexprError::CustomMessage(
+                "`contains` takes two arguments".to_owned(),
+            )),
+        },
+        _ => return None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::{Value, json};
+
+    use super::*;
+
+    struct Values(Value, Vec<Option<Value>>);
+
+    impl BindingValues for Values {
+        fn input(&self) -> &Value {
+            &self.0
+        }
+        fn step_output(&self, index: usize) -> Option<&Value> {
+            self.1.get(index)?.as_ref()
+        }
+    }
+
+    fn lookup(id: &str) -> Option<usize> {
+        ["risk-assessment", "sizing"]
+            .iter()
+            .position(|known| *known == id)
+    }
+
+    fn compile(text: &str) -> Result<Condition, Vec<DefinitionError>> {
+        let mut errors = Vec::new();
+        Condition::compile(
+            text,
+            &Scope::step(&lookup, 5),
+            &Location::root(),
+            &mut errors,
+        )
+        .ok_or(errors)
+    }
+
+    fn problem(text: &str) -> ExpressionProblem {
+        match compile(text).unwrap_err().as_slice() {
+            [
+                DefinitionError::Expression {
+                    problem,
+                    expression,
+                    ..
+                },
+            ] => {
+                assert_eq!(expression, text);
+                problem.clone()
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    fn holds(text: &str, values: &Values) -> Result<bool, EvalError> {
+        compile(text).unwrap().evaluate(values, &Context::new())
+    }
+
+    fn values() -> Values {
+        Values(
+            json!({"qty": 1.0, "tags": ["a", "b"], "nothing": null}),
+            vec![
+                Some(json!({"approved": true, "score": 0.75, "detail": {"x": 1}})),
+                None,
+            ],
+        )
+    }
+
+    #[test]
+    fn hyphenated_step_ids_and_strict_equality() {
+        let v = values();
+        assert!(holds("${risk-assessment.output.approved} === true", &v).unwrap());
+        assert!(!holds("${risk-assessment.output.approved} !== true", &v).unwrap());
+        assert_eq!(
+            compile("${risk-assessment.output.approved} === true")
+                .unwrap()
+                .bindings()
+                .len(),
+            1
+        );
+    }
+
+    #[test]
+    fn numbers_compare_by_value() {
+        let v = values();
+        assert!(holds("${input.qty} == 1", &v).unwrap());
+        assert!(
+            holds(
+                "${risk-assessment.output.score} > 0.5 && ${input.qty} < 2",
+                &v
+            )
+            .unwrap()
+        );
+        assert!(holds("7 / 2 == 3.5", &v).unwrap());
+    }
+
+    #[test]
+    fn null_arrays_and_builtins() {
+        let v = values();
+        assert!(holds("${input.nothing} == null", &v).unwrap());
+        assert!(
+            holds(
+                "len(${input.tags}) == 2 && contains(${input.tags}, \"b\")",
+                &v
+            )
+            .unwrap()
+        );
+        assert!(holds("max(1, ${input.qty}, 3) == 3", &v).unwrap());
+        // Text that looks like a binding inside a string literal stays text.
+        assert!(holds("\"${input.qty}\" == \"${input.qty}\"", &v).unwrap());
+    }
+
+    #[test]
+    fn host_context_supplies_dotted_names() {
+        let condition = Condition::parse("market.isOpen() && volatility.level < 0.3").unwrap();
+        let context = Context::new()
+            .with_variable("volatility.level", json!(0.2))
+            .with_function("market.isOpen", |_| Ok(json!(true)));
+        assert!(condition.evaluate_with(&context).unwrap());
+        let closed = context
+            .clone()
+            .with_function("market.isOpen", |_| Ok(json!(false)));
+        assert!(!condition.evaluate_with(&closed).unwrap());
+    }
+
+    #[test]
+    fn runtime_errors_are_typed() {
+        let v = values();
+        assert!(matches!(
+            holds("${input.missing} == 1", &v),
+            Err(EvalError::MissingPath { .. })
+        ));
+        assert!(matches!(
+            holds("${sizing.output.x} == 1", &v),
+            Err(EvalError::NoOutput { .. })
+        ));
+        assert!(matches!(
+            holds("${risk-assessment.output.detail} == 1", &v),
+            Err(EvalError::ObjectValue { .. })
+        ));
+        assert!(matches!(
+            holds("${input.qty} + 1", &v),
+            Err(EvalError::NotBoolean { .. })
+        ));
+        assert!(matches!(
+            holds("unknown.flag == 1", &v),
+            Err(EvalError::Evaluation { .. })
+        ));
+        // Builtins of evalexpr that are not vetted are unreachable.
+        assert!(matches!(
+            holds("str::substring(\"héllo\", 0, 2) == \"h\"", &v),
+            Err(EvalError::Evaluation { .. })
+        ));
+    }
+
+    #[test]
+    fn compile_time_problems() {
+        assert!(matches!(
+            problem("portfolio.lastRebalance > 7 days ago"),
+            ExpressionProblem::Syntax(_)
+        ));
+        assert!(matches!(problem("  "), ExpressionProblem::Empty));
+        assert!(matches!(problem("a = 1"), ExpressionProblem::Assignment));
+        assert!(matches!(problem("a == 1; b"), ExpressionProblem::Chain));
+        assert!(matches!(
+            problem("__tf0 == 1"),
+            ExpressionProblem::ReservedName(_)
+        ));
+        assert!(matches!(
+            problem("\"open"),
+            ExpressionProblem::UnterminatedString
+        ));
+        let deep = format!("{}1{} == 1", "(".repeat(20_000), ")".repeat(20_000));
+        assert!(matches!(problem(&deep), ExpressionProblem::TooLong { .. }));
+        let nested = format!("{}1{} == 1", "(".repeat(40), ")".repeat(40));
+        assert!(matches!(
+            problem(&nested),
+            ExpressionProblem::TooDeep { .. }
+        ));
+        assert!(matches!(
+            problem(&format!("{}true", "!".repeat(40))),
+            ExpressionProblem::TooDeep { .. }
+        ));
+        let chain = format!("{}1 == 1", "1 + ".repeat(200));
+        assert!(matches!(problem(&chain), ExpressionProblem::TooDeep { .. }));
+        let binding_errors = compile("${nope.output} == 1").unwrap_err();
+        assert!(matches!(
+            &binding_errors[..],
+            [DefinitionError::UnknownBindingStep { .. }]
+        ));
+    }
+
+    #[test]
+    fn the_longest_accepted_expressions_evaluate_on_a_small_stack() {
+        // Debug builds recurse deepest; run on a 256 KiB thread to keep a margin.
+        let worst = [
+            format!(
+                "{}1{} == 1",
+                "(".repeat(MAX_EXPRESSION_DEPTH),
+                ")".repeat(MAX_EXPRESSION_DEPTH)
+            ),
+            format!("{}true", "!".repeat(MAX_EXPRESSION_DEPTH)),
+            format!("{}1 == 1", "1 + ".repeat(MAX_EXPRESSION_DEPTH * 2 - 4)),
+        ];
+        std::thread::Builder::new()
+            .stack_size(256 * 1024)
+            .spawn(move || {
+                for text in worst {
+                    if let Ok(condition) = compile(&text) {
+                        let _ = condition.evaluate(&values(), &Context::new());
+                    }
+                }
+            })
+            .unwrap()
+            .join()
+            .unwrap();
+    }
+}

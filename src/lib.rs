@@ -1,0 +1,71 @@
+//! Orchestrate trading agents: workflows as data, run as a DAG, on any async runtime.
+//!
+//! A trading team describes a workflow — market analysis → risk assessment → position
+//! sizing → order execution → monitoring — as JSON. tradeflow checks it once, when it is
+//! loaded, and compiles it into an [`ExecutionPlan`](plan::ExecutionPlan): a DAG whose
+//! bindings (`${risk-assessment.output.approved}`) and conditions are parsed ahead of
+//! time, so that a typo, a cycle or a broken expression is reported with the step and
+//! field it is in, never discovered when the market opens.
+//!
+//! # Quick start
+//! ```
+//! use tradeflow::plan::{DrawFormat, ExecutionPlan};
+//!
+//! let plan = ExecutionPlan::from_json(r#"{
+//!     "id": "momentum",
+//!     "steps": [
+//!         {"id": "signal", "type": "task",
+//!          "agentCriteria": {"type": "MARKET_ANALYSIS"},
+//!          "task": {"type": "MARKET_ANALYSIS", "parameters": {"symbols": "${input.symbols}"}}},
+//!         {"id": "trade", "type": "task",
+//!          "agentCriteria": {"type": "TRADING_EXECUTION"},
+//!          "task": {"type": "ORDER_EXECUTION", "parameters": {"side": "${signal.output.side}"}},
+//!          "condition": {"expression": "${signal.output.strength} > 0.7"}}
+//!     ]
+//! }"#)?;
+//! let order: Vec<&str> = plan.order().map(|step| step.id().as_str()).collect();
+//! assert_eq!(order, ["signal", "trade"]);
+//! assert!(plan.draw(DrawFormat::Mermaid).contains("s0 --> s1"));
+//!
+//! // Problems are all reported at once, each with where it is.
+//! let errors = ExecutionPlan::from_json(r#"{
+//!     "id": "broken",
+//!     "steps": [{"id": "a", "type": "task", "agentCriteria": {"type": "X"},
+//!                "task": {"type": "T", "parameters": {"x": "${nope.output}"}},
+//!                "condition": {"expression": "portfolio.lastRebalance > 7 days ago"}}]
+//! }"#).unwrap_err();
+//! let lines: Vec<String> = errors.iter().map(ToString::to_string).collect();
+//! assert_eq!(lines.len(), 2);
+//! assert!(lines[0].starts_with("steps[0] (a).condition.expression: invalid expression"));
+//! assert_eq!(lines[1], "steps[0] (a).task.parameters.x: binding `${nope.output}` refers to unknown step `nope`");
+//! # Ok::<(), tradeflow::definition::ValidationErrors>(())
+//! ```
+//!
+//! # Concepts
+//! - [`definition`]: the JSON format as serde types ([`WorkflowDefinition`](definition::WorkflowDefinition)),
+//!   loaded with every structural problem reported at once.
+//! - [`plan`]: validation and compilation into an [`ExecutionPlan`](plan::ExecutionPlan), the only
+//!   form the engine runs; drawing as DOT or Mermaid.
+//! - [`expr`]: `${…}` bindings, parameter templates and conditions (evalexpr, bounded and
+//!   panic-free), with a host [`Context`](expr::Context) of dotted variables and functions.
+//!
+//! The format and its semantics are documented in `docs/workflow-format.md`; how the
+//! modules fit together in `docs/architecture.md`.
+//!
+//! # Feature flags
+//! None yet: everything above is always on.
+//!
+//! # Runtime support
+//! The library depends on no async runtime: it uses the `futures` crate only, so runs can
+//! be driven by tokio, async-std, smol or `futures::executor::block_on`.
+//!
+//! # MSRV
+//! Rust 1.85 (edition 2024), as declared in `Cargo.toml`.
+
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+#![warn(missing_debug_implementations, unreachable_pub, rust_2018_idioms)]
+
+pub mod definition;
+pub mod expr;
+pub mod plan;

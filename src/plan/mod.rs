@@ -1,0 +1,551 @@
+//! The execution plan: a validated definition compiled once into a DAG.
+//!
+//! [`ExecutionPlan::compile`] checks everything a definition can get wrong and collects
+//! every problem (see [`DefinitionError`]); on success it holds a petgraph `DiGraph` with
+//! one node per step (node index = index in `steps`) and edges from `dependencies`,
+//! from every binding, and — when `dependencies` is absent — from listed order. Every
+//! binding, template and condition is compiled; triggers are parsed. A run never parses
+//! text: it resolves bindings by step index and evaluates compiled trees.
+//!
+//! Compiling is O(steps + edges + text): Kahn's algorithm gives the order (listed order
+//! breaks ties, so `SEQUENTIAL` runs follow the file where the graph allows), Tarjan's
+//! algorithm finds cycles, each reported with the steps on it in order.
+
+mod compile;
+mod draw;
+mod trigger;
+
+use std::collections::HashMap;
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::time::Duration;
+
+use petgraph::Direction;
+use petgraph::graph::{DiGraph, NodeIndex};
+use petgraph::visit::EdgeRef;
+
+use crate::definition::{
+    AgentType, Concurrency, FailureHandling, LoadBalancing, OnTimeout, RecoveryStrategy, StepId,
+    StepType, TaskType, ValidationErrors, WorkflowDefinition,
+};
+use crate::expr::{Binding, Condition, Template};
+
+pub use draw::DrawFormat;
+pub use trigger::{Schedule, Trigger, TriggerKind};
+
+/// A workflow definition that passed validation, compiled once: graph built, bindings
+/// parsed, conditions compiled. There is no way to build an invalid one.
+///
+/// # Examples
+/// ```
+/// use tradeflow::plan::ExecutionPlan;
+///
+/// let plan = ExecutionPlan::from_json(include_str!("../../examples/workflows/algo-trading.json"))?;
+/// assert_eq!(plan.order()[0].id().as_str(), "market-analysis");
+/// assert_eq!(plan.steps().len(), 5);
+/// # Ok::<(), tradeflow::definition::ValidationErrors>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct ExecutionPlan {
+    definition: Arc<WorkflowDefinition>,
+    steps: Box<[PlanStep]>,
+    index: HashMap<StepId, usize>,
+    graph: DiGraph<StepId, Edge>,
+    order: Box<[usize]>,
+    conditions: Box<[Condition]>,
+    policy: ExecutionPolicy,
+    timeout: Option<Duration>,
+    resources: Box<[Resources]>,
+    triggers: Box<[Trigger]>,
+    input_bindings: Box<[Binding]>,
+}
+
+impl ExecutionPlan {
+    /// Validates and compiles a definition.
+    ///
+    /// # Errors
+    /// [`ValidationErrors`] with every problem found, each naming where it is.
+    pub fn compile(definition: WorkflowDefinition) -> Result<Self, ValidationErrors> {
+        compile::compile(Arc::new(definition))
+    }
+
+    /// Parses, validates and compiles a definition from JSON.
+    ///
+    /// # Errors
+    /// [`ValidationErrors`]: the structural problems of the JSON if there are any,
+    /// otherwise every semantic problem.
+    pub fn from_json(json: &str) -> Result<Self, ValidationErrors> {
+        Self::compile(WorkflowDefinition::from_json(json)?)
+    }
+
+    /// The definition this plan was compiled from.
+    pub fn definition(&self) -> &Arc<WorkflowDefinition> {
+        &self.definition
+    }
+
+    /// The workflow id.
+    pub fn workflow_id(&self) -> &str {
+        &self.definition.id
+    }
+
+    /// The steps, in listed order (a step's index is its node index in [`graph`](Self::graph)).
+    pub fn steps(&self) -> &[PlanStep] {
+        &self.steps
+    }
+
+    /// The step at `index`.
+    pub fn step(&self, index: usize) -> Option<&PlanStep> {
+        self.steps.get(index)
+    }
+
+    /// The index of the step with id `id`.
+    pub fn index_of(&self, id: &str) -> Option<usize> {
+        self.index.get(id).copied()
+    }
+
+    /// The steps in an order that respects every edge, listed order breaking ties.
+    pub fn order(&self) -> impl Iterator<Item = &PlanStep> + '_ {
+        self.order.iter().filter_map(|&index| self.steps.get(index))
+    }
+
+    /// The step indices in [`order`](Self::order).
+    pub fn order_indices(&self) -> &[usize] {
+        &self.order
+    }
+
+    /// The step graph: node weights are step ids, node index = step index.
+    pub fn graph(&self) -> &DiGraph<StepId, Edge> {
+        &self.graph
+    }
+
+    /// The steps that must finish before step `index` starts, with why.
+    pub fn predecessors(&self, index: usize) -> impl Iterator<Item = (usize, Edge)> + '_ {
+        self.neighbors(index, Direction::Incoming)
+    }
+
+    /// The steps that wait for step `index`, with why.
+    pub fn successors(&self, index: usize) -> impl Iterator<Item = (usize, Edge)> + '_ {
+        self.neighbors(index, Direction::Outgoing)
+    }
+
+    fn neighbors(
+        &self,
+        index: usize,
+        direction: Direction,
+    ) -> impl Iterator<Item = (usize, Edge)> + '_ {
+        self.graph
+            .edges_directed(NodeIndex::new(index), direction)
+            .map(move |edge| {
+                let other = match direction {
+                    Direction::Incoming => edge.source(),
+                    Direction::Outgoing => edge.target(),
+                };
+                (other.index(), *edge.weight())
+            })
+    }
+
+    /// The workflow's `conditions`, all of which must hold for a run to start.
+    pub fn conditions(&self) -> &[Condition] {
+        &self.conditions
+    }
+
+    /// Concurrency and failure handling, defaults applied.
+    pub fn policy(&self) -> ExecutionPolicy {
+        self.policy
+    }
+
+    /// The deadline of a whole run.
+    pub fn timeout(&self) -> Option<Duration> {
+        self.timeout
+    }
+
+    /// Resources held for the whole run.
+    pub fn resources(&self) -> &[Resources] {
+        &self.resources
+    }
+
+    /// The compiled triggers.
+    pub fn triggers(&self) -> &[Trigger] {
+        &self.triggers
+    }
+
+    /// Every `${input…}` binding of the workflow, so that a run can check its input
+    /// before any step runs.
+    pub fn input_bindings(&self) -> &[Binding] {
+        &self.input_bindings
+    }
+
+    /// Draws the graph as Graphviz DOT or a Mermaid flowchart.
+    pub fn draw(&self, format: DrawFormat) -> String {
+        draw::draw(self, format)
+    }
+}
+
+impl TryFrom<WorkflowDefinition> for ExecutionPlan {
+    type Error = ValidationErrors;
+
+    fn try_from(definition: WorkflowDefinition) -> Result<Self, ValidationErrors> {
+        Self::compile(definition)
+    }
+}
+
+/// Why one step waits for another. An edge may have several reasons.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub struct Edge {
+    dependency: bool,
+    data: bool,
+    order: bool,
+}
+
+impl Edge {
+    /// Listed in `dependencies`.
+    pub fn is_dependency(self) -> bool {
+        self.dependency
+    }
+
+    /// The later step binds to the earlier one's output: if the earlier step is skipped
+    /// or fails, the later one is skipped (its data does not exist).
+    pub fn is_data(self) -> bool {
+        self.data
+    }
+
+    /// From listed order (the workflow has no `dependencies`).
+    pub fn is_order(self) -> bool {
+        self.order
+    }
+
+    /// Only ordering, no data: a skipped predecessor does not skip the successor.
+    pub fn is_order_only(self) -> bool {
+        !self.data
+    }
+}
+
+/// Concurrency and failure handling of runs, defaults applied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ExecutionPolicy {
+    /// `SEQUENTIAL` or `PARALLEL` (default).
+    pub concurrency: Concurrency,
+    /// `STOP_ON_FAILURE` (default) or `CONTINUE_ON_FAILURE`.
+    pub failure_handling: FailureHandling,
+}
+
+/// Resources requested from the pool, defaults applied (0 of what is not named).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Resources {
+    /// CPU cores.
+    pub cpu: f64,
+    /// Memory in MB.
+    pub memory: f64,
+    /// Network in Mbps.
+    pub network: f64,
+    /// Lower goes first when the pool is short (default 0).
+    pub priority: i32,
+}
+
+/// A compiled step.
+#[derive(Debug, Clone)]
+pub struct PlanStep {
+    index: usize,
+    id: StepId,
+    name: String,
+    kind: StepKind,
+    condition: Option<Condition>,
+    skip_condition: Option<Condition>,
+    timeout: Option<Duration>,
+    retry: Retry,
+    recovery: Recovery,
+    output_mapping: Option<Template>,
+    optional: bool,
+    resources: Option<Resources>,
+    data_inputs: Box<[usize]>,
+}
+
+impl PlanStep {
+    /// Index in `steps`, and node index in the graph.
+    pub fn index(&self) -> usize {
+        self.index
+    }
+
+    /// The step id.
+    pub fn id(&self) -> &StepId {
+        &self.id
+    }
+
+    /// The display name (the id when none was given).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// What the step does, with its compiled settings.
+    pub fn kind(&self) -> &StepKind {
+        &self.kind
+    }
+
+    /// The step type as written.
+    pub fn step_type(&self) -> StepType {
+        match self.kind {
+            StepKind::Task(_) => StepType::Task,
+            StepKind::Decision(_) => StepType::Decision,
+            StepKind::Parallel { .. } => StepType::Parallel,
+            StepKind::Loop { .. } => StepType::Loop,
+            StepKind::Condition { .. } => StepType::Condition,
+            StepKind::HumanApproval { .. } => StepType::HumanApproval,
+        }
+    }
+
+    /// The agent task, for steps that call an agent.
+    pub fn agent_task(&self) -> Option<&AgentTask> {
+        match &self.kind {
+            StepKind::Task(task)
+            | StepKind::Decision(task)
+            | StepKind::Parallel { task, .. }
+            | StepKind::Loop { task, .. } => Some(task),
+            StepKind::Condition { .. } | StepKind::HumanApproval { .. } => None,
+        }
+    }
+
+    /// The step runs only when this holds.
+    pub fn condition(&self) -> Option<&Condition> {
+        self.condition.as_ref()
+    }
+
+    /// The step is skipped when this holds.
+    pub fn skip_condition(&self) -> Option<&Condition> {
+        self.skip_condition.as_ref()
+    }
+
+    /// Bound on each attempt (on the wait, for approvals).
+    pub fn timeout(&self) -> Option<Duration> {
+        self.timeout
+    }
+
+    /// The retry policy, merged from the step, the workflow and the defaults.
+    pub fn retry(&self) -> &Retry {
+        &self.retry
+    }
+
+    /// Recovery settings, merged from the step and the workflow.
+    pub fn recovery(&self) -> &Recovery {
+        &self.recovery
+    }
+
+    /// Extra output fields (an object template; `${output…}` is the step's own output).
+    pub fn output_mapping(&self) -> Option<&Template> {
+        self.output_mapping.as_ref()
+    }
+
+    /// Whether a failure of this step leaves the run able to complete.
+    pub fn is_optional(&self) -> bool {
+        self.optional
+    }
+
+    /// Resources held while the step runs.
+    pub fn resources(&self) -> Option<&Resources> {
+        self.resources.as_ref()
+    }
+
+    /// The steps this one binds to (sorted, unique): if one of them is skipped or
+    /// fails, this step is skipped.
+    pub fn data_inputs(&self) -> &[usize] {
+        &self.data_inputs
+    }
+}
+
+/// What a step does.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum StepKind {
+    /// One agent call; its result is the output.
+    Task(AgentTask),
+    /// One agent call whose result is recorded with the decision engine.
+    Decision(AgentTask),
+    /// One agent call per element of parameter `over`.
+    Parallel {
+        /// The task; parameter `over` is replaced by each item in turn.
+        task: AgentTask,
+        /// The array parameter fanned out over.
+        over: String,
+        /// At most this many items at once.
+        max_concurrency: Option<NonZeroU32>,
+    },
+    /// The task, repeated.
+    Loop {
+        /// The task.
+        task: AgentTask,
+        /// When to stop.
+        until: Until,
+        /// Upper bound on iterations.
+        max_iterations: u32,
+        /// Pause between iterations.
+        interval: Duration,
+    },
+    /// Branch selection, no agent.
+    Condition {
+        /// Evaluated in order; the first that holds is taken.
+        branches: Box<[Branch]>,
+        /// Taken when none holds.
+        default: String,
+    },
+    /// A wait for a person's answer.
+    HumanApproval {
+        /// The parameters shown to the approver (and part of the output).
+        parameters: Template,
+        /// What a timeout means.
+        on_timeout: OnTimeout,
+    },
+}
+
+/// The agent call of a step.
+#[derive(Debug, Clone)]
+pub struct AgentTask {
+    /// The agent type that runs the task.
+    pub agent_type: AgentType,
+    /// Capabilities every candidate must have (`capabilities` ∪ `requiredCapabilities`).
+    pub required_capabilities: Box<[String]>,
+    /// Capabilities that raise a candidate's score.
+    pub preferred_capabilities: Box<[String]>,
+    /// The step's balancer, if it names one.
+    pub load_balancing: Option<LoadBalancing>,
+    /// The task type.
+    pub task_type: TaskType,
+    /// The parameters, with bindings compiled.
+    pub parameters: Template,
+}
+
+/// When a loop stops.
+#[derive(Debug, Clone)]
+pub enum Until {
+    /// When the iteration's output has `"done": true` (the default).
+    Done,
+    /// When this condition (which may read `${output…}`) holds.
+    Condition(Condition),
+}
+
+/// One branch of a `condition` step.
+#[derive(Debug, Clone)]
+pub struct Branch {
+    /// Output as `{"branch": name}` when taken.
+    pub name: String,
+    /// Selects the branch.
+    pub when: Condition,
+}
+
+/// A resolved retry policy.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Retry {
+    /// Calls in all, counting the first.
+    pub max_attempts: u32,
+    /// Delay before the first retry.
+    pub initial_delay: Duration,
+    /// Growth of the delay per retry.
+    pub backoff_multiplier: f64,
+    /// Upper bound of a delay.
+    pub max_delay: Duration,
+    /// 0 to 1: a delay `d` is drawn from `[d × (1 − jitter), d]`.
+    pub jitter: f64,
+}
+
+impl Retry {
+    /// The original design's default: up to 4 calls (3 retries), 1 s doubling to 30 s,
+    /// no jitter.
+    pub const DEFAULT: Self = Self {
+        max_attempts: 4,
+        initial_delay: Duration::from_secs(1),
+        backoff_multiplier: 2.0,
+        max_delay: Duration::from_secs(30),
+        jitter: 0.0,
+    };
+
+    /// The delay before retry `n` (1-based), before jitter:
+    /// `initial × multiplier^(n−1)`, capped at `max_delay`.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use tradeflow::plan::Retry;
+    /// let retry = Retry::DEFAULT;
+    /// assert_eq!(retry.delay_before_retry(1), Duration::from_secs(1));
+    /// assert_eq!(retry.delay_before_retry(3), Duration::from_secs(4));
+    /// assert_eq!(retry.delay_before_retry(10), Duration::from_secs(30));
+    /// ```
+    pub fn delay_before_retry(&self, n: u32) -> Duration {
+        let exponent = i32::try_from(n.saturating_sub(1)).unwrap_or(i32::MAX);
+        let millis = self.initial_delay.as_millis() as f64 * self.backoff_multiplier.powi(exponent);
+        let capped = millis.min(self.max_delay.as_millis() as f64);
+        Duration::from_millis(if capped.is_finite() {
+            capped as u64
+        } else {
+            u64::MAX
+        })
+    }
+
+    /// The delay before retry `n` with jitter applied; `unit` is a uniform draw from
+    /// `[0, 1)` (the run's seeded RNG supplies it).
+    pub fn jittered_delay(&self, n: u32, unit: f64) -> Duration {
+        let delay = self.delay_before_retry(n);
+        let factor = 1.0 - self.jitter * unit.clamp(0.0, 1.0);
+        Duration::from_secs_f64(delay.as_secs_f64() * factor)
+    }
+}
+
+impl Default for Retry {
+    fn default() -> Self {
+        Self::DEFAULT
+    }
+}
+
+/// Resolved recovery settings of a step.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Recovery {
+    /// The strategies allowed (all five unless restricted).
+    pub strategies: Box<[RecoveryStrategy]>,
+    /// Weight of each strategy (1 unless configured); step settings override workflow ones.
+    pub weights: Box<[(RecoveryStrategy, f64)]>,
+    /// The fallback step (`ALTERNATIVE_PATH`), by index.
+    pub fallback: Option<usize>,
+}
+
+impl Recovery {
+    /// Whether `strategy` may be used.
+    pub fn allows(&self, strategy: RecoveryStrategy) -> bool {
+        self.strategies.contains(&strategy)
+    }
+
+    /// The weight of `strategy` (1 unless configured).
+    pub fn weight(&self, strategy: RecoveryStrategy) -> f64 {
+        self.weights
+            .iter()
+            .find(|(candidate, _)| *candidate == strategy)
+            .map_or(1.0, |(_, weight)| *weight)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn assert_send_sync<T: Send + Sync + 'static>() {}
+
+    #[test]
+    fn plan_types_are_shareable() {
+        assert_send_sync::<ExecutionPlan>();
+        assert_send_sync::<WorkflowDefinition>();
+        assert_send_sync::<crate::expr::Context>();
+    }
+
+    #[test]
+    fn retry_delays_grow_and_cap() {
+        let retry = Retry {
+            max_attempts: 5,
+            initial_delay: Duration::from_millis(100),
+            backoff_multiplier: 3.0,
+            max_delay: Duration::from_millis(1000),
+            jitter: 0.5,
+        };
+        let delays: Vec<u128> = (1..=4)
+            .map(|n| retry.delay_before_retry(n).as_millis())
+            .collect();
+        assert_eq!(delays, [100, 300, 900, 1000]);
+        assert_eq!(retry.jittered_delay(2, 0.0), Duration::from_millis(300));
+        assert_eq!(retry.jittered_delay(2, 1.0), Duration::from_millis(150));
+    }
+}
