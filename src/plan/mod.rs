@@ -41,7 +41,7 @@ pub use trigger::{Schedule, Trigger, TriggerKind};
 /// use tradeflow::plan::ExecutionPlan;
 ///
 /// let plan = ExecutionPlan::from_json(include_str!("../../examples/workflows/algo-trading.json"))?;
-/// assert_eq!(plan.order()[0].id().as_str(), "market-analysis");
+/// assert_eq!(plan.order().next().map(|step| step.id().as_str()), Some("market-analysis"));
 /// assert_eq!(plan.steps().len(), 5);
 /// # Ok::<(), tradeflow::definition::ValidationErrors>(())
 /// ```
