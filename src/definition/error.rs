@@ -84,6 +84,14 @@ impl Location {
         })
     }
 
+    fn renumber_steps(&mut self, origin: &[usize]) {
+        for segment in &mut self.segments {
+            if let Segment::Step { index, .. } = segment {
+                *index = origin.get(*index).copied().unwrap_or(*index);
+            }
+        }
+    }
+
     fn with(&self, segment: Segment) -> Self {
         let mut segments = Vec::with_capacity(self.segments.len() + 1);
         segments.extend_from_slice(&self.segments);
@@ -313,29 +321,47 @@ pub enum DefinitionError {
     },
 }
 
+/// The location of any variant but `Syntax`; works for `&` and `&mut` alike.
+macro_rules! location_of {
+    ($error:expr) => {
+        match $error {
+            DefinitionError::Syntax { .. } => None,
+            DefinitionError::UnknownField { at, .. }
+            | DefinitionError::UnknownVariant { at, .. }
+            | DefinitionError::MissingField { at, .. }
+            | DefinitionError::Required { at, .. }
+            | DefinitionError::NotAllowed { at, .. }
+            | DefinitionError::InvalidType { at, .. }
+            | DefinitionError::InvalidValue { at, .. }
+            | DefinitionError::DuplicateStepId { at, .. }
+            | DefinitionError::InvalidStepId { at, .. }
+            | DefinitionError::UnknownStep { at, .. }
+            | DefinitionError::UnknownBindingStep { at, .. }
+            | DefinitionError::SelfReference { at, .. }
+            | DefinitionError::BindingNotAllowed { at, .. }
+            | DefinitionError::InvalidBinding { at, .. }
+            | DefinitionError::Expression { at, .. }
+            | DefinitionError::Cycle { at, .. }
+            | DefinitionError::InvalidCron { at, .. }
+            | DefinitionError::UnknownTimezone { at, .. } => Some(at),
+        }
+    };
+}
+
 impl DefinitionError {
     /// Where the problem is, when it is inside the definition (every kind but `Syntax`).
     pub fn location(&self) -> Option<&Location> {
-        match self {
-            Self::Syntax { .. } => None,
-            Self::UnknownField { at, .. }
-            | Self::UnknownVariant { at, .. }
-            | Self::MissingField { at, .. }
-            | Self::Required { at, .. }
-            | Self::NotAllowed { at, .. }
-            | Self::InvalidType { at, .. }
-            | Self::InvalidValue { at, .. }
-            | Self::DuplicateStepId { at, .. }
-            | Self::InvalidStepId { at, .. }
-            | Self::UnknownStep { at, .. }
-            | Self::UnknownBindingStep { at, .. }
-            | Self::SelfReference { at, .. }
-            | Self::BindingNotAllowed { at, .. }
-            | Self::InvalidBinding { at, .. }
-            | Self::Expression { at, .. }
-            | Self::Cycle { at, .. }
-            | Self::InvalidCron { at, .. }
-            | Self::UnknownTimezone { at, .. } => Some(at),
+        location_of!(self)
+    }
+
+    /// Renumbers step indices: step `i` of a partially loaded definition is step
+    /// `origin[i]` of the file.
+    pub(crate) fn renumber_steps(&mut self, origin: &[usize]) {
+        if let Some(at) = location_of!(self) {
+            at.renumber_steps(origin);
+        }
+        if let Self::DuplicateStepId { first, .. } = self {
+            *first = origin.get(*first).copied().unwrap_or(*first);
         }
     }
 }

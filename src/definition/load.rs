@@ -16,7 +16,7 @@ use serde::de::{self, DeserializeOwned, IntoDeserializer, Unexpected, Visitor};
 use serde_json::{Map, Value};
 
 use super::{
-    DefinitionError, Dependency, Location, StepId, TriggerDefinition, TriggerType,
+    DefinitionError, Dependency, Location, StepDefinition, StepId, TriggerDefinition, TriggerType,
     ValidationErrors, WorkflowDefinition,
 };
 
@@ -24,7 +24,44 @@ use super::{
 const MAX_PROBLEMS_PER_PART: usize = 32;
 
 pub(super) fn from_json(json: &str) -> Result<WorkflowDefinition, ValidationErrors> {
-    let value: Value = serde_json::from_str(json).map_err(|error| {
+    from_value(&parse(json)?)
+}
+
+pub(super) fn from_value(value: &Value) -> Result<WorkflowDefinition, ValidationErrors> {
+    match load(value) {
+        Loaded::Complete(definition) => Ok(definition),
+        Loaded::Partial(partial) => Err(ValidationErrors::new(partial.errors)),
+        Loaded::Failed(error) => Err(error.into()),
+    }
+}
+
+/// The outcome of loading a JSON value as a definition.
+pub(crate) enum Loaded {
+    /// Every part loaded.
+    Complete(WorkflowDefinition),
+    /// Some parts did not load; what did is kept so that semantic checks can run too.
+    Partial(Partial),
+    /// Nothing could be loaded (the value is not an object).
+    Failed(DefinitionError),
+}
+
+/// What loaded of a definition with structural problems.
+pub(crate) struct Partial {
+    /// The workflow with the parts that loaded (top-level fields left at their defaults
+    /// if the top level itself did not load).
+    pub(crate) definition: WorkflowDefinition,
+    /// For each step of `definition`, its index in the file.
+    pub(crate) step_origin: Vec<usize>,
+    /// How many steps did not load.
+    pub(crate) lost_steps: usize,
+    /// Ids (as written) of the steps that did not load.
+    pub(crate) lost_step_ids: Vec<String>,
+    /// The structural problems.
+    pub(crate) errors: Vec<DefinitionError>,
+}
+
+pub(crate) fn parse(json: &str) -> Result<Value, DefinitionError> {
+    serde_json::from_str(json).map_err(|error| {
         let position = format!(" at line {} column {}", error.line(), error.column());
         let text = error.to_string();
         DefinitionError::Syntax {
@@ -32,18 +69,16 @@ pub(super) fn from_json(json: &str) -> Result<WorkflowDefinition, ValidationErro
             column: error.column(),
             message: text.strip_suffix(&position).unwrap_or(&text).to_owned(),
         }
-    })?;
-    from_value(&value)
+    })
 }
 
-pub(super) fn from_value(value: &Value) -> Result<WorkflowDefinition, ValidationErrors> {
+pub(crate) fn load(value: &Value) -> Loaded {
     let Value::Object(root) = value else {
-        return Err(DefinitionError::InvalidType {
+        return Loaded::Failed(DefinitionError::InvalidType {
             at: Location::root(),
             found: unexpected(value).to_string(),
             expected: "a JSON object".to_owned(),
-        }
-        .into());
+        });
     };
     let mut errors = Vec::new();
 
@@ -65,14 +100,15 @@ pub(super) fn from_value(value: &Value) -> Result<WorkflowDefinition, Validation
     let top_value = Value::Object(top);
     let workflow = load_part::<WorkflowDefinition>(&top_value, &Location::root(), &mut errors);
 
-    let steps = elements(root, "steps", &mut errors, |index, element| {
-        let id = element.get("id").and_then(Value::as_str).map(StepId::new);
-        Location::step(index, id.as_ref())
-    });
-    let dependencies = elements::<Dependency>(root, "dependencies", &mut errors, |index, _| {
-        Location::root().field("dependencies").index(index)
-    });
-    let triggers =
+    let (steps, lost_steps) =
+        elements::<StepDefinition>(root, "steps", &mut errors, |index, element| {
+            Location::step(index, raw_step_id(element).map(StepId::new).as_ref())
+        });
+    let (dependencies, _) =
+        elements::<Dependency>(root, "dependencies", &mut errors, |index, _| {
+            Location::root().field("dependencies").index(index)
+        });
+    let (triggers, _) =
         elements::<TriggerDefinition>(root, "triggers", &mut errors, |index, element| {
             let kind = element
                 .get("type")
@@ -80,36 +116,79 @@ pub(super) fn from_value(value: &Value) -> Result<WorkflowDefinition, Validation
             Location::trigger(index, kind)
         });
 
-    match workflow {
-        Some(mut workflow) if errors.is_empty() => {
-            workflow.steps = steps.unwrap_or_default();
-            if workflow.dependencies.is_some() {
-                workflow.dependencies = dependencies;
-            }
-            if workflow.triggers.is_some() {
-                workflow.triggers = triggers;
-            }
-            Ok(workflow)
-        }
-        _ => Err(ValidationErrors::new(errors)),
+    let present = |key: &str| root.get(key).is_some_and(Value::is_array);
+    let mut definition = workflow.unwrap_or_else(|| WorkflowDefinition {
+        id: root
+            .get("id")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned(),
+        name: None,
+        version: None,
+        description: None,
+        steps: Vec::new(),
+        dependencies: present("dependencies").then(Vec::new),
+        conditions: None,
+        execution_policy: None,
+        error_handling: None,
+        timeout: None,
+        resource_requirements: None,
+        triggers: present("triggers").then(Vec::new),
+    });
+    let step_origin: Vec<usize> = steps.iter().map(|(index, _)| *index).collect();
+    definition.steps = steps.into_iter().map(|(_, step)| step).collect();
+    if definition.dependencies.is_some() {
+        definition.dependencies = Some(dependencies.into_iter().map(|(_, item)| item).collect());
     }
+    if definition.triggers.is_some() {
+        definition.triggers = Some(triggers.into_iter().map(|(_, item)| item).collect());
+    }
+    if errors.is_empty() {
+        return Loaded::Complete(definition);
+    }
+    let lost_step_ids = root
+        .get("steps")
+        .and_then(Value::as_array)
+        .map(|items| {
+            lost_steps
+                .iter()
+                .filter_map(|index| items.get(*index).and_then(raw_step_id).map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default();
+    Loaded::Partial(Partial {
+        definition,
+        step_origin,
+        lost_steps: lost_steps.len(),
+        lost_step_ids,
+        errors,
+    })
 }
 
-/// Loads each element of the array field `key`, if it is an array.
+fn raw_step_id(step: &Value) -> Option<&str> {
+    step.get("id").and_then(Value::as_str)
+}
+
+/// Loads each element of the array field `key`, if it is an array: the elements that
+/// loaded, with their indices, and the indices of those that did not.
 fn elements<T: DeserializeOwned>(
     root: &Map<String, Value>,
     key: &str,
     errors: &mut Vec<DefinitionError>,
     locate: impl Fn(usize, &Value) -> Location,
-) -> Option<Vec<T>> {
-    let items = root.get(key)?.as_array()?;
-    let before = errors.len();
-    let loaded: Vec<T> = items
-        .iter()
-        .enumerate()
-        .filter_map(|(index, item)| load_part(item, &locate(index, item), errors))
-        .collect();
-    (errors.len() == before).then_some(loaded)
+) -> (Vec<(usize, T)>, Vec<usize>) {
+    let Some(items) = root.get(key).and_then(Value::as_array) else {
+        return (Vec::new(), Vec::new());
+    };
+    let mut loaded = Vec::with_capacity(items.len());
+    let mut lost = Vec::new();
+    for (index, item) in items.iter().enumerate() {
+        match load_part(item, &locate(index, item), errors) {
+            Some(part) => loaded.push((index, part)),
+            None => lost.push(index),
+        }
+    }
+    (loaded, lost)
 }
 
 /// Deserializes one part, recording every problem found in it (up to a bound).

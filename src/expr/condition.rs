@@ -161,7 +161,7 @@ impl Condition {
             }),
             Err(error) => Err(EvalError::Evaluation {
                 expression: self.text.to_string(),
-                message: error.to_string(),
+                message: describe(&error),
             }),
         }
     }
@@ -295,7 +295,7 @@ fn normalize(
 fn build(normalized: &str) -> Result<Node, ExpressionProblem> {
     let parsed = catch_unwind(|| evalexpr::build_operator_tree(normalized))
         .map_err(|_| ExpressionProblem::Syntax("the expression parser panicked".to_owned()))?;
-    let mut tree = parsed.map_err(|error| ExpressionProblem::Syntax(error.to_string()))?;
+    let mut tree = parsed.map_err(|error| ExpressionProblem::Syntax(describe(&error)))?;
     if tree.children().is_empty() {
         return Err(ExpressionProblem::Empty);
     }
@@ -308,6 +308,32 @@ fn build(normalized: &str) -> Result<Node, ExpressionProblem> {
                 depth,
                 max: MAX_EXPRESSION_DEPTH * 2,
             });
+        }
+        let arity = node.children().len();
+        let expected = match node.operator() {
+            Operator::Add
+            | Operator::Sub
+            | Operator::Mul
+            | Operator::Div
+            | Operator::Mod
+            | Operator::Exp
+            | Operator::Eq
+            | Operator::Neq
+            | Operator::Gt
+            | Operator::Lt
+            | Operator::Geq
+            | Operator::Leq
+            | Operator::And
+            | Operator::Or => Some(2),
+            Operator::Neg | Operator::Not | Operator::FunctionIdentifier { .. } => Some(1),
+            _ => None,
+        };
+        if expected.is_some_and(|expected| expected != arity) {
+            // evalexpr accepts `a == true &&` and fails only when evaluating it.
+            return Err(ExpressionProblem::Syntax(format!(
+                "`{}` is missing an operand",
+                node.operator()
+            )));
         }
         match node.operator_mut() {
             Operator::Const { value } => {
@@ -338,6 +364,41 @@ fn build(normalized: &str) -> Result<Node, ExpressionProblem> {
         );
     }
     Ok(tree)
+}
+
+/// evalexpr's error, said the way our messages are: lowercase, no trailing period, and
+/// in the user's terms for the common cases.
+fn describe(error: &EvalexprError) -> String {
+    match error {
+        EvalexprError::AppendedToLeafNode => {
+            "two values in a row with no operator between them".to_owned()
+        }
+        EvalexprError::UnmatchedLBrace => "unmatched `(`".to_owned(),
+        EvalexprError::UnmatchedRBrace => "unmatched `)`".to_owned(),
+        EvalexprError::UnmatchedDoubleQuote => "unmatched `\"`".to_owned(),
+        EvalexprError::MissingOperatorOutsideOfBrace => {
+            "a value is followed by `(` with no operator between them".to_owned()
+        }
+        EvalexprError::WrongOperatorArgumentAmount { .. }
+        | EvalexprError::WrongFunctionArgumentAmount { .. } => {
+            "an operator or function is missing an operand".to_owned()
+        }
+        EvalexprError::VariableIdentifierNotFound(name) => {
+            format!("unknown variable `{name}` (the host context does not define it)")
+        }
+        EvalexprError::FunctionIdentifierNotFound(name) => {
+            format!("unknown function `{name}` (neither built in nor defined by the host context)")
+        }
+        EvalexprError::CustomMessage(message) => message.clone(),
+        other => {
+            let text = other.to_string();
+            let text = text.trim_end_matches('.');
+            let mut chars = text.chars();
+            chars.next().map_or_else(String::new, |first| {
+                first.to_lowercase().chain(chars).collect()
+            })
+        }
+    }
 }
 
 /// The evalexpr context of one evaluation: bound values by slot, then the host.
@@ -595,6 +656,12 @@ mod tests {
             ExpressionProblem::Syntax(_)
         ));
         assert!(matches!(problem("  "), ExpressionProblem::Empty));
+        assert!(matches!(
+            problem("${risk-assessment.output.approved} === true &&"),
+            ExpressionProblem::Syntax(_)
+        ));
+        assert!(matches!(problem("!"), ExpressionProblem::Syntax(_)));
+        assert!(compile("market.isOpen()").is_ok());
         assert!(matches!(problem("a = 1"), ExpressionProblem::Assignment));
         assert!(matches!(problem("a == 1; b"), ExpressionProblem::Chain));
         assert!(matches!(

@@ -15,9 +15,9 @@ use super::{
     StepKind, Until,
 };
 use crate::definition::{
-    DefinitionError, ErrorHandling, Location, RecoveryStrategy, ResourceRequirements, RetryPolicy,
-    StepDefinition, StepId, StepType, TriggerDefinition, TriggerType, ValidationErrors,
-    WorkflowDefinition,
+    DefinitionError, ErrorHandling, Location, Partial, RecoveryStrategy, ResourceRequirements,
+    RetryPolicy, StepDefinition, StepId, StepType, TriggerDefinition, TriggerType,
+    ValidationErrors, WorkflowDefinition,
 };
 use crate::expr::{Binding, Condition, Scope, Source, Template};
 
@@ -40,6 +40,35 @@ pub(super) fn compile(
         Some(plan) if compiler.errors.is_empty() => Ok(plan),
         _ => Err(ValidationErrors::new(compiler.errors)),
     }
+}
+
+/// The problems of a partially loaded definition: the structural ones, then the
+/// semantic ones its loaded parts have (renumbered to the file's step indices, and
+/// without complaints about the steps that did not load).
+pub(super) fn with_structural_problems(partial: Partial) -> ValidationErrors {
+    let Partial {
+        definition,
+        step_origin,
+        lost_steps,
+        lost_step_ids,
+        mut errors,
+    } = partial;
+    let steps_at = Location::root().field("steps");
+    if let Err(semantic) = compile(Arc::new(definition)) {
+        for mut error in semantic {
+            let about_lost_step = match &error {
+                DefinitionError::UnknownStep { step, .. }
+                | DefinitionError::UnknownBindingStep { step, .. } => lost_step_ids.contains(step),
+                DefinitionError::InvalidValue { at, .. } => lost_steps > 0 && *at == steps_at,
+                _ => false,
+            };
+            if !about_lost_step {
+                error.renumber_steps(&step_origin);
+                errors.push(error);
+            }
+        }
+    }
+    ValidationErrors::new(errors)
 }
 
 struct Compiler {

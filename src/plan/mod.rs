@@ -25,8 +25,8 @@ use petgraph::graph::{DiGraph, NodeIndex};
 use petgraph::visit::EdgeRef;
 
 use crate::definition::{
-    AgentType, Concurrency, FailureHandling, LoadBalancing, OnTimeout, RecoveryStrategy, StepId,
-    StepType, TaskType, ValidationErrors, WorkflowDefinition,
+    self, AgentType, Concurrency, FailureHandling, LoadBalancing, Loaded, OnTimeout,
+    RecoveryStrategy, StepId, StepType, TaskType, ValidationErrors, WorkflowDefinition,
 };
 use crate::expr::{Binding, Condition, Template};
 
@@ -72,10 +72,14 @@ impl ExecutionPlan {
     /// Parses, validates and compiles a definition from JSON.
     ///
     /// # Errors
-    /// [`ValidationErrors`]: the structural problems of the JSON if there are any,
-    /// otherwise every semantic problem.
+    /// [`ValidationErrors`] with every problem: the structural ones (syntax, unknown
+    /// fields, wrong types) and the semantic ones found in the parts that did load.
     pub fn from_json(json: &str) -> Result<Self, ValidationErrors> {
-        Self::compile(WorkflowDefinition::from_json(json)?)
+        match definition::load(&definition::parse(json)?) {
+            Loaded::Complete(definition) => Self::compile(definition),
+            Loaded::Partial(partial) => Err(compile::with_structural_problems(partial)),
+            Loaded::Failed(error) => Err(error.into()),
+        }
     }
 
     /// The definition this plan was compiled from.
