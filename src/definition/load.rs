@@ -52,7 +52,8 @@ pub(crate) struct Partial {
     pub(crate) definition: WorkflowDefinition,
     /// For each step of `definition`, its index in the file.
     pub(crate) step_origin: Vec<usize>,
-    /// How many steps did not load.
+    /// How many steps did not load, counting all of them when `steps` itself is
+    /// missing or not an array.
     pub(crate) lost_steps: usize,
     /// Ids (as written) of the steps that did not load.
     pub(crate) lost_step_ids: Vec<String>,
@@ -159,7 +160,11 @@ pub(crate) fn load(value: &Value) -> Loaded {
     Loaded::Partial(Partial {
         definition,
         step_origin,
-        lost_steps: lost_steps.len(),
+        lost_steps: if present("steps") {
+            lost_steps.len()
+        } else {
+            usize::MAX
+        },
         lost_step_ids,
         errors,
     })

@@ -9,10 +9,9 @@ use super::context::{Context, ObjectValue, from_expr, to_expr};
 use super::{EvalError, ExpressionProblem};
 use crate::definition::{DefinitionError, Location};
 
-/// Longest expression accepted, in bytes of the text as written.
-pub const MAX_EXPRESSION_LENGTH: usize = 4096;
-/// Longest expression handed to evalexpr, in bytes, after bindings are replaced.
-const MAX_COMPILED_LENGTH: usize = 1024;
+/// Longest expression accepted, in bytes of the text as written. (The text handed to
+/// evalexpr is never longer: each binding becomes a shorter identifier.)
+pub const MAX_EXPRESSION_LENGTH: usize = 2048;
 /// Deepest nesting accepted: parentheses plus runs of unary `!`/`-` before parsing, and
 /// the operator tree's depth after.
 pub const MAX_EXPRESSION_DEPTH: usize = 32;
@@ -46,29 +45,22 @@ impl Condition {
         at: &Location,
         errors: &mut Vec<DefinitionError>,
     ) -> Option<Self> {
-        let problem = |problem| DefinitionError::Expression {
-            at: at.clone(),
-            expression: text.to_owned(),
-            problem,
-        };
-        match normalize(text, scope, at, errors) {
-            Ok(Some((normalized, slots))) => match build(&normalized) {
-                Ok(tree) => Some(Self {
-                    text: text.into(),
-                    tree,
-                    slots: slots.into_boxed_slice(),
-                }),
-                Err(found) => {
-                    errors.push(problem(found));
-                    None
-                }
-            },
-            Ok(None) => None,
-            Err(found) => {
-                errors.push(problem(found));
-                None
-            }
-        }
+        let compiled = normalize(text, scope, at, errors).and_then(|normalized| {
+            let tree = build(&normalized.text)?;
+            Ok((!normalized.binding_problems).then(|| Self {
+                text: text.into(),
+                tree,
+                slots: normalized.slots.into_boxed_slice(),
+            }))
+        });
+        compiled.unwrap_or_else(|problem| {
+            errors.push(DefinitionError::Expression {
+                at: at.clone(),
+                expression: text.to_owned(),
+                problem,
+            });
+            None
+        })
     }
 
     /// Compiles a condition that reads only the host context (no bindings), as trigger
@@ -96,7 +88,13 @@ impl Condition {
             Some(condition) => Ok(condition),
             None => Err(match errors.into_iter().next() {
                 Some(DefinitionError::Expression { problem, .. }) => problem,
-                Some(other) => ExpressionProblem::Binding(other.to_string()),
+                Some(other) => {
+                    let message = other.to_string();
+                    let prefix = format!("{}: ", Location::root());
+                    ExpressionProblem::Binding(
+                        message.strip_prefix(&prefix).unwrap_or(&message).to_owned(),
+                    )
+                }
                 None => ExpressionProblem::Empty,
             }),
         }
@@ -167,16 +165,25 @@ impl Condition {
     }
 }
 
+/// An expression rewritten for evalexpr.
+struct Normalized {
+    text: String,
+    /// The bindings, slot `i` being identifier `__tf{i}`.
+    slots: Vec<Binding>,
+    /// Whether some binding had a problem (already reported; a stand-in took its place).
+    binding_problems: bool,
+}
+
 /// Rewrites `text` for evalexpr: bindings become slot identifiers, `===`/`!==` become
 /// `==`/`!=`, string literals are kept as they are; checks length and nesting on the way.
-/// `Ok(None)` means binding problems were pushed to `errors`.
-#[allow(clippy::type_complexity)]
+/// The flag says whether binding problems were pushed to `errors` (the bindings in
+/// question are replaced by a stand-in so that the rest can still be checked).
 fn normalize(
     text: &str,
     scope: &Scope<'_>,
     at: &Location,
     errors: &mut Vec<DefinitionError>,
-) -> Result<Option<(String, Vec<Binding>)>, ExpressionProblem> {
+) -> Result<Normalized, ExpressionProblem> {
     if text.len() > MAX_EXPRESSION_LENGTH {
         return Err(ExpressionProblem::TooLong {
             length: text.len(),
@@ -231,7 +238,12 @@ fn normalize(
                         };
                         out.push_str(&format!(" {SLOT_PREFIX}{slot} "));
                     }
-                    _ => binding_problems = true,
+                    _ => {
+                        // Reported already; a stand-in keeps the rest of the expression
+                        // checkable, so its own problems are reported in the same pass.
+                        binding_problems = true;
+                        out.push_str(&format!(" {SLOT_PREFIX}x "));
+                    }
                 }
                 for _ in 1..raw.chars().count() {
                     chars.next();
@@ -279,16 +291,12 @@ fn normalize(
             });
         }
     }
-    if binding_problems {
-        return Ok(None);
-    }
-    if out.len() > MAX_COMPILED_LENGTH {
-        return Err(ExpressionProblem::TooLong {
-            length: out.len(),
-            max: MAX_COMPILED_LENGTH,
-        });
-    }
-    Ok(Some((out, slots)))
+    debug_assert!(out.len() <= text.len() + 2 * slots.len() + 2);
+    Ok(Normalized {
+        text: out,
+        slots,
+        binding_problems,
+    })
 }
 
 /// Parses the normalized text and checks and adjusts the tree.
@@ -703,6 +711,8 @@ mod tests {
             ),
             format!("{}true", "!".repeat(MAX_EXPRESSION_DEPTH)),
             format!("{}1 == 1", "1 + ".repeat(MAX_EXPRESSION_DEPTH * 2 - 4)),
+            format!("{}1 == 1", "1+".repeat(MAX_EXPRESSION_LENGTH / 2 - 4)),
+            format!("{}1 == 1", "-".repeat(MAX_EXPRESSION_LENGTH - 10)),
         ];
         std::thread::Builder::new()
             .stack_size(256 * 1024)

@@ -1033,8 +1033,9 @@ impl Compiler {
                 path.push(node);
                 node = parent.get(&node).copied().unwrap_or(start);
             }
-            path.push(start);
+            // `path` is start, then the cycle backwards; put it forwards and close it.
             path[1..].reverse();
+            path.push(start);
             let through_listed_order = path.windows(2).any(|pair| {
                 graph
                     .find_edge(pair[0], pair[1])

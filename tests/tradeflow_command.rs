@@ -1,0 +1,269 @@
+//! The `tradeflow` example command: `validate` exits 0 on valid files and 2 on invalid
+//! ones, with one problem a line on stderr; `plan` draws the graph as DOT or Mermaid.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+
+const ALGO_TRADING: &str = "examples/workflows/algo-trading.json";
+const PORTFOLIO_REBALANCING: &str = "examples/workflows/portfolio-rebalancing.json";
+const SEED_VERBATIM: &str = "examples/workflows/invalid/seed-portfolio-rebalancing-verbatim.json";
+
+/// The example binary, built in this test's own target directory and profile.
+///
+/// Cargo sets `CARGO_BIN_EXE_*` for binaries only, and `cargo test --tests` does not
+/// build examples, so the example is built here (a no-op when it is up to date).
+fn tradeflow() -> &'static Path {
+    static BINARY: OnceLock<PathBuf> = OnceLock::new();
+    BINARY.get_or_init(|| {
+        // This test runs from target/<profile>/deps/.
+        let exe = std::env::current_exe().expect("the test's own path");
+        let profile_dir = exe
+            .parent()
+            .and_then(Path::parent)
+            .expect("target/<profile>/deps");
+        let binary = profile_dir
+            .join("examples")
+            .join(format!("tradeflow{}", std::env::consts::EXE_SUFFIX));
+        if let Some(cargo) = std::env::var_os("CARGO") {
+            let mut build = Command::new(cargo);
+            build
+                .args(["build", "--quiet", "--example", "tradeflow"])
+                .current_dir(env!("CARGO_MANIFEST_DIR"));
+            if let Some(target_dir) = profile_dir.parent() {
+                build.arg("--target-dir").arg(target_dir);
+            }
+            if profile_dir
+                .file_name()
+                .is_some_and(|name| name == "release")
+            {
+                build.arg("--release");
+            }
+            let built = build.output().expect("run cargo build");
+            assert!(
+                built.status.success(),
+                "cargo build --example tradeflow failed:\n{}",
+                String::from_utf8_lossy(&built.stderr)
+            );
+        }
+        assert!(binary.exists(), "{} was not built", binary.display());
+        binary
+    })
+}
+
+/// Runs the command from the crate root.
+fn run(args: &[&str]) -> Output {
+    Command::new(tradeflow())
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("run tradeflow")
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8(output.stdout.clone()).expect("UTF-8 stdout")
+}
+
+fn stderr_lines(output: &Output) -> Vec<String> {
+    String::from_utf8(output.stderr.clone())
+        .expect("UTF-8 stderr")
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Writes `contents` to a file of the test's own scratch directory.
+fn scratch_file(name: &str, contents: &str) -> PathBuf {
+    let path = Path::new(env!("CARGO_TARGET_TMPDIR")).join(name);
+    std::fs::write(&path, contents).expect("write a scratch file");
+    path
+}
+
+#[test]
+fn validate_accepts_both_reference_workflows() {
+    for (file, id, steps) in [
+        (ALGO_TRADING, "algo-trading-strategy", "5 steps"),
+        (PORTFOLIO_REBALANCING, "portfolio-rebalancing", "7 steps"),
+    ] {
+        let output = run(&["validate", file]);
+        assert_eq!(
+            output.status.code(),
+            Some(0),
+            "{file}: {:?}",
+            stderr_lines(&output)
+        );
+        let summary = stdout(&output);
+        assert!(summary.starts_with(&format!("{file}: valid")), "{summary}");
+        assert!(summary.contains(id), "{summary}");
+        assert!(summary.contains(steps), "{summary}");
+        assert!(summary.contains("2 triggers"), "{summary}");
+        assert!(output.stderr.is_empty());
+    }
+}
+
+#[test]
+fn validate_rejects_the_seed_copy_with_exit_code_2() {
+    let output = run(&["validate", SEED_VERBATIM]);
+    assert_eq!(output.status.code(), Some(2));
+    let lines = stderr_lines(&output);
+    assert_eq!(lines.len(), 1, "one problem, one line: {lines:#?}");
+    assert!(
+        lines[0].starts_with(&format!(
+            "{SEED_VERBATIM}: triggers[0] (SCHEDULED).condition.expression: "
+        )),
+        "{}",
+        lines[0]
+    );
+    assert!(
+        lines[0].contains("`portfolio.lastRebalance > 7 days ago`"),
+        "{}",
+        lines[0]
+    );
+    assert!(output.stdout.is_empty());
+}
+
+#[test]
+fn validate_prints_every_problem_on_its_own_line() {
+    let file = scratch_file(
+        "three-problems.json",
+        r#"{
+          "id": "w",
+          "steps": [
+            {"id": "a", "type": "task", "agentCriteria": {"type": "X"},
+             "task": {"type": "T", "parameters": {"x": "${nope.output}"}}},
+            {"id": "b", "type": "task", "agentCriteria": {"type": "X"}, "task": {"type": "T"},
+             "condition": {"expression": "${a.output.ok} == \"unterminated"}}
+          ],
+          "triggers": [{"type": "SCHEDULED", "schedule": "0 25 * * *"}]
+        }"#,
+    );
+    let path = file.to_str().expect("a UTF-8 path");
+    let output = run(&["validate", path]);
+    assert_eq!(output.status.code(), Some(2));
+    let lines = stderr_lines(&output);
+    assert_eq!(lines.len(), 3, "{lines:#?}");
+    for line in &lines {
+        assert!(line.starts_with(&format!("{path}: ")), "{line}");
+    }
+    let located = |at: &str| lines.iter().any(|line| line.contains(at));
+    assert!(located("steps[0] (a).task.parameters.x: "), "{lines:#?}");
+    assert!(located("steps[1] (b).condition.expression: "), "{lines:#?}");
+    assert!(located("triggers[0] (SCHEDULED).schedule: "), "{lines:#?}");
+}
+
+#[test]
+fn validate_reports_malformed_json_with_line_and_column() {
+    let file = scratch_file(
+        "malformed.json",
+        "{\n  \"id\": \"w\",\n  \"steps\": [,]\n}\n",
+    );
+    let output = run(&["validate", file.to_str().expect("a UTF-8 path")]);
+    assert_eq!(output.status.code(), Some(2));
+    let lines = stderr_lines(&output);
+    assert_eq!(lines.len(), 1, "{lines:#?}");
+    assert!(lines[0].contains("line 3, column"), "{}", lines[0]);
+}
+
+#[test]
+fn validate_reports_an_unreadable_file() {
+    let output = run(&["validate", "examples/workflows/no-such-file.json"]);
+    assert_eq!(output.status.code(), Some(2));
+    let lines = stderr_lines(&output);
+    assert!(
+        lines
+            .first()
+            .is_some_and(|line| line.starts_with("examples/workflows/no-such-file.json: ")),
+        "{lines:#?}"
+    );
+}
+
+#[test]
+fn plan_draws_mermaid() {
+    let output = run(&["plan", ALGO_TRADING, "--format", "mermaid"]);
+    assert_eq!(output.status.code(), Some(0), "{:?}", stderr_lines(&output));
+    let chart = stdout(&output);
+    assert!(chart.starts_with("flowchart LR\n"), "{chart}");
+    for step in [
+        "market-analysis",
+        "risk-assessment",
+        "position-sizing",
+        "order-execution",
+        "execution-monitoring",
+    ] {
+        assert!(chart.contains(step), "{step} in {chart}");
+    }
+    // Data edges are solid arrows between node ids s<index>.
+    for edge in [
+        "s0 --> s1",
+        "s0 --> s2",
+        "s1 --> s2",
+        "s1 --> s3",
+        "s2 --> s3",
+        "s3 --> s4",
+    ] {
+        assert!(chart.contains(edge), "{edge} in {chart}");
+    }
+}
+
+#[test]
+fn plan_draws_dot_by_default_with_order_only_edges_distinct() {
+    let default = run(&["plan", PORTFOLIO_REBALANCING]);
+    let flag_first = run(&["plan", "--format", "dot", PORTFOLIO_REBALANCING]);
+    assert_eq!(default.status.code(), Some(0));
+    assert_eq!(flag_first.status.code(), Some(0));
+    let dot = stdout(&default);
+    assert_eq!(dot, stdout(&flag_first));
+    assert!(
+        dot.starts_with("digraph \"portfolio-rebalancing\" {"),
+        "{dot}"
+    );
+    assert!(dot.trim_end().ends_with('}'), "{dot}");
+    assert!(
+        dot.contains("\"portfolio-analysis\" -> \"deviation-calculation\""),
+        "{dot}"
+    );
+    // The approval feeds no data to the execution: that edge is only listed order.
+    let approval_edge = dot
+        .lines()
+        .find(|line| line.contains("\"execution-approval\" -> \"trade-execution\""))
+        .unwrap_or_else(|| panic!("no approval -> execution edge in {dot}"));
+    assert!(approval_edge.contains("style="), "{approval_edge}");
+    let data_edge = dot
+        .lines()
+        .find(|line| line.contains("\"trade-planning\" -> \"trade-execution\""))
+        .unwrap_or_else(|| panic!("no planning -> execution edge in {dot}"));
+    assert!(!data_edge.contains("style="), "{data_edge}");
+}
+
+#[test]
+fn plan_rejects_invalid_files_and_formats_with_exit_code_2() {
+    let invalid = run(&["plan", SEED_VERBATIM, "--format", "mermaid"]);
+    assert_eq!(invalid.status.code(), Some(2));
+    assert!(invalid.stdout.is_empty());
+    assert_eq!(stderr_lines(&invalid).len(), 1);
+
+    let unknown_format = run(&["plan", ALGO_TRADING, "--format", "svg"]);
+    assert_eq!(unknown_format.status.code(), Some(2));
+    assert!(
+        stderr_lines(&unknown_format)
+            .iter()
+            .any(|line| line.contains("svg")),
+        "{:?}",
+        stderr_lines(&unknown_format)
+    );
+}
+
+#[test]
+fn usage_errors_exit_with_code_2() {
+    for args in [&[][..], &["frobnicate"][..], &["validate"][..]] {
+        let output = run(args);
+        assert_eq!(output.status.code(), Some(2), "{args:?}");
+        assert!(
+            stderr_lines(&output)
+                .iter()
+                .any(|line| line.contains("usage")),
+            "{args:?}: {:?}",
+            stderr_lines(&output)
+        );
+    }
+}
