@@ -1,5 +1,6 @@
 //! Definition errors: what is wrong, where, and the offending text.
 
+use std::borrow::Cow;
 use std::fmt;
 
 use super::{StepId, TriggerType};
@@ -17,7 +18,7 @@ pub struct Location {
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 enum Segment {
-    Field(String),
+    Field(Cow<'static, str>),
     Index(usize),
     Step {
         index: usize,
@@ -37,8 +38,8 @@ impl Location {
 
     /// This location's field `name`.
     #[must_use]
-    pub fn field(&self, name: &str) -> Self {
-        self.with(Segment::Field(name.to_owned()))
+    pub fn field(&self, name: impl Into<Cow<'static, str>>) -> Self {
+        self.with(Segment::Field(name.into()))
     }
 
     /// This location's array element `index`.

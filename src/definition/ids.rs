@@ -1,6 +1,6 @@
 //! Identifier and open-set name newtypes.
 
-use std::borrow::{Borrow, Cow};
+use std::borrow::Borrow;
 use std::fmt;
 use std::sync::Arc;
 
@@ -9,9 +9,30 @@ use serde::{Deserialize, Serialize};
 /// The id of a step: unique in its workflow; letters, digits, `_` and `-`.
 ///
 /// Cheap to clone (shared string), so run state and events can carry it freely.
-#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(transparent)]
 pub struct StepId(Arc<str>);
+
+impl<'de> Deserialize<'de> for StepId {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_str(SharedStr).map(Self)
+    }
+}
+
+/// Deserializes a string straight into an `Arc<str>` (one allocation, not two).
+struct SharedStr;
+
+impl serde::de::Visitor<'_> for SharedStr {
+    type Value = Arc<str>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a string")
+    }
+
+    fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<Arc<str>, E> {
+        Ok(Arc::from(text))
+    }
+}
 
 impl StepId {
     /// Creates a step id. The text is checked when the definition is compiled.
@@ -92,39 +113,90 @@ impl PartialEq<&str> for StepId {
     }
 }
 
+/// The text of an open-set name: a well-known constant or a shared string.
+#[derive(Clone, Serialize)]
+#[serde(untagged)]
+enum Name {
+    Static(&'static str),
+    Shared(Arc<str>),
+}
+
+impl Name {
+    fn as_str(&self) -> &str {
+        match self {
+            Self::Static(text) => text,
+            Self::Shared(text) => text,
+        }
+    }
+}
+
 macro_rules! open_name {
     ($(#[$doc:meta])* $name:ident { $($(#[$cdoc:meta])* $constant:ident),* $(,)? }) => {
         $(#[$doc])*
-        #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+        ///
+        /// Cheap to clone: the well-known names are static and others are shared.
+        #[derive(Clone, Serialize)]
         #[serde(transparent)]
-        pub struct $name(Cow<'static, str>);
+        pub struct $name(Name);
 
         impl $name {
             $(
                 $(#[$cdoc])*
-                pub const $constant: Self = Self(Cow::Borrowed(stringify!($constant)));
+                pub const $constant: Self = Self(Name::Static(stringify!($constant)));
             )*
 
             /// Creates a name; any text is allowed (the set is open).
-            pub fn new(name: impl Into<String>) -> Self {
-                Self(Cow::Owned(name.into()))
+            pub fn new(name: impl AsRef<str>) -> Self {
+                Self(Name::Shared(Arc::from(name.as_ref())))
             }
 
             /// The name as text.
             pub fn as_str(&self) -> &str {
-                &self.0
+                self.0.as_str()
+            }
+        }
+
+        impl<'de> Deserialize<'de> for $name {
+            fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+                deserializer.deserialize_str(SharedStr).map(|name| Self(Name::Shared(name)))
+            }
+        }
+
+        impl PartialEq for $name {
+            fn eq(&self, other: &Self) -> bool {
+                self.as_str() == other.as_str()
+            }
+        }
+
+        impl Eq for $name {}
+
+        impl PartialOrd for $name {
+            fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+                Some(self.cmp(other))
+            }
+        }
+
+        impl Ord for $name {
+            fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+                self.as_str().cmp(other.as_str())
+            }
+        }
+
+        impl std::hash::Hash for $name {
+            fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+                self.as_str().hash(state);
             }
         }
 
         impl fmt::Debug for $name {
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                fmt::Debug::fmt(&*self.0, f)
+                fmt::Debug::fmt(self.as_str(), f)
             }
         }
 
         impl fmt::Display for $name {
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(&self.0)
+                f.write_str(self.as_str())
             }
         }
 
@@ -136,13 +208,13 @@ macro_rules! open_name {
 
         impl PartialEq<str> for $name {
             fn eq(&self, other: &str) -> bool {
-                &*self.0 == other
+                self.as_str() == other
             }
         }
 
         impl PartialEq<&str> for $name {
             fn eq(&self, other: &&str) -> bool {
-                &*self.0 == *other
+                self.as_str() == *other
             }
         }
     };

@@ -174,8 +174,12 @@ pub enum BindingErrorKind {
     UnexpectedChar(char),
 }
 
-/// Maps a step id to its index in `steps`.
-pub(crate) type StepLookup<'a> = &'a dyn Fn(&str) -> Option<usize>;
+/// Maps a step id to its index in `steps` and its shared id.
+pub(crate) type StepLookup<'a> = &'a dyn Fn(&str) -> Option<(usize, StepId)>;
+
+/// Builds the location of a problem; called only when there is one, so that the common
+/// (valid) case allocates no locations.
+pub(crate) type Locate<'l> = &'l dyn Fn() -> Location;
 
 /// What a binding may refer to where it appears.
 #[derive(Clone, Copy)]
@@ -242,13 +246,28 @@ pub(crate) enum Piece {
     Binding(Binding),
 }
 
+/// Whether `text` is exactly one binding (`${…}` and nothing else).
+pub(crate) fn is_whole_binding(text: &str) -> bool {
+    text.starts_with("${") && text.find('}') == Some(text.len() - 1)
+}
+
+/// Compiles `text`, which [`is_whole_binding`]; see [`compile_pieces`].
+pub(crate) fn compile_whole(
+    text: &str,
+    scope: &Scope<'_>,
+    at: Locate<'_>,
+    errors: &mut Vec<DefinitionError>,
+) -> Option<Binding> {
+    compile_binding(text, 0, text, scope, at, errors)
+}
+
 /// Splits `text` into literal text and compiled bindings, checking each against `scope`.
-/// `$${` is a literal `${`. Problems are pushed to `errors` (located at `at`); the
+/// `$${` is a literal `${`. Problems are pushed to `errors` (located by `at`); the
 /// result is `None` when there was any.
 pub(crate) fn compile_pieces(
     text: &str,
     scope: &Scope<'_>,
-    at: &Location,
+    at: Locate<'_>,
     errors: &mut Vec<DefinitionError>,
 ) -> Option<Vec<Piece>> {
     let mut pieces = Vec::new();
@@ -266,31 +285,25 @@ pub(crate) fn compile_pieces(
         literal.push_str(&rest[..start]);
         let offset = text.len() - rest.len() + start;
         let Some(length) = rest[start..].find('}') else {
-            errors.push(invalid(text, offset, BindingErrorKind::Unterminated, at));
+            errors.push(DefinitionError::InvalidBinding {
+                at: at(),
+                text: text.to_owned(),
+                error: BindingError {
+                    column: column(text, offset),
+                    kind: BindingErrorKind::Unterminated,
+                },
+            });
             return None;
         };
         let raw = &rest[start..start + length + 1];
-        match parse(raw, offset, text) {
-            Ok(parsed) => match check_scope(parsed, raw, scope, at) {
-                Ok(binding) => {
-                    if !literal.is_empty() {
-                        pieces.push(Piece::Text(std::mem::take(&mut literal)));
-                    }
-                    pieces.push(Piece::Binding(binding));
+        match compile_binding(raw, offset, text, scope, at, errors) {
+            Some(binding) => {
+                if !literal.is_empty() {
+                    pieces.push(Piece::Text(std::mem::take(&mut literal)));
                 }
-                Err(error) => {
-                    errors.push(error);
-                    ok = false;
-                }
-            },
-            Err(error) => {
-                errors.push(DefinitionError::InvalidBinding {
-                    at: at.clone(),
-                    text: text.to_owned(),
-                    error,
-                });
-                ok = false;
+                pieces.push(Piece::Binding(binding));
             }
+            None => ok = false,
         }
         rest = &rest[start + length + 1..];
     }
@@ -301,15 +314,23 @@ pub(crate) fn compile_pieces(
     ok.then_some(pieces)
 }
 
-fn invalid(text: &str, offset: usize, kind: BindingErrorKind, at: &Location) -> DefinitionError {
-    DefinitionError::InvalidBinding {
-        at: at.clone(),
-        text: text.to_owned(),
-        error: BindingError {
-            column: column(text, offset),
-            kind,
-        },
-    }
+/// Parses and scope-checks `raw` (`${…}`, at byte `offset` of `whole`).
+fn compile_binding(
+    raw: &str,
+    offset: usize,
+    whole: &str,
+    scope: &Scope<'_>,
+    at: Locate<'_>,
+    errors: &mut Vec<DefinitionError>,
+) -> Option<Binding> {
+    let checked = parse(raw, offset, whole)
+        .map_err(|error| DefinitionError::InvalidBinding {
+            at: at(),
+            text: whole.to_owned(),
+            error,
+        })
+        .and_then(|parsed| check_scope(parsed, raw, scope, at));
+    checked.map_err(|error| errors.push(error)).ok()
 }
 
 /// 1-based character column of byte `offset` in `text`.
@@ -351,25 +372,30 @@ fn parse<'t>(raw: &'t str, offset: usize, whole: &str) -> Result<Parsed<'t>, Bin
     if root_text.is_empty() {
         return Err(fail(2, BindingErrorKind::EmptySegment));
     }
-    let mut path =
-        parse_path(&inner[root_end..]).map_err(|(at, kind)| fail(2 + root_end + at, kind))?;
-    let root = match root_text {
-        "input" => Root::Input,
-        "output" => Root::Output,
+    let (root, path_start) = match root_text {
+        "input" => (Root::Input, root_end),
+        "output" => (Root::Output, root_end),
         step => {
-            if path.first() != Some(&PathSegment::Key("output".into())) {
+            // `<step>.output`, then the path.
+            let after = &inner[root_end..];
+            let follows = after
+                .strip_prefix(".output")
+                .filter(|rest| rest.is_empty() || rest.starts_with(['.', '[']));
+            if follows.is_none() {
                 return Err(fail(2, BindingErrorKind::MissingOutput(step.to_owned())));
             }
-            path.remove(0);
-            Root::Step(step)
+            (Root::Step(step), root_end + ".output".len())
         }
     };
+    let path =
+        parse_path(&inner[path_start..]).map_err(|(at, kind)| fail(2 + path_start + at, kind))?;
     Ok(Parsed { root, path })
 }
 
 /// Parses `.key` and `[n]` segments; errors carry the byte offset within `text`.
 fn parse_path(text: &str) -> Result<Vec<PathSegment>, (usize, BindingErrorKind)> {
-    let mut segments = Vec::new();
+    let mut segments =
+        Vec::with_capacity(text.bytes().filter(|b| matches!(b, b'.' | b'[')).count());
     let mut position = 0;
     while position < text.len() {
         let rest = &text[position..];
@@ -414,10 +440,10 @@ fn check_scope(
     parsed: Parsed<'_>,
     raw: &str,
     scope: &Scope<'_>,
-    at: &Location,
+    at: Locate<'_>,
 ) -> Result<Binding, DefinitionError> {
     let not_allowed = || DefinitionError::BindingNotAllowed {
-        at: at.clone(),
+        at: at(),
         binding: raw.to_owned(),
         reason: scope.reason,
     };
@@ -432,24 +458,21 @@ fn check_scope(
             match lookup(id) {
                 None => {
                     return Err(DefinitionError::UnknownBindingStep {
-                        at: at.clone(),
+                        at: at(),
                         binding: raw.to_owned(),
                         step: id.to_owned(),
                     });
                 }
-                Some(index) if Some(index) == scope.this => {
+                Some((index, _)) if Some(index) == scope.this => {
                     if !scope.own_output {
                         return Err(DefinitionError::SelfReference {
-                            at: at.clone(),
+                            at: at(),
                             binding: raw.to_owned(),
                         });
                     }
                     Source::Output
                 }
-                Some(index) => Source::Step {
-                    id: StepId::new(id),
-                    index,
-                },
+                Some((index, id)) => Source::Step { id, index },
             }
         }
     };
@@ -464,15 +487,16 @@ fn check_scope(
 mod tests {
     use super::*;
 
-    fn lookup(id: &str) -> Option<usize> {
-        ["market-analysis", "risk", "me"]
+    fn lookup(id: &str) -> Option<(usize, StepId)> {
+        let index = ["market-analysis", "risk", "me"]
             .iter()
-            .position(|known| *known == id)
+            .position(|known| *known == id)?;
+        Some((index, StepId::new(id)))
     }
 
     fn pieces(text: &str, scope: Scope<'_>) -> Result<Vec<Piece>, Vec<DefinitionError>> {
         let mut errors = Vec::new();
-        compile_pieces(text, &scope, &Location::root(), &mut errors).ok_or(errors)
+        compile_pieces(text, &scope, &Location::root, &mut errors).ok_or(errors)
     }
 
     fn binding(text: &str) -> Binding {

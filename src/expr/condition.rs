@@ -1,11 +1,13 @@
 //! Conditions: boolean expressions compiled once to evalexpr operator trees.
 
-use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::fmt::Write as _;
+use std::panic::catch_unwind;
 
 use evalexpr::{EvalexprError, EvalexprResult, Node, Operator, Value as ExprValue};
 
-use super::binding::{Binding, BindingValues, Piece, Scope, compile_pieces};
-use super::context::{Context, ObjectValue, from_expr, to_expr};
+use super::binding::{Binding, BindingValues, Locate, Scope, compile_pieces, compile_whole};
+use super::context::Context;
+use super::program::{Env, Program};
 use super::{EvalError, ExpressionProblem};
 use crate::definition::{DefinitionError, Location};
 
@@ -16,7 +18,7 @@ pub const MAX_EXPRESSION_LENGTH: usize = 2048;
 /// the operator tree's depth after.
 pub const MAX_EXPRESSION_DEPTH: usize = 32;
 /// Prefix of the identifiers that stand for bindings in the compiled tree.
-const SLOT_PREFIX: &str = "__tf";
+pub(super) const SLOT_PREFIX: &str = "__tf";
 
 /// A compiled condition: the expression's operator tree and the bindings it reads.
 ///
@@ -27,7 +29,7 @@ const SLOT_PREFIX: &str = "__tf";
 #[derive(Debug, Clone)]
 pub struct Condition {
     text: Box<str>,
-    tree: Node,
+    program: Program,
     slots: Box<[Binding]>,
 }
 
@@ -42,20 +44,20 @@ impl Condition {
     pub(crate) fn compile(
         text: &str,
         scope: &Scope<'_>,
-        at: &Location,
+        at: Locate<'_>,
         errors: &mut Vec<DefinitionError>,
     ) -> Option<Self> {
         let compiled = normalize(text, scope, at, errors).and_then(|normalized| {
             let tree = build(&normalized.text)?;
             Ok((!normalized.binding_problems).then(|| Self {
                 text: text.into(),
-                tree,
+                program: Program::from_tree(&tree),
                 slots: normalized.slots.into_boxed_slice(),
             }))
         });
         compiled.unwrap_or_else(|problem| {
             errors.push(DefinitionError::Expression {
-                at: at.clone(),
+                at: at(),
                 expression: text.to_owned(),
                 problem,
             });
@@ -84,7 +86,7 @@ impl Condition {
     /// ```
     pub fn parse(text: &str) -> Result<Self, ExpressionProblem> {
         let mut errors = Vec::new();
-        match Self::compile(text, &Scope::trigger(), &Location::root(), &mut errors) {
+        match Self::compile(text, &Scope::trigger(), &Location::root, &mut errors) {
             Some(condition) => Ok(condition),
             None => Err(match errors.into_iter().next() {
                 Some(DefinitionError::Expression { problem, .. }) => problem,
@@ -122,16 +124,7 @@ impl Condition {
         values: &dyn BindingValues,
         context: &Context,
     ) -> Result<bool, EvalError> {
-        let mut bound = Vec::with_capacity(self.slots.len());
-        for binding in self.slots.iter() {
-            let value = binding.resolve(values)?;
-            bound.push(
-                to_expr(value).map_err(|ObjectValue| EvalError::ObjectValue {
-                    binding: binding.text().to_owned(),
-                })?,
-            );
-        }
-        self.run(&bound, context)
+        Env::new(&self.text, &self.slots, Some(values), context).truth(&self.program, true)
     }
 
     /// Evaluates a condition that has no bindings against the host context alone.
@@ -139,29 +132,7 @@ impl Condition {
     /// # Errors
     /// As [`Condition::evaluate`].
     pub fn evaluate_with(&self, context: &Context) -> Result<bool, EvalError> {
-        self.run(&[], context)
-    }
-
-    fn run(&self, bound: &[ExprValue], host: &Context) -> Result<bool, EvalError> {
-        let context = EvalContext { bound, host };
-        // evalexpr has panicked on fuzzed input; a panic is contained as an error.
-        let result = catch_unwind(AssertUnwindSafe(|| self.tree.eval_with_context(&context)))
-            .map_err(|_| EvalError::Evaluation {
-                expression: self.text.to_string(),
-                message: "the expression evaluator panicked".to_owned(),
-            })?;
-        match result {
-            Ok(ExprValue::Boolean(holds)) => Ok(holds),
-            Ok(other) => Err(EvalError::NotBoolean {
-                expression: self.text.to_string(),
-                found: from_expr(&other)
-                    .map_or_else(|_| format!("{other}"), |json| json.to_string()),
-            }),
-            Err(error) => Err(EvalError::Evaluation {
-                expression: self.text.to_string(),
-                message: describe(&error),
-            }),
-        }
+        Env::new(&self.text, &self.slots, None, context).truth(&self.program, true)
     }
 }
 
@@ -181,7 +152,7 @@ struct Normalized {
 fn normalize(
     text: &str,
     scope: &Scope<'_>,
-    at: &Location,
+    at: Locate<'_>,
     errors: &mut Vec<DefinitionError>,
 ) -> Result<Normalized, ExpressionProblem> {
     if text.len() > MAX_EXPRESSION_LENGTH {
@@ -224,25 +195,32 @@ fn normalize(
             '$' if rest.starts_with("${") => {
                 let end = rest.find('}').map_or(rest.len(), |end| end + 1);
                 let raw = &rest[..end];
-                match compile_pieces(raw, scope, at, errors).as_deref() {
-                    Some([Piece::Binding(binding)]) => {
+                let compiled = if raw.ends_with('}') {
+                    compile_whole(raw, scope, at, errors)
+                } else {
+                    // Unterminated: reported by the general path.
+                    compile_pieces(raw, scope, at, errors);
+                    None
+                };
+                match compiled {
+                    Some(binding) => {
                         let slot = match slots
                             .iter()
                             .position(|known| known.text() == binding.text())
                         {
                             Some(slot) => slot,
                             None => {
-                                slots.push(binding.clone());
+                                slots.push(binding);
                                 slots.len() - 1
                             }
                         };
-                        out.push_str(&format!(" {SLOT_PREFIX}{slot} "));
+                        let _ = write!(out, " {SLOT_PREFIX}{slot} ");
                     }
-                    _ => {
+                    None => {
                         // Reported already; a stand-in keeps the rest of the expression
                         // checkable, so its own problems are reported in the same pass.
                         binding_problems = true;
-                        out.push_str(&format!(" {SLOT_PREFIX}x "));
+                        out.push_str(" __tfx ");
                     }
                 }
                 for _ in 1..raw.chars().count() {
@@ -376,7 +354,7 @@ fn build(normalized: &str) -> Result<Node, ExpressionProblem> {
 
 /// evalexpr's error, said the way our messages are: lowercase, no trailing period, and
 /// in the user's terms for the common cases.
-fn describe(error: &EvalexprError) -> String {
+pub(super) fn describe(error: &EvalexprError) -> String {
     match error {
         EvalexprError::AppendedToLeafNode => {
             "two values in a row with no operator between them".to_owned()
@@ -407,6 +385,15 @@ fn describe(error: &EvalexprError) -> String {
             })
         }
     }
+}
+
+/// Evaluates an evalexpr (sub)tree with bound slot values and the host context.
+pub(super) fn eval_tree(
+    tree: &Node,
+    bound: &[ExprValue],
+    host: &Context,
+) -> EvalexprResult<ExprValue> {
+    tree.eval_with_context(&EvalContext { bound, host })
 }
 
 /// The evalexpr context of one evaluation: bound values by slot, then the host.
@@ -523,21 +510,17 @@ mod tests {
         }
     }
 
-    fn lookup(id: &str) -> Option<usize> {
-        ["risk-assessment", "sizing"]
+    fn lookup(id: &str) -> Option<(usize, crate::definition::StepId)> {
+        let index = ["risk-assessment", "sizing"]
             .iter()
-            .position(|known| *known == id)
+            .position(|known| *known == id)?;
+        Some((index, crate::definition::StepId::new(id)))
     }
 
     fn compile(text: &str) -> Result<Condition, Vec<DefinitionError>> {
         let mut errors = Vec::new();
-        Condition::compile(
-            text,
-            &Scope::step(&lookup, 5),
-            &Location::root(),
-            &mut errors,
-        )
-        .ok_or(errors)
+        Condition::compile(text, &Scope::step(&lookup, 5), &Location::root, &mut errors)
+            .ok_or(errors)
     }
 
     fn problem(text: &str) -> ExpressionProblem {
@@ -568,6 +551,82 @@ mod tests {
                 None,
             ],
         )
+    }
+
+    /// The whole condition evaluated by evalexpr alone, as the reference for the native path.
+    fn by_evalexpr(text: &str, values: &Values, context: &Context) -> Result<bool, String> {
+        let mut errors = Vec::new();
+        let normalized = normalize(text, &Scope::step(&lookup, 5), &Location::root, &mut errors)
+            .map_err(|problem| problem.to_string())?;
+        let tree = build(&normalized.text).map_err(|problem| problem.to_string())?;
+        let bound: Vec<ExprValue> = normalized
+            .slots
+            .iter()
+            .map(|binding| binding.resolve(values).map_err(|e| e.to_string()))
+            .map(|value| {
+                value.and_then(|v| {
+                    super::super::context::to_expr(v).map_err(|_| "object".to_owned())
+                })
+            })
+            .collect::<Result<_, _>>()?;
+        match eval_tree(&tree, &bound, context) {
+            Ok(ExprValue::Boolean(holds)) => Ok(holds),
+            other => Err(format!("{other:?}")),
+        }
+    }
+
+    #[test]
+    fn the_native_path_agrees_with_evalexpr() {
+        let v = values();
+        let context = Context::new()
+            .with_variable("volatility.level", json!(0.2))
+            .with_variable("market.name", json!("XNAS"))
+            .with_variable("limits", json!([1, 2]))
+            .with_variable("flag", json!(true))
+            .with_function("market.isOpen", |_| Ok(json!(true)));
+        let cases = [
+            "${risk-assessment.output.approved} == true",
+            "${risk-assessment.output.approved} != false && ${risk-assessment.output.score} >= 0.75",
+            "${risk-assessment.output.score} > 0.5 || ${input.qty} < 0",
+            "!(${input.qty} == 1) || volatility.level <= 0.2",
+            "${input.tags} == (\"a\", \"b\")",
+            "${input.tags} != (\"a\")",
+            "${input.nothing} == null && null == ${input.nothing}",
+            "${input.qty} == \"1\"",
+            "market.name == \"XNAS\" && market.name > \"XA\" && market.name < \"XZ\"",
+            "limits == (1, 2.0)",
+            "flag",
+            "!flag || market.isOpen()",
+            "${input.qty} + 1 == 2",
+            "(${input.qty} >= 1) == true",
+            "1 == 1.0 && 2 > 1.5",
+        ];
+        for text in cases {
+            let native = compile(text).unwrap().evaluate(&v, &context);
+            let reference = by_evalexpr(text, &v, &context);
+            match (&native, &reference) {
+                (Ok(a), Ok(b)) => assert_eq!(a, b, "{text}"),
+                (Err(_), Err(_)) => {}
+                _ => panic!("{text}: native {native:?}, evalexpr {reference:?}"),
+            }
+            assert!(reference.is_ok(), "{text}: {reference:?}");
+        }
+        // Errors where evalexpr has them: ordering values of different kinds.
+        let mixed = "${input.qty} > \"a\"";
+        assert!(by_evalexpr(mixed, &v, &context).is_err());
+        assert!(matches!(
+            compile(mixed).unwrap().evaluate(&v, &context),
+            Err(EvalError::Evaluation { .. })
+        ));
+    }
+
+    #[test]
+    fn and_and_or_short_circuit() {
+        let v = values();
+        // evalexpr evaluates both sides, so the unknown variable would be an error there.
+        assert_eq!(holds("${input.qty} == 2 && unknown.flag", &v), Ok(false));
+        assert_eq!(holds("${input.qty} == 1 || unknown.flag", &v), Ok(true));
+        assert!(holds("${input.qty} == 1 && unknown.flag", &v).is_err());
     }
 
     #[test]

@@ -3,8 +3,12 @@
 use serde_json::{Map, Value};
 
 use super::EvalError;
-use super::binding::{Binding, BindingValues, Piece, Scope, compile_pieces};
-use crate::definition::{DefinitionError, Location};
+use super::binding::{
+    Binding, BindingValues, Locate, Piece, Scope, compile_pieces, compile_whole, is_whole_binding,
+};
+use crate::definition::DefinitionError;
+#[cfg(test)]
+use crate::definition::Location;
 
 /// A JSON value whose strings may hold bindings, compiled once.
 ///
@@ -29,7 +33,7 @@ impl Template {
     pub(crate) fn compile(
         value: &Value,
         scope: &Scope<'_>,
-        at: &Location,
+        at: Locate<'_>,
         errors: &mut Vec<DefinitionError>,
     ) -> Option<Self> {
         compile_node(value, scope, at, errors).map(Self)
@@ -39,7 +43,7 @@ impl Template {
     pub(crate) fn compile_object(
         object: &Map<String, Value>,
         scope: &Scope<'_>,
-        at: &Location,
+        at: Locate<'_>,
         errors: &mut Vec<DefinitionError>,
     ) -> Option<Self> {
         compile_object(object, scope, at, errors).map(Self)
@@ -62,8 +66,13 @@ impl Template {
     /// Every binding in the template, in document order.
     pub fn bindings(&self) -> Vec<&Binding> {
         let mut found = Vec::new();
-        collect(&self.0, &mut found);
+        self.for_each_binding(&mut |binding| found.push(binding));
         found
+    }
+
+    /// Calls `visit` with every binding in the template, in document order.
+    pub fn for_each_binding<'t>(&'t self, visit: &mut dyn FnMut(&'t Binding)) {
+        visit_node(&self.0, visit);
     }
 
     /// Whether the template has no binding (it always resolves to the same value).
@@ -102,10 +111,13 @@ impl Template {
 fn compile_node(
     value: &Value,
     scope: &Scope<'_>,
-    at: &Location,
+    at: Locate<'_>,
     errors: &mut Vec<DefinitionError>,
 ) -> Option<Node> {
     match value {
+        Value::String(text) if is_whole_binding(text) => {
+            compile_whole(text, scope, at, errors).map(Node::Binding)
+        }
         Value::String(text) if text.contains("${") => {
             let mut pieces = compile_pieces(text, scope, at, errors)?;
             Some(if pieces.len() == 1 {
@@ -122,7 +134,7 @@ fn compile_node(
             let mut ok = true;
             let mut nodes = Vec::with_capacity(items.len());
             for (index, item) in items.iter().enumerate() {
-                match compile_node(item, scope, &at.index(index), errors) {
+                match compile_node(item, scope, &|| at().index(index), errors) {
                     Some(node) => nodes.push(node),
                     None => ok = false,
                 }
@@ -146,13 +158,13 @@ fn compile_node(
 fn compile_object(
     object: &Map<String, Value>,
     scope: &Scope<'_>,
-    at: &Location,
+    at: Locate<'_>,
     errors: &mut Vec<DefinitionError>,
 ) -> Option<Node> {
     let mut ok = true;
     let mut fields = Vec::with_capacity(object.len());
     for (key, item) in object {
-        match compile_node(item, scope, &at.field(key), errors) {
+        match compile_node(item, scope, &|| at().field(key.clone()), errors) {
             Some(node) => fields.push((key.clone(), node)),
             None => ok = false,
         }
@@ -204,16 +216,19 @@ fn resolve_node(node: &Node, values: &dyn BindingValues) -> Result<Value, EvalEr
     })
 }
 
-fn collect<'t>(node: &'t Node, found: &mut Vec<&'t Binding>) {
+fn visit_node<'t>(node: &'t Node, visit: &mut dyn FnMut(&'t Binding)) {
     match node {
         Node::Literal(_) => {}
-        Node::Binding(binding) => found.push(binding),
-        Node::Text(pieces) => found.extend(pieces.iter().filter_map(|piece| match piece {
-            Piece::Binding(binding) => Some(binding),
-            Piece::Text(_) => None,
-        })),
-        Node::Array(items) => items.iter().for_each(|item| collect(item, found)),
-        Node::Object(fields) => fields.iter().for_each(|(_, item)| collect(item, found)),
+        Node::Binding(binding) => visit(binding),
+        Node::Text(pieces) => {
+            for piece in pieces.iter() {
+                if let Piece::Binding(binding) = piece {
+                    visit(binding);
+                }
+            }
+        }
+        Node::Array(items) => items.iter().for_each(|item| visit_node(item, visit)),
+        Node::Object(fields) => fields.iter().for_each(|(_, item)| visit_node(item, visit)),
     }
 }
 
@@ -234,8 +249,8 @@ mod tests {
         }
     }
 
-    fn lookup(id: &str) -> Option<usize> {
-        (id == "sizing").then_some(0)
+    fn lookup(id: &str) -> Option<(usize, crate::definition::StepId)> {
+        (id == "sizing").then(|| (0, crate::definition::StepId::new(id)))
     }
 
     fn template(value: Value) -> Template {
@@ -243,7 +258,7 @@ mod tests {
         let template = Template::compile(
             &value,
             &Scope::step(&lookup, 1),
-            &Location::root(),
+            &Location::root,
             &mut errors,
         );
         assert!(errors.is_empty(), "{errors:?}");
@@ -284,7 +299,7 @@ mod tests {
     fn errors_are_located_inside_the_value() {
         let mut errors = Vec::new();
         let value = json!({"a": [1, {"b": "${nope.output}"}]});
-        let at = Location::step(1, None).field("task").field("parameters");
+        let at = || Location::step(1, None).field("task").field("parameters");
         assert!(Template::compile(&value, &Scope::step(&lookup, 1), &at, &mut errors).is_none());
         assert_eq!(
             errors[0].location().unwrap().to_string(),

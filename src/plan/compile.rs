@@ -1,7 +1,7 @@
 //! Validation and compilation of a definition into an [`ExecutionPlan`].
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::collections::{BinaryHeap, HashMap, HashSet, VecDeque};
 use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,7 +19,7 @@ use crate::definition::{
     RetryPolicy, StepDefinition, StepId, StepType, TriggerDefinition, TriggerType,
     ValidationErrors, WorkflowDefinition,
 };
-use crate::expr::{Binding, Condition, Scope, Source, Template};
+use crate::expr::{Binding, Condition, Locate, Scope, Source, StepLookup, Template};
 
 const ALL_STRATEGIES: [RecoveryStrategy; 5] = [
     RecoveryStrategy::Retry,
@@ -34,7 +34,7 @@ pub(super) fn compile(
 ) -> Result<ExecutionPlan, ValidationErrors> {
     let mut compiler = Compiler {
         errors: Vec::new(),
-        edges: HashMap::new(),
+        edges: Vec::new(),
     };
     match compiler.compile(&definition) {
         Some(plan) if compiler.errors.is_empty() => Ok(plan),
@@ -73,14 +73,17 @@ pub(super) fn with_structural_problems(partial: Partial) -> ValidationErrors {
 
 struct Compiler {
     errors: Vec<DefinitionError>,
-    /// (from, to) → why.
-    edges: HashMap<(usize, usize), Edge>,
+    /// (from, to, why); merged per pair when the graph is built.
+    edges: Vec<(usize, usize, Edge)>,
 }
 
 impl Compiler {
     fn compile(&mut self, definition: &Arc<WorkflowDefinition>) -> Option<ExecutionPlan> {
         let ids = self.step_ids(definition);
-        let lookup = |id: &str| ids.get(id).copied();
+        let lookup = |id: &str| {
+            let index = *ids.get(id)?;
+            Some((index, definition.steps.get(index)?.id.clone()))
+        };
 
         let steps: Vec<Option<PlanStep>> = definition
             .steps
@@ -90,14 +93,14 @@ impl Compiler {
             .collect();
 
         self.dependencies(definition, &lookup);
-        let at = Location::root();
+        let at = Location::root;
         let conditions: Vec<Option<Condition>> = definition
             .conditions
             .iter()
             .flatten()
             .enumerate()
             .map(|(index, condition)| {
-                let at = at.field("conditions").index(index).field("expression");
+                let at = || at().field("conditions").index(index).field("expression");
                 Condition::compile(
                     &condition.expression,
                     &Scope::workflow(),
@@ -107,10 +110,10 @@ impl Compiler {
             })
             .collect();
         if let Some(handling) = &definition.error_handling {
-            let at = at.field("errorHandling");
+            let at = || at().field("errorHandling");
             if handling.fallback_step.is_some() {
                 self.errors.push(DefinitionError::NotAllowed {
-                    at: at.clone(),
+                    at: at(),
                     field: "fallbackStep",
                     reason: "a fallback step is set per step, in the step's `errorHandling`"
                         .to_owned(),
@@ -119,7 +122,7 @@ impl Compiler {
             self.error_handling(handling, &at, None, &lookup);
         }
         if let Some(timeout) = definition.timeout {
-            self.positive(timeout, &at.field("timeout"));
+            self.positive(timeout, &|| at().field("timeout"));
         }
         let resources: Vec<Resources> = definition
             .resource_requirements
@@ -127,7 +130,9 @@ impl Compiler {
             .flatten()
             .enumerate()
             .filter_map(|(index, requirement)| {
-                self.resources(requirement, &at.field("resourceRequirements").index(index))
+                self.resources(requirement, &|| {
+                    at().field("resourceRequirements").index(index)
+                })
             })
             .collect();
         let triggers: Vec<Option<Trigger>> = definition
@@ -139,7 +144,7 @@ impl Compiler {
             .collect();
         if definition.steps.is_empty() {
             self.errors.push(DefinitionError::InvalidValue {
-                at: at.field("steps"),
+                at: at().field("steps"),
                 value: "[]".to_owned(),
                 reason: "a workflow needs at least one step".to_owned(),
             });
@@ -147,7 +152,14 @@ impl Compiler {
 
         if definition.dependencies.is_none() {
             for index in 1..definition.steps.len() {
-                self.edges.entry((index - 1, index)).or_default().order = true;
+                self.edges.push((
+                    index - 1,
+                    index,
+                    Edge {
+                        order: true,
+                        ..Edge::default()
+                    },
+                ));
             }
         }
         let graph = self.graph(definition);
@@ -157,25 +169,29 @@ impl Compiler {
             return None;
         }
         let steps: Vec<PlanStep> = steps.into_iter().collect::<Option<_>>()?;
-        let input_bindings = steps
-            .iter()
-            .flat_map(step_bindings)
-            .filter(|binding| matches!(binding.source(), Source::Input));
-        let mut inputs: Vec<Binding> = Vec::new();
-        for binding in input_bindings {
-            if !inputs.iter().any(|known| known.text() == binding.text()) {
-                inputs.push(binding.clone());
-            }
-        }
         let conditions: Vec<Condition> = conditions.into_iter().collect::<Option<_>>()?;
-        inputs.extend(
+        // Every distinct `${input…}` binding, in order of first use.
+        let is_input = |binding: &Binding| matches!(binding.source(), Source::Input);
+        let mut all: Vec<&Binding> = Vec::new();
+        for step in &steps {
+            for_each_step_binding(step, &mut |binding| {
+                if is_input(binding) {
+                    all.push(binding);
+                }
+            });
+        }
+        all.extend(
             conditions
                 .iter()
                 .flat_map(Condition::bindings)
-                .filter(|binding| !inputs.iter().any(|known| known.text() == binding.text()))
-                .cloned()
-                .collect::<Vec<_>>(),
+                .filter(|b| is_input(b)),
         );
+        let mut seen: HashSet<&str> = HashSet::with_capacity(all.len());
+        let inputs: Vec<Binding> = all
+            .into_iter()
+            .filter(|b| seen.insert(b.text()))
+            .cloned()
+            .collect();
         let policy = definition.execution_policy.as_ref();
         Some(ExecutionPlan {
             definition: Arc::clone(definition),
@@ -209,16 +225,16 @@ impl Compiler {
     fn step_ids<'d>(&mut self, definition: &'d WorkflowDefinition) -> HashMap<&'d str, usize> {
         let mut ids = HashMap::with_capacity(definition.steps.len());
         for (index, step) in definition.steps.iter().enumerate() {
-            let at = Location::step(index, Some(&step.id)).field("id");
+            let at = || Location::step(index, Some(&step.id)).field("id");
             if let Some(reason) = StepId::problem(step.id.as_str()) {
                 self.errors.push(DefinitionError::InvalidStepId {
-                    at,
+                    at: at(),
                     id: step.id.to_string(),
                     reason,
                 });
             } else if let Some(&first) = ids.get(step.id.as_str()) {
                 self.errors.push(DefinitionError::DuplicateStepId {
-                    at,
+                    at: at(),
                     id: step.id.clone(),
                     first,
                 });
@@ -234,44 +250,48 @@ impl Compiler {
         index: usize,
         step: &StepDefinition,
         definition: &WorkflowDefinition,
-        lookup: &dyn Fn(&str) -> Option<usize>,
+        lookup: StepLookup<'_>,
     ) -> Option<PlanStep> {
-        let at = Location::step(index, Some(&step.id));
+        let at = || Location::step(index, Some(&step.id));
         let scope = Scope::step(lookup, index);
         let errors_before = self.errors.len();
         self.step_shape(step, &at);
 
         let condition = step.condition.as_ref().and_then(|condition| {
-            let at = at.field("condition").field("expression");
+            let at = || at().field("condition").field("expression");
             Condition::compile(&condition.expression, &scope, &at, &mut self.errors)
         });
         let skip_condition = step.skip_condition.as_ref().and_then(|condition| {
-            let at = at.field("skipCondition").field("expression");
+            let at = || at().field("skipCondition").field("expression");
             Condition::compile(&condition.expression, &scope, &at, &mut self.errors)
         });
         let output_mapping = step.output_mapping.as_ref().and_then(|mapping| {
-            let at = at.field("outputMapping");
+            let at = || at().field("outputMapping");
             for (name, value) in mapping {
                 if !value.is_string() {
                     self.errors.push(DefinitionError::InvalidType {
-                        at: at.field(name),
+                        at: at().field(name.clone()),
                         found: json_kind(value).to_owned(),
                         expected: "a binding string such as \"${output.price}\"".to_owned(),
                     });
                 }
             }
-            Template::compile_object(mapping, &scope.with_own_output(), &at, &mut self.errors)
+            Template::compile_object(
+                mapping,
+                &scope.with_own_output(),
+                &|| at(),
+                &mut self.errors,
+            )
         });
         let kind = self.step_kind(step, &at, &scope);
         if let Some(timeout) = step.timeout {
-            self.positive(timeout, &at.field("timeout"));
+            self.positive(timeout, &|| at().field("timeout"));
         }
         let retry = self.retry(step, definition, &at);
         let recovery = self.recovery(step, definition, &at, lookup);
-        let resources = step
-            .resource_requirements
-            .as_ref()
-            .and_then(|requirement| self.resources(requirement, &at.field("resourceRequirements")));
+        let resources = step.resource_requirements.as_ref().and_then(|requirement| {
+            self.resources(requirement, &|| at().field("resourceRequirements"))
+        });
 
         if self.errors.len() > errors_before {
             return None;
@@ -291,20 +311,28 @@ impl Compiler {
             resources,
             data_inputs: Box::new([]),
         };
-        let mut inputs: Vec<usize> = step_bindings(&plan_step)
-            .filter_map(Binding::step_index)
-            .collect();
+        let mut inputs: Vec<usize> = Vec::new();
+        for_each_step_binding(&plan_step, &mut |binding| {
+            inputs.extend(binding.step_index())
+        });
         inputs.sort_unstable();
         inputs.dedup();
-        for &from in &inputs {
-            self.edges.entry((from, index)).or_default().data = true;
-        }
+        self.edges.extend(inputs.iter().map(|&from| {
+            (
+                from,
+                index,
+                Edge {
+                    data: true,
+                    ..Edge::default()
+                },
+            )
+        }));
         plan_step.data_inputs = inputs.into_boxed_slice();
         Some(plan_step)
     }
 
     /// Which fields and blocks the step's type requires and allows.
-    fn step_shape(&mut self, step: &StepDefinition, at: &Location) {
+    fn step_shape(&mut self, step: &StepDefinition, at: Locate<'_>) {
         let kind = step.step_type;
         let name = kind.as_str();
         if kind.uses_agent() {
@@ -345,7 +373,7 @@ impl Compiler {
                 None => self.required(at, "branches", "for condition steps".to_owned()),
                 Some(branches) if branches.is_empty() => {
                     self.errors.push(DefinitionError::InvalidValue {
-                        at: at.field("branches"),
+                        at: at().field("branches"),
                         value: "[]".to_owned(),
                         reason: "a condition step needs at least one branch".to_owned(),
                     })
@@ -357,7 +385,7 @@ impl Compiler {
                             .any(|earlier| earlier.name == branch.name)
                         {
                             self.errors.push(DefinitionError::InvalidValue {
-                                at: at.field("branches").index(index).field("name"),
+                                at: at().field("branches").index(index).field("name"),
                                 value: format!("{:?}", branch.name),
                                 reason: "two branches have this name".to_owned(),
                             });
@@ -390,7 +418,7 @@ impl Compiler {
     fn step_kind(
         &mut self,
         step: &StepDefinition,
-        at: &Location,
+        at: Locate<'_>,
         scope: &Scope<'_>,
     ) -> Option<StepKind> {
         let task = || -> Option<(&crate::definition::AgentCriteria, &crate::definition::TaskDefinition)> {
@@ -401,7 +429,7 @@ impl Compiler {
                 Some(parameters) => Template::compile_object(
                     parameters,
                     scope,
-                    &at.field("task").field("parameters"),
+                    &|| at().field("task").field("parameters"),
                     &mut this.errors,
                 ),
                 None => Some(Template::empty_object()),
@@ -443,7 +471,7 @@ impl Compiler {
                         Some(limit) => Some(limit),
                         None => {
                             self.errors.push(DefinitionError::InvalidValue {
-                                at: at.field("parallel").field("maxConcurrency"),
+                                at: at().field("parallel").field("maxConcurrency"),
                                 value: "0".to_owned(),
                                 reason: "at least one item must be able to run".to_owned(),
                             });
@@ -470,7 +498,7 @@ impl Compiler {
                     Some(text) => Until::Condition(Condition::compile(
                         text,
                         &scope.with_own_output(),
-                        &at.field("loop").field("until"),
+                        &|| at().field("loop").field("until"),
                         &mut self.errors,
                     )?),
                     None => Until::Done,
@@ -480,7 +508,7 @@ impl Compiler {
                     .unwrap_or(100);
                 if max_iterations == 0 {
                     self.errors.push(DefinitionError::InvalidValue {
-                        at: at.field("loop").field("maxIterations"),
+                        at: at().field("loop").field("maxIterations"),
                         value: "0".to_owned(),
                         reason: "a loop runs at least once".to_owned(),
                     });
@@ -500,7 +528,7 @@ impl Compiler {
             StepType::Condition => {
                 let mut branches = Vec::new();
                 for (index, branch) in step.branches.iter().flatten().enumerate() {
-                    let at = at.field("branches").index(index).field("when");
+                    let at = || at().field("branches").index(index).field("when");
                     if let Some(when) =
                         Condition::compile(&branch.when, scope, &at, &mut self.errors)
                     {
@@ -532,7 +560,7 @@ impl Compiler {
         &mut self,
         task: &AgentTask,
         for_each: Option<&str>,
-        at: &Location,
+        at: Locate<'_>,
     ) -> Option<String> {
         let parameters = &task.parameters;
         if let Some(name) = for_each {
@@ -540,7 +568,7 @@ impl Compiler {
                 Some(true) => Some(name.to_owned()),
                 Some(false) => {
                     self.errors.push(DefinitionError::InvalidValue {
-                        at: at.field("parallel").field("forEach"),
+                        at: at().field("parallel").field("forEach"),
                         value: format!("{name:?}"),
                         reason: "that parameter is neither an array nor a binding".to_owned(),
                     });
@@ -548,7 +576,7 @@ impl Compiler {
                 }
                 None => {
                     self.errors.push(DefinitionError::InvalidValue {
-                        at: at.field("parallel").field("forEach"),
+                        at: at().field("parallel").field("forEach"),
                         value: format!("{name:?}"),
                         reason: format!(
                             "the task has no such parameter (it has {})",
@@ -592,7 +620,7 @@ impl Compiler {
         &mut self,
         step: &StepDefinition,
         definition: &WorkflowDefinition,
-        at: &Location,
+        at: Locate<'_>,
     ) -> Retry {
         let step_policy = step.retry_policy.as_ref();
         let step_handling_policy = step
@@ -601,7 +629,7 @@ impl Compiler {
             .and_then(|handling| handling.retry_policy.as_ref());
         if step_policy.is_some() && step_handling_policy.is_some() {
             self.not_allowed(
-                &at.field("errorHandling"),
+                &|| at().field("errorHandling"),
                 "retryPolicy",
                 "the step already has a `retryPolicy`; keep one",
             );
@@ -611,10 +639,10 @@ impl Compiler {
             .as_ref()
             .and_then(|handling| handling.retry_policy.as_ref());
         if let Some(policy) = step_policy {
-            self.retry_values(policy, &at.field("retryPolicy"));
+            self.retry_values(policy, &|| at().field("retryPolicy"));
         }
         if let Some(policy) = step_handling_policy {
-            self.retry_values(policy, &at.field("errorHandling").field("retryPolicy"));
+            self.retry_values(policy, &|| at().field("errorHandling").field("retryPolicy"));
         }
         let layers = [step_policy.or(step_handling_policy), workflow_policy];
         let pick = |get: fn(&RetryPolicy) -> Option<u64>| {
@@ -644,10 +672,10 @@ impl Compiler {
         }
     }
 
-    fn retry_values(&mut self, policy: &RetryPolicy, at: &Location) {
+    fn retry_values(&mut self, policy: &RetryPolicy, at: Locate<'_>) {
         if policy.max_attempts == Some(0) {
             self.invalid(
-                at.field("maxAttempts"),
+                at().field("maxAttempts"),
                 "0",
                 "counts the first call, so at least 1",
             );
@@ -655,7 +683,7 @@ impl Compiler {
         if let Some(multiplier) = policy.backoff_multiplier {
             if !(multiplier.is_finite() && multiplier >= 1.0) {
                 self.invalid(
-                    at.field("backoffMultiplier"),
+                    at().field("backoffMultiplier"),
                     &multiplier.to_string(),
                     "must be at least 1",
                 );
@@ -664,7 +692,7 @@ impl Compiler {
         if let Some(jitter) = policy.jitter {
             if !(0.0..=1.0).contains(&jitter) {
                 self.invalid(
-                    at.field("jitter"),
+                    at().field("jitter"),
                     &jitter.to_string(),
                     "must be between 0 and 1",
                 );
@@ -676,15 +704,18 @@ impl Compiler {
         &mut self,
         step: &StepDefinition,
         definition: &WorkflowDefinition,
-        at: &Location,
-        lookup: &dyn Fn(&str) -> Option<usize>,
+        at: Locate<'_>,
+        lookup: StepLookup<'_>,
     ) -> Option<Recovery> {
         let step_handling = step.error_handling.as_ref();
         let workflow_handling = definition.error_handling.as_ref();
         let fallback = match step_handling {
-            Some(handling) => {
-                self.error_handling(handling, &at.field("errorHandling"), Some(step), lookup)?
-            }
+            Some(handling) => self.error_handling(
+                handling,
+                &|| at().field("errorHandling"),
+                Some(step),
+                lookup,
+            )?,
             None => None,
         };
         let strategies = step_handling
@@ -711,13 +742,13 @@ impl Compiler {
     fn error_handling(
         &mut self,
         handling: &ErrorHandling,
-        at: &Location,
+        at: Locate<'_>,
         step: Option<&StepDefinition>,
-        lookup: &dyn Fn(&str) -> Option<usize>,
+        lookup: StepLookup<'_>,
     ) -> Option<Option<usize>> {
         if step.is_none() {
             if let Some(policy) = &handling.retry_policy {
-                self.retry_values(policy, &at.field("retryPolicy"));
+                self.retry_values(policy, &|| at().field("retryPolicy"));
             }
         }
         for (strategy, weight) in handling.strategy_weights.iter().flatten() {
@@ -726,8 +757,8 @@ impl Compiler {
                     .ok()
                     .and_then(|v| v.as_str().map(str::to_owned));
                 self.invalid(
-                    at.field("strategyWeights")
-                        .field(name.as_deref().unwrap_or("?")),
+                    at().field("strategyWeights")
+                        .field(name.unwrap_or_else(|| "?".to_owned())),
                     &weight.to_string(),
                     "weights are finite and not negative",
                 );
@@ -739,30 +770,30 @@ impl Compiler {
         let Some(step) = step else {
             return Some(None);
         };
-        let at = at.field("fallbackStep");
+        let at = || at().field("fallbackStep");
         match lookup(fallback.as_str()) {
             None => {
                 self.errors.push(DefinitionError::UnknownStep {
-                    at,
+                    at: at(),
                     step: fallback.to_string(),
                 });
                 None
             }
             Some(_) if fallback == &step.id => {
                 self.errors.push(DefinitionError::SelfReference {
-                    at,
+                    at: at(),
                     binding: fallback.to_string(),
                 });
                 None
             }
-            Some(index) => Some(Some(index)),
+            Some((index, _)) => Some(Some(index)),
         }
     }
 
     fn resources(
         &mut self,
         requirement: &ResourceRequirements,
-        at: &Location,
+        at: Locate<'_>,
     ) -> Option<Resources> {
         let mut ok = true;
         for (name, value) in [
@@ -773,7 +804,7 @@ impl Compiler {
             if let Some(value) = value {
                 if !(value.is_finite() && value >= 0.0) {
                     self.invalid(
-                        at.field(name),
+                        at().field(name),
                         &value.to_string(),
                         "amounts are finite and not negative",
                     );
@@ -789,18 +820,14 @@ impl Compiler {
         })
     }
 
-    fn dependencies(
-        &mut self,
-        definition: &WorkflowDefinition,
-        lookup: &dyn Fn(&str) -> Option<usize>,
-    ) {
+    fn dependencies(&mut self, definition: &WorkflowDefinition, lookup: StepLookup<'_>) {
         for (index, dependency) in definition.dependencies.iter().flatten().enumerate() {
-            let at = Location::root().field("dependencies").index(index);
-            let mut resolve = |field: &str, id: &StepId| {
-                let found = lookup(id.as_str());
+            let at = || Location::root().field("dependencies").index(index);
+            let mut resolve = |field: &'static str, id: &StepId| {
+                let found = lookup(id.as_str()).map(|(index, _)| index);
                 if found.is_none() {
                     self.errors.push(DefinitionError::UnknownStep {
-                        at: at.field(field),
+                        at: at().field(field),
                         step: id.to_string(),
                     });
                 }
@@ -813,13 +840,18 @@ impl Compiler {
             match (from, to) {
                 (Some(from), Some(to)) if from == to => {
                     self.errors.push(DefinitionError::SelfReference {
-                        at: at.field("to"),
+                        at: at().field("to"),
                         binding: dependency.to.to_string(),
                     })
                 }
-                (Some(from), Some(to)) => {
-                    self.edges.entry((from, to)).or_default().dependency = true
-                }
+                (Some(from), Some(to)) => self.edges.push((
+                    from,
+                    to,
+                    Edge {
+                        dependency: true,
+                        ..Edge::default()
+                    },
+                )),
                 _ => {}
             }
         }
@@ -827,7 +859,7 @@ impl Compiler {
 
     fn trigger(&mut self, index: usize, trigger: &TriggerDefinition) -> Option<Trigger> {
         let kind = trigger.trigger_type;
-        let at = Location::trigger(index, Some(kind));
+        let at = || Location::trigger(index, Some(kind));
         let errors_before = self.errors.len();
         let fields: [(&'static str, bool, TriggerType); 6] = [
             (
@@ -877,14 +909,14 @@ impl Compiler {
                     Ok(schedule) => Some(TriggerKind::Scheduled(Box::new(schedule))),
                     Err(ScheduleProblem::Timezone) => {
                         self.errors.push(DefinitionError::UnknownTimezone {
-                            at: at.field("timezone"),
+                            at: at().field("timezone"),
                             timezone: trigger.timezone.clone().unwrap_or_default(),
                         });
                         None
                     }
                     Err(ScheduleProblem::Cron(reason)) => {
                         self.errors.push(DefinitionError::InvalidCron {
-                            at: at.field("schedule"),
+                            at: at().field("schedule"),
                             schedule: pattern.clone(),
                             reason,
                         });
@@ -911,7 +943,7 @@ impl Compiler {
                     None => self.required(&at, "threshold", required),
                     Some(value) if !value.is_finite() => {
                         self.invalid(
-                            at.field("threshold"),
+                            at().field("threshold"),
                             &value.to_string(),
                             "must be a finite number",
                         );
@@ -929,7 +961,7 @@ impl Compiler {
             }
         };
         let condition = trigger.condition.as_ref().and_then(|condition| {
-            let at = at.field("condition").field("expression");
+            let at = || at().field("condition").field("expression");
             Condition::compile(
                 &condition.expression,
                 &Scope::trigger(),
@@ -952,10 +984,24 @@ impl Compiler {
         for step in &definition.steps {
             graph.add_node(step.id.clone());
         }
-        let mut edges: Vec<(&(usize, usize), &Edge)> = self.edges.iter().collect();
-        edges.sort_unstable_by_key(|(key, _)| **key);
-        for (&(from, to), &edge) in edges {
-            graph.add_edge(NodeIndex::new(from), NodeIndex::new(to), edge);
+        self.edges.sort_unstable_by_key(|&(from, to, _)| (from, to));
+        let mut pending: Option<(usize, usize, Edge)> = None;
+        for &(from, to, edge) in &self.edges {
+            match &mut pending {
+                Some((f, t, merged)) if (*f, *t) == (from, to) => {
+                    merged.dependency |= edge.dependency;
+                    merged.data |= edge.data;
+                    merged.order |= edge.order;
+                }
+                _ => {
+                    if let Some((f, t, merged)) = pending.replace((from, to, edge)) {
+                        graph.add_edge(NodeIndex::new(f), NodeIndex::new(t), merged);
+                    }
+                }
+            }
+        }
+        if let Some((f, t, merged)) = pending {
+            graph.add_edge(NodeIndex::new(f), NodeIndex::new(t), merged);
         }
         graph
     }
@@ -1055,23 +1101,23 @@ impl Compiler {
         }
     }
 
-    fn positive(&mut self, millis: u64, at: &Location) {
+    fn positive(&mut self, millis: u64, at: Locate<'_>) {
         if millis == 0 {
-            self.invalid(at.clone(), "0", "a timeout is at least 1 ms");
+            self.invalid(at(), "0", "a timeout is at least 1 ms");
         }
     }
 
-    fn required(&mut self, at: &Location, field: &'static str, reason: String) {
+    fn required(&mut self, at: Locate<'_>, field: &'static str, reason: String) {
         self.errors.push(DefinitionError::Required {
-            at: at.clone(),
+            at: at(),
             field,
             reason,
         });
     }
 
-    fn not_allowed(&mut self, at: &Location, field: &'static str, reason: &str) {
+    fn not_allowed(&mut self, at: Locate<'_>, field: &'static str, reason: &str) {
         self.errors.push(DefinitionError::NotAllowed {
-            at: at.clone(),
+            at: at(),
             field,
             reason: reason.to_owned(),
         });
@@ -1087,33 +1133,34 @@ impl Compiler {
 }
 
 /// Every binding a compiled step reads.
-fn step_bindings(step: &PlanStep) -> impl Iterator<Item = &Binding> {
+/// Calls `visit` with every binding a compiled step reads.
+fn for_each_step_binding<'s>(step: &'s PlanStep, visit: &mut dyn FnMut(&'s Binding)) {
+    let approval = match step.kind() {
+        StepKind::HumanApproval { parameters, .. } => Some(parameters),
+        _ => None,
+    };
     let templates = step
         .agent_task()
         .map(|task| &task.parameters)
         .into_iter()
-        .chain(match step.kind() {
-            StepKind::HumanApproval { parameters, .. } => Some(parameters),
-            _ => None,
-        })
-        .chain(step.output_mapping());
-    let template_bindings = templates.flat_map(Template::bindings);
-    let mut conditions: Vec<&Condition> = step
-        .condition()
-        .into_iter()
-        .chain(step.skip_condition())
-        .collect();
-    match step.kind() {
+        .chain(approval);
+    for template in templates.chain(step.output_mapping()) {
+        template.for_each_binding(visit);
+    }
+    let own = step.condition().into_iter().chain(step.skip_condition());
+    let kind_conditions: Box<dyn Iterator<Item = &Condition>> = match step.kind() {
         StepKind::Loop {
             until: Until::Condition(until),
             ..
-        } => conditions.push(until),
+        } => Box::new(std::iter::once(until)),
         StepKind::Condition { branches, .. } => {
-            conditions.extend(branches.iter().map(|branch| &branch.when))
+            Box::new(branches.iter().map(|branch| &branch.when))
         }
-        _ => {}
+        _ => Box::new(std::iter::empty()),
+    };
+    for condition in own.chain(kind_conditions) {
+        condition.bindings().iter().for_each(&mut *visit);
     }
-    template_bindings.chain(conditions.into_iter().flat_map(Condition::bindings))
 }
 
 fn json_kind(value: &serde_json::Value) -> &'static str {

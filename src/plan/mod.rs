@@ -1,7 +1,7 @@
 //! The execution plan: a validated definition compiled once into a DAG.
 //!
 //! [`ExecutionPlan::compile`] checks everything a definition can get wrong and collects
-//! every problem (see [`DefinitionError`]); on success it holds a petgraph `DiGraph` with
+//! every problem (see [`DefinitionError`](crate::definition::DefinitionError)); on success it holds a petgraph `DiGraph` with
 //! one node per step (node index = index in `steps`) and edges from `dependencies`,
 //! from every binding, and — when `dependencies` is absent — from listed order. Every
 //! binding, template and condition is compiled; triggers are parsed. A run never parses
@@ -75,7 +75,7 @@ impl ExecutionPlan {
     /// [`ValidationErrors`] with every problem: the structural ones (syntax, unknown
     /// fields, wrong types) and the semantic ones found in the parts that did load.
     pub fn from_json(json: &str) -> Result<Self, ValidationErrors> {
-        match definition::load(&definition::parse(json)?) {
+        match definition::load_json(json) {
             Loaded::Complete(definition) => Self::compile(definition),
             Loaded::Partial(partial) => Err(compile::with_structural_problems(partial)),
             Loaded::Failed(error) => Err(error.into()),
