@@ -66,6 +66,7 @@
 #![deny(missing_docs)]
 #![warn(missing_debug_implementations, unreachable_pub, rust_2018_idioms)]
 
+pub mod agent;
 pub mod clock;
 pub mod definition;
 pub mod expr;
