@@ -68,6 +68,9 @@
 
 pub mod agent;
 pub mod clock;
+pub mod decision;
 pub mod definition;
+pub mod engine;
 pub mod expr;
 pub mod plan;
+pub mod sim;

@@ -342,6 +342,25 @@ impl AgentRegistry {
         }
     }
 
+    /// Reserves a slot on one particular agent (a loop keeping its agent across
+    /// iterations), if it is registered, meets `requirements` and has a free slot.
+    /// `None` otherwise: select as usual then.
+    pub fn select_agent(&self, requirements: &AgentTask, agent: &AgentId) -> Option<Selection> {
+        let scored = self.scored(requirements, &[]);
+        let (entry, candidate) = scored
+            .into_iter()
+            .find(|(_, candidate)| candidate.agent == *agent)?;
+        if candidate.is_busy() {
+            return None;
+        }
+        let lease = self.reserve(&entry)?;
+        Some(Selection {
+            agent: Arc::clone(&entry.agent),
+            candidate,
+            lease,
+        })
+    }
+
     /// Indices in `scored` of the candidates the balancer chooses among.
     fn best(&self, scored: &[(Arc<Entry>, Candidate)]) -> Vec<usize> {
         let only_unhealthy = scored.iter().all(|(_, c)| c.health == Health::Unhealthy);

@@ -79,7 +79,7 @@ pub(crate) struct Partial {
     pub(crate) errors: Vec<DefinitionError>,
 }
 
-fn parse(json: &str) -> Result<Value, DefinitionError> {
+pub(crate) fn parse(json: &str) -> Result<Value, DefinitionError> {
     serde_json::from_str(json).map_err(|error| {
         let position = format!(" at line {} column {}", error.line(), error.column());
         let text = error.to_string();
@@ -212,6 +212,20 @@ fn elements<T: DeserializeOwned>(
         }
     }
     (loaded, lost)
+}
+
+/// Deserializes any format type from a JSON value with the same error collection as
+/// workflow definitions (every unknown field, wrong type, … located under `at`). Used for
+/// the other files users write (the agents file of [`sim`](crate::sim)).
+pub(crate) fn load_as<T: DeserializeOwned>(
+    value: &Value,
+    at: &Location,
+) -> Result<T, ValidationErrors> {
+    let mut errors = Vec::new();
+    match load_part(value, at, &mut errors) {
+        Some(loaded) if errors.is_empty() => Ok(loaded),
+        _ => Err(ValidationErrors::new(errors)),
+    }
 }
 
 /// Deserializes one part, recording every problem found in it (up to a bound).

@@ -21,7 +21,7 @@ use serde_json::{Map, Value};
 
 pub use error::{DefinitionError, Location, ValidationErrors};
 pub use ids::{AgentType, StepId, TaskType};
-pub(crate) use load::{Loaded, Partial, load_json};
+pub(crate) use load::{Loaded, Partial, load_as, load_json, parse};
 
 /// A workflow as written in JSON. Not yet checked: compile it into an
 /// [`ExecutionPlan`](crate::plan::ExecutionPlan) to validate it.

@@ -192,6 +192,8 @@ pub(crate) struct Scope<'a> {
     own_output: bool,
     /// Whether `${input…}` may be used.
     input: bool,
+    /// The root name that reads the input (`input`; `params` in scripted outputs).
+    input_root: &'static str,
     /// Why bindings of the forbidden kinds are not allowed here.
     reason: &'static str,
 }
@@ -204,6 +206,7 @@ impl<'a> Scope<'a> {
             this: Some(this),
             own_output: false,
             input: true,
+            input_root: "input",
             reason: "`${output…}` is the step's own output, readable only in `loop.until` and `outputMapping`",
         }
     }
@@ -223,6 +226,7 @@ impl<'a> Scope<'a> {
             this: None,
             own_output: false,
             input: true,
+            input_root: "input",
             reason: "workflow conditions are checked before any step runs; only `${input…}` can be read",
         }
     }
@@ -234,7 +238,20 @@ impl<'a> Scope<'a> {
             this: None,
             own_output: false,
             input: false,
+            input_root: "input",
             reason: "trigger conditions read the host context (`market.isOpen()`, `event.strength`), not bindings",
+        }
+    }
+
+    /// In scripted agents' outputs: `${params…}`, the parameters of the task at hand.
+    pub(crate) fn params() -> Self {
+        Self {
+            steps: None,
+            this: None,
+            own_output: false,
+            input: true,
+            input_root: "params",
+            reason: "scripted outputs read the task's parameters, as `${params…}`",
         }
     }
 }
@@ -323,7 +340,7 @@ fn compile_binding(
     at: Locate<'_>,
     errors: &mut Vec<DefinitionError>,
 ) -> Option<Binding> {
-    let checked = parse(raw, offset, whole)
+    let checked = parse(raw, offset, whole, scope.input_root)
         .map_err(|error| DefinitionError::InvalidBinding {
             at: at(),
             text: whole.to_owned(),
@@ -352,7 +369,12 @@ enum Root<'t> {
 }
 
 /// Parses `raw` (`${…}`, found at byte `offset` of `whole`).
-fn parse<'t>(raw: &'t str, offset: usize, whole: &str) -> Result<Parsed<'t>, BindingError> {
+fn parse<'t>(
+    raw: &'t str,
+    offset: usize,
+    whole: &str,
+    input_root: &str,
+) -> Result<Parsed<'t>, BindingError> {
     let fail = |at: usize, kind| BindingError {
         column: column(whole, offset + at),
         kind,
@@ -373,7 +395,7 @@ fn parse<'t>(raw: &'t str, offset: usize, whole: &str) -> Result<Parsed<'t>, Bin
         return Err(fail(2, BindingErrorKind::EmptySegment));
     }
     let (root, path_start) = match root_text {
-        "input" => (Root::Input, root_end),
+        root if root == input_root => (Root::Input, root_end),
         "output" => (Root::Output, root_end),
         step => {
             // `<step>.output`, then the path.

@@ -6,9 +6,7 @@ use super::EvalError;
 use super::binding::{
     Binding, BindingValues, Locate, Piece, Scope, compile_pieces, compile_whole, is_whole_binding,
 };
-use crate::definition::DefinitionError;
-#[cfg(test)]
-use crate::definition::Location;
+use crate::definition::{DefinitionError, Location, ValidationErrors};
 
 /// A JSON value whose strings may hold bindings, compiled once.
 ///
@@ -47,6 +45,39 @@ impl Template {
         errors: &mut Vec<DefinitionError>,
     ) -> Option<Self> {
         compile_object(object, scope, at, errors).map(Self)
+    }
+
+    /// Compiles a value whose strings may hold `${params…}` bindings: the resolved
+    /// parameters of the task at hand, as in scripted agents' outputs
+    /// ([`sim`](crate::sim)). Resolve it with the parameters as the input
+    /// ([`BindingValues::input`]).
+    ///
+    /// # Errors
+    /// Every malformed binding, and every binding with another root, located under `at`.
+    ///
+    /// # Examples
+    /// ```
+    /// use serde_json::json;
+    /// use tradeflow::definition::Location;
+    /// use tradeflow::expr::{BindingValues, Template};
+    ///
+    /// struct Params(serde_json::Value);
+    /// impl BindingValues for Params {
+    ///     fn input(&self) -> &serde_json::Value { &self.0 }
+    ///     fn step_output(&self, _: usize) -> Option<&serde_json::Value> { None }
+    /// }
+    ///
+    /// let output = Template::compile_params(&json!({"orderIds": ["${params.order.id}"]}), &Location::root())?;
+    /// let resolved = output.resolve(&Params(json!({"order": {"id": "o-1"}})))?;
+    /// assert_eq!(resolved, json!({"orderIds": ["o-1"]}));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn compile_params(value: &Value, at: &Location) -> Result<Self, ValidationErrors> {
+        let mut errors = Vec::new();
+        match compile_node(value, &Scope::params(), &|| at.clone(), &mut errors) {
+            Some(node) if errors.is_empty() => Ok(Self(node)),
+            _ => Err(ValidationErrors::new(errors)),
+        }
     }
 
     /// A template of an empty object.

@@ -1,0 +1,230 @@
+//! Run events: what a host subscribes to for progress and logs.
+
+use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use chrono::{DateTime, Utc};
+use futures::channel::mpsc;
+use serde::Serialize;
+use serde_json::Value;
+
+use super::report::{FailureKind, RunStatus};
+use crate::agent::{AgentId, RunId, ScoreBreakdown};
+use crate::definition::StepId;
+
+/// Something that happened in a run, in the order it happened.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(
+    tag = "event",
+    rename_all = "camelCase",
+    rename_all_fields = "camelCase"
+)]
+#[non_exhaustive]
+pub enum RunEvent {
+    /// The run started.
+    RunStarted {
+        /// The run.
+        run_id: RunId,
+        /// Its workflow.
+        workflow_id: String,
+        /// When.
+        at: DateTime<Utc>,
+    },
+    /// A call to an agent started (one per attempt, and per item of a `parallel` step).
+    StepStarted {
+        /// The run.
+        run_id: RunId,
+        /// The step.
+        step_id: StepId,
+        /// The item, for a `parallel` step.
+        item: Option<usize>,
+        /// The attempt, from 1.
+        attempt: u32,
+        /// The agent called.
+        agent_id: AgentId,
+        /// How the agent scored when it was chosen.
+        score: ScoreBreakdown,
+        /// When.
+        at: DateTime<Utc>,
+    },
+    /// A call failed and will be retried after `delay_ms`.
+    StepRetrying {
+        /// The run.
+        run_id: RunId,
+        /// The step.
+        step_id: StepId,
+        /// The item, for a `parallel` step.
+        item: Option<usize>,
+        /// The attempt that failed.
+        attempt: u32,
+        /// Why it failed.
+        kind: FailureKind,
+        /// What the agent said.
+        message: String,
+        /// The wait before the next attempt, in milliseconds.
+        delay_ms: u64,
+        /// When.
+        at: DateTime<Utc>,
+    },
+    /// A step completed.
+    StepCompleted {
+        /// The run.
+        run_id: RunId,
+        /// The step.
+        step_id: StepId,
+        /// The agent whose result it is.
+        agent_id: Option<AgentId>,
+        /// Calls made.
+        attempts: u32,
+        /// When.
+        at: DateTime<Utc>,
+    },
+    /// A step failed for good.
+    StepFailed {
+        /// The run.
+        run_id: RunId,
+        /// The step.
+        step_id: StepId,
+        /// Why.
+        kind: FailureKind,
+        /// What happened.
+        message: String,
+        /// When.
+        at: DateTime<Utc>,
+    },
+    /// A step was skipped.
+    StepSkipped {
+        /// The run.
+        run_id: RunId,
+        /// The step.
+        step_id: StepId,
+        /// Why.
+        reason: String,
+        /// When.
+        at: DateTime<Utc>,
+    },
+    /// A running step was stopped because the run ended.
+    StepCancelled {
+        /// The run.
+        run_id: RunId,
+        /// The step.
+        step_id: StepId,
+        /// When.
+        at: DateTime<Utc>,
+    },
+    /// A `human_approval` step waits for an answer (`Engine::approve` / `Engine::reject`).
+    StepWaiting {
+        /// The run.
+        run_id: RunId,
+        /// The step.
+        step_id: StepId,
+        /// What the approver is asked to approve (the step's resolved parameters).
+        parameters: Value,
+        /// When.
+        at: DateTime<Utc>,
+    },
+    /// A person (or the approval timeout) answered a waiting step.
+    StepAnswered {
+        /// The run.
+        run_id: RunId,
+        /// The step.
+        step_id: StepId,
+        /// Approved or rejected.
+        approved: bool,
+        /// Who answered.
+        by: String,
+        /// Why.
+        comment: Option<String>,
+        /// When.
+        at: DateTime<Utc>,
+    },
+    /// The run ended.
+    RunEnded {
+        /// The run.
+        run_id: RunId,
+        /// How.
+        status: RunStatus,
+        /// When.
+        at: DateTime<Utc>,
+    },
+}
+
+impl RunEvent {
+    /// The run the event belongs to.
+    pub fn run_id(&self) -> &RunId {
+        match self {
+            Self::RunStarted { run_id, .. }
+            | Self::StepStarted { run_id, .. }
+            | Self::StepRetrying { run_id, .. }
+            | Self::StepCompleted { run_id, .. }
+            | Self::StepFailed { run_id, .. }
+            | Self::StepSkipped { run_id, .. }
+            | Self::StepCancelled { run_id, .. }
+            | Self::StepWaiting { run_id, .. }
+            | Self::StepAnswered { run_id, .. }
+            | Self::RunEnded { run_id, .. } => run_id,
+        }
+    }
+}
+
+/// A stream of every event of every run, from [`Engine::subscribe`](super::Engine::subscribe).
+pub type EventStream = mpsc::UnboundedReceiver<RunEvent>;
+
+type Callback = Arc<dyn Fn(&RunEvent) + Send + Sync>;
+
+/// The subscribers of an engine. Events are built only when someone listens.
+#[derive(Default)]
+pub(super) struct Listeners {
+    any: AtomicBool,
+    streams: Mutex<Vec<mpsc::UnboundedSender<RunEvent>>>,
+    callbacks: Vec<Callback>,
+}
+
+impl Listeners {
+    pub(super) fn new(callbacks: Vec<Callback>) -> Self {
+        Self {
+            any: AtomicBool::new(!callbacks.is_empty()),
+            streams: Mutex::new(Vec::new()),
+            callbacks,
+        }
+    }
+
+    /// Whether anyone listens (cheap; check before building an event).
+    pub(super) fn active(&self) -> bool {
+        self.any.load(Ordering::Relaxed)
+    }
+
+    pub(super) fn subscribe(&self) -> EventStream {
+        let (sender, receiver) = mpsc::unbounded();
+        self.streams
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(sender);
+        self.any.store(true, Ordering::Relaxed);
+        receiver
+    }
+
+    pub(super) fn emit(&self, event: RunEvent) {
+        for callback in &self.callbacks {
+            callback(&event);
+        }
+        let mut streams = self.streams.lock().unwrap_or_else(PoisonError::into_inner);
+        streams.retain(|stream| stream.unbounded_send(event.clone()).is_ok());
+        if streams.is_empty() && self.callbacks.is_empty() {
+            self.any.store(false, Ordering::Relaxed);
+        }
+    }
+}
+
+impl fmt::Debug for Listeners {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let streams = self.streams.lock().map_or(0, |streams| streams.len());
+        f.debug_struct("Listeners")
+            .field("streams", &streams)
+            .field("callbacks", &self.callbacks.len())
+            .finish()
+    }
+}
+
+pub(super) type EventCallback = Callback;

@@ -1,0 +1,721 @@
+//! The engine: runs compiled workflows against registered agents.
+//!
+//! [`Engine`] keeps workflows (compiled once, by id and version), the agent registry,
+//! the clock and the subscribers of run events. A run is a future the caller drives on
+//! its own executor (tokio, async-std, smol, `futures::executor::block_on`, or a
+//! [`VirtualClock`](crate::clock::VirtualClock)'s `block_on` in tests and simulations);
+//! inside it, ready steps are advanced together with `FuturesUnordered`.
+//!
+//! # Semantics
+//! Exactly those of `docs/workflow-format.md` (WORKFLOW.md): ordering by the plan's
+//! edges; `SEQUENTIAL` runs one step at a time in plan order; a step is skipped when its
+//! `condition` is false, its `skipCondition` true, or a step it binds to did not
+//! complete (a skipped step does not block steps that only follow it in order); retries
+//! with exponential backoff and seeded jitter; `STOP_ON_FAILURE` cancels running steps
+//! and `CONTINUE_ON_FAILURE` skips the failed step's dependents; a failed `optional` step
+//! does not fail the run. Choices where the format is silent:
+//! - Steps that never started when a run ends are reported `SKIPPED`, with the reason.
+//! - A `loop` step's `timeout` bounds the whole loop; when it passes after at least one
+//!   iteration, the loop ends with the last output (as `maxIterations` does).
+//! - An agent that panics fails that attempt as `TEMPORARY` (the retry policy applies);
+//!   an agent that hangs is cut off by the step `timeout` (without one, it is waited for).
+//! - A `human_approval` step without a `timeout` waits until it is answered.
+//! - Idempotency keys are `run/step/item/iteration/attempt`, so a call made again for the
+//!   same logical call carries the same key.
+//!
+//! # Cost
+//! Per step: one boxed future, one agent selection (O(agents of the type)), the
+//! parameter template resolved once, and events only when someone subscribes.
+
+mod call;
+mod event;
+mod report;
+mod run;
+
+use std::collections::HashMap;
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::task::{Context as TaskContext, Poll};
+
+use futures::channel::oneshot;
+use futures::future::BoxFuture;
+use serde_json::Value;
+
+use crate::agent::{
+    Agent, AgentId, AgentRegistry, LoadBalancer, RegistryError, RunId, balancer_for,
+};
+use crate::clock::{Clock, SystemClock};
+use crate::decision::{DecisionEngine, DecisionLog};
+use crate::definition::{LoadBalancing, StepId, ValidationErrors, WorkflowDefinition};
+use crate::expr::Context;
+use crate::plan::ExecutionPlan;
+
+pub use event::{EventStream, RunEvent};
+pub use report::{FailureKind, RunError, RunReport, RunStatus, StepError, StepReport, StepStatus};
+
+/// Why the engine refused a request.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum EngineError {
+    /// The definition is invalid.
+    #[error("invalid workflow definition:\n{0}")]
+    Invalid(#[from] ValidationErrors),
+    /// No workflow has this id.
+    #[error("unknown workflow `{id}`")]
+    UnknownWorkflow {
+        /// The id asked for.
+        id: String,
+    },
+    /// No step of this run waits for an answer under this id.
+    #[error("run `{run}` has no step `{step}` waiting for approval")]
+    NoPendingApproval {
+        /// The run.
+        run: RunId,
+        /// The step.
+        step: String,
+    },
+    /// An agent could not be registered.
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+}
+
+/// A workflow the engine keeps: its id and version.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct WorkflowRef {
+    /// The workflow id.
+    pub id: String,
+    /// Its version (free text; empty when the definition has none).
+    pub version: String,
+}
+
+/// What a run starts with.
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    input: Value,
+    context: Context,
+    seed: Option<u64>,
+    run_id: Option<RunId>,
+}
+
+impl RunOptions {
+    /// Options with `input` as the run's input (`${input…}`).
+    pub fn new(input: Value) -> Self {
+        Self {
+            input,
+            ..Self::default()
+        }
+    }
+
+    /// The host context of conditions (`market.isOpen()`). Defaults to empty.
+    #[must_use]
+    pub fn context(mut self, context: Context) -> Self {
+        self.context = context;
+        self
+    }
+
+    /// The seed of the run's random choices (balancers, jitter). Defaults to the
+    /// engine's seed mixed with the run id.
+    #[must_use]
+    pub fn seed(mut self, seed: u64) -> Self {
+        self.seed = Some(seed);
+        self
+    }
+
+    /// The run id. Defaults to `run-N`, N counting the engine's runs from 1.
+    #[must_use]
+    pub fn run_id(mut self, run_id: impl Into<RunId>) -> Self {
+        self.run_id = Some(run_id.into());
+        self
+    }
+}
+
+/// The engine's contract, for hosts that want to substitute or wrap it.
+#[async_trait::async_trait]
+pub trait OrchestrationEngine: Send + Sync {
+    /// Validates, compiles and keeps a workflow (by id and version).
+    ///
+    /// # Errors
+    /// [`EngineError::Invalid`] with every problem of the definition.
+    fn create_workflow(&self, definition: WorkflowDefinition) -> Result<WorkflowRef, EngineError>;
+
+    /// Runs the latest version of workflow `workflow_id` with `input` to its end.
+    ///
+    /// # Errors
+    /// [`EngineError::UnknownWorkflow`]. A run that fails is not an error: its report
+    /// says how it ended.
+    async fn execute_workflow(
+        &self,
+        workflow_id: &str,
+        input: Value,
+    ) -> Result<RunReport, EngineError>;
+
+    /// Approves the waiting step `step` of run `run`.
+    ///
+    /// # Errors
+    /// [`EngineError::NoPendingApproval`] when that step is not waiting.
+    fn approve(
+        &self,
+        run: &RunId,
+        step: &str,
+        by: &str,
+        comment: Option<&str>,
+    ) -> Result<(), EngineError>;
+
+    /// Rejects the waiting step `step` of run `run` (the step fails).
+    ///
+    /// # Errors
+    /// [`EngineError::NoPendingApproval`] when that step is not waiting.
+    fn reject(
+        &self,
+        run: &RunId,
+        step: &str,
+        by: &str,
+        comment: Option<&str>,
+    ) -> Result<(), EngineError>;
+}
+
+/// A person's answer to a waiting step.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Answer {
+    pub(crate) approved: bool,
+    pub(crate) by: String,
+    pub(crate) comment: Option<String>,
+}
+
+pub(crate) struct Inner {
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) registry: Arc<AgentRegistry>,
+    pub(crate) decisions: Arc<dyn DecisionEngine>,
+    listeners: event::Listeners,
+    workflows: RwLock<HashMap<String, Vec<Arc<ExecutionPlan>>>>,
+    approvals: Mutex<HashMap<(RunId, StepId), oneshot::Sender<Answer>>>,
+    /// One balancer of each kind, shared by runs (round robin keeps its position).
+    balancers: [Arc<dyn LoadBalancer>; 4],
+    pub(crate) default_balancing: LoadBalancing,
+    seed: u64,
+    runs: AtomicU64,
+    pub(crate) max_output_bytes: usize,
+}
+
+impl Inner {
+    pub(crate) fn balancer(&self, kind: Option<LoadBalancing>) -> &dyn LoadBalancer {
+        let index = match kind.unwrap_or(self.default_balancing) {
+            LoadBalancing::RoundRobin => 0,
+            LoadBalancing::Weighted => 1,
+            LoadBalancing::LeastConnections => 2,
+            LoadBalancing::PowerOfTwoChoices => 3,
+        };
+        &*self.balancers[index]
+    }
+
+    pub(crate) fn emit(&self, event: impl FnOnce() -> RunEvent) {
+        if self.listeners.active() {
+            self.listeners.emit(event());
+        }
+    }
+
+    /// Registers a waiting step; the returned guard unregisters it when dropped.
+    pub(crate) fn wait_for_answer(
+        self: &Arc<Self>,
+        run: &RunId,
+        step: &StepId,
+    ) -> (oneshot::Receiver<Answer>, ApprovalGuard) {
+        let (sender, receiver) = oneshot::channel();
+        let key = (run.clone(), step.clone());
+        self.approvals
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(key.clone(), sender);
+        (
+            receiver,
+            ApprovalGuard {
+                inner: Arc::clone(self),
+                key,
+            },
+        )
+    }
+
+    fn answer(&self, run: &RunId, step: &str, answer: Answer) -> Result<(), EngineError> {
+        let sender = self
+            .approvals
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&(run.clone(), StepId::new(step)));
+        let missing = || EngineError::NoPendingApproval {
+            run: run.clone(),
+            step: step.to_owned(),
+        };
+        sender
+            .ok_or_else(missing)?
+            .send(answer)
+            .map_err(|_| missing())
+    }
+}
+
+/// Removes a waiting step's registration when the wait ends (answered, timed out or
+/// cancelled).
+pub(crate) struct ApprovalGuard {
+    inner: Arc<Inner>,
+    key: (RunId, StepId),
+}
+
+impl Drop for ApprovalGuard {
+    fn drop(&mut self) {
+        self.inner
+            .approvals
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&self.key);
+    }
+}
+
+/// The default engine: see the [module docs](self).
+///
+/// # Examples
+/// ```
+/// use std::sync::Arc;
+/// use serde_json::{Value, json};
+/// use tradeflow::agent::{Agent, AgentDescriptor, AgentError, TaskRequest};
+/// use tradeflow::definition::WorkflowDefinition;
+/// use tradeflow::engine::{Engine, RunStatus};
+///
+/// struct Doubler(AgentDescriptor);
+///
+/// #[async_trait::async_trait]
+/// impl Agent for Doubler {
+///     fn descriptor(&self) -> &AgentDescriptor { &self.0 }
+///     async fn execute(&self, request: TaskRequest) -> Result<Value, AgentError> {
+///         let x = request.parameters["x"].as_f64().unwrap_or(0.0);
+///         Ok(json!({"y": x * 2.0}))
+///     }
+/// }
+///
+/// let engine = Engine::builder().build();
+/// engine.register_agent(Arc::new(Doubler(AgentDescriptor::new("d-1", "MATH"))))?;
+/// engine.create_workflow(WorkflowDefinition::from_json(r#"{"id": "double", "steps": [
+///     {"id": "twice", "type": "task", "agentCriteria": {"type": "MATH"},
+///      "task": {"type": "DOUBLE", "parameters": {"x": "${input.x}"}}}]}"#)?)?;
+/// let report = futures::executor::block_on(engine.execute_workflow("double", json!({"x": 21})))?;
+/// assert_eq!(report.status, RunStatus::Completed);
+/// assert_eq!(report.step("twice").unwrap().output, Some(json!({"y": 42.0})));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Clone)]
+pub struct Engine {
+    inner: Arc<Inner>,
+}
+
+impl fmt::Debug for Engine {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Engine")
+            .field("clock", &self.inner.clock)
+            .field("registry", &self.inner.registry)
+            .field("listeners", &self.inner.listeners)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Builds an [`Engine`].
+pub struct EngineBuilder {
+    clock: Arc<dyn Clock>,
+    registry: Option<Arc<AgentRegistry>>,
+    decisions: Arc<dyn DecisionEngine>,
+    callbacks: Vec<event::EventCallback>,
+    balancing: LoadBalancing,
+    seed: u64,
+    max_output_bytes: usize,
+}
+
+impl fmt::Debug for EngineBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EngineBuilder")
+            .field("clock", &self.clock)
+            .field("balancing", &self.balancing)
+            .field("seed", &self.seed)
+            .finish_non_exhaustive()
+    }
+}
+
+impl EngineBuilder {
+    /// Where time comes from. Defaults to [`SystemClock`].
+    #[must_use]
+    pub fn clock(mut self, clock: impl Clock + 'static) -> Self {
+        self.clock = Arc::new(clock);
+        self
+    }
+
+    /// The agent registry, to share one between engines. Defaults to a new, empty one.
+    #[must_use]
+    pub fn registry(mut self, registry: Arc<AgentRegistry>) -> Self {
+        self.registry = Some(registry);
+        self
+    }
+
+    /// Where `decision` steps are recorded. Defaults to an in-memory [`DecisionLog`].
+    #[must_use]
+    pub fn decisions(mut self, decisions: Arc<dyn DecisionEngine>) -> Self {
+        self.decisions = decisions;
+        self
+    }
+
+    /// Calls `callback` with every event of every run, synchronously, in order (keep it
+    /// quick). Defaults to none; [`Engine::subscribe`] gives a stream instead.
+    #[must_use]
+    pub fn on_event(mut self, callback: impl Fn(&RunEvent) + Send + Sync + 'static) -> Self {
+        self.callbacks.push(Arc::new(callback));
+        self
+    }
+
+    /// The balancer of steps that name none. Defaults to `LEAST_CONNECTIONS`.
+    #[must_use]
+    pub fn load_balancing(mut self, balancing: LoadBalancing) -> Self {
+        self.balancing = balancing;
+        self
+    }
+
+    /// The seed runs derive their random choices from. Defaults to 0.
+    #[must_use]
+    pub fn seed(mut self, seed: u64) -> Self {
+        self.seed = seed;
+        self
+    }
+
+    /// The largest agent output accepted, in bytes of JSON. Defaults to 1 MiB.
+    #[must_use]
+    pub fn max_output_bytes(mut self, bytes: usize) -> Self {
+        self.max_output_bytes = bytes;
+        self
+    }
+
+    /// The engine.
+    pub fn build(self) -> Engine {
+        let balancers = [
+            balancer_for(LoadBalancing::RoundRobin),
+            balancer_for(LoadBalancing::Weighted),
+            balancer_for(LoadBalancing::LeastConnections),
+            balancer_for(LoadBalancing::PowerOfTwoChoices),
+        ];
+        Engine {
+            inner: Arc::new(Inner {
+                clock: self.clock,
+                registry: self.registry.unwrap_or_default(),
+                decisions: self.decisions,
+                listeners: event::Listeners::new(self.callbacks),
+                workflows: RwLock::new(HashMap::new()),
+                approvals: Mutex::new(HashMap::new()),
+                balancers,
+                default_balancing: self.balancing,
+                seed: self.seed,
+                runs: AtomicU64::new(0),
+                max_output_bytes: self.max_output_bytes,
+            }),
+        }
+    }
+}
+
+impl Engine {
+    /// A builder, with every setting at its default.
+    pub fn builder() -> EngineBuilder {
+        EngineBuilder {
+            clock: Arc::new(SystemClock),
+            registry: None,
+            decisions: Arc::new(DecisionLog::new()),
+            callbacks: Vec::new(),
+            balancing: LoadBalancing::LeastConnections,
+            seed: 0,
+            max_output_bytes: 1 << 20,
+        }
+    }
+
+    /// The agent registry (agents may join and leave while runs go on).
+    pub fn registry(&self) -> &Arc<AgentRegistry> {
+        &self.inner.registry
+    }
+
+    /// The engine's clock.
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.inner.clock
+    }
+
+    /// Where `decision` steps are recorded.
+    pub fn decisions(&self) -> &Arc<dyn DecisionEngine> {
+        &self.inner.decisions
+    }
+
+    /// Registers an agent.
+    ///
+    /// # Errors
+    /// [`EngineError::Registry`] for a duplicate id or an invalid descriptor.
+    pub fn register_agent(&self, agent: Arc<dyn Agent>) -> Result<(), EngineError> {
+        Ok(self.inner.registry.register(agent)?)
+    }
+
+    /// Removes an agent: its calls in flight finish; it gets no new ones.
+    pub fn deregister_agent(&self, id: &AgentId) -> bool {
+        self.inner.registry.deregister(id)
+    }
+
+    /// Keeps an already compiled plan (by id and version). A plan with the same id and
+    /// version replaces the one kept.
+    pub fn add_plan(&self, plan: ExecutionPlan) -> WorkflowRef {
+        let reference = WorkflowRef {
+            id: plan.workflow_id().to_owned(),
+            version: plan.definition().version.clone().unwrap_or_default(),
+        };
+        let mut workflows = self
+            .inner
+            .workflows
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        let versions = workflows.entry(reference.id.clone()).or_default();
+        versions.retain(|kept| {
+            kept.definition().version.clone().unwrap_or_default() != reference.version
+        });
+        versions.push(Arc::new(plan));
+        reference
+    }
+
+    /// The latest version of workflow `id`.
+    pub fn workflow(&self, id: &str) -> Option<Arc<ExecutionPlan>> {
+        self.inner
+            .workflows
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(id)
+            .and_then(|versions| versions.last().cloned())
+    }
+
+    /// Workflow `id` at `version`.
+    pub fn workflow_version(&self, id: &str, version: &str) -> Option<Arc<ExecutionPlan>> {
+        self.inner
+            .workflows
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(id)?
+            .iter()
+            .find(|plan| plan.definition().version.as_deref().unwrap_or_default() == version)
+            .cloned()
+    }
+
+    /// Starts a run of the latest version of workflow `workflow_id`. The run makes
+    /// progress only while the returned [`Run`] is polled.
+    ///
+    /// # Errors
+    /// [`EngineError::UnknownWorkflow`].
+    pub fn start(&self, workflow_id: &str, options: RunOptions) -> Result<Run, EngineError> {
+        let plan = self
+            .workflow(workflow_id)
+            .ok_or_else(|| EngineError::UnknownWorkflow {
+                id: workflow_id.to_owned(),
+            })?;
+        Ok(self.start_plan(plan, options))
+    }
+
+    /// Starts a run of `plan` (which need not be kept by the engine).
+    pub fn start_plan(&self, plan: Arc<ExecutionPlan>, options: RunOptions) -> Run {
+        let number = self.inner.runs.fetch_add(1, Ordering::Relaxed) + 1;
+        let id = options
+            .run_id
+            .unwrap_or_else(|| RunId::new(format!("run-{number}")));
+        let seed = options
+            .seed
+            .unwrap_or_else(|| mix(self.inner.seed, id.as_str()));
+        let future = run::execute(
+            Arc::clone(&self.inner),
+            plan,
+            id.clone(),
+            options.input,
+            Arc::new(options.context),
+            seed,
+        );
+        Run {
+            id,
+            future: Box::pin(future),
+        }
+    }
+
+    /// Runs the latest version of `workflow_id` with `options` to its end.
+    ///
+    /// # Errors
+    /// [`EngineError::UnknownWorkflow`].
+    pub async fn run(
+        &self,
+        workflow_id: &str,
+        options: RunOptions,
+    ) -> Result<RunReport, EngineError> {
+        Ok(self.start(workflow_id, options)?.await)
+    }
+
+    /// Validates, compiles and keeps a workflow (by id and version); see
+    /// [`OrchestrationEngine::create_workflow`].
+    ///
+    /// # Errors
+    /// [`EngineError::Invalid`] with every problem of the definition.
+    pub fn create_workflow(
+        &self,
+        definition: WorkflowDefinition,
+    ) -> Result<WorkflowRef, EngineError> {
+        Ok(self.add_plan(ExecutionPlan::compile(definition)?))
+    }
+
+    /// Runs the latest version of `workflow_id` with `input` to its end.
+    ///
+    /// # Errors
+    /// [`EngineError::UnknownWorkflow`]. A run that fails is not an error: its report
+    /// says how it ended.
+    pub async fn execute_workflow(
+        &self,
+        workflow_id: &str,
+        input: Value,
+    ) -> Result<RunReport, EngineError> {
+        self.run(workflow_id, RunOptions::new(input)).await
+    }
+
+    /// Approves the waiting step `step` of run `run`, as `by`, with an optional comment.
+    ///
+    /// # Errors
+    /// [`EngineError::NoPendingApproval`] when that step is not waiting.
+    pub fn approve(
+        &self,
+        run: &RunId,
+        step: &str,
+        by: &str,
+        comment: Option<&str>,
+    ) -> Result<(), EngineError> {
+        self.inner.answer(
+            run,
+            step,
+            Answer {
+                approved: true,
+                by: by.to_owned(),
+                comment: comment.map(str::to_owned),
+            },
+        )
+    }
+
+    /// Rejects the waiting step `step` of run `run`: the step fails with kind `REJECTED`.
+    ///
+    /// # Errors
+    /// [`EngineError::NoPendingApproval`] when that step is not waiting.
+    pub fn reject(
+        &self,
+        run: &RunId,
+        step: &str,
+        by: &str,
+        comment: Option<&str>,
+    ) -> Result<(), EngineError> {
+        self.inner.answer(
+            run,
+            step,
+            Answer {
+                approved: false,
+                by: by.to_owned(),
+                comment: comment.map(str::to_owned),
+            },
+        )
+    }
+
+    /// A stream of every event of every run from now on. Dropping it unsubscribes.
+    pub fn subscribe(&self) -> EventStream {
+        self.inner.listeners.subscribe()
+    }
+}
+
+#[async_trait::async_trait]
+impl OrchestrationEngine for Engine {
+    fn create_workflow(&self, definition: WorkflowDefinition) -> Result<WorkflowRef, EngineError> {
+        Engine::create_workflow(self, definition)
+    }
+
+    async fn execute_workflow(
+        &self,
+        workflow_id: &str,
+        input: Value,
+    ) -> Result<RunReport, EngineError> {
+        Engine::execute_workflow(self, workflow_id, input).await
+    }
+
+    fn approve(
+        &self,
+        run: &RunId,
+        step: &str,
+        by: &str,
+        comment: Option<&str>,
+    ) -> Result<(), EngineError> {
+        Engine::approve(self, run, step, by, comment)
+    }
+
+    fn reject(
+        &self,
+        run: &RunId,
+        step: &str,
+        by: &str,
+        comment: Option<&str>,
+    ) -> Result<(), EngineError> {
+        Engine::reject(self, run, step, by, comment)
+    }
+}
+
+/// A run in progress: a future of its [`RunReport`], and its id (for approvals).
+#[must_use = "a run makes progress only while it is polled"]
+pub struct Run {
+    id: RunId,
+    future: BoxFuture<'static, RunReport>,
+}
+
+impl Run {
+    /// The run's id.
+    pub fn id(&self) -> &RunId {
+        &self.id
+    }
+}
+
+impl fmt::Debug for Run {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Run")
+            .field("id", &self.id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Future for Run {
+    type Output = RunReport;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<RunReport> {
+        self.future.as_mut().poll(cx)
+    }
+}
+
+/// A seed for `text` derived from `seed` (FNV-1a), stable across platforms and releases.
+pub(crate) fn mix(seed: u64, text: &str) -> u64 {
+    text.bytes()
+        .fold(seed ^ 0xcbf2_9ce4_8422_2325, |hash, byte| {
+            (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3)
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn assert_send_sync<T: Send + Sync + 'static>() {}
+    fn assert_send<T: Send + 'static>() {}
+
+    #[test]
+    fn engine_types_are_shareable() {
+        assert_send_sync::<Engine>();
+        assert_send::<Run>();
+        assert_send_sync::<RunReport>();
+        fn _object_safe(_: &dyn OrchestrationEngine) {}
+    }
+
+    #[test]
+    fn seeds_mix_deterministically() {
+        assert_eq!(mix(7, "run-1"), mix(7, "run-1"));
+        assert_ne!(mix(7, "run-1"), mix(7, "run-2"));
+        assert_ne!(mix(7, "run-1"), mix(8, "run-1"));
+    }
+}

@@ -1,0 +1,640 @@
+//! The agents file: scripted agents and scripted human answers, as serde types, loaded
+//! with every problem collected and located.
+
+use std::collections::{BTreeMap, HashMap};
+
+use serde::de::Unexpected;
+use serde::{Deserialize, Deserializer, Serialize};
+use serde_json::{Map, Value};
+
+use crate::agent::{AgentDescriptor, AgentErrorKind, AgentId};
+use crate::definition::{
+    AgentType, DefinitionError, Location, StepId, ValidationErrors, load_as, parse,
+};
+use crate::expr::Template;
+
+/// An agents file as written: the scripted agents of a dry run, the scripted answers to
+/// its `human_approval` steps and, optionally, the resource pool.
+///
+/// Load it with [`AgentsFile::from_json`], which checks everything a file can get wrong;
+/// a file built in code can be checked with [`AgentsFile::validate`].
+///
+/// # Examples
+/// ```
+/// # use tradeflow::sim::AgentsFile;
+/// let file = AgentsFile::from_json(r#"{
+///     "agents": [{"id": "risk-1", "type": "RISK_MANAGEMENT",
+///                 "tasks": {"RISK_ASSESSMENT": {"output": {"approved": true}}}}],
+///     "approvals": {"execution-approval": {"approved": true, "by": "pm@desk", "afterMs": 60000}}
+/// }"#)?;
+/// assert_eq!(file.agents[0].weight, 1.0);
+/// assert_eq!(file.approvals["execution-approval"].by, "pm@desk");
+/// # Ok::<(), tradeflow::definition::ValidationErrors>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AgentsFile {
+    /// The scripted agents; ids are unique.
+    pub agents: Vec<AgentScript>,
+    /// Scripted human answers, by the id of the `human_approval` step they answer. A
+    /// waiting step with no scripted answer waits until its timeout. Default: none.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub approvals: BTreeMap<String, ScriptedApproval>,
+    /// The resource pool (`{"cpu": 4, "memory": 8192, "network": 1000}`: cores, MB,
+    /// Mbps) that steps' `resourceRequirements` are taken from while they run. Kept and
+    /// checked (every amount finite and not negative) but not yet enforced: a later
+    /// release schedules steps against it. Default: no pool (requirements are not
+    /// limited).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<BTreeMap<String, f64>>,
+}
+
+/// One scripted agent: who it is (as an [`AgentDescriptor`]) and, for each task type it
+/// serves, what a call does.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AgentScript {
+    /// Unique in the file.
+    pub id: AgentId,
+    /// Matched against a step's `agentCriteria.type`.
+    #[serde(rename = "type")]
+    pub agent_type: AgentType,
+    /// What the agent can do, matched against required and preferred capabilities.
+    /// Default: none.
+    #[serde(default)]
+    pub capabilities: Vec<String>,
+    /// Relative share of work under the `WEIGHTED` balancer; finite and > 0. Default 1.
+    #[serde(default = "default_weight")]
+    pub weight: f64,
+    /// Calls the agent takes at once; at least 1. Default 1.
+    #[serde(default = "default_max_concurrency")]
+    pub max_concurrency: u32,
+    /// The script of each task type the agent serves, by task type. A call of any other
+    /// task type fails with kind `PERMANENT`.
+    pub tasks: BTreeMap<String, TaskScript>,
+}
+
+fn default_weight() -> f64 {
+    1.0
+}
+
+fn default_max_concurrency() -> u32 {
+    1
+}
+
+impl AgentScript {
+    /// The agent as the registry sees it: id, type, capabilities, weight, capacity.
+    pub fn descriptor(&self) -> AgentDescriptor {
+        AgentDescriptor::new(self.id.clone(), self.agent_type.clone())
+            .with_capabilities(self.capabilities.iter().cloned())
+            .with_weight(self.weight)
+            .with_max_concurrency(self.max_concurrency)
+    }
+}
+
+/// What a call of one task type does: wait, maybe fail, answer.
+///
+/// Every field is optional: `{}` answers `{}` at once.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TaskScript {
+    /// The result, with `${params.path}` bindings to the task's resolved parameters
+    /// (same binding rules as workflows). `null` is a result like any other. Not together
+    /// with `outputs`.
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub output: Option<Value>,
+    /// Successive results: the k-th successful call of this task type on this agent
+    /// answers entry k (bindings as in `output`), and the last entry repeats once they
+    /// run out. At least one entry; not together with `output`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outputs: Option<Vec<Value>>,
+    /// Time the call takes on the agent's clock, failing or not. Default: none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delay_ms: Option<u64>,
+    /// Scripted failures. Default: none (every call succeeds).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fail: Option<FailScript>,
+}
+
+/// Keeps an explicit `null` as `Some(Value::Null)`: absent and `null` differ.
+fn present<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Value>, D::Error> {
+    Value::deserialize(deserializer).map(Some)
+}
+
+/// Scripted failures of one task type on one agent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct FailScript {
+    /// How many calls fail, the first ones; absent: every call fails.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub times: Option<u32>,
+    /// The kind of the failure (`TEMPORARY`, `PERMANENT`, `AGENT_UNAVAILABLE`,
+    /// `TIMEOUT`), which decides whether the engine retries.
+    pub kind: AgentErrorKind,
+    /// The agent's message.
+    pub message: String,
+}
+
+/// A scripted answer to a `human_approval` step.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ScriptedApproval {
+    /// Approve (`true`) or reject (`false`, which fails the step).
+    pub approved: bool,
+    /// Who answers; the step's output carries it as `approvedBy`.
+    pub by: String,
+    /// How long after the step starts waiting the answer comes, in milliseconds of the
+    /// run's clock. Default 0 (at once).
+    #[serde(default)]
+    pub after_ms: u64,
+    /// The approver's comment, carried in the step's output. Default: none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub comment: Option<String>,
+}
+
+impl AgentsFile {
+    /// Parses and checks an agents file.
+    ///
+    /// # Errors
+    /// [`ValidationErrors`] with every problem, each located like workflow problems
+    /// (`agents[0].tasks.ORDER_EXECUTION.fail.kind: unknown value …`): malformed JSON
+    /// (line and column), unknown fields (with the closest known name), unknown kinds,
+    /// wrong types and missing fields; and what [`validate`](Self::validate) checks,
+    /// read from the text so that a part with a structural problem is checked too.
+    pub fn from_json(json: &str) -> Result<Self, ValidationErrors> {
+        load(&parse(json)?)
+    }
+
+    /// Checks what the JSON shape does not: weights finite and > 0, `maxConcurrency` at
+    /// least 1, agent ids unique, `output` and `outputs` not both given, `outputs` not
+    /// empty, every `${params…}` binding well formed, approvals keyed by valid step ids,
+    /// pool amounts finite and not negative. [`from_json`](Self::from_json) runs it;
+    /// call it on a file built in code.
+    ///
+    /// # Errors
+    /// [`ValidationErrors`] with every problem found, located as in `from_json`.
+    pub fn validate(&self) -> Result<(), ValidationErrors> {
+        let mut check = Checker::default();
+        for (index, agent) in self.agents.iter().enumerate() {
+            let at = agent_location(index);
+            check.agent_id(&at, index, agent.id.as_str());
+            check.agent(&at, Some(agent.weight), Some(agent.max_concurrency.into()));
+            for (task_type, task) in &agent.tasks {
+                let at = task_location(&at, task_type);
+                check.task(&at, task.output.as_ref(), task.outputs.as_deref());
+            }
+        }
+        for step in self.approvals.keys() {
+            check.approval(step);
+        }
+        check.resources(
+            self.resources
+                .iter()
+                .flatten()
+                .map(|(name, amount)| (name.as_str(), *amount)),
+        );
+        check.finish(())
+    }
+}
+
+/// Loads the file part by part (the top level, each agent, each task script, each
+/// approval), so that a problem in one part does not hide those in the others.
+fn load(value: &Value) -> Result<AgentsFile, ValidationErrors> {
+    let mut check = Checker::default();
+    let Value::Object(root) = value else {
+        check.not_an_object(value, &Location::root());
+        return Err(ValidationErrors::new(check.errors));
+    };
+
+    // The top level, with the agents and approvals emptied (they are loaded one by one).
+    let top: Map<String, Value> = root
+        .iter()
+        .map(|(key, field)| {
+            let emptied = match key.as_str() {
+                "agents" if field.is_array() => Value::Array(Vec::new()),
+                "approvals" if field.is_object() => Value::Object(Map::new()),
+                _ => field.clone(),
+            };
+            (key.clone(), emptied)
+        })
+        .collect();
+    let file = check.loaded::<AgentsFile>(&Value::Object(top), &Location::root());
+
+    let mut agents = Vec::new();
+    for (index, raw) in root
+        .get("agents")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .enumerate()
+    {
+        let at = agent_location(index);
+        let raw_tasks = raw.get("tasks").and_then(Value::as_object);
+        let agent = match (raw, raw_tasks) {
+            (Value::Object(fields), Some(_)) => {
+                let mut shell = fields.clone();
+                shell.insert("tasks".to_owned(), Value::Object(Map::new()));
+                check.loaded::<AgentScript>(&Value::Object(shell), &at)
+            }
+            _ => check.loaded::<AgentScript>(raw, &at),
+        };
+        // The checks below read the text, so that they run in parts that did not load.
+        if let Some(id) = raw.get("id").and_then(Value::as_str) {
+            check.agent_id(&at, index, id);
+        }
+        let number = |key: &str| raw.get(key).filter(|value| value.is_number());
+        check.agent(
+            &at,
+            number("weight").and_then(Value::as_f64),
+            number("maxConcurrency").and_then(Value::as_u64),
+        );
+        let mut tasks = BTreeMap::new();
+        for (task_type, raw_task) in raw_tasks.into_iter().flatten() {
+            let task_at = task_location(&at, task_type);
+            let task = check.loaded::<TaskScript>(raw_task, &task_at);
+            let outputs = raw_task.get("outputs").and_then(Value::as_array);
+            check.task(&task_at, raw_task.get("output"), outputs.map(Vec::as_slice));
+            tasks.extend(task.map(|task| (task_type.clone(), task)));
+        }
+        agents.extend(agent.map(|agent| AgentScript { tasks, ..agent }));
+    }
+
+    let mut approvals = BTreeMap::new();
+    for (step, raw) in root
+        .get("approvals")
+        .and_then(Value::as_object)
+        .into_iter()
+        .flatten()
+    {
+        check.approval(step);
+        let at = Location::root().field("approvals").field(step.clone());
+        approvals.extend(
+            check
+                .loaded::<ScriptedApproval>(raw, &at)
+                .map(|approval| (step.clone(), approval)),
+        );
+    }
+
+    let pool = root.get("resources").and_then(Value::as_object);
+    check.resources(
+        pool.into_iter()
+            .flatten()
+            .filter_map(|(name, amount)| Some((name.as_str(), amount.as_f64()?))),
+    );
+    let file = file.map(|file| AgentsFile {
+        agents,
+        approvals,
+        ..file
+    });
+    match file {
+        Some(file) if check.errors.is_empty() => Ok(file),
+        // A part that did not load always left a problem.
+        _ => Err(ValidationErrors::new(check.errors)),
+    }
+}
+
+fn agent_location(index: usize) -> Location {
+    Location::root().field("agents").index(index)
+}
+
+fn task_location(agent: &Location, task_type: &str) -> Location {
+    agent.field("tasks").field(task_type.to_owned())
+}
+
+/// Collects problems, in the order of the file.
+#[derive(Default)]
+struct Checker {
+    errors: Vec<DefinitionError>,
+    /// Agent ids seen so far, with the index of the first agent that has each.
+    ids: HashMap<String, usize>,
+}
+
+impl Checker {
+    /// Deserializes one part, which must be an object, keeping its problems.
+    fn loaded<T: serde::de::DeserializeOwned>(
+        &mut self,
+        value: &Value,
+        at: &Location,
+    ) -> Option<T> {
+        if !value.is_object() {
+            // serde would read a struct from an array too.
+            self.not_an_object(value, at);
+            return None;
+        }
+        load_as(value, at)
+            .map_err(|errors| self.errors.extend(errors))
+            .ok()
+    }
+
+    fn not_an_object(&mut self, value: &Value, at: &Location) {
+        let found = match value {
+            Value::Null => Unexpected::Unit,
+            Value::Bool(b) => Unexpected::Bool(*b),
+            Value::Number(_) => Unexpected::Other("a number"),
+            Value::String(s) => Unexpected::Str(s),
+            Value::Array(_) => Unexpected::Seq,
+            Value::Object(_) => Unexpected::Map,
+        };
+        self.errors.push(DefinitionError::InvalidType {
+            at: at.clone(),
+            found: found.to_string(),
+            expected: "a JSON object".to_owned(),
+        });
+    }
+
+    fn agent_id(&mut self, at: &Location, index: usize, id: &str) {
+        if let Some(first) = self.ids.get(id) {
+            self.errors.push(DefinitionError::InvalidValue {
+                at: at.field("id"),
+                value: Value::from(id).to_string(),
+                reason: format!("duplicate agent id (first used by agents[{first}])"),
+            });
+        } else {
+            self.ids.insert(id.to_owned(), index);
+        }
+    }
+
+    /// Checks an agent's numbers; `None` where the field is absent or not a number
+    /// (a structural problem, reported as such).
+    fn agent(&mut self, at: &Location, weight: Option<f64>, max_concurrency: Option<u64>) {
+        if max_concurrency == Some(0) {
+            self.errors.push(DefinitionError::InvalidValue {
+                at: at.field("maxConcurrency"),
+                value: "0".to_owned(),
+                reason: "an agent takes at least 1 call at once".to_owned(),
+            });
+        }
+        if let Some(weight) = weight.filter(|weight| !(weight.is_finite() && *weight > 0.0)) {
+            self.errors.push(DefinitionError::InvalidValue {
+                at: at.field("weight"),
+                value: weight.to_string(),
+                reason: "weight must be finite and greater than 0".to_owned(),
+            });
+        }
+    }
+
+    /// Checks a task script's outputs; `outputs` is `None` where it is absent or not
+    /// an array (a structural problem, reported as such).
+    fn task(&mut self, at: &Location, output: Option<&Value>, outputs: Option<&[Value]>) {
+        if output.is_some() && outputs.is_some() {
+            self.errors.push(DefinitionError::NotAllowed {
+                at: at.clone(),
+                field: "outputs",
+                reason: "`output` is given; a script has one `output` or a sequence of \
+                         `outputs`, not both"
+                    .to_owned(),
+            });
+        }
+        if let Some(output) = output {
+            self.template(output, &at.field("output"));
+        }
+        match outputs {
+            Some([]) => self.errors.push(DefinitionError::InvalidValue {
+                at: at.field("outputs"),
+                value: "[]".to_owned(),
+                reason: "give at least one output (a script with neither `output` nor \
+                         `outputs` answers `{}`)"
+                    .to_owned(),
+            }),
+            Some(outputs) => {
+                for (index, output) in outputs.iter().enumerate() {
+                    self.template(output, &at.field("outputs").index(index));
+                }
+            }
+            None => {}
+        }
+    }
+
+    fn template(&mut self, value: &Value, at: &Location) {
+        if let Err(errors) = Template::compile_params(value, at) {
+            self.errors.extend(errors);
+        }
+    }
+
+    fn approval(&mut self, step: &str) {
+        if let Some(reason) = StepId::problem(step) {
+            self.errors.push(DefinitionError::InvalidStepId {
+                at: Location::root().field("approvals"),
+                id: step.to_owned(),
+                reason,
+            });
+        }
+    }
+
+    fn resources<'a>(&mut self, pool: impl IntoIterator<Item = (&'a str, f64)>) {
+        for (name, amount) in pool {
+            if !(amount.is_finite() && amount >= 0.0) {
+                self.errors.push(DefinitionError::InvalidValue {
+                    at: Location::root().field("resources").field(name.to_owned()),
+                    value: amount.to_string(),
+                    reason: "a pool amount must be finite and not negative".to_owned(),
+                });
+            }
+        }
+    }
+
+    /// `Ok(value)` if no problem was found.
+    fn finish<T>(self, value: T) -> Result<T, ValidationErrors> {
+        if self.errors.is_empty() {
+            Ok(value)
+        } else {
+            Err(ValidationErrors::new(self.errors))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn problems(json: &str) -> Vec<String> {
+        match AgentsFile::from_json(json) {
+            Ok(file) => panic!("expected problems, loaded {file:?}"),
+            Err(errors) => errors.iter().map(ToString::to_string).collect(),
+        }
+    }
+
+    fn agent(fields: Value) -> Value {
+        let mut agent = json!({"id": "a", "type": "T", "tasks": {}});
+        agent
+            .as_object_mut()
+            .unwrap()
+            .extend(fields.as_object().unwrap().clone());
+        agent
+    }
+
+    #[test]
+    fn defaults_fill_what_is_left_out() {
+        let file =
+            AgentsFile::from_json(r#"{"agents": [{"id": "a", "type": "T", "tasks": {"X": {}}}]}"#)
+                .unwrap();
+        let agent = &file.agents[0];
+        assert_eq!(
+            (
+                agent.weight,
+                agent.max_concurrency,
+                agent.capabilities.len()
+            ),
+            (1.0, 1, 0)
+        );
+        assert_eq!(agent.tasks["X"], TaskScript::default());
+        assert!(file.approvals.is_empty());
+        assert_eq!(file.resources, None);
+        assert_eq!(agent.descriptor(), AgentDescriptor::new("a", "T"));
+    }
+
+    #[test]
+    fn an_explicit_null_output_is_kept() {
+        let file = AgentsFile::from_json(
+            r#"{"agents": [{"id": "a", "type": "T", "tasks": {"X": {"output": null}, "Y": {}}}]}"#,
+        )
+        .unwrap();
+        assert_eq!(file.agents[0].tasks["X"].output, Some(Value::Null));
+        assert_eq!(file.agents[0].tasks["Y"].output, None);
+    }
+
+    #[test]
+    fn a_file_serializes_back_to_an_equal_file() {
+        let json = json!({
+            "agents": [{"id": "exec-1", "type": "TRADING_EXECUTION", "capabilities": ["twap"],
+                        "weight": 2.5, "maxConcurrency": 4,
+                        "tasks": {"ORDER_EXECUTION": {"output": {"ids": ["${params.orders.id}"]},
+                                                      "delayMs": 50,
+                                                      "fail": {"kind": "TIMEOUT", "message": "slow"}},
+                                  "EXECUTION_MONITORING": {"outputs": [{"done": true}]}}}],
+            "approvals": {"approve": {"approved": false, "by": "risk@desk", "comment": "too big"}},
+            "resources": {"cpu": 4, "memory": 8192}
+        });
+        let file = AgentsFile::from_json(&json.to_string()).unwrap();
+        let again = AgentsFile::from_json(&serde_json::to_string(&file).unwrap()).unwrap();
+        assert_eq!(again, file);
+        assert_eq!(file.resources.as_ref().unwrap()["memory"], 8192.0);
+    }
+
+    #[test]
+    fn syntax_errors_carry_line_and_column() {
+        let errors = AgentsFile::from_json("{\n  \"agents\": [,]\n}")
+            .unwrap_err()
+            .into_vec();
+        assert!(
+            matches!(
+                errors[..],
+                [DefinitionError::Syntax {
+                    line: 2,
+                    column: 14,
+                    ..
+                }]
+            ),
+            "{errors:?}"
+        );
+    }
+
+    #[test]
+    fn the_root_and_every_part_must_be_objects() {
+        assert_eq!(
+            problems("[]"),
+            ["workflow: invalid type: found sequence, expected a JSON object"]
+        );
+        let json = json!({
+            "agents": [[], agent(json!({"tasks": {"X": [null, null, null, null]}}))],
+            "approvals": {"s": true}
+        });
+        assert_eq!(
+            problems(&json.to_string()),
+            [
+                "agents[0]: invalid type: found sequence, expected a JSON object",
+                "agents[1].tasks.X: invalid type: found sequence, expected a JSON object",
+                "approvals.s: invalid type: found boolean `true`, expected a JSON object",
+            ]
+        );
+    }
+
+    #[test]
+    fn problems_in_every_part_are_reported_at_once() {
+        let json = json!({
+            "agents": [
+                agent(json!({"type": 3, "tasks": {"X": {
+                    "fail": {"kind": "FLAKY", "message": "m"}, "output": 1, "outputs": [2]
+                }}})),
+                agent(json!({"weight": 0, "maxConcurrency": 0,
+                             "tasks": {"X": {"outputs": []}, "Y": {"output": "${params.}"}}})),
+            ],
+            "approvals": {"bad id": {"approved": true, "by": "x", "aftrMs": 5}},
+            "resources": {"cpu": -1}
+        });
+        assert_eq!(
+            problems(&json.to_string()),
+            [
+                "agents[0].type: invalid type: found integer `3`, expected a string",
+                "agents[0].tasks.X.fail.kind: unknown value `FLAKY`, expected one of `TEMPORARY`, \
+                 `PERMANENT`, `AGENT_UNAVAILABLE`, `TIMEOUT`",
+                "agents[0].tasks.X: `outputs` is not allowed here: `output` is given; a script \
+                 has one `output` or a sequence of `outputs`, not both",
+                "agents[1].id: invalid value \"a\": duplicate agent id (first used by agents[0])",
+                "agents[1].maxConcurrency: invalid value 0: an agent takes at least 1 call at once",
+                "agents[1].weight: invalid value 0: weight must be finite and greater than 0",
+                "agents[1].tasks.X.outputs: invalid value []: give at least one output (a script \
+                 with neither `output` nor `outputs` answers `{}`)",
+                "agents[1].tasks.Y.output: invalid binding in `${params.}`: column 9: empty path \
+                 segment",
+                "approvals: invalid step id `bad id`: a step id may only hold ASCII letters, \
+                 digits, `_` and `-`",
+                "approvals.bad id: unknown field `aftrMs` (did you mean `afterMs`?)",
+                "resources.cpu: invalid value -1: a pool amount must be finite and not negative",
+            ]
+        );
+    }
+
+    #[test]
+    fn bindings_other_than_params_are_rejected() {
+        let json = json!({"agents": [agent(json!({"tasks": {"X": {
+            "outputs": [{"a": "${params.x}"}, {"b": "${input.x}"}, {"c": "${risk.output}"}]
+        }}}))]});
+        let lines = problems(&json.to_string());
+        assert_eq!(lines.len(), 2, "{lines:#?}");
+        assert!(
+            lines[0].starts_with("agents[0].tasks.X.outputs[1].b: "),
+            "{lines:#?}"
+        );
+        assert!(
+            lines[1].starts_with("agents[0].tasks.X.outputs[2].c: "),
+            "{lines:#?}"
+        );
+    }
+
+    #[test]
+    fn validate_checks_a_file_built_in_code() {
+        let mut file = AgentsFile::from_json(
+            r#"{"agents": [{"id": "a", "type": "T", "tasks": {"X": {"output": 1}}}]}"#,
+        )
+        .unwrap();
+        assert_eq!(file.validate(), Ok(()));
+        let mut twin = file.agents[0].clone();
+        twin.weight = f64::NAN;
+        if let Some(task) = twin.tasks.get_mut("X") {
+            task.outputs = Some(vec![json!(2)]);
+        }
+        file.agents.push(twin);
+        let lines: Vec<String> = file
+            .validate()
+            .unwrap_err()
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(
+            lines,
+            [
+                "agents[1].id: invalid value \"a\": duplicate agent id (first used by agents[0])",
+                "agents[1].weight: invalid value NaN: weight must be finite and greater than 0",
+                "agents[1].tasks.X: `outputs` is not allowed here: `output` is given; a script \
+                 has one `output` or a sequence of `outputs`, not both",
+            ]
+        );
+    }
+}

@@ -1,0 +1,114 @@
+//! Scripted agents: agents whose behaviour is data, for dry runs and tests.
+//!
+//! Before a workflow touches a market, a trading team runs it against agents that answer
+//! as a file says: this analysis returns these signals, the venue is busy once and then
+//! fills, the monitor reports "not done" and then "done". Run on a
+//! [`VirtualClock`](crate::clock::VirtualClock), a script that takes an hour finishes at
+//! once, and the same files give the same run every time. This module is a testing aid:
+//! production agents implement [`Agent`](crate::agent::Agent) themselves.
+//!
+//! # The agents file
+//! ```json
+//! {
+//!   "agents": [
+//!     {
+//!       "id": "exec-1", "type": "TRADING_EXECUTION", "capabilities": ["twap"],
+//!       "weight": 2, "maxConcurrency": 4,
+//!       "tasks": {
+//!         "ORDER_EXECUTION": {
+//!           "output": { "orderIds": ["${params.orders.id}"] },
+//!           "delayMs": 50,
+//!           "fail": { "times": 1, "kind": "TEMPORARY", "message": "venue busy" }
+//!         },
+//!         "EXECUTION_MONITORING": {
+//!           "outputs": [ { "done": false }, { "done": true, "filled": "${params.orderIds}" } ]
+//!         }
+//!       }
+//!     }
+//!   ],
+//!   "approvals": { "execution-approval": { "approved": true, "by": "pm@desk", "afterMs": 60000 } }
+//! }
+//! ```
+//! - [`AgentsFile`]: `agents`, `approvals` (scripted human answers by step id) and an
+//!   optional `resources` pool.
+//! - [`AgentScript`]: who the agent is (`id`, `type`, `capabilities`, `weight`,
+//!   `maxConcurrency`, as in the [registry](crate::agent::AgentRegistry)) and a
+//!   [`TaskScript`] for each task type it serves.
+//! - [`TaskScript`]: `output` (with `${params.path}` bindings to the task's resolved
+//!   parameters, same rules as workflow bindings) or `outputs` (successive answers, the
+//!   last repeating), `delayMs`, and `fail` ([`FailScript`]: the first `times` calls
+//!   fail with `kind` and `message`; `times` absent = always).
+//!
+//! Unknown fields are errors, and [`AgentsFile::from_json`] reports every problem of a
+//! file at once, located like workflow problems
+//! (`agents[0].tasks.ORDER_EXECUTION.fail.kind: unknown value …`).
+//!
+//! # Behaviour
+//! [`ScriptedAgent`] documents a call step by step. Two choices are worth knowing:
+//! - a call of a task type the agent has no script for fails with kind `PERMANENT`, as
+//!   a real agent asked for something it cannot do would;
+//! - entry k of `outputs` answers the k-th *successful* call of that task type on that
+//!   agent (failures, scripted or not, do not use up entries), and the last entry
+//!   repeats, so a `loop` step polling a monitor sees every stage and then a steady
+//!   state.
+//!
+//! # Cost
+//! Output templates are compiled once, when the agent is built. A call takes one
+//! uncontended lock (twice when it succeeds) and resolves its template, O(size of the
+//! output); delays are sleeps on the injected [`Clock`](crate::clock::Clock).
+//!
+//! # Examples
+//! Register the agents of a file and call one, driving time with the virtual clock:
+//! ```
+//! use std::sync::Arc;
+//! use std::time::Duration;
+//! use chrono::{TimeZone, Utc};
+//! use serde_json::json;
+//! use tradeflow::agent::{AgentErrorKind, AgentRegistry, TaskRequest};
+//! use tradeflow::clock::{Clock, VirtualClock};
+//! use tradeflow::definition::{StepId, TaskType};
+//! use tradeflow::sim::{AgentsFile, scripted_agents};
+//!
+//! let file = AgentsFile::from_json(r#"{"agents": [
+//!     {"id": "monitor-1", "type": "TRADING_EXECUTION",
+//!      "tasks": {"EXECUTION_MONITORING": {
+//!          "delayMs": 1000,
+//!          "outputs": [{"done": false}, {"done": true, "filled": "${params.orderIds}"}]}}}
+//! ]}"#)?;
+//! let start = Utc.with_ymd_and_hms(2026, 1, 5, 9, 0, 0).unwrap();
+//! let clock = VirtualClock::starting_at(start);
+//! let registry = AgentRegistry::new();
+//! for agent in scripted_agents(&file, Arc::new(clock.clone())) {
+//!     registry.register(agent)?;
+//! }
+//!
+//! let monitor = registry.agent(&"monitor-1".into()).expect("registered");
+//! let poll = |attempt| TaskRequest {
+//!     run_id: "run-1".into(),
+//!     step_id: StepId::new("execution-monitoring"),
+//!     item: None,
+//!     attempt,
+//!     idempotency_key: format!("run-1/execution-monitoring/{attempt}"),
+//!     task_type: TaskType::EXECUTION_MONITORING,
+//!     parameters: json!({"orderIds": ["o-1", "o-2"]}),
+//! };
+//! let answers: Vec<_> = (1..=3)
+//!     .map(|attempt| clock.block_on(monitor.execute(poll(attempt))))
+//!     .collect::<Result<_, _>>()?;
+//! assert_eq!(answers[0], json!({"done": false}));
+//! assert_eq!(answers[1], json!({"done": true, "filled": ["o-1", "o-2"]}));
+//! assert_eq!(answers[2], answers[1]); // The last entry repeats.
+//! assert_eq!(clock.now(), start + Duration::from_secs(3)); // Virtual seconds, instantly.
+//!
+//! // A task type with no script is a permanent failure.
+//! let other = TaskRequest { task_type: TaskType::ORDER_EXECUTION, ..poll(4) };
+//! let error = clock.block_on(monitor.execute(other)).unwrap_err();
+//! assert_eq!(error.kind, AgentErrorKind::Permanent);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+mod file;
+mod scripted;
+
+pub use file::{AgentScript, AgentsFile, FailScript, ScriptedApproval, TaskScript};
+pub use scripted::{ScriptedAgent, scripted_agents};
