@@ -41,6 +41,39 @@
 //! # Ok::<(), tradeflow::definition::ValidationErrors>(())
 //! ```
 //!
+//! # Running a workflow
+//! ```
+//! use std::sync::Arc;
+//! use serde_json::{Value, json};
+//! use tradeflow::agent::{Agent, AgentDescriptor, AgentError, TaskRequest};
+//! use tradeflow::clock::VirtualClock;
+//! use tradeflow::engine::{Engine, RunStatus};
+//!
+//! /// A bot's agent: only `descriptor` and `execute` are required.
+//! struct Signals(AgentDescriptor);
+//!
+//! #[async_trait::async_trait]
+//! impl Agent for Signals {
+//!     fn descriptor(&self) -> &AgentDescriptor { &self.0 }
+//!     async fn execute(&self, request: TaskRequest) -> Result<Value, AgentError> {
+//!         Ok(json!({"side": "BUY", "strength": 0.9, "symbols": request.parameters["symbols"]}))
+//!     }
+//! }
+//!
+//! let clock = VirtualClock::starting_at("2026-01-05T09:00:00Z".parse()?);
+//! let engine = Engine::builder().clock(clock.clone()).build();
+//! engine.register_agent(Arc::new(Signals(AgentDescriptor::new("sig-1", "MARKET_ANALYSIS"))))?;
+//! engine.create_workflow(tradeflow::definition::WorkflowDefinition::from_json(r#"{
+//!     "id": "signal-only",
+//!     "steps": [{"id": "signal", "type": "task",
+//!                "agentCriteria": {"type": "MARKET_ANALYSIS"},
+//!                "task": {"type": "MARKET_ANALYSIS", "parameters": {"symbols": "${input.symbols}"}}}]
+//! }"#)?)?;
+//! let report = clock.block_on(engine.execute_workflow("signal-only", json!({"symbols": ["AAPL"]})))?;
+//! assert_eq!(report.status, RunStatus::Completed);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
 //! # Concepts
 //! - [`definition`]: the JSON format as serde types ([`WorkflowDefinition`](definition::WorkflowDefinition)),
 //!   loaded with every structural problem reported at once.
@@ -48,6 +81,14 @@
 //!   form the engine runs; drawing as DOT or Mermaid.
 //! - [`expr`]: `${…}` bindings, parameter templates and conditions (evalexpr, bounded and
 //!   panic-free), with a host [`Context`](expr::Context) of dotted variables and functions.
+//! - [`engine`]: the [`Engine`](engine::Engine) that runs plans against agents, its events
+//!   and the run report.
+//! - [`agent`]: the [`Agent`](agent::Agent) trait a bot implements, the registry,
+//!   capability-scored selection and load balancers.
+//! - [`clock`]: time as a dependency: [`SystemClock`](clock::SystemClock) and the
+//!   deterministic [`VirtualClock`](clock::VirtualClock).
+//! - [`sim`]: scripted agents (behaviour as data) for dry runs and tests.
+//! - [`decision`]: the record of `decision` steps, kept to learn from.
 //!
 //! The format and its semantics are documented in `docs/workflow-format.md`; how the
 //! modules fit together in `docs/architecture.md`.
