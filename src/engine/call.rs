@@ -225,7 +225,7 @@ async fn call(
             result.and_then(|output| check_output(output, inner.max_output_bytes, step, &agent_id));
         let outcome = match &result {
             Ok(_) => Outcome::Success { latency },
-            Err(error) => Outcome::Failure {
+            Err((error, _)) => Outcome::Failure {
                 kind: error.kind,
                 latency,
             },
@@ -241,7 +241,7 @@ async fn call(
             }
             Err(error) => error,
         };
-        let kind = FailureKind::from(error.kind);
+        let (error, kind) = error;
         let message = format!(
             "step `{}`, agent `{agent_id}`: {}",
             step.id(),
@@ -333,7 +333,7 @@ async fn attempt(
     selection: Selection,
     request: TaskRequest,
     limit: Option<DateTime<Utc>>,
-) -> Result<Value, AgentError> {
+) -> Result<Value, (AgentError, FailureKind)> {
     let Selection { agent, lease, .. } = selection;
     let call = AssertUnwindSafe(agent.execute(request)).catch_unwind();
     let result = match limit {
@@ -342,19 +342,29 @@ async fn attempt(
             Either::Left((result, _)) => result,
             Either::Right(((), _)) => {
                 drop(lease);
-                return Err(AgentError::timeout("no answer within the step's timeout"));
+                let error = AgentError::timeout("no answer within the step's timeout");
+                return Err((error, FailureKind::Timeout));
             }
         },
     };
     drop(lease);
-    result.unwrap_or_else(|panic| {
-        let what = panic
-            .downcast_ref::<&str>()
-            .map(|text| (*text).to_owned())
-            .or_else(|| panic.downcast_ref::<String>().cloned())
-            .unwrap_or_else(|| "unknown panic".to_owned());
-        Err(AgentError::temporary(format!("the agent panicked: {what}")))
-    })
+    match result {
+        Ok(Ok(output)) => Ok(output),
+        Ok(Err(error)) => {
+            let kind = FailureKind::from(error.kind);
+            Err((error, kind))
+        }
+        // A panic fails the attempt like a temporary failure (retried per the policy).
+        Err(panic) => {
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(|text| (*text).to_owned())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown panic".to_owned());
+            let error = AgentError::temporary(format!("the agent panicked: {what}"));
+            Err((error, FailureKind::Panic))
+        }
+    }
 }
 
 /// Rejects output over the size limit (measured as compact JSON, without building it).
@@ -363,7 +373,7 @@ fn check_output(
     limit: usize,
     step: &PlanStep,
     agent: &AgentId,
-) -> Result<Value, AgentError> {
+) -> Result<Value, (AgentError, FailureKind)> {
     struct Counter {
         written: usize,
         limit: usize,
@@ -382,10 +392,11 @@ fn check_output(
     }
     let mut counter = Counter { written: 0, limit };
     if serde_json::to_writer(&mut counter, &output).is_err() {
-        return Err(AgentError::permanent(format!(
+        let error = AgentError::permanent(format!(
             "output of agent `{agent}` for step `{}` is larger than {limit} bytes",
             step.id()
-        )));
+        ));
+        return Err((error, FailureKind::InvalidOutput));
     }
     Ok(output)
 }
