@@ -203,6 +203,7 @@ async fn call(
             run_id: ctx.run_id.clone(),
             step_id: step.id().clone(),
             item,
+            iteration: (iteration > 0).then_some(iteration),
             attempt: attempts,
             agent_id: agent_id.clone(),
             score: selection.candidate.score,
@@ -213,7 +214,9 @@ async fn call(
             step_id: step.id().clone(),
             item,
             attempt: attempts,
-            idempotency_key: format!("{}/{}/{key}/{attempts}", ctx.run_id, step.id()),
+            // One key per logical call: retries of it carry the same key, so an agent (or
+            // a venue) can tell a retry of an order it already took from a new order.
+            idempotency_key: format!("{}/{}/{key}", ctx.run_id, step.id()),
             task_type: task.task_type.clone(),
             parameters: parameters.clone(),
         };
@@ -258,7 +261,7 @@ async fn call(
         }
         let mut delay = retry.jittered_delay(attempts, rng.random::<f64>());
         if error.kind == AgentErrorKind::AgentUnavailable {
-            excluded.push(agent_id);
+            excluded.push(agent_id.clone());
             // Another eligible agent takes the call at once; without one, wait as for
             // a temporary failure.
             if !inner.registry.candidates(task, &excluded).is_empty() {
@@ -271,6 +274,7 @@ async fn call(
             run_id: ctx.run_id.clone(),
             step_id: step.id().clone(),
             item,
+            agent_id: agent_id.clone(),
             attempt: attempts,
             kind,
             message: message.clone(),
@@ -472,7 +476,8 @@ async fn fan_out(
     Ok(Success {
         output: merge(results),
         attempts,
-        agent: agents.last().cloned().flatten(),
+        // Each item has its own agent (`agentIds`); no single one produced the result.
+        agent: None,
         agents: Some(agents.into_iter().flatten().collect()),
         approved_by: None,
     })

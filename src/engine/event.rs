@@ -39,6 +39,8 @@ pub enum RunEvent {
         step_id: StepId,
         /// The item, for a `parallel` step.
         item: Option<usize>,
+        /// The iteration, from 1, for a `loop` step.
+        iteration: Option<u32>,
         /// The attempt, from 1.
         attempt: u32,
         /// The agent called.
@@ -56,6 +58,8 @@ pub enum RunEvent {
         step_id: StepId,
         /// The item, for a `parallel` step.
         item: Option<usize>,
+        /// The agent whose call failed.
+        agent_id: AgentId,
         /// The attempt that failed.
         attempt: u32,
         /// Why it failed.

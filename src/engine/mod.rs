@@ -20,8 +20,9 @@
 //! - An agent that panics fails that attempt as `TEMPORARY` (the retry policy applies);
 //!   an agent that hangs is cut off by the step `timeout` (without one, it is waited for).
 //! - A `human_approval` step without a `timeout` waits until it is answered.
-//! - Idempotency keys are `run/step/item/iteration/attempt`, so a call made again for the
-//!   same logical call carries the same key.
+//! - Idempotency keys are `run/step/item/iteration`: one per logical call. Retries of a
+//!   call carry the same key (its `attempt` tells them apart), so an agent can recognise
+//!   an order it already accepted when a timed-out call is retried.
 //!
 //! # Cost
 //! Per step: one boxed future, one agent selection (O(agents of the type)), the

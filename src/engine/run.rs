@@ -550,9 +550,16 @@ impl RunState {
                 StepStatus::Pending => {
                     let report = &mut self.reports[index];
                     report.status = StepStatus::Skipped;
-                    if report.reason.is_none() {
-                        report.reason = Some(format!("not started: the run ended {status}"));
-                    }
+                    let reason = report
+                        .reason
+                        .get_or_insert_with(|| format!("not started: the run ended {status}"))
+                        .clone();
+                    self.inner.emit(|| RunEvent::StepSkipped {
+                        run_id: self.run_id.clone(),
+                        step_id: step.id().clone(),
+                        reason,
+                        at: now,
+                    });
                 }
                 _ => {}
             }
