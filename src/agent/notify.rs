@@ -1,6 +1,6 @@
 //! A runtime-free broadcast: futures that complete the next time something changes.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
@@ -19,7 +19,7 @@ pub(crate) struct Notify {
 struct State {
     generation: u64,
     next_key: u64,
-    wakers: HashMap<u64, Waker>,
+    wakers: BTreeMap<u64, Waker>,
 }
 
 impl Notify {

@@ -556,6 +556,8 @@ async fn repeat(
             Err((FailureKind::Timeout, _))
                 if last.is_some() && deadline.is_some_and(|d| clock.now() >= d) =>
             {
+                // Cut off by the loop's timeout: the last completed iteration stands.
+                iterations -= 1;
                 break;
             }
             Err((kind, message)) => {

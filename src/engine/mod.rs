@@ -17,7 +17,8 @@
 //! - Steps that never started when a run ends are reported `SKIPPED`, with the reason.
 //! - A `loop` step's `timeout` bounds the whole loop; when it passes after at least one
 //!   iteration, the loop ends with the last output (as `maxIterations` does).
-//! - An agent that panics fails that attempt as `TEMPORARY` (the retry policy applies);
+//! - An agent that panics fails that attempt; it is retried as a `TEMPORARY` failure
+//!   would be, and reported with kind `PANIC` if the retries run out;
 //!   an agent that hangs is cut off by the step `timeout` (without one, it is waited for).
 //! - A `human_approval` step without a `timeout` waits until it is answered.
 //! - Idempotency keys are `run/step/item/iteration`: one per logical call. Retries of a

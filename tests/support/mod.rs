@@ -1,7 +1,10 @@
-//! Shared helpers: small workflow builders, error lookups and run values.
+//! Shared helpers: small workflow builders, error lookups and run values; [`engine`]: an
+//! engine on a virtual clock with hand-written agents, for behaviour tests of runs.
 //!
 //! Each test file uses a different subset.
 #![allow(dead_code, unused_macros, unused_imports)]
+
+pub mod engine;
 
 use serde_json::{Value, json};
 use tradeflow::definition::DefinitionError;
