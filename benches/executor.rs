@@ -1,0 +1,270 @@
+//! Costs of the executor itself: runs of large workflows whose agents answer at once, so
+//! everything measured is engine overhead (scheduling, agent selection, binding
+//! resolution, bookkeeping, the report).
+//!
+//! - `chain/1000`, `chain/10000`: task steps in a line, each binding the previous step's
+//!   output (target: at most 1 µs per step, and the 10,000-step chain at most 12 times
+//!   the 1,000-step one).
+//! - `fan_out/1000`: one `parallel` step over an input array of 1,000 items.
+//! - `layered/10x100`: 10 layers of 100 steps, each bound to two steps of the layer
+//!   before.
+//!
+//! The engine, the plan and each run's input are built, and each report dropped, outside
+//! the timing. Before timing, each shape is run once under a counting allocator, which
+//! prints the peak heap the run adds, per step (target: at most 2 KiB per step).
+//!
+//! Run with `cargo bench --bench executor`.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use criterion::{
+    BatchSize, Bencher, Criterion, SamplingMode, Throughput, criterion_group, criterion_main,
+};
+use futures::executor::block_on;
+use serde_json::{Value, json};
+use tradeflow::agent::{Agent, AgentDescriptor, AgentError, TaskRequest};
+use tradeflow::engine::{Engine, RunOptions, RunReport, RunStatus};
+use tradeflow::plan::ExecutionPlan;
+
+/// The system allocator, counting the bytes currently allocated and their peak.
+struct Counting;
+
+static CURRENT: AtomicUsize = AtomicUsize::new(0);
+static PEAK: AtomicUsize = AtomicUsize::new(0);
+
+impl Counting {
+    fn grew(by: usize) {
+        let now = CURRENT.fetch_add(by, Ordering::Relaxed) + by;
+        PEAK.fetch_max(now, Ordering::Relaxed);
+    }
+
+    fn shrank(by: usize) {
+        CURRENT.fetch_sub(by, Ordering::Relaxed);
+    }
+}
+
+// SAFETY: every call is forwarded to `System` unchanged; only counters are added.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        // SAFETY: the caller upholds `GlobalAlloc::alloc`'s contract, which is System's.
+        let pointer = unsafe { System.alloc(layout) };
+        if !pointer.is_null() {
+            Self::grew(layout.size());
+        }
+        pointer
+    }
+
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        // SAFETY: as for `alloc`.
+        let pointer = unsafe { System.alloc_zeroed(layout) };
+        if !pointer.is_null() {
+            Self::grew(layout.size());
+        }
+        pointer
+    }
+
+    unsafe fn dealloc(&self, pointer: *mut u8, layout: Layout) {
+        // SAFETY: `pointer` was allocated by `System` (through us) with `layout`.
+        unsafe { System.dealloc(pointer, layout) };
+        Self::shrank(layout.size());
+    }
+
+    unsafe fn realloc(&self, pointer: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        // SAFETY: as for `dealloc`; `new_size` is checked by the caller.
+        let moved = unsafe { System.realloc(pointer, layout, new_size) };
+        if !moved.is_null() {
+            if new_size >= layout.size() {
+                Self::grew(new_size - layout.size());
+            } else {
+                Self::shrank(layout.size() - new_size);
+            }
+        }
+        moved
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: Counting = Counting;
+
+/// Answers every call at once with `{"v": 1}`.
+struct NoOp(AgentDescriptor);
+
+#[async_trait::async_trait]
+impl Agent for NoOp {
+    fn descriptor(&self) -> &AgentDescriptor {
+        &self.0
+    }
+
+    async fn execute(&self, _request: TaskRequest) -> Result<Value, AgentError> {
+        Ok(json!({"v": 1}))
+    }
+}
+
+/// Agents of type `BENCH` in the engine; selection scores all of them on every call.
+const AGENTS: usize = 4;
+
+/// An engine keeping `steps` (with `"dependencies": []`, so only bindings order them) as
+/// workflow `bench`, with agents that never run out of slots.
+fn engine_with(steps: Vec<Value>) -> Engine {
+    let workflow = json!({
+        "id": "bench",
+        "steps": steps,
+        "dependencies": [],
+        "executionPolicy": {"concurrency": "PARALLEL", "failureHandling": "STOP_ON_FAILURE"},
+    });
+    let plan = ExecutionPlan::from_json(&workflow.to_string()).expect("the workflow compiles");
+    let engine = Engine::builder().build();
+    for agent in 0..AGENTS {
+        let descriptor =
+            AgentDescriptor::new(format!("noop-{agent}"), "BENCH").with_max_concurrency(1 << 30);
+        engine
+            .register_agent(Arc::new(NoOp(descriptor)))
+            .expect("the agent registers");
+    }
+    engine.add_plan(plan);
+    engine
+}
+
+fn task(id: String, parameters: Value) -> Value {
+    json!({
+        "id": id, "type": "task",
+        "agentCriteria": {"type": "BENCH"},
+        "task": {"type": "NOOP", "parameters": parameters},
+    })
+}
+
+/// `count` steps in a line: `step-N` binds `step-(N-1)`.
+fn chain(count: usize) -> Vec<Value> {
+    (0..count)
+        .map(|index| {
+            let parameters = match index {
+                0 => json!({"x": 0}),
+                _ => json!({"x": format!("${{step-{}.output.v}}", index - 1)}),
+            };
+            task(format!("step-{index}"), parameters)
+        })
+        .collect()
+}
+
+/// One `parallel` step over the run input's `items`.
+fn fan_out() -> Vec<Value> {
+    vec![json!({
+        "id": "fan", "type": "parallel",
+        "agentCriteria": {"type": "BENCH"},
+        "task": {"type": "NOOP", "parameters": {"items": "${input.items}"}},
+        "parallel": {"forEach": "items"},
+    })]
+}
+
+/// `layers` layers of `width` steps; `node-L-I` binds `node-(L-1)-I` and its neighbour.
+fn layered(layers: usize, width: usize) -> Vec<Value> {
+    let mut steps = Vec::with_capacity(layers * width);
+    for layer in 0..layers {
+        for index in 0..width {
+            let parameters = match layer {
+                0 => json!({"x": index}),
+                _ => json!({
+                    "a": format!("${{node-{}-{index}.output.v}}", layer - 1),
+                    "b": format!("${{node-{}-{}.output.v}}", layer - 1, (index + 1) % width),
+                }),
+            };
+            steps.push(task(format!("node-{layer}-{index}"), parameters));
+        }
+    }
+    steps
+}
+
+fn input_items(count: usize) -> Value {
+    json!({"items": (0..count).map(|item| json!({"n": item})).collect::<Vec<_>>()})
+}
+
+/// Runs workflow `bench` once and checks that it completed.
+fn run(engine: &Engine, input: Value) -> RunReport {
+    let run = engine
+        .start("bench", RunOptions::new(input))
+        .expect("workflow `bench` is kept");
+    let report = block_on(run);
+    assert_eq!(report.status, RunStatus::Completed, "{:?}", report.error);
+    report
+}
+
+/// Times `run` with `input`; building the input and dropping the report are the
+/// caller's, so they are not timed (one report is kept at a time).
+fn bench_runs(b: &mut Bencher<'_>, engine: &Engine, input: &Value) {
+    b.iter_batched(
+        || input.clone(),
+        |input| run(engine, input),
+        BatchSize::PerIteration,
+    );
+}
+
+/// Prints the peak heap one run adds (above what was allocated before it), per step.
+fn report_memory(name: &str, engine: &Engine, input: Value, steps: usize) {
+    // A first run warms lazily allocated state (registry histories) out of the figure.
+    drop(run(engine, input.clone()));
+    let baseline = CURRENT.load(Ordering::Relaxed);
+    PEAK.store(baseline, Ordering::Relaxed);
+    let report = run(engine, input);
+    let peak = PEAK.load(Ordering::Relaxed).saturating_sub(baseline);
+    println!(
+        "{name}: peak heap during one run {peak} B above baseline, {:.0} B per step",
+        peak as f64 / steps as f64
+    );
+    drop(report);
+}
+
+fn chain_steps(c: &mut Criterion) {
+    let mut group = c.benchmark_group("chain");
+    group
+        .sample_size(10)
+        .sampling_mode(SamplingMode::Flat)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(5));
+    for count in [1_000, 10_000] {
+        let engine = engine_with(chain(count));
+        report_memory(&format!("chain/{count}"), &engine, json!({}), count);
+        group.throughput(Throughput::Elements(count as u64));
+        group.bench_function(count.to_string(), |b| bench_runs(b, &engine, &json!({})));
+    }
+    group.finish();
+}
+
+fn fan_out_items(c: &mut Criterion) {
+    const ITEMS: usize = 1_000;
+    let engine = engine_with(fan_out());
+    let input = input_items(ITEMS);
+    report_memory("fan_out/1000", &engine, input.clone(), ITEMS);
+    let mut group = c.benchmark_group("fan_out");
+    group
+        .sample_size(10)
+        .sampling_mode(SamplingMode::Flat)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(3));
+    group.throughput(Throughput::Elements(ITEMS as u64));
+    group.bench_function(ITEMS.to_string(), |b| bench_runs(b, &engine, &input));
+    group.finish();
+}
+
+fn layered_graph(c: &mut Criterion) {
+    const LAYERS: usize = 10;
+    const WIDTH: usize = 100;
+    let engine = engine_with(layered(LAYERS, WIDTH));
+    report_memory("layered/10x100", &engine, json!({}), LAYERS * WIDTH);
+    let mut group = c.benchmark_group("layered");
+    group
+        .sample_size(10)
+        .sampling_mode(SamplingMode::Flat)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(3));
+    group.throughput(Throughput::Elements((LAYERS * WIDTH) as u64));
+    group.bench_function(format!("{LAYERS}x{WIDTH}"), |b| {
+        bench_runs(b, &engine, &json!({}))
+    });
+    group.finish();
+}
+
+criterion_group!(benches, chain_steps, fan_out_items, layered_graph);
+criterion_main!(benches);
