@@ -15,7 +15,7 @@ use rand::rngs::StdRng;
 use serde_json::{Map, Value};
 
 use super::report::FailureKind;
-use super::{Answer, Inner, RunEvent, mix};
+use super::{Answer, Inner, RunEvent};
 use crate::agent::{
     AgentError, AgentErrorKind, AgentId, Outcome, RunId, SelectError, Selection, TaskRequest,
 };
@@ -169,8 +169,10 @@ async fn call(
 ) -> CallOutcome {
     let inner = &*ctx.inner;
     let retry = step.retry();
-    let key = format!("{}/{}", item.map_or(0, |item| item as u64 + 1), iteration);
-    let mut rng = StdRng::seed_from_u64(mix(ctx.seed ^ ctx.index as u64, &key));
+    let logical = (item.map_or(0, |item| item as u64 + 1) << 32) | u64::from(iteration);
+    let mut rng = StdRng::seed_from_u64(spread(
+        ctx.seed ^ spread(ctx.index as u64 ^ spread(logical)),
+    ));
     let mut excluded: Vec<AgentId> = Vec::new();
     let mut attempts = 0;
     let mut last_agent = None;
@@ -216,7 +218,7 @@ async fn call(
             attempt: attempts,
             // One key per logical call: retries of it carry the same key, so an agent (or
             // a venue) can tell a retry of an order it already took from a new order.
-            idempotency_key: format!("{}/{}/{key}", ctx.run_id, step.id()),
+            idempotency_key: idempotency_key(&ctx.run_id, step, item, iteration),
             task_type: task.task_type.clone(),
             parameters: parameters.clone(),
         };
@@ -285,6 +287,22 @@ async fn call(
             inner.clock.sleep(delay).await;
         }
     }
+}
+
+/// `run/step/item/iteration` (item and iteration 0 when the step has none).
+fn idempotency_key(run: &RunId, step: &PlanStep, item: Option<usize>, iteration: u32) -> String {
+    use std::fmt::Write as _;
+    let mut key = String::with_capacity(run.as_str().len() + step.id().as_str().len() + 8);
+    let item = item.map_or(0, |item| item + 1);
+    let _ = write!(key, "{run}/{}/{item}/{iteration}", step.id());
+    key
+}
+
+/// SplitMix64's finaliser: spreads the bits of `x` (seeds for independent streams).
+fn spread(x: u64) -> u64 {
+    let x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    let x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    x ^ (x >> 31)
 }
 
 /// Picks an agent with a free slot, waiting for capacity when every eligible one is busy.

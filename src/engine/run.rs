@@ -22,7 +22,7 @@ use super::report::{
 use super::{Inner, RunEvent};
 use crate::agent::RunId;
 use crate::decision::DecisionRecord;
-use crate::definition::{Concurrency, FailureHandling};
+use crate::definition::{Concurrency, FailureHandling, StepId};
 use crate::expr::{BindingValues, Context};
 use crate::plan::{ExecutionPlan, PlanStep, StepKind};
 
@@ -37,6 +37,11 @@ pub(super) async fn execute(
     seed: u64,
 ) -> RunReport {
     let count = plan.steps().len();
+    let reports = plan
+        .steps()
+        .iter()
+        .map(|step| (step.id().clone(), StepReport::default()))
+        .collect();
     let started_at = inner.clock.now();
     let run = RunState {
         inner,
@@ -48,7 +53,7 @@ pub(super) async fn execute(
         started_at,
         status: vec![StepStatus::Pending; count],
         outputs: vec![None; count],
-        reports: vec![StepReport::default(); count],
+        reports,
         unfinished_predecessors: vec![0; count],
         ready: BinaryHeap::new(),
         decision_parameters: HashMap::new(),
@@ -68,7 +73,8 @@ struct RunState {
     started_at: DateTime<Utc>,
     status: Vec<StepStatus>,
     outputs: Vec<Option<Arc<Value>>>,
-    reports: Vec<StepReport>,
+    /// Each step's report, in plan order (outputs join them at the end; see `outputs`).
+    reports: Vec<(StepId, StepReport)>,
     unfinished_predecessors: Vec<usize>,
     /// Steps whose predecessors have all ended, lowest index first.
     ready: BinaryHeap<Reverse<usize>>,
@@ -211,7 +217,7 @@ impl RunState {
     }
 
     fn skip_all(&mut self, reason: &str) {
-        for report in &mut self.reports {
+        for (_, report) in &mut self.reports {
             report.reason = Some(reason.to_owned());
         }
     }
@@ -438,13 +444,12 @@ impl RunState {
             });
         }
         let calls_agents = step.agent_task().is_some();
-        let report = &mut self.reports[index];
+        let report = &mut self.reports[index].1;
         report.status = StepStatus::Completed;
         report.attempts = calls_agents.then_some(attempts);
         report.agent_id = agent.clone();
         report.agent_ids = agents;
         report.approved_by = approved_by;
-        report.output = Some(output.clone());
         self.status[index] = StepStatus::Completed;
         self.outputs[index] = Some(Arc::new(output));
         self.inner.emit(|| RunEvent::StepCompleted {
@@ -467,7 +472,7 @@ impl RunState {
             attempts,
             agent,
         } = failure;
-        let report = &mut self.reports[index];
+        let report = &mut self.reports[index].1;
         report.status = StepStatus::Failed;
         report.attempts = step.agent_task().is_some().then_some(attempts);
         report.agent_id = agent;
@@ -509,7 +514,7 @@ impl RunState {
             reason: reason.clone(),
             at: self.inner.clock.now(),
         });
-        let report = &mut self.reports[index];
+        let report = &mut self.reports[index].1;
         report.status = StepStatus::Skipped;
         report.reason = Some(reason);
         self.release(index);
@@ -539,8 +544,8 @@ impl RunState {
             match self.status[index] {
                 StepStatus::Running | StepStatus::Waiting => {
                     self.status[index] = StepStatus::Cancelled;
-                    self.reports[index].status = StepStatus::Cancelled;
-                    self.reports[index].reason = Some(format!("the run ended {status}"));
+                    self.reports[index].1.status = StepStatus::Cancelled;
+                    self.reports[index].1.reason = Some(format!("the run ended {status}"));
                     self.inner.emit(|| RunEvent::StepCancelled {
                         run_id: self.run_id.clone(),
                         step_id: step.id().clone(),
@@ -548,7 +553,7 @@ impl RunState {
                     });
                 }
                 StepStatus::Pending => {
-                    let report = &mut self.reports[index];
+                    let report = &mut self.reports[index].1;
                     report.status = StepStatus::Skipped;
                     let reason = report
                         .reason
@@ -564,6 +569,12 @@ impl RunState {
                 _ => {}
             }
         }
+        // Outputs join their reports now (kept once, shared, while the run went on).
+        for ((_, report), output) in self.reports.iter_mut().zip(&mut self.outputs) {
+            report.output = output
+                .take()
+                .map(|output| Arc::try_unwrap(output).unwrap_or_else(|shared| (*shared).clone()));
+        }
         self.inner.emit(|| RunEvent::RunEnded {
             run_id: self.run_id.clone(),
             status,
@@ -575,12 +586,7 @@ impl RunState {
             status,
             started_at: self.started_at,
             ended_at: now,
-            steps: plan
-                .steps()
-                .iter()
-                .map(|step| step.id().clone())
-                .zip(self.reports)
-                .collect(),
+            steps: self.reports,
             error: self.error,
         }
     }
