@@ -89,12 +89,17 @@
 //!   deterministic [`VirtualClock`](clock::VirtualClock).
 //! - [`sim`]: scripted agents (behaviour as data) for dry runs and tests.
 //! - [`decision`]: the record of `decision` steps, kept to learn from.
+//! - [`store`]: runs as append-only journals, their state as a fold, and the stores that
+//!   keep them ([`MemoryStore`](store::MemoryStore), and `SqliteStore` with `sqlite`).
 //!
 //! The format and its semantics are documented in `docs/workflow-format.md`; how the
 //! modules fit together in `docs/architecture.md`.
 //!
 //! # Feature flags
-//! None yet: everything above is always on.
+//! - `sqlite` (default): `store::SqliteStore`, a durable run journal in one
+//!   SQLite file. It brings in rusqlite with SQLite bundled, compiled from C at build time
+//!   (a C compiler is needed; no system SQLite is). Without it,
+//!   [`MemoryStore`](store::MemoryStore) is the only store.
 //!
 //! # Runtime support
 //! The library depends on no async runtime: it uses the `futures` crate only, so runs can
@@ -115,3 +120,4 @@ pub mod engine;
 pub mod expr;
 pub mod plan;
 pub mod sim;
+pub mod store;

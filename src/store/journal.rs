@@ -1,0 +1,267 @@
+//! The entries of a run's journal.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::agent::{AgentId, RunId};
+use crate::definition::{RecoveryStrategy, StepId};
+use crate::engine::{FailureKind, RunError, RunStatus};
+
+/// One thing that happened to a run, as the engine journals it.
+///
+/// A run's journal is the list of its entries in the order they were appended; its state
+/// is their fold ([`RunState::fold`](super::RunState::fold)). Entries are stored as JSON,
+/// tagged by `type`, with camelCase fields; that format is what stores keep on disk, so
+/// variants and fields are only ever added.
+///
+/// ```
+/// # use tradeflow::store::JournalEntry;
+/// let entry = JournalEntry::StepSkipped {
+///     step_id: "trade".into(),
+///     reason: "condition is false".into(),
+///     at: "2026-01-05T09:00:00Z".parse()?,
+/// };
+/// assert_eq!(
+///     serde_json::to_string(&entry)?,
+///     r#"{"type":"stepSkipped","stepId":"trade","reason":"condition is false","at":"2026-01-05T09:00:00Z"}"#,
+/// );
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(
+    tag = "type",
+    rename_all = "camelCase",
+    rename_all_fields = "camelCase"
+)]
+#[non_exhaustive]
+pub enum JournalEntry {
+    /// The run started. Always the first entry, and only there.
+    RunStarted {
+        /// The run.
+        run_id: RunId,
+        /// Its workflow.
+        workflow_id: String,
+        /// The version of the definition it runs (see [`RunStore::definition`](super::RunStore::definition)).
+        version: String,
+        /// The run's input.
+        input: Value,
+        /// The seed of the run's random choices (agent selection, jitter).
+        seed: u64,
+        /// When.
+        at: DateTime<Utc>,
+    },
+    /// A call to an agent started: one per attempt, per item of a `parallel` step, per
+    /// iteration of a `loop` step.
+    StepStarted {
+        /// The step.
+        step_id: StepId,
+        /// The item, for a `parallel` step.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        item: Option<usize>,
+        /// The iteration, from 1, for a `loop` step.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        iteration: Option<u32>,
+        /// The attempt, from 1.
+        attempt: u32,
+        /// The agent called.
+        agent_id: AgentId,
+        /// The key the agent receives; a recovery re-makes the call with the same key.
+        idempotency_key: String,
+        /// When.
+        at: DateTime<Utc>,
+    },
+    /// A step completed.
+    StepCompleted {
+        /// The step.
+        step_id: StepId,
+        /// Its output (with `outputMapping` applied).
+        output: Value,
+        /// Calls made, all agents together.
+        attempts: u32,
+        /// The agent whose result it is.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        agent_id: Option<AgentId>,
+        /// For `parallel` steps: the agent of each item, in input order.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        agent_ids: Option<Vec<AgentId>>,
+        /// For `human_approval` steps: who approved.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        approved_by: Option<String>,
+        /// When.
+        at: DateTime<Utc>,
+    },
+    /// A step failed (a recovery may still follow).
+    StepFailed {
+        /// The step.
+        step_id: StepId,
+        /// Why.
+        kind: FailureKind,
+        /// What happened.
+        message: String,
+        /// Calls made, all agents together.
+        attempts: u32,
+        /// When.
+        at: DateTime<Utc>,
+    },
+    /// A step was skipped.
+    StepSkipped {
+        /// The step.
+        step_id: StepId,
+        /// Why.
+        reason: String,
+        /// When.
+        at: DateTime<Utc>,
+    },
+    /// A `human_approval` step waits for an answer.
+    StepWaiting {
+        /// The step.
+        step_id: StepId,
+        /// What the approver is asked to approve (the step's resolved parameters).
+        parameters: Value,
+        /// When.
+        at: DateTime<Utc>,
+    },
+    /// A person (or the approval timeout) answered a waiting step.
+    StepAnswered {
+        /// The step.
+        step_id: StepId,
+        /// Approved or rejected.
+        approved: bool,
+        /// Who answered.
+        by: String,
+        /// Why.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        comment: Option<String>,
+        /// When.
+        at: DateTime<Utc>,
+    },
+    /// Self-healing chose how to recover from a step's failure.
+    RecoveryDecided {
+        /// The step that failed.
+        step_id: StepId,
+        /// The strategy chosen.
+        strategy: RecoveryStrategy,
+        /// How likely the strategy is to work, 0 to 1. Must be finite.
+        confidence: f64,
+        /// Its estimated cost. Must be finite.
+        cost: f64,
+        /// When.
+        at: DateTime<Utc>,
+    },
+    /// A checkpoint a `ROLLBACK` recovery can return to.
+    Checkpoint {
+        /// The step after which it was taken.
+        after_step: StepId,
+        /// When.
+        at: DateTime<Utc>,
+    },
+    /// The host paused the run.
+    RunPaused {
+        /// When.
+        at: DateTime<Utc>,
+    },
+    /// The host resumed the run.
+    RunResumed {
+        /// When.
+        at: DateTime<Utc>,
+    },
+    /// The host asked to cancel the run; [`RunEnded`](Self::RunEnded) follows.
+    RunCancelled {
+        /// Who cancelled.
+        by: String,
+        /// When.
+        at: DateTime<Utc>,
+    },
+    /// The run ended. Always the last entry.
+    RunEnded {
+        /// How (a final status).
+        status: RunStatus,
+        /// The failure that ended it, if one did.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        error: Option<RunError>,
+        /// When.
+        at: DateTime<Utc>,
+    },
+}
+
+impl JournalEntry {
+    /// The entry's type as stored (`"stepStarted"`).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::RunStarted { .. } => "runStarted",
+            Self::StepStarted { .. } => "stepStarted",
+            Self::StepCompleted { .. } => "stepCompleted",
+            Self::StepFailed { .. } => "stepFailed",
+            Self::StepSkipped { .. } => "stepSkipped",
+            Self::StepWaiting { .. } => "stepWaiting",
+            Self::StepAnswered { .. } => "stepAnswered",
+            Self::RecoveryDecided { .. } => "recoveryDecided",
+            Self::Checkpoint { .. } => "checkpoint",
+            Self::RunPaused { .. } => "runPaused",
+            Self::RunResumed { .. } => "runResumed",
+            Self::RunCancelled { .. } => "runCancelled",
+            Self::RunEnded { .. } => "runEnded",
+        }
+    }
+
+    /// The step the entry is about (for a checkpoint, the step it follows).
+    pub fn step_id(&self) -> Option<&StepId> {
+        match self {
+            Self::StepStarted { step_id, .. }
+            | Self::StepCompleted { step_id, .. }
+            | Self::StepFailed { step_id, .. }
+            | Self::StepSkipped { step_id, .. }
+            | Self::StepWaiting { step_id, .. }
+            | Self::StepAnswered { step_id, .. }
+            | Self::RecoveryDecided { step_id, .. }
+            | Self::Checkpoint {
+                after_step: step_id,
+                ..
+            } => Some(step_id),
+            Self::RunStarted { .. }
+            | Self::RunPaused { .. }
+            | Self::RunResumed { .. }
+            | Self::RunCancelled { .. }
+            | Self::RunEnded { .. } => None,
+        }
+    }
+
+    /// When it happened (from the engine's clock).
+    pub fn at(&self) -> DateTime<Utc> {
+        match self {
+            Self::RunStarted { at, .. }
+            | Self::StepStarted { at, .. }
+            | Self::StepCompleted { at, .. }
+            | Self::StepFailed { at, .. }
+            | Self::StepSkipped { at, .. }
+            | Self::StepWaiting { at, .. }
+            | Self::StepAnswered { at, .. }
+            | Self::RecoveryDecided { at, .. }
+            | Self::Checkpoint { at, .. }
+            | Self::RunPaused { at }
+            | Self::RunResumed { at }
+            | Self::RunCancelled { at, .. }
+            | Self::RunEnded { at, .. } => *at,
+        }
+    }
+
+    /// Why a store cannot keep the entry in run `run`'s journal, if it cannot. Every
+    /// store checks this before writing, so all of them accept the same entries and
+    /// every kept entry reads back as written.
+    pub(super) fn problem(&self, run: &RunId) -> Option<&'static str> {
+        match self {
+            Self::RunStarted { run_id, .. } if run_id != run => {
+                Some("`runStarted` names another run")
+            }
+            // JSON has no NaN or infinity: serde_json would write `null`, which does not
+            // read back as an f64.
+            Self::RecoveryDecided {
+                confidence, cost, ..
+            } if !confidence.is_finite() || !cost.is_finite() => {
+                Some("`confidence` and `cost` must be finite")
+            }
+            _ => None,
+        }
+    }
+}

@@ -1,0 +1,392 @@
+//! A run's state as the fold of its journal.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+
+use super::JournalEntry;
+use crate::agent::{AgentId, RunId};
+use crate::definition::{RecoveryStrategy, StepId};
+use crate::engine::{RunError, RunStatus, StepError, StepStatus};
+
+/// The state of a run as its journal says: `RunState::fold(&entries)`.
+///
+/// Everything the engine needs to resume a run after a crash: which steps ended and how,
+/// their outputs, and the calls that were in flight (to re-make with the same
+/// idempotency keys).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunState {
+    /// The run.
+    pub run_id: RunId,
+    /// Its workflow.
+    pub workflow_id: String,
+    /// The version of the definition it runs.
+    pub version: String,
+    /// The run's input.
+    pub input: Value,
+    /// The seed of the run's random choices.
+    pub seed: u64,
+    /// Where the run is: a final status once it ended; otherwise `PAUSED` while paused,
+    /// `WAITING` while a step waits for a person and none runs, else `RUNNING`.
+    pub status: RunStatus,
+    /// Every step the journal mentions (steps it does not mention are pending).
+    pub steps: BTreeMap<StepId, StepState>,
+    /// The steps after which checkpoints were taken, oldest first.
+    pub checkpoints: Vec<StepId>,
+    /// Who asked to cancel the run, once someone did.
+    pub cancelled_by: Option<String>,
+    /// When the run started.
+    pub started_at: DateTime<Utc>,
+    /// When it ended.
+    pub ended_at: Option<DateTime<Utc>>,
+    /// The failure that ended it, if one did.
+    pub error: Option<RunError>,
+}
+
+/// The state of one step of a run.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct StepState {
+    /// Where the step is. A step stopped by the run's end is `CANCELLED`.
+    pub status: StepStatus,
+    /// Its output, once completed.
+    pub output: Option<Value>,
+    /// Calls made so far, all agents together.
+    pub attempts: u32,
+    /// The agent whose result the output is.
+    pub agent_id: Option<AgentId>,
+    /// For `parallel` steps: the agent of each item, in input order.
+    pub agent_ids: Option<Vec<AgentId>>,
+    /// Why the step was skipped.
+    pub reason: Option<String>,
+    /// For `human_approval` steps: who approved.
+    pub approved_by: Option<String>,
+    /// The step's last failure, until it completes.
+    pub error: Option<StepError>,
+    /// The answer to a `human_approval` step, once given.
+    pub answer: Option<Answer>,
+    /// The recovery last decided for the step's failure.
+    pub recovery: Option<RecoveryStrategy>,
+    /// Calls started and not yet ended, at most one per item: what a recovery must
+    /// re-make, with the same idempotency keys.
+    pub in_flight: Vec<InFlightCall>,
+    /// While the step waits for approval: what the approver is asked to approve.
+    pub waiting: Option<Value>,
+}
+
+/// A call to an agent that started and has not ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InFlightCall {
+    /// The item, for a `parallel` step.
+    pub item: Option<usize>,
+    /// The iteration, for a `loop` step.
+    pub iteration: Option<u32>,
+    /// The attempt, from 1.
+    pub attempt: u32,
+    /// The agent called.
+    pub agent_id: AgentId,
+    /// The key the agent received.
+    pub idempotency_key: String,
+    /// When the call started.
+    pub started_at: DateTime<Utc>,
+}
+
+/// The answer to a `human_approval` step.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Answer {
+    /// Approved or rejected.
+    pub approved: bool,
+    /// Who answered.
+    pub by: String,
+    /// Why.
+    pub comment: Option<String>,
+    /// When.
+    pub at: DateTime<Utc>,
+}
+
+/// Why a journal does not describe a run. Each names the entry at fault by its index.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum FoldError {
+    /// The journal has no entries.
+    #[error("the journal is empty")]
+    Empty,
+    /// The first entry is not `runStarted`.
+    #[error("entry {index} is `{kind}`, but a journal starts with `runStarted`")]
+    NotStarted {
+        /// The entry (always 0).
+        index: usize,
+        /// Its type.
+        kind: &'static str,
+    },
+    /// A second `runStarted`.
+    #[error("entry {index} starts the run again")]
+    StartedTwice {
+        /// The entry.
+        index: usize,
+    },
+    /// An entry after `runEnded`.
+    #[error("entry {index} (`{kind}`) follows the run's end")]
+    AfterEnd {
+        /// The entry.
+        index: usize,
+        /// Its type.
+        kind: &'static str,
+    },
+    /// `runEnded` with a status that is not final.
+    #[error("entry {index} ends the run as `{status}`, which is not a final status")]
+    NotFinal {
+        /// The entry.
+        index: usize,
+        /// The status it gave.
+        status: RunStatus,
+    },
+}
+
+impl RunState {
+    /// Folds a run's journal, in append order, into its state.
+    ///
+    /// The journal's grammar is checked: one `runStarted` first, nothing after
+    /// `runEnded`, which gives a final status. Step entries are taken as the engine
+    /// wrote them (an approval step completes without a call; a failed step may start
+    /// again after a recovery). A step started again after it ended is being re-run:
+    /// its old output and skip reason are dropped. A new call on an item ends the
+    /// previous call on that item, because one item's calls (attempts, iterations) are
+    /// sequential. When the run ends, steps still running or waiting become
+    /// `CANCELLED` and nothing stays in flight.
+    ///
+    /// # Errors
+    /// A [`FoldError`] naming the first entry that breaks the grammar.
+    ///
+    /// # Complexity
+    /// O(entries × log steps), plus the in-flight calls of a step per call started.
+    ///
+    /// # Examples
+    /// ```
+    /// # use serde_json::json;
+    /// # use tradeflow::engine::{RunStatus, StepStatus};
+    /// # use tradeflow::store::{JournalEntry, RunState};
+    /// let at = "2026-01-05T09:00:00Z".parse()?;
+    /// let state = RunState::fold(&[
+    ///     JournalEntry::RunStarted {
+    ///         run_id: "run-1".into(), workflow_id: "momentum".into(), version: "1".into(),
+    ///         input: json!({}), seed: 7, at,
+    ///     },
+    ///     JournalEntry::StepStarted {
+    ///         step_id: "signal".into(), item: None, iteration: None, attempt: 1,
+    ///         agent_id: "sig-1".into(), idempotency_key: "run-1/signal/1".into(), at,
+    ///     },
+    /// ])?;
+    /// assert_eq!(state.status, RunStatus::Running);
+    /// let signal = &state.steps["signal"];
+    /// assert_eq!(signal.status, StepStatus::Running);
+    /// assert_eq!(signal.in_flight[0].idempotency_key, "run-1/signal/1");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn fold(entries: &[JournalEntry]) -> Result<RunState, FoldError> {
+        let (first, rest) = entries.split_first().ok_or(FoldError::Empty)?;
+        let JournalEntry::RunStarted {
+            run_id,
+            workflow_id,
+            version,
+            input,
+            seed,
+            at,
+        } = first
+        else {
+            return Err(FoldError::NotStarted {
+                index: 0,
+                kind: first.kind(),
+            });
+        };
+        let mut state = RunState {
+            run_id: run_id.clone(),
+            workflow_id: workflow_id.clone(),
+            version: version.clone(),
+            input: input.clone(),
+            seed: *seed,
+            status: RunStatus::Running,
+            steps: BTreeMap::new(),
+            checkpoints: Vec::new(),
+            cancelled_by: None,
+            started_at: *at,
+            ended_at: None,
+            error: None,
+        };
+        let mut paused = false;
+        for (index, entry) in rest.iter().enumerate().map(|(i, e)| (i + 1, e)) {
+            if state.ended_at.is_some() {
+                return Err(FoldError::AfterEnd {
+                    index,
+                    kind: entry.kind(),
+                });
+            }
+            match entry {
+                JournalEntry::RunStarted { .. } => return Err(FoldError::StartedTwice { index }),
+                JournalEntry::RunPaused { .. } => paused = true,
+                JournalEntry::RunResumed { .. } => paused = false,
+                JournalEntry::RunCancelled { by, .. } => state.cancelled_by = Some(by.clone()),
+                JournalEntry::Checkpoint { after_step, .. } => {
+                    state.checkpoints.push(after_step.clone());
+                }
+                JournalEntry::RunEnded { status, error, at } => {
+                    if !status.is_final() {
+                        return Err(FoldError::NotFinal {
+                            index,
+                            status: *status,
+                        });
+                    }
+                    state.status = *status;
+                    state.error = error.clone();
+                    state.ended_at = Some(*at);
+                    for step in state.steps.values_mut() {
+                        if matches!(step.status, StepStatus::Running | StepStatus::Waiting) {
+                            step.status = StepStatus::Cancelled;
+                        }
+                        step.in_flight.clear();
+                        step.waiting = None;
+                    }
+                }
+                step_entry => {
+                    if let Some(step_id) = step_entry.step_id() {
+                        let step = state.steps.entry(step_id.clone()).or_default();
+                        step.apply(step_entry);
+                    }
+                }
+            }
+        }
+        if state.ended_at.is_none() {
+            state.status = state.live_status(paused);
+        }
+        Ok(state)
+    }
+
+    /// Whether the run has ended.
+    pub fn is_finished(&self) -> bool {
+        self.status.is_final()
+    }
+
+    /// Every call in flight, by step: what a recovery re-makes, with the same keys.
+    pub fn in_flight(&self) -> impl Iterator<Item = (&StepId, &InFlightCall)> {
+        self.steps
+            .iter()
+            .flat_map(|(id, step)| step.in_flight.iter().map(move |call| (id, call)))
+    }
+
+    /// The status of a run that has not ended.
+    fn live_status(&self, paused: bool) -> RunStatus {
+        let any = |status| self.steps.values().any(|step| step.status == status);
+        if paused {
+            RunStatus::Paused
+        } else if !any(StepStatus::Running) && any(StepStatus::Waiting) {
+            RunStatus::Waiting
+        } else {
+            RunStatus::Running
+        }
+    }
+}
+
+impl StepState {
+    /// Applies one entry about this step.
+    fn apply(&mut self, entry: &JournalEntry) {
+        match entry {
+            JournalEntry::StepStarted {
+                item,
+                iteration,
+                attempt,
+                agent_id,
+                idempotency_key,
+                at,
+                ..
+            } => {
+                if self.status.is_final() {
+                    self.output = None;
+                    self.reason = None;
+                }
+                self.status = StepStatus::Running;
+                self.attempts += 1;
+                self.waiting = None;
+                self.in_flight.retain(|call| call.item != *item);
+                self.in_flight.push(InFlightCall {
+                    item: *item,
+                    iteration: *iteration,
+                    attempt: *attempt,
+                    agent_id: agent_id.clone(),
+                    idempotency_key: idempotency_key.clone(),
+                    started_at: *at,
+                });
+            }
+            JournalEntry::StepCompleted {
+                output,
+                attempts,
+                agent_id,
+                agent_ids,
+                approved_by,
+                ..
+            } => {
+                self.status = StepStatus::Completed;
+                self.output = Some(output.clone());
+                self.attempts = *attempts;
+                self.agent_id = agent_id.clone();
+                self.agent_ids = agent_ids.clone();
+                if approved_by.is_some() {
+                    self.approved_by = approved_by.clone();
+                }
+                self.reason = None;
+                self.error = None;
+                self.end_calls();
+            }
+            JournalEntry::StepFailed {
+                kind,
+                message,
+                attempts,
+                ..
+            } => {
+                self.status = StepStatus::Failed;
+                self.attempts = *attempts;
+                self.error = Some(StepError {
+                    kind: *kind,
+                    message: message.clone(),
+                });
+                self.end_calls();
+            }
+            JournalEntry::StepSkipped { reason, .. } => {
+                self.status = StepStatus::Skipped;
+                self.reason = Some(reason.clone());
+                self.end_calls();
+            }
+            JournalEntry::StepWaiting { parameters, .. } => {
+                self.status = StepStatus::Waiting;
+                self.waiting = Some(parameters.clone());
+            }
+            JournalEntry::StepAnswered {
+                approved,
+                by,
+                comment,
+                at,
+                ..
+            } => {
+                // The engine acts on the answer next: completes or fails the step.
+                self.status = StepStatus::Running;
+                self.waiting = None;
+                if *approved {
+                    self.approved_by = Some(by.clone());
+                }
+                self.answer = Some(Answer {
+                    approved: *approved,
+                    by: by.clone(),
+                    comment: comment.clone(),
+                    at: *at,
+                });
+            }
+            JournalEntry::RecoveryDecided { strategy, .. } => self.recovery = Some(*strategy),
+            _ => debug_assert!(false, "not a step entry: {}", entry.kind()),
+        }
+    }
+
+    /// The step ended: nothing of it is in flight or waiting.
+    fn end_calls(&mut self) {
+        self.in_flight.clear();
+        self.waiting = None;
+    }
+}

@@ -1,0 +1,437 @@
+//! `RunState::fold`: a run's state is the fold of its journal.
+
+use chrono::{DateTime, Duration, Utc};
+use serde_json::{Value, json};
+use tradeflow::definition::RecoveryStrategy;
+use tradeflow::engine::{FailureKind, RunError, RunStatus, StepError, StepStatus};
+use tradeflow::store::{FoldError, JournalEntry, RunState};
+
+fn at(seconds: i64) -> DateTime<Utc> {
+    "2026-01-05T09:00:00Z".parse::<DateTime<Utc>>().unwrap() + Duration::seconds(seconds)
+}
+
+fn started() -> JournalEntry {
+    JournalEntry::RunStarted {
+        run_id: "run-1".into(),
+        workflow_id: "algo-trading".into(),
+        version: "3".into(),
+        input: json!({"symbols": ["AAPL"]}),
+        seed: 42,
+        at: at(0),
+    }
+}
+
+fn call(step: &str, item: Option<usize>, attempt: u32, agent: &str, t: i64) -> JournalEntry {
+    let item_part = item.map(|i| format!("/{i}")).unwrap_or_default();
+    JournalEntry::StepStarted {
+        step_id: step.into(),
+        item,
+        iteration: None,
+        attempt,
+        agent_id: agent.into(),
+        idempotency_key: format!("run-1/{step}{item_part}/{attempt}"),
+        at: at(t),
+    }
+}
+
+fn completed(step: &str, output: Value, attempts: u32, agent: &str, t: i64) -> JournalEntry {
+    JournalEntry::StepCompleted {
+        step_id: step.into(),
+        output,
+        attempts,
+        agent_id: Some(agent.into()),
+        agent_ids: None,
+        approved_by: None,
+        at: at(t),
+    }
+}
+
+fn ended(status: RunStatus, t: i64) -> JournalEntry {
+    JournalEntry::RunEnded {
+        status,
+        error: None,
+        at: at(t),
+    }
+}
+
+#[test]
+fn a_full_run_folds_to_its_report() {
+    let journal = [
+        started(),
+        call("analysis", None, 1, "ma-1", 1),
+        completed("analysis", json!({"side": "BUY"}), 1, "ma-1", 2),
+        JournalEntry::Checkpoint {
+            after_step: "analysis".into(),
+            at: at(2),
+        },
+        JournalEntry::StepSkipped {
+            step_id: "hedge".into(),
+            reason: "condition is false".into(),
+            at: at(2),
+        },
+        call("trade", None, 1, "ex-1", 3),
+        completed("trade", json!({"filled": true}), 1, "ex-1", 4),
+        ended(RunStatus::Completed, 5),
+    ];
+    let state = RunState::fold(&journal).unwrap();
+    assert_eq!(state.run_id, "run-1");
+    assert_eq!(state.workflow_id, "algo-trading");
+    assert_eq!(state.version, "3");
+    assert_eq!(state.input, json!({"symbols": ["AAPL"]}));
+    assert_eq!(state.seed, 42);
+    assert_eq!(state.status, RunStatus::Completed);
+    assert!(state.is_finished());
+    assert_eq!((state.started_at, state.ended_at), (at(0), Some(at(5))));
+    assert_eq!(state.checkpoints, ["analysis"]);
+    assert_eq!(state.error, None);
+
+    let trade = &state.steps["trade"];
+    assert_eq!(trade.status, StepStatus::Completed);
+    assert_eq!(trade.output, Some(json!({"filled": true})));
+    assert_eq!(
+        (trade.attempts, trade.agent_id.as_ref().unwrap().as_str()),
+        (1, "ex-1")
+    );
+    assert!(trade.in_flight.is_empty());
+    let hedge = &state.steps["hedge"];
+    assert_eq!(hedge.status, StepStatus::Skipped);
+    assert_eq!(hedge.reason.as_deref(), Some("condition is false"));
+    assert_eq!(state.steps.len(), 3);
+}
+
+#[test]
+fn an_interrupted_run_lists_its_calls_in_flight_with_their_keys() {
+    let journal = [
+        started(),
+        call("analysis", None, 1, "ma-1", 1),
+        completed("analysis", json!({"side": "BUY"}), 1, "ma-1", 2),
+        call("orders", Some(0), 1, "ex-1", 3),
+        call("orders", Some(1), 1, "ex-2", 3),
+        // Item 1's first attempt failed; its retry replaces it in flight.
+        call("orders", Some(1), 2, "ex-3", 4),
+    ];
+    let state = RunState::fold(&journal).unwrap();
+    assert_eq!(state.status, RunStatus::Running);
+    assert!(!state.is_finished());
+    assert_eq!(state.ended_at, None);
+
+    let orders = &state.steps["orders"];
+    assert_eq!(orders.status, StepStatus::Running);
+    assert_eq!(orders.attempts, 3);
+    let calls: Vec<_> = orders
+        .in_flight
+        .iter()
+        .map(|call| {
+            (
+                call.item,
+                call.attempt,
+                call.agent_id.as_str(),
+                call.idempotency_key.as_str(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        calls,
+        [
+            (Some(0), 1, "ex-1", "run-1/orders/0/1"),
+            (Some(1), 2, "ex-3", "run-1/orders/1/2"),
+        ]
+    );
+    assert_eq!(orders.in_flight[1].started_at, at(4));
+    let all: Vec<_> = state
+        .in_flight()
+        .map(|(step, call)| (step.as_str(), call.idempotency_key.as_str()))
+        .collect();
+    assert_eq!(
+        all,
+        [
+            ("orders", "run-1/orders/0/1"),
+            ("orders", "run-1/orders/1/2")
+        ]
+    );
+    assert!(state.steps["analysis"].in_flight.is_empty());
+}
+
+#[test]
+fn a_loop_keeps_only_its_current_iteration_in_flight() {
+    let iteration = |n: u32| JournalEntry::StepStarted {
+        step_id: "monitor".into(),
+        item: None,
+        iteration: Some(n),
+        attempt: 1,
+        agent_id: "mon-1".into(),
+        idempotency_key: format!("run-1/monitor/i{n}/1"),
+        at: at(i64::from(n)),
+    };
+    let state = RunState::fold(&[started(), iteration(1), iteration(2), iteration(3)]).unwrap();
+    let monitor = &state.steps["monitor"];
+    assert_eq!(monitor.attempts, 3);
+    assert_eq!(monitor.in_flight.len(), 1);
+    assert_eq!(monitor.in_flight[0].iteration, Some(3));
+    assert_eq!(monitor.in_flight[0].idempotency_key, "run-1/monitor/i3/1");
+}
+
+#[test]
+fn a_step_waiting_for_approval_makes_the_run_wait_until_answered() {
+    let waiting = [
+        started(),
+        JournalEntry::StepWaiting {
+            step_id: "approve".into(),
+            parameters: json!({"notional": 1_000_000}),
+            at: at(1),
+        },
+    ];
+    let state = RunState::fold(&waiting).unwrap();
+    assert_eq!(state.status, RunStatus::Waiting);
+    let approve = &state.steps["approve"];
+    assert_eq!(approve.status, StepStatus::Waiting);
+    assert_eq!(approve.waiting, Some(json!({"notional": 1_000_000})));
+
+    // Another step still running: the run is running, not waiting.
+    let mut busy = waiting.to_vec();
+    busy.push(call("analysis", None, 1, "ma-1", 2));
+    assert_eq!(RunState::fold(&busy).unwrap().status, RunStatus::Running);
+
+    let mut answered = waiting.to_vec();
+    answered.push(JournalEntry::StepAnswered {
+        step_id: "approve".into(),
+        approved: true,
+        by: "alice".into(),
+        comment: Some("within limits".into()),
+        at: at(3),
+    });
+    let state = RunState::fold(&answered).unwrap();
+    assert_eq!(state.status, RunStatus::Running);
+    let approve = &state.steps["approve"];
+    assert_eq!(approve.waiting, None);
+    assert_eq!(approve.approved_by.as_deref(), Some("alice"));
+    let answer = approve.answer.as_ref().unwrap();
+    assert!(answer.approved);
+    assert_eq!(
+        (answer.by.as_str(), answer.comment.as_deref()),
+        ("alice", Some("within limits"))
+    );
+
+    answered.push(JournalEntry::StepCompleted {
+        step_id: "approve".into(),
+        output: json!({"approved": true}),
+        attempts: 0,
+        agent_id: None,
+        agent_ids: None,
+        approved_by: Some("alice".into()),
+        at: at(3),
+    });
+    let approve = &RunState::fold(&answered).unwrap().steps["approve"];
+    assert_eq!(approve.status, StepStatus::Completed);
+    assert_eq!(approve.approved_by.as_deref(), Some("alice"));
+}
+
+#[test]
+fn a_rejection_is_kept_until_the_step_fails() {
+    let journal = [
+        started(),
+        JournalEntry::StepWaiting {
+            step_id: "approve".into(),
+            parameters: json!({}),
+            at: at(1),
+        },
+        JournalEntry::StepAnswered {
+            step_id: "approve".into(),
+            approved: false,
+            by: "bob".into(),
+            comment: None,
+            at: at(2),
+        },
+    ];
+    let approve = &RunState::fold(&journal).unwrap().steps["approve"];
+    assert_eq!(approve.approved_by, None);
+    assert!(!approve.answer.as_ref().unwrap().approved);
+}
+
+#[test]
+fn pause_and_resume_set_the_run_status() {
+    let mut journal = vec![
+        started(),
+        JournalEntry::StepWaiting {
+            step_id: "approve".into(),
+            parameters: json!({}),
+            at: at(1),
+        },
+        JournalEntry::RunPaused { at: at(2) },
+    ];
+    assert_eq!(RunState::fold(&journal).unwrap().status, RunStatus::Paused);
+    journal.push(JournalEntry::RunResumed { at: at(3) });
+    assert_eq!(RunState::fold(&journal).unwrap().status, RunStatus::Waiting);
+    journal.push(JournalEntry::RunPaused { at: at(4) });
+    assert_eq!(RunState::fold(&journal).unwrap().status, RunStatus::Paused);
+}
+
+#[test]
+fn a_cancelled_run_cancels_its_running_steps() {
+    let mut journal = vec![
+        started(),
+        call("analysis", None, 1, "ma-1", 1),
+        JournalEntry::RunCancelled {
+            by: "ops".into(),
+            at: at(2),
+        },
+    ];
+    // Cancelled, not yet ended: the call is still in flight.
+    let state = RunState::fold(&journal).unwrap();
+    assert_eq!(state.cancelled_by.as_deref(), Some("ops"));
+    assert_eq!(state.status, RunStatus::Running);
+    assert_eq!(state.steps["analysis"].in_flight.len(), 1);
+
+    journal.push(ended(RunStatus::Cancelled, 3));
+    let state = RunState::fold(&journal).unwrap();
+    assert_eq!(state.status, RunStatus::Cancelled);
+    assert!(state.is_finished());
+    let analysis = &state.steps["analysis"];
+    assert_eq!(analysis.status, StepStatus::Cancelled);
+    assert!(analysis.in_flight.is_empty());
+    assert_eq!(state.in_flight().count(), 0);
+}
+
+#[test]
+fn retries_count_attempts_and_recoveries_rerun_failed_steps() {
+    let mut journal = vec![
+        started(),
+        call("trade", None, 1, "ex-1", 1),
+        call("trade", None, 2, "ex-1", 2),
+        call("trade", None, 3, "ex-1", 3),
+    ];
+    let trade = &RunState::fold(&journal).unwrap().steps["trade"];
+    assert_eq!(trade.attempts, 3);
+    assert_eq!(trade.in_flight.len(), 1);
+    assert_eq!(trade.in_flight[0].attempt, 3);
+
+    journal.extend([
+        JournalEntry::StepFailed {
+            step_id: "trade".into(),
+            kind: FailureKind::Temporary,
+            message: "venue timeout".into(),
+            attempts: 3,
+            at: at(4),
+        },
+        JournalEntry::RecoveryDecided {
+            step_id: "trade".into(),
+            strategy: RecoveryStrategy::Substitute,
+            confidence: 0.8,
+            cost: 1.5,
+            at: at(4),
+        },
+    ]);
+    let trade = &RunState::fold(&journal).unwrap().steps["trade"];
+    assert_eq!(trade.status, StepStatus::Failed);
+    assert_eq!(
+        trade.error,
+        Some(StepError {
+            kind: FailureKind::Temporary,
+            message: "venue timeout".into()
+        })
+    );
+    assert_eq!(trade.recovery, Some(RecoveryStrategy::Substitute));
+    assert!(trade.in_flight.is_empty());
+
+    journal.extend([
+        call("trade", None, 1, "ex-2", 5),
+        completed("trade", json!({"filled": true}), 4, "ex-2", 6),
+    ]);
+    let trade = &RunState::fold(&journal).unwrap().steps["trade"];
+    assert_eq!(trade.status, StepStatus::Completed);
+    assert_eq!(trade.attempts, 4);
+    assert_eq!(trade.agent_id.as_ref().unwrap().as_str(), "ex-2");
+    assert_eq!(trade.error, None);
+}
+
+#[test]
+fn a_rerun_step_drops_its_old_output() {
+    let journal = [
+        started(),
+        call("analysis", None, 1, "ma-1", 1),
+        completed("analysis", json!({"side": "BUY"}), 1, "ma-1", 2),
+        // A rollback re-runs it.
+        call("analysis", None, 1, "ma-1", 3),
+    ];
+    let analysis = &RunState::fold(&journal).unwrap().steps["analysis"];
+    assert_eq!(analysis.status, StepStatus::Running);
+    assert_eq!(analysis.output, None);
+    assert_eq!(analysis.attempts, 2);
+}
+
+#[test]
+fn a_failed_run_keeps_its_error() {
+    let error = RunError {
+        step_id: Some("trade".into()),
+        kind: FailureKind::Permanent,
+        message: "rejected by venue".into(),
+    };
+    let journal = [
+        started(),
+        JournalEntry::RunEnded {
+            status: RunStatus::Failed,
+            error: Some(error.clone()),
+            at: at(1),
+        },
+    ];
+    let state = RunState::fold(&journal).unwrap();
+    assert_eq!(state.status, RunStatus::Failed);
+    assert_eq!(state.error, Some(error));
+}
+
+#[test]
+fn journals_that_break_the_grammar_are_refused_naming_the_entry() {
+    assert_eq!(RunState::fold(&[]), Err(FoldError::Empty));
+    assert_eq!(
+        RunState::fold(&[JournalEntry::RunPaused { at: at(0) }]),
+        Err(FoldError::NotStarted {
+            index: 0,
+            kind: "runPaused"
+        })
+    );
+    assert_eq!(
+        RunState::fold(&[started(), call("a", None, 1, "x", 1), started()]),
+        Err(FoldError::StartedTwice { index: 2 })
+    );
+    let error = RunState::fold(&[
+        started(),
+        ended(RunStatus::Completed, 1),
+        call("a", None, 1, "x", 2),
+    ])
+    .unwrap_err();
+    assert_eq!(
+        error,
+        FoldError::AfterEnd {
+            index: 2,
+            kind: "stepStarted"
+        }
+    );
+    assert_eq!(
+        error.to_string(),
+        "entry 2 (`stepStarted`) follows the run's end"
+    );
+    assert_eq!(
+        RunState::fold(&[started(), ended(RunStatus::Running, 1)]),
+        Err(FoldError::NotFinal {
+            index: 1,
+            status: RunStatus::Running
+        })
+    );
+}
+
+#[test]
+fn entries_keep_their_stored_format() {
+    let entry = call("orders", Some(2), 1, "ex-1", 0);
+    let text = serde_json::to_string(&entry).unwrap();
+    assert_eq!(
+        text,
+        r#"{"type":"stepStarted","stepId":"orders","item":2,"attempt":1,"agentId":"ex-1","idempotencyKey":"run-1/orders/2/1","at":"2026-01-05T09:00:00Z"}"#
+    );
+    assert_eq!(serde_json::from_str::<JournalEntry>(&text).unwrap(), entry);
+    let ended = serde_json::to_value(ended(RunStatus::TimedOut, 0)).unwrap();
+    assert_eq!(ended["type"], "runEnded");
+    assert_eq!(ended["status"], "TIMED_OUT");
+    assert_eq!(entry.kind(), "stepStarted");
+    assert_eq!(entry.step_id().map(|step| step.as_str()), Some("orders"));
+    assert_eq!(entry.at(), at(0));
+}
