@@ -268,11 +268,7 @@ impl AgentRegistry {
     /// # Complexity
     /// O(a × c) for the a agents of the type and c capabilities asked, plus sorting.
     pub fn candidates(&self, requirements: &AgentTask, exclude: &[AgentId]) -> Vec<Candidate> {
-        let mut candidates: Vec<Candidate> = self
-            .scored(requirements, exclude)
-            .into_iter()
-            .map(|(_, candidate)| candidate)
-            .collect();
+        let (_, mut candidates) = self.scored(requirements, exclude);
         candidates.sort_by(|a, b| {
             b.score
                 .total
@@ -308,12 +304,12 @@ impl AgentRegistry {
         exclude: &[AgentId],
     ) -> Result<Selection, SelectError> {
         loop {
-            let scored = self.scored(requirements, exclude);
-            if scored.is_empty() {
+            let (entries, candidates) = self.scored(requirements, exclude);
+            if candidates.is_empty() {
                 let excluded = if exclude.is_empty() {
                     0
                 } else {
-                    self.scored(requirements, &[]).len()
+                    self.scored(requirements, &[]).1.len()
                 };
                 return Err(SelectError::NoAgent {
                     agent_type: requirements.agent_type.clone(),
@@ -321,16 +317,25 @@ impl AgentRegistry {
                     excluded,
                 });
             }
-            let pool = self.best(&scored);
+            let pool = self.best(&candidates);
             if pool.is_empty() {
                 return Err(SelectError::AllBusy {
                     agent_type: requirements.agent_type.clone(),
-                    eligible: scored.len(),
+                    eligible: candidates.len(),
                 });
             }
-            let choices: Vec<Candidate> = pool.iter().map(|&i| scored[i].1.clone()).collect();
-            let picked = balancer.pick(&choices, rng) % choices.len();
-            let (entry, candidate) = &scored[pool[picked]];
+            let picked = if pool.len() == candidates.len() {
+                // The usual case: every candidate is open and within the margin, so the
+                // balancer sees them in place, with no copy.
+                balancer.pick(&candidates, rng) % candidates.len()
+            } else {
+                let choices: Vec<Candidate> = pool.iter().map(|&i| candidates[i].clone()).collect();
+                pool[balancer.pick(&choices, rng) % choices.len()]
+            };
+            let (Some(entry), Some(candidate)) = (entries.get(picked), candidates.get(picked))
+            else {
+                continue;
+            };
             if let Some(lease) = self.reserve(entry) {
                 return Ok(Selection {
                     agent: Arc::clone(&entry.agent),
@@ -346,9 +351,10 @@ impl AgentRegistry {
     /// iterations), if it is registered, meets `requirements` and has a free slot.
     /// `None` otherwise: select as usual then.
     pub fn select_agent(&self, requirements: &AgentTask, agent: &AgentId) -> Option<Selection> {
-        let scored = self.scored(requirements, &[]);
-        let (entry, candidate) = scored
+        let (entries, candidates) = self.scored(requirements, &[]);
+        let (entry, candidate) = entries
             .into_iter()
+            .zip(candidates)
             .find(|(_, candidate)| candidate.agent == *agent)?;
         if candidate.is_busy() {
             return None;
@@ -361,21 +367,18 @@ impl AgentRegistry {
         })
     }
 
-    /// Indices in `scored` of the candidates the balancer chooses among.
-    fn best(&self, scored: &[(Arc<Entry>, Candidate)]) -> Vec<usize> {
-        let only_unhealthy = scored.iter().all(|(_, c)| c.health == Health::Unhealthy);
-        let open: Vec<usize> = (0..scored.len())
-            .filter(|&i| {
-                let candidate = &scored[i].1;
-                !candidate.is_busy() && (only_unhealthy || candidate.health != Health::Unhealthy)
-            })
-            .collect();
-        let best = open
+    /// Indices in `candidates` of those the balancer chooses among.
+    fn best(&self, candidates: &[Candidate]) -> Vec<usize> {
+        let only_unhealthy = candidates.iter().all(|c| c.health == Health::Unhealthy);
+        let open =
+            |c: &Candidate| !c.is_busy() && (only_unhealthy || c.health != Health::Unhealthy);
+        let best = candidates
             .iter()
-            .map(|&i| scored[i].1.score.total)
+            .filter(|c| open(c))
+            .map(|c| c.score.total)
             .fold(f64::NEG_INFINITY, f64::max);
-        open.into_iter()
-            .filter(|&i| scored[i].1.score.total >= best - self.margin)
+        (0..candidates.len())
+            .filter(|&i| open(&candidates[i]) && candidates[i].score.total >= best - self.margin)
             .collect()
     }
 
@@ -392,12 +395,12 @@ impl AgentRegistry {
         })
     }
 
-    /// Eligible agents with their candidates, in id order.
+    /// Eligible agents and their candidates (parallel vectors), in id order.
     fn scored(
         &self,
         requirements: &AgentTask,
         exclude: &[AgentId],
-    ) -> Vec<(Arc<Entry>, Candidate)> {
+    ) -> (Vec<Arc<Entry>>, Vec<Candidate>) {
         struct Seen {
             entry: Arc<Entry>,
             capability: f64,
@@ -409,7 +412,7 @@ impl AgentRegistry {
         let seen: Vec<Seen> = {
             let agents = self.read();
             let Some(of_type) = agents.by_type.get(&requirements.agent_type) else {
-                return Vec::new();
+                return (Vec::new(), Vec::new());
             };
             of_type
                 .values()
@@ -436,26 +439,27 @@ impl AgentRegistry {
             .iter()
             .filter_map(|s| s.history.and_then(|h| h.latency_ms))
             .reduce(f64::min);
-        seen.into_iter()
-            .map(|s| {
-                let descriptor = &s.entry.descriptor;
-                let score = ScoreBreakdown::new(
-                    s.capability,
-                    score::performance(s.history.as_ref(), fastest_ms),
-                    score::load(s.in_flight, descriptor.max_concurrency),
-                    score::availability(s.health, s.consecutive_failures),
-                );
-                let candidate = Candidate {
-                    agent: descriptor.id.clone(),
-                    score,
-                    in_flight: s.in_flight,
-                    max_concurrency: descriptor.max_concurrency,
-                    weight: descriptor.weight,
-                    health: s.health,
-                };
-                (s.entry, candidate)
-            })
-            .collect()
+        let mut entries = Vec::with_capacity(seen.len());
+        let mut candidates = Vec::with_capacity(seen.len());
+        for s in seen {
+            let descriptor = &s.entry.descriptor;
+            let score = ScoreBreakdown::new(
+                s.capability,
+                score::performance(s.history.as_ref(), fastest_ms),
+                score::load(s.in_flight, descriptor.max_concurrency),
+                score::availability(s.health, s.consecutive_failures),
+            );
+            candidates.push(Candidate {
+                agent: descriptor.id.clone(),
+                score,
+                in_flight: s.in_flight,
+                max_concurrency: descriptor.max_concurrency,
+                weight: descriptor.weight,
+                health: s.health,
+            });
+            entries.push(s.entry);
+        }
+        (entries, candidates)
     }
 
     /// A future that completes the next time capacity is freed (a lease dropped) or the
