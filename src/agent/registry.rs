@@ -874,7 +874,7 @@ mod tests {
             let held = registry.entry_for_test("b");
             let _lease = registry.reserve(&held).unwrap();
             let scored = registry.scored(&task(&[], &[]), &[]);
-            assert_eq!(registry.best(&scored).len(), expected, "margin {margin}");
+            assert_eq!(registry.best(&scored.1).len(), expected, "margin {margin}");
         }
     }
 
