@@ -22,6 +22,7 @@ use crate::agent::{
 use crate::definition::OnTimeout;
 use crate::expr::{BindingValues, Context};
 use crate::plan::{AgentTask, ExecutionPlan, PlanStep, StepKind, Until};
+use crate::store::JournalEntry;
 
 /// Everything a running step needs; owned, so the step's future is `'static`.
 pub(super) struct StepCtx {
@@ -33,6 +34,8 @@ pub(super) struct StepCtx {
     pub(super) context: Arc<Context>,
     /// The run input and the outputs of the steps this one binds to (for `loop.until`).
     pub(super) snapshot: Option<Snapshot>,
+    /// For an approval step recovered after a restart: the answer journaled before it.
+    pub(super) answer: Option<Answer>,
 }
 
 /// Values a loop's `until` may read besides its own output.
@@ -201,6 +204,23 @@ async fn call(
         attempts += 1;
         let agent_id = selection.candidate.agent.clone();
         last_agent = Some(agent_id.clone());
+        // One key per logical call: retries of it carry the same key, so an agent (or a
+        // venue) can tell a retry of an order it already took from a new order.
+        let idempotency_key = idempotency_key(&ctx.run_id, step, item, iteration);
+        // Journaled before the agent is called: a restart re-makes the call, same key.
+        inner
+            .journal(&ctx.run_id, || {
+                vec![JournalEntry::StepStarted {
+                    step_id: step.id().clone(),
+                    item,
+                    iteration: (iteration > 0).then_some(iteration),
+                    attempt: attempts,
+                    agent_id: agent_id.clone(),
+                    idempotency_key: idempotency_key.clone(),
+                    at: inner.clock.now(),
+                }]
+            })
+            .await;
         inner.emit(|| RunEvent::StepStarted {
             run_id: ctx.run_id.clone(),
             step_id: step.id().clone(),
@@ -216,9 +236,7 @@ async fn call(
             step_id: step.id().clone(),
             item,
             attempt: attempts,
-            // One key per logical call: retries of it carry the same key, so an agent (or
-            // a venue) can tell a retry of an order it already took from a new order.
-            idempotency_key: idempotency_key(&ctx.run_id, step, item, iteration),
+            idempotency_key,
             task_type: task.task_type.clone(),
             parameters: parameters.clone(),
         };
@@ -660,37 +678,11 @@ async fn approval(
     parameters: Value,
     on_timeout: OnTimeout,
 ) -> StepResult {
-    let inner = &ctx.inner;
-    let (answer, _registration) = inner.wait_for_answer(&ctx.run_id, step.id());
-    inner.emit(|| RunEvent::StepWaiting {
-        run_id: ctx.run_id.clone(),
-        step_id: step.id().clone(),
-        parameters: parameters.clone(),
-        at: inner.clock.now(),
-    });
-    let answer = match step.timeout() {
-        None => answer.await.ok(),
-        Some(timeout) => match select(answer, inner.clock.sleep(timeout)).await {
-            Either::Left((answer, _)) => answer.ok(),
-            Either::Right(((), _)) => None,
-        },
+    let answer = match ctx.answer.clone() {
+        // Journaled and announced before a restart; only acting on it is left.
+        Some(answer) => answer,
+        None => wait_for_answer(ctx, step, &parameters, on_timeout).await,
     };
-    let answer = answer.unwrap_or_else(|| Answer {
-        approved: on_timeout == OnTimeout::Approve,
-        by: "timeout".to_owned(),
-        comment: Some(format!(
-            "no answer within {} ms",
-            step.timeout().map_or(0, |timeout| timeout.as_millis())
-        )),
-    });
-    inner.emit(|| RunEvent::StepAnswered {
-        run_id: ctx.run_id.clone(),
-        step_id: step.id().clone(),
-        approved: answer.approved,
-        by: answer.by.clone(),
-        comment: answer.comment.clone(),
-        at: inner.clock.now(),
-    });
     if !answer.approved {
         let why = answer
             .comment
@@ -718,6 +710,68 @@ async fn approval(
         agents: None,
         approved_by: Some(answer.by),
     })
+}
+
+/// Waits for `Engine::approve`/`reject` or the step's timeout; the wait and the answer
+/// are journaled, then announced.
+async fn wait_for_answer(
+    ctx: &StepCtx,
+    step: &PlanStep,
+    parameters: &Value,
+    on_timeout: OnTimeout,
+) -> Answer {
+    let inner = &ctx.inner;
+    inner
+        .journal(&ctx.run_id, || {
+            vec![JournalEntry::StepWaiting {
+                step_id: step.id().clone(),
+                parameters: parameters.clone(),
+                at: inner.clock.now(),
+            }]
+        })
+        .await;
+    let (answer, _registration) = inner.wait_for_answer(&ctx.run_id, step.id());
+    inner.emit(|| RunEvent::StepWaiting {
+        run_id: ctx.run_id.clone(),
+        step_id: step.id().clone(),
+        parameters: parameters.clone(),
+        at: inner.clock.now(),
+    });
+    let answer = match step.timeout() {
+        None => answer.await.ok(),
+        Some(timeout) => match select(answer, inner.clock.sleep(timeout)).await {
+            Either::Left((answer, _)) => answer.ok(),
+            Either::Right(((), _)) => None,
+        },
+    };
+    let answer = answer.unwrap_or_else(|| Answer {
+        approved: on_timeout == OnTimeout::Approve,
+        by: "timeout".to_owned(),
+        comment: Some(format!(
+            "no answer within {} ms",
+            step.timeout().map_or(0, |timeout| timeout.as_millis())
+        )),
+    });
+    inner
+        .journal(&ctx.run_id, || {
+            vec![JournalEntry::StepAnswered {
+                step_id: step.id().clone(),
+                approved: answer.approved,
+                by: answer.by.clone(),
+                comment: answer.comment.clone(),
+                at: inner.clock.now(),
+            }]
+        })
+        .await;
+    inner.emit(|| RunEvent::StepAnswered {
+        run_id: ctx.run_id.clone(),
+        step_id: step.id().clone(),
+        approved: answer.approved,
+        by: answer.by.clone(),
+        comment: answer.comment.clone(),
+        at: inner.clock.now(),
+    });
+    answer
 }
 
 #[cfg(test)]

@@ -25,11 +25,25 @@
 //!   call carry the same key (its `attempt` tells them apart), so an agent can recognise
 //!   an order it already accepted when a timed-out call is retried.
 //!
+//! # Durability
+//! With a [`RunStore`] ([`EngineBuilder::store`]), every
+//! transition is journaled before the engine acts on it: the call's `StepStarted` (with
+//! its idempotency key) before the agent is called, `StepCompleted` before the output is
+//! visible to other steps, the answer before an approval is acted on. An append that
+//! fails is retried on the engine's clock (10 ms doubling to 1 s) until it succeeds.
+//! [`Engine::recover`] continues the store's unfinished runs after a restart: completed
+//! steps keep their outputs and are not called again; calls that were in flight are made
+//! again with the same idempotency key; waiting approvals wait again. Known limits: the
+//! host [`Context`] is not journaled (recovered runs see an empty one), timers of running
+//! steps start again from the recovery, and a `parallel` or `loop` step in flight runs
+//! again from its first item or iteration (with the same keys).
+//!
 //! # Cost
 //! Per step: one boxed future, one agent selection (O(agents of the type)), the
 //! parameter template resolved once, and events only when someone subscribes.
 
 mod call;
+mod durable;
 mod event;
 mod report;
 mod run;
@@ -54,12 +68,14 @@ use crate::decision::{DecisionEngine, DecisionLog};
 use crate::definition::{LoadBalancing, StepId, ValidationErrors, WorkflowDefinition};
 use crate::expr::Context;
 use crate::plan::ExecutionPlan;
+use crate::store::{RunState as Journaled, RunStore, StoreError};
 
+pub use durable::RecoveryError;
 pub use event::{EventStream, RunEvent};
 pub use report::{FailureKind, RunError, RunReport, RunStatus, StepError, StepReport, StepStatus};
 
 /// Why the engine refused a request.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
 pub enum EngineError {
     /// The definition is invalid.
@@ -82,6 +98,42 @@ pub enum EngineError {
     /// An agent could not be registered.
     #[error(transparent)]
     Registry(#[from] RegistryError),
+    /// The run store failed (keeping a definition, listing the runs to recover).
+    #[error("the run store failed")]
+    Store {
+        /// The store's error (shared: store errors carry their backend's error).
+        #[source]
+        source: Arc<StoreError>,
+    },
+    /// A run could not be recovered from the store.
+    #[error("cannot recover run `{run}`")]
+    Recovery {
+        /// The run.
+        run: RunId,
+        /// Why.
+        #[source]
+        reason: RecoveryError,
+    },
+}
+
+impl PartialEq for EngineError {
+    /// Store errors are equal only when they are the same error (they carry a backend's).
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (Self::Invalid(a), Self::Invalid(b)) => a == b,
+            (Self::UnknownWorkflow { id: a }, Self::UnknownWorkflow { id: b }) => a == b,
+            (
+                Self::NoPendingApproval { run: a, step: s },
+                Self::NoPendingApproval { run: b, step: t },
+            ) => a == b && s == t,
+            (Self::Registry(a), Self::Registry(b)) => a == b,
+            (Self::Store { source: a }, Self::Store { source: b }) => Arc::ptr_eq(a, b),
+            (Self::Recovery { run: a, reason: x }, Self::Recovery { run: b, reason: y }) => {
+                a == b && x == y
+            }
+            _ => false,
+        }
+    }
 }
 
 /// A workflow the engine keeps: its id and version.
@@ -200,6 +252,8 @@ pub(crate) struct Inner {
     seed: u64,
     runs: AtomicU64,
     pub(crate) max_output_bytes: usize,
+    /// Where runs are journaled; none: nothing is.
+    store: Option<Arc<dyn RunStore>>,
 }
 
 impl Inner {
@@ -329,6 +383,7 @@ pub struct EngineBuilder {
     balancing: LoadBalancing,
     seed: u64,
     max_output_bytes: usize,
+    store: Option<Arc<dyn RunStore>>,
 }
 
 impl fmt::Debug for EngineBuilder {
@@ -337,6 +392,7 @@ impl fmt::Debug for EngineBuilder {
             .field("clock", &self.clock)
             .field("balancing", &self.balancing)
             .field("seed", &self.seed)
+            .field("store", &self.store)
             .finish_non_exhaustive()
     }
 }
@@ -392,6 +448,18 @@ impl EngineBuilder {
         self
     }
 
+    /// Where runs are journaled, so that [`Engine::recover`] can continue them after a
+    /// restart: every transition of a run is appended before the engine acts on it, and
+    /// every workflow the engine keeps is stored with its version. An append that fails
+    /// is retried on the engine's clock (10 ms, doubling to 1 s) until it succeeds; the
+    /// run waits meanwhile. Defaults to none: nothing is journaled, and runs do not
+    /// survive the process.
+    #[must_use]
+    pub fn store(mut self, store: impl RunStore + 'static) -> Self {
+        self.store = Some(Arc::new(store));
+        self
+    }
+
     /// The engine.
     pub fn build(self) -> Engine {
         let balancers = [
@@ -413,6 +481,7 @@ impl EngineBuilder {
                 seed: self.seed,
                 runs: AtomicU64::new(0),
                 max_output_bytes: self.max_output_bytes,
+                store: self.store,
             }),
         }
     }
@@ -429,6 +498,7 @@ impl Engine {
             balancing: LoadBalancing::LeastConnections,
             seed: 0,
             max_output_bytes: 1 << 20,
+            store: None,
         }
     }
 
@@ -461,8 +531,35 @@ impl Engine {
     }
 
     /// Keeps an already compiled plan (by id and version). A plan with the same id and
-    /// version replaces the one kept.
+    /// version replaces the one kept. With a store, the definition is stored too; a
+    /// store that fails is logged (`tracing::warn!`): [`create_workflow`] reports it.
+    ///
+    /// [`create_workflow`]: Self::create_workflow
     pub fn add_plan(&self, plan: ExecutionPlan) -> WorkflowRef {
+        if let Err(error) = self.put_definition(&plan) {
+            tracing::warn!(
+                workflow = plan.workflow_id(),
+                error = &error as &dyn std::error::Error,
+                "cannot store the workflow's definition; runs of it recover only while the engine keeps it"
+            );
+        }
+        self.keep(plan)
+    }
+
+    /// Stores `plan`'s definition under its id and version, when the engine has a store.
+    fn put_definition(&self, plan: &ExecutionPlan) -> Result<(), StoreError> {
+        let Some(store) = &self.inner.store else {
+            return Ok(());
+        };
+        let definition = plan.definition();
+        store.put_definition(
+            plan.workflow_id(),
+            definition.version.as_deref().unwrap_or_default(),
+            &definition.to_json(),
+        )
+    }
+
+    fn keep(&self, plan: ExecutionPlan) -> WorkflowRef {
         let reference = WorkflowRef {
             id: plan.workflow_id().to_owned(),
             version: plan.definition().version.clone().unwrap_or_default(),
@@ -552,15 +649,116 @@ impl Engine {
     }
 
     /// Validates, compiles and keeps a workflow (by id and version); see
-    /// [`OrchestrationEngine::create_workflow`].
+    /// [`OrchestrationEngine::create_workflow`]. With a store, the definition is stored
+    /// first (a version never changes once stored).
     ///
     /// # Errors
-    /// [`EngineError::Invalid`] with every problem of the definition.
+    /// [`EngineError::Invalid`] with every problem of the definition;
+    /// [`EngineError::Store`] when the store fails or keeps this version with other text
+    /// (then the engine does not keep it either).
     pub fn create_workflow(
         &self,
         definition: WorkflowDefinition,
     ) -> Result<WorkflowRef, EngineError> {
-        Ok(self.add_plan(ExecutionPlan::compile(definition)?))
+        let plan = ExecutionPlan::compile(definition)?;
+        self.put_definition(&plan).map_err(durable::store_failed)?;
+        Ok(self.keep(plan))
+    }
+
+    /// Continues every run the store lists as unfinished, as it was when the previous
+    /// engine stopped: returns their [`Run`]s, which make progress only while polled.
+    ///
+    /// Each run is its journal's fold ([`RunState::fold`](crate::store::RunState::fold)),
+    /// under its journaled id and seed, on the plan of the version it started with (the
+    /// engine's, else the definition the store keeps, compiled and kept). Steps that
+    /// completed, were skipped or failed keep their status, output and report and do not
+    /// run again. Steps that were running or pending run as usual: a call cut off by the
+    /// restart is made again with the same idempotency key (keys are
+    /// `run/step/item/iteration`), so an agent that honours keys acts once. A step that
+    /// waited for approval waits again (`StepWaiting` is emitted again and
+    /// [`approve`](Self::approve) answers it), unless its answer was journaled: then it
+    /// acts on that answer. Recovered runs see an empty host [`Context`]; timeouts of
+    /// steps restart, the workflow's timeout keeps its deadline. Without a store, there
+    /// is nothing to recover.
+    ///
+    /// # Errors
+    /// [`EngineError::Store`] when the store cannot list its runs;
+    /// [`EngineError::Recovery`] naming the first run that cannot be loaded, whose
+    /// journal does not fold, or whose definition is missing or invalid (no run is
+    /// returned then).
+    pub fn recover(&self) -> Result<Vec<Run>, EngineError> {
+        let Some(store) = &self.inner.store else {
+            return Ok(Vec::new());
+        };
+        let unfinished = store.unfinished_runs().map_err(durable::store_failed)?;
+        let mut recovered = Vec::with_capacity(unfinished.len());
+        for run in unfinished {
+            let failed = |reason| durable::recovery(&run, reason);
+            let entries = store
+                .load(&run)
+                .map_err(|error| failed(RecoveryError::Store(Arc::new(error))))?;
+            let journaled =
+                Journaled::fold(&entries).map_err(|error| failed(RecoveryError::Journal(error)))?;
+            let plan = self
+                .recovered_plan(store.as_ref(), &journaled)
+                .map_err(failed)?;
+            recovered.push((plan, journaled));
+        }
+        Ok(recovered
+            .into_iter()
+            .map(|(plan, journaled)| {
+                // Runs this engine numbers must not reuse a recovered run's id.
+                if let Some(number) = journaled
+                    .run_id
+                    .as_str()
+                    .strip_prefix("run-")
+                    .and_then(|number| number.parse::<u64>().ok())
+                {
+                    self.inner.runs.fetch_max(number, Ordering::Relaxed);
+                }
+                let id = journaled.run_id.clone();
+                let future = run::resume(
+                    Arc::clone(&self.inner),
+                    plan,
+                    journaled,
+                    Arc::new(Context::default()),
+                );
+                Run {
+                    id,
+                    future: Box::pin(future),
+                }
+            })
+            .collect())
+    }
+
+    /// The plan a recovered run started with: the engine's, else the store's definition.
+    fn recovered_plan(
+        &self,
+        store: &dyn RunStore,
+        journaled: &Journaled,
+    ) -> Result<Arc<ExecutionPlan>, RecoveryError> {
+        let (id, version) = (&journaled.workflow_id, &journaled.version);
+        if let Some(plan) = self.workflow_version(id, version) {
+            return Ok(plan);
+        }
+        let json = store
+            .definition(id, version)
+            .map_err(|error| RecoveryError::Store(Arc::new(error)))?
+            .ok_or_else(|| RecoveryError::NoDefinition {
+                workflow_id: id.clone(),
+                version: version.clone(),
+            })?;
+        let plan = ExecutionPlan::from_json(&json).map_err(|source| RecoveryError::Definition {
+            workflow_id: id.clone(),
+            version: version.clone(),
+            source,
+        })?;
+        self.keep(plan);
+        self.workflow_version(id, version)
+            .ok_or_else(|| RecoveryError::NoDefinition {
+                workflow_id: id.clone(),
+                version: version.clone(),
+            })
     }
 
     /// Runs the latest version of `workflow_id` with `input` to its end.

@@ -19,12 +19,13 @@ use super::call::{Failure, Snapshot, StepCtx, StepResult, Success, run_step};
 use super::report::{
     FailureKind, RunError, RunReport, RunStatus, StepError, StepReport, StepStatus,
 };
-use super::{Inner, RunEvent};
+use super::{Answer, Inner, RunEvent};
 use crate::agent::RunId;
 use crate::decision::DecisionRecord;
 use crate::definition::{Concurrency, FailureHandling, StepId};
 use crate::expr::{BindingValues, Context};
 use crate::plan::{ExecutionPlan, PlanStep, StepKind};
+use crate::store::{JournalEntry, RunState as Journaled, StepState};
 
 type Running = FuturesUnordered<BoxFuture<'static, (usize, StepResult)>>;
 
@@ -36,31 +37,64 @@ pub(super) async fn execute(
     context: Arc<Context>,
     seed: u64,
 ) -> RunReport {
-    let count = plan.steps().len();
-    let reports = plan
-        .steps()
-        .iter()
-        .map(|step| (step.id().clone(), StepReport::default()))
-        .collect();
     let started_at = inner.clock.now();
-    let run = RunState {
-        inner,
-        plan,
+    let run = RunState::new(inner, plan, run_id, input, context, seed, started_at);
+    run.drive(Start::Fresh).await
+}
+
+/// Continues a run from its journal's fold: steps that ended keep their status, output
+/// and report; the others run as usual (calls re-made with the same idempotency keys).
+pub(super) async fn resume(
+    inner: Arc<Inner>,
+    plan: Arc<ExecutionPlan>,
+    journaled: Journaled,
+    context: Arc<Context>,
+) -> RunReport {
+    let Journaled {
         run_id,
-        input: Arc::new(input),
-        context,
+        input,
         seed,
         started_at,
-        status: vec![StepStatus::Pending; count],
-        outputs: vec![None; count],
-        reports,
-        unfinished_predecessors: vec![0; count],
-        ready: BinaryHeap::new(),
-        decision_parameters: HashMap::new(),
-        error: None,
-        end: None,
-    };
-    run.drive().await
+        steps,
+        ..
+    } = journaled;
+    let mut run = RunState::new(inner, plan, run_id, input, context, seed, started_at);
+    let began = !steps.is_empty();
+    let plan = Arc::clone(&run.plan);
+    for (id, step) in steps {
+        let Some(index) = plan.index_of(id.as_str()) else {
+            continue;
+        };
+        match step.status {
+            StepStatus::Completed | StepStatus::Skipped | StepStatus::Failed => {
+                run.restore(index, step);
+            }
+            // Answered but not yet acted on: the step uses the answer instead of waiting.
+            _ => {
+                if let Some(answer) = step.answer {
+                    run.answers.insert(
+                        index,
+                        Answer {
+                            approved: answer.approved,
+                            by: answer.by,
+                            comment: answer.comment,
+                        },
+                    );
+                }
+            }
+        }
+    }
+    run.drive(Start::Resumed { began }).await
+}
+
+/// How a run's future begins.
+#[derive(Clone, Copy)]
+enum Start {
+    /// A new run: journal `runStarted`, check the workflow's conditions.
+    Fresh,
+    /// A run recovered from its journal; `began` when a step entry was journaled (the
+    /// workflow's conditions were checked then).
+    Resumed { began: bool },
 }
 
 struct RunState {
@@ -84,6 +118,8 @@ struct RunState {
     error: Option<RunError>,
     /// Set when the run must stop starting steps and end with this status.
     end: Option<RunStatus>,
+    /// Answers journaled before a restart, for approval steps that had not acted on them.
+    answers: HashMap<usize, Answer>,
 }
 
 impl BindingValues for RunState {
@@ -120,31 +156,123 @@ impl BindingValues for WithOwn<'_> {
 }
 
 impl RunState {
-    async fn drive(mut self) -> RunReport {
+    fn new(
+        inner: Arc<Inner>,
+        plan: Arc<ExecutionPlan>,
+        run_id: RunId,
+        input: Value,
+        context: Arc<Context>,
+        seed: u64,
+        started_at: DateTime<Utc>,
+    ) -> Self {
+        let count = plan.steps().len();
+        let reports = plan
+            .steps()
+            .iter()
+            .map(|step| (step.id().clone(), StepReport::default()))
+            .collect();
+        RunState {
+            inner,
+            plan,
+            run_id,
+            input: Arc::new(input),
+            context,
+            seed,
+            started_at,
+            status: vec![StepStatus::Pending; count],
+            outputs: vec![None; count],
+            reports,
+            unfinished_predecessors: vec![0; count],
+            ready: BinaryHeap::new(),
+            decision_parameters: HashMap::new(),
+            error: None,
+            end: None,
+            answers: HashMap::new(),
+        }
+    }
+
+    /// Step `index` ended before a restart, as its journal says.
+    fn restore(&mut self, index: usize, step: StepState) {
+        let plan = Arc::clone(&self.plan);
+        let Some(plan_step) = plan.step(index) else {
+            return;
+        };
+        let report = &mut self.reports[index].1;
+        report.status = step.status;
+        report.attempts = plan_step.agent_task().is_some().then_some(step.attempts);
+        report.agent_id = step.agent_id;
+        report.agent_ids = step.agent_ids;
+        report.approved_by = step.approved_by;
+        report.reason = step.reason;
+        report.error = step.error;
+        self.status[index] = step.status;
+        self.outputs[index] = step.output.map(Arc::new);
+        if step.status == StepStatus::Failed && !plan_step.is_optional() {
+            if self.error.is_none() {
+                self.error = report.error.as_ref().map(|error| RunError {
+                    step_id: Some(plan_step.id().clone()),
+                    kind: error.kind,
+                    message: error.message.clone(),
+                });
+            }
+            if self.plan.policy().failure_handling == FailureHandling::StopOnFailure {
+                self.end = Some(RunStatus::Failed);
+            }
+        }
+    }
+
+    async fn drive(mut self, start: Start) -> RunReport {
         let inner = Arc::clone(&self.inner);
+        if let Start::Fresh = start {
+            inner
+                .journal(&self.run_id, || {
+                    vec![JournalEntry::RunStarted {
+                        run_id: self.run_id.clone(),
+                        workflow_id: self.plan.workflow_id().to_owned(),
+                        version: self.plan.definition().version.clone().unwrap_or_default(),
+                        input: (*self.input).clone(),
+                        seed: self.seed,
+                        at: self.started_at,
+                    }]
+                })
+                .await;
+        }
         inner.emit(|| RunEvent::RunStarted {
             run_id: self.run_id.clone(),
             workflow_id: self.plan.workflow_id().to_owned(),
             at: self.started_at,
         });
-        if let Some(early) = self.check_start() {
-            return self.finish(early);
+        if !matches!(start, Start::Resumed { began: true }) {
+            if let Some(early) = self.check_start() {
+                return self.finish(early).await;
+            }
         }
         for index in 0..self.plan.steps().len() {
-            let count = self.plan.predecessors(index).count();
+            // Steps restored as ended do not hold their successors back.
+            let count = self
+                .plan
+                .predecessors(index)
+                .filter(|&(predecessor, _)| !self.status[predecessor].is_final())
+                .count();
             self.unfinished_predecessors[index] = count;
-            if count == 0 {
+            if count == 0 && self.status[index] == StepStatus::Pending {
                 self.ready.push(Reverse(index));
             }
         }
         let mut running: Running = FuturesUnordered::new();
-        let deadline = self
-            .plan
-            .timeout()
-            .map(|timeout| inner.clock.sleep(timeout));
+        let deadline = self.plan.timeout().map(|timeout| {
+            let at = chrono::Duration::from_std(timeout)
+                .ok()
+                .and_then(|timeout| self.started_at.checked_add_signed(timeout));
+            match at {
+                // A recovered run keeps the deadline it started with.
+                Some(at) => inner.clock.sleep_until(at),
+                None => inner.clock.sleep(timeout),
+            }
+        });
         let mut deadline = deadline.map(FutureExt::fuse);
         loop {
-            self.start_ready(&mut running);
+            self.start_ready(&mut running).await;
             if self.end.is_some() || running.is_empty() {
                 break;
             }
@@ -170,7 +298,7 @@ impl RunState {
             let Some((index, result)) = finished else {
                 break;
             };
-            self.step_ended(index, result);
+            self.step_ended(index, result).await;
         }
         // Whatever still runs is stopped: dropping the futures frees agents' slots.
         drop(running);
@@ -179,7 +307,7 @@ impl RunState {
         } else {
             RunStatus::Completed
         });
-        self.finish(status)
+        self.finish(status).await
     }
 
     /// Workflow conditions and input paths, checked before any step runs.
@@ -223,38 +351,45 @@ impl RunState {
     }
 
     /// Starts ready steps (or settles them at once: skipped, failed, condition steps).
-    fn start_ready(&mut self, running: &mut Running) {
+    async fn start_ready(&mut self, running: &mut Running) {
         let sequential = self.plan.policy().concurrency == Concurrency::Sequential;
         while let Some(&Reverse(index)) = self.ready.peek() {
             if self.end.is_some() || (sequential && !running.is_empty()) {
                 return;
             }
             self.ready.pop();
+            debug_assert_eq!(self.status[index], StepStatus::Pending, "ready once");
             let plan = Arc::clone(&self.plan);
             let Some(step) = plan.step(index) else {
                 continue;
             };
             match self.prepare(step) {
-                Prepared::Skip(reason) => self.skip(index, reason),
-                Prepared::Fail(kind, message) => self.fail(
-                    index,
-                    Failure {
-                        kind,
-                        message,
-                        attempts: 0,
-                        agent: None,
-                    },
-                ),
-                Prepared::Done(output) => self.complete(
-                    index,
-                    Success {
-                        output,
-                        attempts: 0,
-                        agent: None,
-                        agents: None,
-                        approved_by: None,
-                    },
-                ),
+                Prepared::Skip(reason) => self.skip(index, reason).await,
+                Prepared::Fail(kind, message) => {
+                    self.fail(
+                        index,
+                        Failure {
+                            kind,
+                            message,
+                            attempts: 0,
+                            agent: None,
+                        },
+                    )
+                    .await;
+                }
+                Prepared::Done(output) => {
+                    self.complete(
+                        index,
+                        Success {
+                            output,
+                            attempts: 0,
+                            agent: None,
+                            agents: None,
+                            approved_by: None,
+                        },
+                    )
+                    .await;
+                }
                 Prepared::Start(parameters) => {
                     let waiting = matches!(step.kind(), StepKind::HumanApproval { .. });
                     self.status[index] = if waiting {
@@ -274,6 +409,11 @@ impl RunState {
                         context: Arc::clone(&self.context),
                         snapshot: matches!(step.kind(), StepKind::Loop { .. })
                             .then(|| self.snapshot(step)),
+                        answer: if self.answers.is_empty() {
+                            None
+                        } else {
+                            self.answers.remove(&index)
+                        },
                     };
                     running.push(
                         run_step(ctx, parameters)
@@ -386,14 +526,14 @@ impl RunState {
         }
     }
 
-    fn step_ended(&mut self, index: usize, result: StepResult) {
+    async fn step_ended(&mut self, index: usize, result: StepResult) {
         match result {
-            Ok(success) => self.complete(index, success),
-            Err(failure) => self.fail(index, failure),
+            Ok(success) => self.complete(index, success).await,
+            Err(failure) => self.fail(index, failure).await,
         }
     }
 
-    fn complete(&mut self, index: usize, success: Success) {
+    async fn complete(&mut self, index: usize, success: Success) {
         let plan = Arc::clone(&self.plan);
         let Some(step) = plan.step(index) else { return };
         let Success {
@@ -414,20 +554,39 @@ impl RunState {
                     Ok(Value::Object(extra)) => with_fields(output, extra),
                     Ok(_) => output,
                     Err(error) => {
-                        return self.fail(
-                            index,
-                            Failure {
-                                kind: FailureKind::Binding,
-                                message: format!("step `{}`: outputMapping: {error}", step.id()),
-                                attempts,
-                                agent,
-                            },
-                        );
+                        return self
+                            .fail(
+                                index,
+                                Failure {
+                                    kind: FailureKind::Binding,
+                                    message: format!(
+                                        "step `{}`: outputMapping: {error}",
+                                        step.id()
+                                    ),
+                                    attempts,
+                                    agent,
+                                },
+                            )
+                            .await;
                     }
                 }
             }
         };
         let now = self.inner.clock.now();
+        // Journaled before successors can read the output (or a decision is recorded).
+        self.inner
+            .journal(&self.run_id, || {
+                vec![JournalEntry::StepCompleted {
+                    step_id: step.id().clone(),
+                    output: output.clone(),
+                    attempts,
+                    agent_id: agent.clone(),
+                    agent_ids: agents.clone(),
+                    approved_by: approved_by.clone(),
+                    at: now,
+                }]
+            })
+            .await;
         if let Some(parameters) = self.decision_parameters.remove(&index) {
             self.inner.decisions.record(DecisionRecord {
                 run_id: self.run_id.clone(),
@@ -462,7 +621,7 @@ impl RunState {
         self.release(index);
     }
 
-    fn fail(&mut self, index: usize, failure: Failure) {
+    async fn fail(&mut self, index: usize, failure: Failure) {
         let plan = Arc::clone(&self.plan);
         let Some(step) = plan.step(index) else { return };
         self.decision_parameters.remove(&index);
@@ -472,6 +631,17 @@ impl RunState {
             attempts,
             agent,
         } = failure;
+        self.inner
+            .journal(&self.run_id, || {
+                vec![JournalEntry::StepFailed {
+                    step_id: step.id().clone(),
+                    kind,
+                    message: message.clone(),
+                    attempts,
+                    at: self.inner.clock.now(),
+                }]
+            })
+            .await;
         let report = &mut self.reports[index].1;
         report.status = StepStatus::Failed;
         report.attempts = step.agent_task().is_some().then_some(attempts);
@@ -504,9 +674,18 @@ impl RunState {
         self.release(index);
     }
 
-    fn skip(&mut self, index: usize, reason: String) {
+    async fn skip(&mut self, index: usize, reason: String) {
         let plan = Arc::clone(&self.plan);
         let Some(step) = plan.step(index) else { return };
+        self.inner
+            .journal(&self.run_id, || {
+                vec![JournalEntry::StepSkipped {
+                    step_id: step.id().clone(),
+                    reason: reason.clone(),
+                    at: self.inner.clock.now(),
+                }]
+            })
+            .await;
         self.status[index] = StepStatus::Skipped;
         self.inner.emit(|| RunEvent::StepSkipped {
             run_id: self.run_id.clone(),
@@ -537,36 +716,67 @@ impl RunState {
         }
     }
 
-    fn finish(mut self, status: RunStatus) -> RunReport {
+    async fn finish(mut self, status: RunStatus) -> RunReport {
         let now = self.inner.clock.now();
         let plan = Arc::clone(&self.plan);
-        for (index, step) in plan.steps().iter().enumerate() {
+        // Steps the end stops (`true`: cancelled while running) or leaves unstarted.
+        let mut stopped: Vec<(usize, bool)> = Vec::new();
+        for index in 0..plan.steps().len() {
             match self.status[index] {
                 StepStatus::Running | StepStatus::Waiting => {
                     self.status[index] = StepStatus::Cancelled;
                     self.reports[index].1.status = StepStatus::Cancelled;
                     self.reports[index].1.reason = Some(format!("the run ended {status}"));
-                    self.inner.emit(|| RunEvent::StepCancelled {
-                        run_id: self.run_id.clone(),
-                        step_id: step.id().clone(),
-                        at: now,
-                    });
+                    stopped.push((index, true));
                 }
                 StepStatus::Pending => {
                     let report = &mut self.reports[index].1;
                     report.status = StepStatus::Skipped;
-                    let reason = report
+                    report
                         .reason
-                        .get_or_insert_with(|| format!("not started: the run ended {status}"))
-                        .clone();
-                    self.inner.emit(|| RunEvent::StepSkipped {
-                        run_id: self.run_id.clone(),
-                        step_id: step.id().clone(),
-                        reason,
-                        at: now,
-                    });
+                        .get_or_insert_with(|| format!("not started: the run ended {status}"));
+                    stopped.push((index, false));
                 }
                 _ => {}
+            }
+        }
+        // One append for the end: unstarted steps skipped, then `runEnded` (which
+        // cancels, in the fold, the steps still running).
+        self.inner
+            .journal(&self.run_id, || {
+                let skipped =
+                    stopped
+                        .iter()
+                        .filter(|&&(_, cancelled)| !cancelled)
+                        .map(|&(index, _)| JournalEntry::StepSkipped {
+                            step_id: self.reports[index].0.clone(),
+                            reason: self.reports[index].1.reason.clone().unwrap_or_default(),
+                            at: now,
+                        });
+                skipped
+                    .chain([JournalEntry::RunEnded {
+                        status,
+                        error: self.error.clone(),
+                        at: now,
+                    }])
+                    .collect()
+            })
+            .await;
+        for &(index, cancelled) in &stopped {
+            let step_id = &self.reports[index].0;
+            if cancelled {
+                self.inner.emit(|| RunEvent::StepCancelled {
+                    run_id: self.run_id.clone(),
+                    step_id: step_id.clone(),
+                    at: now,
+                });
+            } else {
+                self.inner.emit(|| RunEvent::StepSkipped {
+                    run_id: self.run_id.clone(),
+                    step_id: step_id.clone(),
+                    reason: self.reports[index].1.reason.clone().unwrap_or_default(),
+                    at: now,
+                });
             }
         }
         // Outputs join their reports now (kept once, shared, while the run went on).

@@ -22,7 +22,8 @@
 //! a run, list the runs that have not ended, keep workflow definitions by id and
 //! version. Stores check no grammar (the fold does); they do check that every entry
 //! reads back as written. Two implementations, held to one conformance suite:
-//! - [`MemoryStore`], the default: nothing survives the process.
+//! - [`MemoryStore`]: nothing survives the process (for tests; an engine built without a
+//!   store journals nothing at all).
 //! - `SqliteStore` (feature `sqlite`, on by default): one SQLite file, in WAL mode, with
 //!   `synchronous=FULL`; its schema is versioned (`PRAGMA user_version`) and migrated on
 //!   open.
@@ -41,9 +42,9 @@
 //!
 //! # Throughput: one transaction per transition
 //! Each [`append`](RunStore::append) is one transaction, so its cost is one sync,
-//! however many entries it holds. The engine keeps throughput by group commit: the
-//! entries of one transition — and of every concurrent step that reached a transition
-//! at the same time — go in one append, not one append per entry.
+//! however many entries it holds. Today the engine appends once per transition (and once
+//! for everything that ends a run); grouping the transitions of concurrent steps into one
+//! append (group commit), which is what keeps `FULL` fast, is the next step.
 //!
 //! # Example
 //! ```

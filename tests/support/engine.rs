@@ -334,7 +334,15 @@ impl Harness {
 
     /// An engine configured by `configure` (clock and event recording already set).
     pub fn with(configure: impl FnOnce(EngineBuilder) -> EngineBuilder) -> Self {
-        let clock = VirtualClock::starting_at(t0());
+        Self::on_clock(VirtualClock::starting_at(t0()), configure)
+    }
+
+    /// An engine on `clock` (shared with another harness, say: a restarted engine),
+    /// configured by `configure` (clock and event recording already set).
+    pub fn on_clock(
+        clock: VirtualClock,
+        configure: impl FnOnce(EngineBuilder) -> EngineBuilder,
+    ) -> Self {
         let events: Arc<Mutex<Vec<RunEvent>>> = Arc::default();
         let sink = Arc::clone(&events);
         let builder = Engine::builder()
@@ -360,6 +368,15 @@ impl Harness {
             .register_agent(Arc::clone(&agent) as Arc<dyn Agent>)
             .expect("the agent registers");
         agent
+    }
+
+    /// Registers an agent another harness registered too (the same agent after a
+    /// restart); its calls keep one log.
+    #[track_caller]
+    pub fn register_shared(&self, agent: &Arc<TestAgent>) {
+        self.engine
+            .register_agent(Arc::clone(agent) as Arc<dyn Agent>)
+            .expect("the agent registers");
     }
 
     /// Creates the workflow `definition` (which must be valid); returns its id.

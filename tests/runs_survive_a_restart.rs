@@ -1,0 +1,491 @@
+//! Durable runs: with a store, the engine journals every transition before acting on it,
+//! and `Engine::recover` continues the runs a previous engine left unfinished. Steps that
+//! ended are not run again; a call cut off by the restart is made again with the same
+//! idempotency key; a step waiting for approval waits again. A "restart" here drops the
+//! first engine and its unfinished run future, then builds a new engine on the same
+//! store (and the same agents) and calls `recover`.
+
+mod support;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use support::engine::{Harness, Reply, TestAgent, step, step_on, t0, waiting_steps};
+use support::{task_with, with};
+use tradeflow::agent::RunId;
+use tradeflow::clock::VirtualClock;
+use tradeflow::engine::{RunOptions, RunReport, RunStatus, StepStatus};
+use tradeflow::store::{JournalEntry, MemoryStore, RunState, RunStore, StoreError, WriteFault};
+
+/// An engine on `clock` journaling to `store`.
+fn durable(clock: &VirtualClock, store: &Arc<MemoryStore>) -> Harness {
+    Harness::on_clock(clock.clone(), |builder| builder.store(Arc::clone(store)))
+}
+
+/// `fetch` → `trade` → `report`, each binding to the output before it, each on its own
+/// agent type.
+fn chain() -> Value {
+    json!({"id": "chain", "version": "1", "steps": [
+        step_on("fetch", "FETCH"),
+        with(step_on("trade", "TRADE"),
+             json!({"task": {"type": "TASK", "parameters": {"signal": "${fetch.output.signal}"}}})),
+        with(step_on("report", "REPORT"),
+             json!({"task": {"type": "TASK", "parameters": {"order": "${trade.output.order}"}}})),
+    ]})
+}
+
+/// The agents of [`chain`]; `trade` hangs on its first call and answers after that.
+fn chain_agents(clock: &VirtualClock) -> [Arc<TestAgent>; 3] {
+    [
+        Arc::new(
+            TestAgent::new("fetch-1", clock)
+                .of_type("FETCH")
+                .answers(json!({"signal": 1})),
+        ),
+        Arc::new(
+            TestAgent::new("trade-1", clock)
+                .of_type("TRADE")
+                .capacity(2)
+                .replies(|_, number| {
+                    if number == 1 {
+                        Reply::hang()
+                    } else {
+                        Reply::ok(json!({"order": "o-1"}))
+                    }
+                }),
+        ),
+        Arc::new(
+            TestAgent::new("report-1", clock)
+                .of_type("REPORT")
+                .answers(json!({"sent": true})),
+        ),
+    ]
+}
+
+/// The status of every step of `report` as `store`'s journal of the run folds.
+#[track_caller]
+fn folded(store: &dyn RunStore, run: &RunId) -> RunState {
+    RunState::fold(&store.load(run).expect("the journal loads")).expect("the journal folds")
+}
+
+/// Checks that the fold of the run's journal says what `report` says.
+#[track_caller]
+fn assert_journal_matches(store: &dyn RunStore, report: &RunReport) {
+    let state = folded(store, &report.run_id);
+    let shown = report.to_json_pretty();
+    assert_eq!(state.status, report.status, "{shown}");
+    assert_eq!(state.error, report.error, "{shown}");
+    assert_eq!(state.ended_at, Some(report.ended_at), "{shown}");
+    for (id, step) in &report.steps {
+        let journaled = state.steps.get(id).cloned().unwrap_or_default();
+        assert_eq!(journaled.status, step.status, "step `{id}` in {shown}");
+        assert_eq!(journaled.output, step.output, "step `{id}` in {shown}");
+        assert_eq!(journaled.error, step.error, "step `{id}` in {shown}");
+        assert!(journaled.in_flight.is_empty(), "step `{id}` in {shown}");
+        if let Some(attempts) = step.attempts {
+            assert_eq!(journaled.attempts, attempts, "step `{id}` in {shown}");
+        }
+        if step.status == StepStatus::Skipped {
+            assert_eq!(journaled.reason, step.reason, "step `{id}` in {shown}");
+        }
+    }
+    assert_eq!(
+        state.steps.len(),
+        report.steps.len(),
+        "every step is journaled"
+    );
+}
+
+#[test]
+fn a_restart_reruns_only_the_step_in_flight_with_the_same_key() {
+    let clock = VirtualClock::starting_at(t0());
+    let store = Arc::new(MemoryStore::new());
+    let [fetch, trade, report] = chain_agents(&clock);
+
+    let first = durable(&clock, &store);
+    for agent in [&fetch, &trade, &report] {
+        first.register_shared(agent);
+    }
+    let mut run = first.start(&chain(), RunOptions::new(json!({})).seed(7));
+    let id = run.id().clone();
+    assert!(
+        clock.run_until_stalled(&mut run).is_pending(),
+        "trade hangs"
+    );
+    assert_eq!(trade.calls().len(), 1);
+    let before = folded(&*store, &id);
+    assert_eq!(before.steps["fetch"].status, StepStatus::Completed);
+    assert_eq!(before.steps["trade"].status, StepStatus::Running);
+    assert_eq!(
+        before.steps["trade"].in_flight[0].idempotency_key,
+        trade.calls()[0].key()
+    );
+    drop(run);
+    drop(first);
+    assert_eq!(trade.gauge().now(), 0, "the cut-off call is gone");
+
+    // The new engine does not keep the workflow: the store's definition is used.
+    let second = durable(&clock, &store);
+    for agent in [&fetch, &trade, &report] {
+        second.register_shared(agent);
+    }
+    let runs = second.engine.recover().expect("the run recovers");
+    assert_eq!(runs.len(), 1);
+    assert_eq!(runs[0].id(), &id);
+    let outcome = clock.block_on(runs.into_iter().next().unwrap());
+
+    assert_eq!(
+        outcome.status,
+        RunStatus::Completed,
+        "{}",
+        outcome.to_json_pretty()
+    );
+    assert_eq!(fetch.calls().len(), 1, "a completed step is not run again");
+    let calls = trade.calls();
+    assert_eq!(calls.len(), 2);
+    assert_eq!(calls[1].key(), calls[0].key(), "the same logical call");
+    assert_eq!(calls[1].request.parameters, json!({"signal": 1}));
+    assert_eq!(report.calls().len(), 1);
+    assert_eq!(
+        report.calls()[0].request.parameters,
+        json!({"order": "o-1"})
+    );
+    assert_eq!(step(&outcome, "fetch").output, Some(json!({"signal": 1})));
+    assert_eq!(step(&outcome, "fetch").attempts, Some(1));
+    assert_eq!(step(&outcome, "report").output, Some(json!({"sent": true})));
+    let entries = store.load(&id).unwrap();
+    let starts = entries
+        .iter()
+        .filter(|entry| matches!(entry, JournalEntry::RunStarted { .. }))
+        .count();
+    assert_eq!(starts, 1, "recovery does not start the run again");
+    assert!(matches!(
+        &entries[0],
+        JournalEntry::RunStarted { version, seed: 7, .. } if version == "1"
+    ));
+    assert_journal_matches(&*store, &outcome);
+    assert!(store.unfinished_runs().unwrap().is_empty());
+}
+
+/// `approve` (a human approval of the input amount) then `execute`, bound to it.
+fn approval() -> Value {
+    json!({"id": "approval", "steps": [
+        {"id": "approve", "type": "human_approval",
+         "task": {"type": "APPROVAL_REQUEST", "parameters": {"amount": "${input.amount}"}}},
+        task_with("execute", json!({"approvedBy": "${approve.output.approvedBy}"})),
+    ]})
+}
+
+fn executor(clock: &VirtualClock) -> Arc<TestAgent> {
+    Arc::new(TestAgent::new("exec-1", clock).replies(|request, _| {
+        Reply::ok(json!({"executed": true, "by": request.parameters["approvedBy"]}))
+    }))
+}
+
+#[test]
+fn a_step_waiting_for_approval_waits_again_after_a_restart() {
+    let clock = VirtualClock::starting_at(t0());
+    let store = Arc::new(MemoryStore::new());
+    let exec = executor(&clock);
+
+    let first = durable(&clock, &store);
+    first.register_shared(&exec);
+    let mut run = first.start(&approval(), RunOptions::new(json!({"amount": 5})));
+    let id = run.id().clone();
+    assert!(clock.run_until_stalled(&mut run).is_pending());
+    assert_eq!(waiting_steps(&first.events()), ["approve"]);
+    assert_eq!(folded(&*store, &id).status, RunStatus::Waiting);
+    drop(run);
+    drop(first);
+
+    let second = durable(&clock, &store);
+    second.register_shared(&exec);
+    let mut runs = second.engine.recover().unwrap();
+    assert_eq!(runs.len(), 1);
+    let mut run = runs.pop().unwrap();
+    assert!(
+        clock.run_until_stalled(&mut run).is_pending(),
+        "still waiting"
+    );
+    assert_eq!(
+        waiting_steps(&second.events()),
+        ["approve"],
+        "the wait is announced again"
+    );
+    assert!(exec.calls().is_empty());
+    clock.advance(Duration::from_secs(60));
+    second
+        .engine
+        .approve(&id, "approve", "pm@desk", Some("ok"))
+        .expect("the recovered step waits for approval");
+    let outcome = clock.block_on(run);
+
+    assert_eq!(
+        outcome.status,
+        RunStatus::Completed,
+        "{}",
+        outcome.to_json_pretty()
+    );
+    assert_eq!(
+        step(&outcome, "approve").approved_by.as_deref(),
+        Some("pm@desk")
+    );
+    assert_eq!(
+        step(&outcome, "approve").output,
+        Some(json!({"amount": 5, "approvedBy": "pm@desk", "comment": "ok"}))
+    );
+    assert_eq!(exec.calls().len(), 1);
+    assert_journal_matches(&*store, &outcome);
+}
+
+#[test]
+fn a_journaled_answer_is_acted_on_without_waiting_again() {
+    let clock = VirtualClock::starting_at(t0());
+    let store = Arc::new(MemoryStore::new());
+    let exec = executor(&clock);
+    let first = durable(&clock, &store);
+    first.workflow(&approval());
+    drop(first);
+    // The previous engine journaled the answer, then stopped before acting on it.
+    let id = RunId::from("run-1");
+    let at = t0();
+    store
+        .append(
+            &id,
+            &[
+                JournalEntry::RunStarted {
+                    run_id: id.clone(),
+                    workflow_id: "approval".into(),
+                    version: String::new(),
+                    input: json!({"amount": 5}),
+                    seed: 3,
+                    at,
+                },
+                JournalEntry::StepWaiting {
+                    step_id: "approve".into(),
+                    parameters: json!({"amount": 5}),
+                    at,
+                },
+                JournalEntry::StepAnswered {
+                    step_id: "approve".into(),
+                    approved: true,
+                    by: "pm@desk".into(),
+                    comment: None,
+                    at,
+                },
+            ],
+        )
+        .unwrap();
+
+    let second = durable(&clock, &store);
+    second.register_shared(&exec);
+    let mut runs = second.engine.recover().unwrap();
+    let mut run = runs.pop().unwrap();
+    let outcome = clock
+        .run_until_stalled(&mut run)
+        .map(|report| report.status);
+
+    assert_eq!(outcome, std::task::Poll::Ready(RunStatus::Completed));
+    assert!(waiting_steps(&second.events()).is_empty(), "no new wait");
+    assert_eq!(
+        exec.calls()[0].request.parameters,
+        json!({"approvedBy": "pm@desk"})
+    );
+    // A new run of this engine does not take the recovered run's id.
+    let next = second
+        .engine
+        .start("approval", RunOptions::new(json!({"amount": 1})))
+        .unwrap();
+    assert_eq!(next.id().as_str(), "run-2");
+}
+
+#[test]
+fn finished_runs_are_not_recovered() {
+    let clock = VirtualClock::starting_at(t0());
+    let store = Arc::new(MemoryStore::new());
+    let [fetch, trade, report] = chain_agents(&clock);
+    let first = durable(&clock, &store);
+    for agent in [&fetch, &trade, &report] {
+        first.register_shared(agent);
+    }
+    // The first run's trade call hangs (the agent's first call); the second finishes.
+    let mut stuck = first.start(&chain(), RunOptions::new(json!({})).run_id("stuck"));
+    assert!(clock.run_until_stalled(&mut stuck).is_pending());
+    let done = clock.block_on(
+        first
+            .engine
+            .start("chain", RunOptions::new(json!({})).run_id("done"))
+            .unwrap(),
+    );
+    assert_eq!(done.status, RunStatus::Completed);
+    drop(stuck);
+    drop(first);
+
+    let second = durable(&clock, &store);
+    let runs = second.engine.recover().unwrap();
+    let ids: Vec<&str> = runs.iter().map(|run| run.id().as_str()).collect();
+    assert_eq!(ids, ["stuck"]);
+
+    let empty = durable(&clock, &Arc::new(MemoryStore::new()));
+    assert!(empty.engine.recover().unwrap().is_empty());
+    let without_store = Harness::on_clock(clock.clone(), |builder| builder);
+    assert!(without_store.engine.recover().unwrap().is_empty());
+}
+
+#[test]
+fn the_journal_folds_to_the_report() {
+    let clock = VirtualClock::starting_at(t0());
+    let store = Arc::new(MemoryStore::new());
+    let h = durable(&clock, &store);
+    h.register(h.agent("ok-1").of_type("OK").answers(json!({"value": 1})));
+    h.register(
+        h.agent("bad-1")
+            .of_type("BAD")
+            .replies(|_, _| Reply::permanent("no data")),
+    );
+    h.register(
+        h.agent("slow-1")
+            .of_type("SLOW")
+            .replies(|_, _| Reply::ok(json!({})).after_ms(1_000)),
+    );
+
+    // Completed, skipped by a condition, an optional failure and a step bound to it.
+    let mixed = json!({"id": "mixed", "steps": [
+        with(step_on("first", "OK"),
+             json!({"outputMapping": {"doubled": "${first.output.value}"}})),
+        with(step_on("never", "OK"), json!({"condition": {"expression": "1 == 2"}})),
+        with(step_on("extra", "BAD"), json!({"optional": true})),
+        with(step_on("bound", "OK"),
+             json!({"task": {"type": "TASK", "parameters": {"v": "${extra.output.value}"}}})),
+    ]});
+    let report = h.run(&mixed, json!({}));
+    assert_eq!(report.status, RunStatus::Completed);
+    assert_eq!(step(&report, "never").status, StepStatus::Skipped);
+    assert_eq!(step(&report, "extra").status, StepStatus::Failed);
+    assert_journal_matches(&*store, &report);
+
+    // A failure that stops the run: a running step is cancelled, a later one never starts.
+    let stopped = json!({"id": "stopped",
+    "executionPolicy": {"failureHandling": "STOP_ON_FAILURE"},
+    "dependencies": [{"from": "bad", "to": "after"}],
+    "steps": [
+        step_on("slow", "SLOW"),
+        step_on("bad", "BAD"),
+        with(step_on("after", "OK"),
+             json!({"task": {"type": "TASK", "parameters": {"v": "${bad.output.value}"}}})),
+    ]});
+    let report = h.run(&stopped, json!({}));
+    assert_eq!(
+        report.status,
+        RunStatus::Failed,
+        "{}",
+        report.to_json_pretty()
+    );
+    assert_eq!(
+        step(&report, "slow").status,
+        StepStatus::Cancelled,
+        "{}",
+        report.to_json_pretty()
+    );
+    assert_eq!(step(&report, "after").status, StepStatus::Skipped);
+    assert_journal_matches(&*store, &report);
+}
+
+/// A store whose first `failures` appends fail (busy), then works as `inner`.
+#[derive(Debug)]
+struct Flaky {
+    inner: Arc<MemoryStore>,
+    failures: usize,
+    tried: AtomicUsize,
+}
+
+impl RunStore for Flaky {
+    fn append(&self, run: &RunId, entries: &[JournalEntry]) -> Result<(), StoreError> {
+        if self.tried.fetch_add(1, Ordering::SeqCst) < self.failures {
+            return Err(StoreError::Write {
+                run: run.clone(),
+                step: entries.iter().find_map(|entry| entry.step_id().cloned()),
+                fault: WriteFault::Busy,
+                source: "database is locked".into(),
+            });
+        }
+        self.inner.append(run, entries)
+    }
+
+    fn load(&self, run: &RunId) -> Result<Vec<JournalEntry>, StoreError> {
+        self.inner.load(run)
+    }
+
+    fn unfinished_runs(&self) -> Result<Vec<RunId>, StoreError> {
+        self.inner.unfinished_runs()
+    }
+
+    fn put_definition(&self, id: &str, version: &str, json: &str) -> Result<(), StoreError> {
+        self.inner.put_definition(id, version, json)
+    }
+
+    fn definition(&self, id: &str, version: &str) -> Result<Option<String>, StoreError> {
+        self.inner.definition(id, version)
+    }
+}
+
+#[test]
+fn failed_appends_are_retried_with_backoff_and_nothing_is_lost() {
+    let clock = VirtualClock::starting_at(t0());
+    let memory = Arc::new(MemoryStore::new());
+    let flaky = Flaky {
+        inner: Arc::clone(&memory),
+        failures: 8,
+        tried: AtomicUsize::new(0),
+    };
+    let h = Harness::on_clock(clock.clone(), |builder| builder.store(flaky));
+    let [fetch, trade, report] = chain_agents(&clock);
+    h.register_shared(&fetch);
+    h.register_shared(&report);
+    // `trade` must answer: its first call would hang.
+    let trade_ok = h.register(
+        h.agent("trade-2")
+            .of_type("TRADE")
+            .answers(json!({"order": "o-2"})),
+    );
+    drop(trade);
+
+    let outcome = h.run(&chain(), json!({}));
+
+    assert_eq!(
+        outcome.status,
+        RunStatus::Completed,
+        "{}",
+        outcome.to_json_pretty()
+    );
+    // `runStarted` is refused 8 times: 10 + 20 + 40 + … + 640 ms, then 1 s (capped).
+    assert_eq!(
+        h.elapsed(),
+        Duration::from_millis(10 + 20 + 40 + 80 + 160 + 320 + 640 + 1_000)
+    );
+    assert_eq!(
+        fetch.calls()[0].since_t0(),
+        h.elapsed(),
+        "no call before its start is journaled"
+    );
+    assert_eq!(trade_ok.calls().len(), 1);
+    assert_journal_matches(&*memory, &outcome);
+    let entries = memory.load(&outcome.run_id).unwrap();
+    let kinds: Vec<&str> = entries.iter().map(JournalEntry::kind).collect();
+    assert_eq!(
+        kinds,
+        [
+            "runStarted",
+            "stepStarted",
+            "stepCompleted",
+            "stepStarted",
+            "stepCompleted",
+            "stepStarted",
+            "stepCompleted",
+            "runEnded"
+        ],
+        "each transition once, in order"
+    );
+}
