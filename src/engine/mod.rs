@@ -239,6 +239,16 @@ pub(crate) struct Answer {
     pub(crate) comment: Option<String>,
 }
 
+impl Answer {
+    fn new(approved: bool, by: &str, comment: Option<&str>) -> Self {
+        Self {
+            approved,
+            by: by.to_owned(),
+            comment: comment.map(str::to_owned),
+        }
+    }
+}
+
 pub(crate) struct Inner {
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) registry: Arc<AgentRegistry>,
@@ -785,15 +795,7 @@ impl Engine {
         by: &str,
         comment: Option<&str>,
     ) -> Result<(), EngineError> {
-        self.inner.answer(
-            run,
-            step,
-            Answer {
-                approved: true,
-                by: by.to_owned(),
-                comment: comment.map(str::to_owned),
-            },
-        )
+        self.inner.answer(run, step, Answer::new(true, by, comment))
     }
 
     /// Rejects the waiting step `step` of run `run`: the step fails with kind `REJECTED`.
@@ -807,15 +809,8 @@ impl Engine {
         by: &str,
         comment: Option<&str>,
     ) -> Result<(), EngineError> {
-        self.inner.answer(
-            run,
-            step,
-            Answer {
-                approved: false,
-                by: by.to_owned(),
-                comment: comment.map(str::to_owned),
-            },
-        )
+        self.inner
+            .answer(run, step, Answer::new(false, by, comment))
     }
 
     /// A stream of every event of every run from now on. Dropping it unsubscribes.
