@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use futures::future::join_all;
 use serde_json::{Value, json};
-use support::engine::{Gauge, Harness, Reply, ms, step};
+use support::engine::{Gauge, Harness, Reply, assert_status, ms, step};
 use support::{task_with, with, workflow};
 use tradeflow::engine::{RunOptions, RunStatus};
 
@@ -30,12 +30,7 @@ fn a_parallel_step_never_overloads_its_agent() {
 
     let report = h.run(&fan_out(), json!({"orders": orders}));
 
-    assert_eq!(
-        report.status,
-        RunStatus::Completed,
-        "{}",
-        report.to_json_pretty()
-    );
+    assert_status(&report, RunStatus::Completed);
     assert_eq!(agent.calls().len(), 10);
     assert_eq!(agent.gauge().max(), 2);
     // Ten calls, two at a time, 100 ms each.

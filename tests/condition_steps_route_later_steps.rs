@@ -5,7 +5,7 @@
 mod support;
 
 use serde_json::{Value, json};
-use support::engine::{Harness, Reply, at_ms, reason, step};
+use support::engine::{Harness, Reply, assert_status, at_ms, reason, step};
 use support::{task_with, with};
 use tradeflow::engine::{RunEvent, RunStatus, StepStatus};
 
@@ -65,12 +65,7 @@ fn the_first_matching_branch_is_taken_and_gates_later_steps() {
     // 0.95 matches both `buy` and `strong-buy`: the first listed wins.
     let report = h.run(&routed(None), json!({"score": 0.95}));
 
-    assert_eq!(
-        report.status,
-        RunStatus::Completed,
-        "{}",
-        report.to_json_pretty()
-    );
+    assert_status(&report, RunStatus::Completed);
     let route = step(&report, "route");
     assert_eq!(route.status, StepStatus::Completed);
     assert_eq!(route.output, Some(json!({"branch": "buy"})));
@@ -95,12 +90,7 @@ fn a_later_branch_is_taken_when_earlier_ones_do_not_hold() {
 
     let report = h.run(&routed(None), json!({"score": 0.1}));
 
-    assert_eq!(
-        report.status,
-        RunStatus::Completed,
-        "{}",
-        report.to_json_pretty()
-    );
+    assert_status(&report, RunStatus::Completed);
     assert_eq!(
         step(&report, "route").output,
         Some(json!({"branch": "sell"}))
@@ -115,12 +105,7 @@ fn no_matching_branch_takes_the_default_named_default() {
 
     let report = h.run(&routed(None), json!({"score": 0.5}));
 
-    assert_eq!(
-        report.status,
-        RunStatus::Completed,
-        "{}",
-        report.to_json_pretty()
-    );
+    assert_status(&report, RunStatus::Completed);
     assert_eq!(
         step(&report, "route").output,
         Some(json!({"branch": "default"}))

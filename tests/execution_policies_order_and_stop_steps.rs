@@ -8,7 +8,7 @@ mod support;
 use std::sync::Arc;
 
 use serde_json::{Value, json};
-use support::engine::{Harness, Reply, TestAgent, at_ms, ms, reason, step};
+use support::engine::{Harness, Reply, TestAgent, assert_status, at_ms, ms, reason, step};
 use support::{task_with, with};
 use tradeflow::engine::{FailureKind, RunEvent, RunStatus, StepStatus};
 
@@ -71,12 +71,7 @@ fn sequential_runs_independent_steps_one_at_a_time_in_listed_order() {
         json!({}),
     );
 
-    assert_eq!(
-        report.status,
-        RunStatus::Completed,
-        "{}",
-        report.to_json_pretty()
-    );
+    assert_status(&report, RunStatus::Completed);
     assert_eq!(agent.gauge().max(), 1);
     assert_eq!(
         called(&agent),
@@ -217,12 +212,7 @@ fn stop_on_failure_cancels_running_steps_and_fails_the_run() {
 
     let report = h.run(&definition, json!({}));
 
-    assert_eq!(
-        report.status,
-        RunStatus::Failed,
-        "{}",
-        report.to_json_pretty()
-    );
+    assert_status(&report, RunStatus::Failed);
     let error = report.error.as_ref().expect("a run error");
     assert_eq!(error.step_id.as_ref().map(|id| id.as_str()), Some("bad"));
     assert_eq!(error.kind, FailureKind::Permanent);
@@ -290,12 +280,7 @@ fn continue_on_failure_skips_dependents_and_finishes_the_rest() {
 
     let report = h.run(&definition, json!({}));
 
-    assert_eq!(
-        report.status,
-        RunStatus::Failed,
-        "{}",
-        report.to_json_pretty()
-    );
+    assert_status(&report, RunStatus::Failed);
     let error = report.error.as_ref().expect("a run error");
     assert_eq!(error.step_id.as_ref().map(|id| id.as_str()), Some("bad"));
     assert_eq!(step(&report, "bad").status, StepStatus::Failed);
@@ -339,12 +324,7 @@ fn an_optional_failure_does_not_fail_the_run_and_its_bound_steps_skip() {
 
     let report = h.run(&definition, json!({}));
 
-    assert_eq!(
-        report.status,
-        RunStatus::Completed,
-        "{}",
-        report.to_json_pretty()
-    );
+    assert_status(&report, RunStatus::Completed);
     assert_eq!(report.error, None);
     let extra = step(&report, "extra");
     assert_eq!(extra.status, StepStatus::Failed);
@@ -383,12 +363,7 @@ fn an_optional_failure_cancels_nothing() {
 
     let report = h.run(&definition, json!({}));
 
-    assert_eq!(
-        report.status,
-        RunStatus::Completed,
-        "{}",
-        report.to_json_pretty()
-    );
+    assert_status(&report, RunStatus::Completed);
     assert_eq!(step(&report, "slow").status, StepStatus::Completed);
     assert_eq!(step(&report, "bad").status, StepStatus::Failed);
     // `after` only follows the optional step (no binding): it runs.

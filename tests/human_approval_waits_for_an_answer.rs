@@ -9,7 +9,9 @@ use std::time::Duration;
 
 use futures::FutureExt;
 use serde_json::{Value, json};
-use support::engine::{Harness, Reply, at_ms, drain, run_approving, step, t0, waiting_steps};
+use support::engine::{
+    Harness, Reply, assert_status, at_ms, drain, run_approving, step, t0, waiting_steps,
+};
 use support::{task_with, with};
 use tradeflow::engine::{EngineError, FailureKind, RunEvent, RunOptions, RunStatus, StepStatus};
 
@@ -69,12 +71,7 @@ fn an_approved_step_outputs_its_parameters_with_approver_and_comment() {
         .expect("the step waits");
     let report = h.clock.block_on(run);
 
-    assert_eq!(
-        report.status,
-        RunStatus::Completed,
-        "{}",
-        report.to_json_pretty()
-    );
+    assert_status(&report, RunStatus::Completed);
     let approve = step(&report, "approve");
     assert_eq!(approve.status, StepStatus::Completed);
     assert_eq!(
@@ -133,12 +130,7 @@ fn a_rejection_fails_the_step_and_the_run() {
         .expect("the step waits");
     let report = h.clock.block_on(run);
 
-    assert_eq!(
-        report.status,
-        RunStatus::Failed,
-        "{}",
-        report.to_json_pretty()
-    );
+    assert_status(&report, RunStatus::Failed);
     let approve = step(&report, "approve");
     assert_eq!(approve.status, StepStatus::Failed);
     let error = approve.error.as_ref().expect("an error");
@@ -165,12 +157,7 @@ fn an_unanswered_step_is_rejected_at_its_timeout() {
         json!({"amount": 5}),
     );
 
-    assert_eq!(
-        report.status,
-        RunStatus::Failed,
-        "{}",
-        report.to_json_pretty()
-    );
+    assert_status(&report, RunStatus::Failed);
     let approve = step(&report, "approve");
     assert_eq!(approve.status, StepStatus::Failed);
     assert_eq!(
@@ -194,12 +181,7 @@ fn on_timeout_approve_approves_an_unanswered_step() {
 
     let report = h.run(&definition, json!({"amount": 5}));
 
-    assert_eq!(
-        report.status,
-        RunStatus::Completed,
-        "{}",
-        report.to_json_pretty()
-    );
+    assert_status(&report, RunStatus::Completed);
     let approve = step(&report, "approve");
     assert_eq!(approve.status, StepStatus::Completed);
     let output = approve.output.as_ref().expect("an output");
@@ -227,12 +209,7 @@ fn an_answer_before_the_timeout_wins() {
         .unwrap();
     let report = h.clock.block_on(run);
 
-    assert_eq!(
-        report.status,
-        RunStatus::Completed,
-        "{}",
-        report.to_json_pretty()
-    );
+    assert_status(&report, RunStatus::Completed);
     assert_eq!(report.ended_at, at_ms(600_000));
     assert_eq!(agent.calls().len(), 1);
     assert_eq!(h.clock.pending_timers(), 0, "the timeout timer is gone");
@@ -301,12 +278,7 @@ fn approvals_in_a_row_are_each_answered_as_they_wait() {
 
     let report = run_approving(&h.clock, &h.engine, &mut events, run, "pm@desk");
 
-    assert_eq!(
-        report.status,
-        RunStatus::Completed,
-        "{}",
-        report.to_json_pretty()
-    );
+    assert_status(&report, RunStatus::Completed);
     assert_eq!(
         step(&report, "confirm").output,
         Some(json!({"first": "pm@desk", "approvedBy": "pm@desk", "comment": null}))

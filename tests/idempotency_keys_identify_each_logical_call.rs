@@ -7,7 +7,7 @@ mod support;
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::{Value, json};
-use support::engine::{Call, Harness, Reply};
+use support::engine::{Call, Harness, Reply, assert_status};
 use support::{task_with, with};
 use tradeflow::engine::{RunOptions, RunStatus};
 
@@ -47,12 +47,7 @@ fn every_attempt_of_one_call_carries_the_same_key() {
 
     let report = h.run(&definition(), json!({}));
 
-    assert_eq!(
-        report.status,
-        RunStatus::Completed,
-        "{}",
-        report.to_json_pretty()
-    );
+    assert_status(&report, RunStatus::Completed);
     let calls = agent.calls();
     let order: Vec<&Call> = calls.iter().filter(|call| call.step() == "order").collect();
     assert_eq!(order.len(), 2);

@@ -5,7 +5,7 @@
 mod support;
 
 use serde_json::{Value, json};
-use support::engine::{Harness, Reply, at_ms, ms, step};
+use support::engine::{Harness, Reply, assert_status, at_ms, ms, step};
 use support::{task_with, with, workflow};
 use tradeflow::agent::{AgentErrorKind, Health};
 use tradeflow::engine::{FailureKind, RunStatus, StepStatus};
@@ -30,12 +30,7 @@ fn a_loop_stops_when_the_output_is_done() {
 
     let report = h.run(&workflow([monitor(json!({}), Value::Null)]), json!({}));
 
-    assert_eq!(
-        report.status,
-        RunStatus::Completed,
-        "{}",
-        report.to_json_pretty()
-    );
+    assert_status(&report, RunStatus::Completed);
     assert_eq!(agent.calls().len(), 3);
     let monitor = step(&report, "monitor");
     assert_eq!(
@@ -75,12 +70,7 @@ fn a_custom_until_reads_the_iteration_output() {
 
     let report = h.run(&definition, json!({}));
 
-    assert_eq!(
-        report.status,
-        RunStatus::Completed,
-        "{}",
-        report.to_json_pretty()
-    );
+    assert_status(&report, RunStatus::Completed);
     // `done` is true from the first answer, but the custom `until` replaces the default.
     assert_eq!(agent.calls().len(), 4);
     assert_eq!(
@@ -109,12 +99,7 @@ fn an_until_may_compare_with_the_input_and_earlier_outputs() {
 
     let report = h.run(&definition, json!({"watch": true}));
 
-    assert_eq!(
-        report.status,
-        RunStatus::Completed,
-        "{}",
-        report.to_json_pretty()
-    );
+    assert_status(&report, RunStatus::Completed);
     // Calls 2, 3, 4 are the loop's; the fourth call fills 3.
     assert_eq!(agent.calls().len(), 4);
     assert_eq!(
@@ -136,12 +121,7 @@ fn max_iterations_ends_the_loop_with_the_last_output() {
         json!({}),
     );
 
-    assert_eq!(
-        report.status,
-        RunStatus::Completed,
-        "{}",
-        report.to_json_pretty()
-    );
+    assert_status(&report, RunStatus::Completed);
     assert_eq!(agent.calls().len(), 5);
     assert_eq!(
         step(&report, "monitor").output,
@@ -203,12 +183,7 @@ fn every_iteration_goes_to_the_agent_of_the_first() {
 
     let report = h.run(&definition, json!({}));
 
-    assert_eq!(
-        report.status,
-        RunStatus::Completed,
-        "{}",
-        report.to_json_pretty()
-    );
+    assert_status(&report, RunStatus::Completed);
     assert_eq!(first.calls().len(), 4);
     assert!(other.calls().is_empty(), "{:?}", other.calls());
     let monitor = step(&report, "monitor");
@@ -238,12 +213,7 @@ fn an_iteration_whose_agent_is_unavailable_moves_to_another_agent() {
 
     let report = h.run(&definition, json!({}));
 
-    assert_eq!(
-        report.status,
-        RunStatus::Completed,
-        "{}",
-        report.to_json_pretty()
-    );
+    assert_status(&report, RunStatus::Completed);
     // Iteration 1 on m-1; iteration 2 tries m-1, which is unavailable, and moves to m-2;
     // iteration 3 stays on m-2.
     assert_eq!(first.calls().len(), 2);
@@ -284,12 +254,7 @@ fn the_step_timeout_bounds_the_whole_loop_and_keeps_the_last_output() {
 
     let report = h.run(&definition, json!({}));
 
-    assert_eq!(
-        report.status,
-        RunStatus::Completed,
-        "{}",
-        report.to_json_pretty()
-    );
+    assert_status(&report, RunStatus::Completed);
     // Polls end at 1 s and 2 s; the third is cut off at 2.5 s.
     assert_eq!(agent.calls().len(), 3);
     assert_eq!(report.ended_at, at_ms(2500));
@@ -310,12 +275,7 @@ fn a_loop_timed_out_before_any_output_fails_timeout() {
 
     let report = h.run(&definition, json!({}));
 
-    assert_eq!(
-        report.status,
-        RunStatus::Failed,
-        "{}",
-        report.to_json_pretty()
-    );
+    assert_status(&report, RunStatus::Failed);
     let monitor = step(&report, "monitor");
     assert_eq!(
         monitor.error.as_ref().map(|error| error.kind),

@@ -7,7 +7,7 @@ mod support;
 
 use futures::future::join;
 use serde_json::json;
-use support::engine::{Harness, Reply, ms, step};
+use support::engine::{Harness, Reply, assert_status, ms, step};
 use support::{task_with, with, workflow};
 use tradeflow::engine::{FailureKind, RunEvent, RunOptions, RunStatus, StepStatus};
 
@@ -28,12 +28,7 @@ fn a_panic_fails_the_attempt_and_a_retry_can_succeed() {
 
     let report = h.run(&definition, json!({}));
 
-    assert_eq!(
-        report.status,
-        RunStatus::Completed,
-        "{}",
-        report.to_json_pretty()
-    );
+    assert_status(&report, RunStatus::Completed);
     let price = step(&report, "price");
     assert_eq!(price.attempts, Some(2));
     assert_eq!(price.output, Some(json!({"price": 101.5})));
@@ -92,19 +87,9 @@ fn a_panic_in_one_run_leaves_other_runs_alone() {
         h.start(&calm, RunOptions::new(json!({}))),
     ));
 
-    assert_eq!(
-        crashed.status,
-        RunStatus::Failed,
-        "{}",
-        crashed.to_json_pretty()
-    );
+    assert_status(&crashed, RunStatus::Failed);
     assert_eq!(step(&crashed, "crash").attempts, Some(2));
-    assert_eq!(
-        finished.status,
-        RunStatus::Completed,
-        "{}",
-        finished.to_json_pretty()
-    );
+    assert_status(&finished, RunStatus::Completed);
     assert_eq!(step(&finished, "second").output, Some(json!({"n": 2})));
     assert_eq!(
         finished.ended_at - finished.started_at,
@@ -142,12 +127,7 @@ fn an_output_at_the_limit_is_accepted() {
     // `{"blob":"…"}` is 11 bytes plus the string.
     let (_h, report, _) = output_of(1013);
 
-    assert_eq!(
-        report.status,
-        RunStatus::Completed,
-        "{}",
-        report.to_json_pretty()
-    );
+    assert_status(&report, RunStatus::Completed);
 }
 
 #[test]

@@ -7,7 +7,7 @@ mod support;
 use std::collections::BTreeMap;
 
 use serde_json::{Value, json};
-use support::engine::{Harness, Reply, ms, step};
+use support::engine::{Harness, Reply, assert_status, ms, step};
 use support::{task_with, with, workflow};
 use tradeflow::engine::{RunStatus, StepStatus};
 
@@ -48,12 +48,7 @@ fn for_each_names_the_array_and_each_item_replaces_it() {
 
     let report = h.run(&definition, json!({"orders": orders}));
 
-    assert_eq!(
-        report.status,
-        RunStatus::Completed,
-        "{}",
-        report.to_json_pretty()
-    );
+    assert_status(&report, RunStatus::Completed);
     let mut calls = agent.calls();
     assert_eq!(calls.len(), 3);
     calls.sort_by_key(|call| call.request.item);
@@ -80,12 +75,7 @@ fn without_for_each_the_one_array_parameter_fans_out() {
         json!({"orders": [{"id": "o-1", "qty": 1}, {"id": "o-2", "qty": 2}]}),
     );
 
-    assert_eq!(
-        report.status,
-        RunStatus::Completed,
-        "{}",
-        report.to_json_pretty()
-    );
+    assert_status(&report, RunStatus::Completed);
     let calls = agent.calls();
     assert_eq!(calls.len(), 2);
     let mut ids: Vec<&Value> = calls
@@ -155,12 +145,7 @@ fn later_steps_bind_to_the_merged_output() {
         json!({"orders": [{"id": "o-1", "qty": 1}, {"id": "o-2", "qty": 2}]}),
     );
 
-    assert_eq!(
-        report.status,
-        RunStatus::Completed,
-        "{}",
-        report.to_json_pretty()
-    );
+    assert_status(&report, RunStatus::Completed);
     let monitor = agent
         .calls()
         .into_iter()
@@ -188,12 +173,7 @@ fn max_concurrency_bounds_the_items_in_flight() {
 
     let report = h.run(&definition, json!({"orders": orders}));
 
-    assert_eq!(
-        report.status,
-        RunStatus::Completed,
-        "{}",
-        report.to_json_pretty()
-    );
+    assert_status(&report, RunStatus::Completed);
     assert_eq!(agent.gauge().max(), 2);
     assert_eq!(agent.calls().len(), 6);
     // Six items, two at a time, 100 ms each.
@@ -236,12 +216,7 @@ fn items_spread_over_agents_and_agent_ids_follow_input_order() {
 
     let report = h.run(&definition, json!({"orders": ["a", "b", "c", "d"]}));
 
-    assert_eq!(
-        report.status,
-        RunStatus::Completed,
-        "{}",
-        report.to_json_pretty()
-    );
+    assert_status(&report, RunStatus::Completed);
     let by_item: BTreeMap<usize, String> = agents
         .iter()
         .flat_map(|agent| agent.calls())
@@ -269,12 +244,7 @@ fn an_empty_array_completes_with_no_results() {
 
     let report = h.run(&definition, json!({"orders": []}));
 
-    assert_eq!(
-        report.status,
-        RunStatus::Completed,
-        "{}",
-        report.to_json_pretty()
-    );
+    assert_status(&report, RunStatus::Completed);
     assert_eq!(
         step(&report, "execute").output,
         Some(json!({"results": []}))

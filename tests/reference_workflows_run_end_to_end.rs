@@ -9,7 +9,7 @@ use std::task::Poll;
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use support::engine::{Harness, drain, step, t0, waiting_steps};
+use support::engine::{Harness, assert_status, drain, step, t0, waiting_steps};
 use tradeflow::agent::AgentId;
 use tradeflow::clock::Clock;
 use tradeflow::definition::WorkflowDefinition;
@@ -86,12 +86,7 @@ fn agent_ids(ids: &[AgentId]) -> Vec<&str> {
 fn algo_trading_completes_every_step() {
     let (h, report) = run(&ALGO_TRADING);
 
-    assert_eq!(
-        report.status,
-        RunStatus::Completed,
-        "{}",
-        report.to_json_pretty()
-    );
+    assert_status(&report, RunStatus::Completed);
     assert_eq!(report.error, None);
     let ids: Vec<&str> = report.steps.iter().map(|(id, _)| id.as_str()).collect();
     assert_eq!(
@@ -167,12 +162,7 @@ fn algo_trading_takes_the_scripted_time() {
 fn portfolio_rebalancing_completes_once_approved() {
     let (h, report) = run(&PORTFOLIO_REBALANCING);
 
-    assert_eq!(
-        report.status,
-        RunStatus::Completed,
-        "{}",
-        report.to_json_pretty()
-    );
+    assert_status(&report, RunStatus::Completed);
     for (id, step) in &report.steps {
         assert_eq!(step.status, StepStatus::Completed, "{id}");
     }

@@ -9,7 +9,7 @@ mod support;
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use support::engine::{Harness, Reply, TestAgent, ms, step};
+use support::engine::{Harness, Reply, TestAgent, assert_status, ms, step};
 use support::{task_with, with, workflow};
 use tradeflow::agent::AgentErrorKind;
 use tradeflow::engine::{FailureKind, RunEvent, RunOptions, RunStatus, StepStatus};
@@ -55,12 +55,7 @@ fn temporary_failures_are_retried_with_exponential_backoff() {
 
     let report = h.run(&trade(policy), json!({}));
 
-    assert_eq!(
-        report.status,
-        RunStatus::Failed,
-        "{}",
-        report.to_json_pretty()
-    );
+    assert_status(&report, RunStatus::Failed);
     let trade = step(&report, "trade");
     assert_eq!(trade.status, StepStatus::Failed);
     assert_eq!(trade.attempts, Some(3));
@@ -98,12 +93,7 @@ fn a_retry_that_succeeds_completes_the_step() {
 
     let report = h.run(&trade(policy), json!({}));
 
-    assert_eq!(
-        report.status,
-        RunStatus::Completed,
-        "{}",
-        report.to_json_pretty()
-    );
+    assert_status(&report, RunStatus::Completed);
     let trade = step(&report, "trade");
     assert_eq!(trade.attempts, Some(3));
     assert_eq!(trade.output, Some(json!({"filled": true})));
@@ -256,12 +246,7 @@ fn an_unavailable_agent_hands_the_call_to_another_at_once() {
 
     let report = h.run(&definition, json!({}));
 
-    assert_eq!(
-        report.status,
-        RunStatus::Completed,
-        "{}",
-        report.to_json_pretty()
-    );
+    assert_status(&report, RunStatus::Completed);
     let trade = step(&report, "trade");
     assert_eq!(trade.agent_id.as_ref().map(|id| id.as_str()), Some("u-2"));
     assert_eq!(trade.attempts, Some(2));
@@ -302,12 +287,7 @@ fn a_step_no_agent_can_take_fails_no_agent_unretried() {
 
     let report = h.run(&definition, json!({}));
 
-    assert_eq!(
-        report.status,
-        RunStatus::Failed,
-        "{}",
-        report.to_json_pretty()
-    );
+    assert_status(&report, RunStatus::Failed);
     let trade = step(&report, "trade");
     assert_eq!(trade.status, StepStatus::Failed);
     let error = trade.error.as_ref().expect("an error");

@@ -5,7 +5,7 @@
 mod support;
 
 use serde_json::{Value, json};
-use support::engine::{Harness, Reply, drain};
+use support::engine::{Harness, Reply, assert_status, drain};
 use support::{task_with, with};
 use tradeflow::engine::{RunEvent, RunOptions, RunReport, RunStatus};
 
@@ -92,12 +92,7 @@ fn recorded(h: &Harness, report: &RunReport) -> (String, Vec<String>) {
 #[test]
 fn the_same_engine_seed_gives_the_same_report_and_events() {
     let (first, first_report) = run(42, inputs());
-    assert_eq!(
-        first_report.status,
-        RunStatus::Completed,
-        "{}",
-        first_report.to_json_pretty()
-    );
+    assert_status(&first_report, RunStatus::Completed);
     // The run really does draw: retries happen, several agents take items, and some
     // items wait for a free slot (five slots, eight items).
     assert!(

@@ -5,7 +5,7 @@
 mod support;
 
 use serde_json::json;
-use support::engine::{Harness, reason, step, t0};
+use support::engine::{Harness, assert_status, reason, step, t0};
 use support::{task_with, with, workflow};
 use tradeflow::engine::{FailureKind, RunEvent, RunOptions, RunStatus, StepStatus};
 use tradeflow::expr::Context;
@@ -31,12 +31,7 @@ fn a_false_workflow_condition_skips_the_run_and_every_step() {
         json!({"enabled": false, "symbols": ["AAPL"], "account": {"id": "acc-1"}}),
     );
 
-    assert_eq!(
-        report.status,
-        RunStatus::Skipped,
-        "{}",
-        report.to_json_pretty()
-    );
+    assert_status(&report, RunStatus::Skipped);
     assert_eq!(report.error, None);
     for id in ["analyse", "trade"] {
         assert_eq!(step(&report, id).status, StepStatus::Skipped, "{id}");
@@ -72,18 +67,8 @@ fn every_workflow_condition_must_hold() {
             .context(Context::new().with_variable("volatility.level", json!(0.5))),
     );
 
-    assert_eq!(
-        calm.status,
-        RunStatus::Completed,
-        "{}",
-        calm.to_json_pretty()
-    );
-    assert_eq!(
-        stormy.status,
-        RunStatus::Skipped,
-        "{}",
-        stormy.to_json_pretty()
-    );
+    assert_status(&calm, RunStatus::Completed);
+    assert_status(&stormy, RunStatus::Skipped);
     assert!(reason(&stormy, "analyse").contains("volatility.level"));
     assert_eq!(agent.calls().len(), 2, "only the calm run called agents");
 }
@@ -96,12 +81,7 @@ fn a_missing_input_path_fails_the_run_before_any_call() {
     // `account.id` is bound by the second step only; the first must not run either.
     let report = h.run(&two_steps(), json!({"symbols": ["AAPL"], "account": {}}));
 
-    assert_eq!(
-        report.status,
-        RunStatus::Failed,
-        "{}",
-        report.to_json_pretty()
-    );
+    assert_status(&report, RunStatus::Failed);
     let error = report.error.as_ref().expect("a run error");
     assert_eq!(error.step_id, None);
     assert_eq!(error.kind, FailureKind::Binding);
@@ -144,12 +124,7 @@ fn a_null_input_value_binds_as_null() {
         json!({"symbols": null, "account": {"id": null}}),
     );
 
-    assert_eq!(
-        report.status,
-        RunStatus::Completed,
-        "{}",
-        report.to_json_pretty()
-    );
+    assert_status(&report, RunStatus::Completed);
     let calls = agent.calls();
     assert_eq!(calls.len(), 2);
     assert_eq!(calls[0].request.parameters, json!({"symbols": null}));

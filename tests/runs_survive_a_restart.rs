@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use support::engine::{Harness, Reply, TestAgent, step, step_on, t0, waiting_steps};
+use support::engine::{Harness, Reply, TestAgent, assert_status, step, step_on, t0, waiting_steps};
 use support::{task_with, with};
 use tradeflow::agent::RunId;
 use tradeflow::clock::VirtualClock;
@@ -136,12 +136,7 @@ fn a_restart_reruns_only_the_step_in_flight_with_the_same_key() {
     assert_eq!(runs[0].id(), &id);
     let outcome = clock.block_on(runs.into_iter().next().unwrap());
 
-    assert_eq!(
-        outcome.status,
-        RunStatus::Completed,
-        "{}",
-        outcome.to_json_pretty()
-    );
+    assert_status(&outcome, RunStatus::Completed);
     assert_eq!(fetch.calls().len(), 1, "a completed step is not run again");
     let calls = trade.calls();
     assert_eq!(calls.len(), 2);
@@ -222,12 +217,7 @@ fn a_step_waiting_for_approval_waits_again_after_a_restart() {
         .expect("the recovered step waits for approval");
     let outcome = clock.block_on(run);
 
-    assert_eq!(
-        outcome.status,
-        RunStatus::Completed,
-        "{}",
-        outcome.to_json_pretty()
-    );
+    assert_status(&outcome, RunStatus::Completed);
     assert_eq!(
         step(&outcome, "approve").approved_by.as_deref(),
         Some("pm@desk")
@@ -377,12 +367,7 @@ fn the_journal_folds_to_the_report() {
              json!({"task": {"type": "TASK", "parameters": {"v": "${bad.output.value}"}}})),
     ]});
     let report = h.run(&stopped, json!({}));
-    assert_eq!(
-        report.status,
-        RunStatus::Failed,
-        "{}",
-        report.to_json_pretty()
-    );
+    assert_status(&report, RunStatus::Failed);
     assert_eq!(
         step(&report, "slow").status,
         StepStatus::Cancelled,
@@ -454,12 +439,7 @@ fn failed_appends_are_retried_with_backoff_and_nothing_is_lost() {
 
     let outcome = h.run(&chain(), json!({}));
 
-    assert_eq!(
-        outcome.status,
-        RunStatus::Completed,
-        "{}",
-        outcome.to_json_pretty()
-    );
+    assert_status(&outcome, RunStatus::Completed);
     // `runStarted` is refused 8 times: 10 + 20 + 40 + … + 640 ms, then 1 s (capped).
     assert_eq!(
         h.elapsed(),

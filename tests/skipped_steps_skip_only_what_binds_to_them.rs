@@ -5,7 +5,7 @@
 mod support;
 
 use serde_json::json;
-use support::engine::{Harness, reason, step};
+use support::engine::{Harness, assert_status, reason, step};
 use support::{task_with, with, workflow};
 use tradeflow::engine::{RunEvent, RunStatus, StepStatus};
 
@@ -40,12 +40,7 @@ fn a_false_condition_skips_the_step_with_the_condition_as_reason() {
 
     let report = h.run(&definition, json!({"marketOpen": false}));
 
-    assert_eq!(
-        report.status,
-        RunStatus::Completed,
-        "{}",
-        report.to_json_pretty()
-    );
+    assert_status(&report, RunStatus::Completed);
     assert_eq!(step(&report, "trade").status, StepStatus::Skipped);
     let why = reason(&report, "trade");
     assert!(why.starts_with("condition false"), "{why}");
@@ -112,12 +107,7 @@ fn skips_propagate_along_bindings_but_not_along_order() {
 
     let report = h.run(&definition, json!({"enabled": false}));
 
-    assert_eq!(
-        report.status,
-        RunStatus::Completed,
-        "{}",
-        report.to_json_pretty()
-    );
+    assert_status(&report, RunStatus::Completed);
     assert_eq!(step(&report, "signal").status, StepStatus::Skipped);
     assert_eq!(step(&report, "size").status, StepStatus::Skipped);
     assert_bound_skipped(reason(&report, "size"), "signal");

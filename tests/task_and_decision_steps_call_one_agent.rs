@@ -4,7 +4,7 @@
 mod support;
 
 use serde_json::json;
-use support::engine::{Harness, Reply, at_ms, ms, step, t0};
+use support::engine::{Harness, Reply, assert_status, at_ms, ms, step, t0};
 use support::{task_with, with, workflow};
 use tradeflow::engine::{RunEvent, RunStatus, StepStatus};
 
@@ -22,12 +22,7 @@ fn a_task_step_sends_resolved_parameters_and_outputs_the_answer() {
 
     let report = h.run(&definition, json!({"symbol": "AAPL", "qty": 120}));
 
-    assert_eq!(
-        report.status,
-        RunStatus::Completed,
-        "{}",
-        report.to_json_pretty()
-    );
+    assert_status(&report, RunStatus::Completed);
     let trade = step(&report, "trade");
     assert_eq!(trade.status, StepStatus::Completed);
     assert_eq!(trade.output, Some(json!({"filled": 120, "symbol": "AAPL"})));
@@ -70,12 +65,7 @@ fn a_later_step_receives_an_earlier_output_with_its_type() {
 
     let report = h.run(&definition, json!({}));
 
-    assert_eq!(
-        report.status,
-        RunStatus::Completed,
-        "{}",
-        report.to_json_pretty()
-    );
+    assert_status(&report, RunStatus::Completed);
     let calls = agent.calls();
     assert_eq!(calls.len(), 2);
     assert_eq!(
@@ -141,12 +131,7 @@ fn a_decision_step_records_its_decision() {
 
     let report = h.run(&definition, json!({"capital": 100000}));
 
-    assert_eq!(
-        report.status,
-        RunStatus::Completed,
-        "{}",
-        report.to_json_pretty()
-    );
+    assert_status(&report, RunStatus::Completed);
     let output = json!({"orders": [{"symbol": "AAPL", "notional": 50000.0}]});
     assert_eq!(step(&report, "sizing").output, Some(output.clone()));
     let decisions = h.engine.decisions().decisions("w");

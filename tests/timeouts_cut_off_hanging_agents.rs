@@ -5,7 +5,7 @@
 mod support;
 
 use serde_json::json;
-use support::engine::{Harness, Reply, at_ms, ms, reason, step};
+use support::engine::{Harness, Reply, assert_status, at_ms, ms, reason, step};
 use support::{task_with, with, workflow};
 use tradeflow::engine::{FailureKind, RunEvent, RunStatus, StepStatus};
 
@@ -26,12 +26,7 @@ fn a_hanging_agent_is_cut_off_and_the_call_retried() {
 
     let report = h.run(&definition, json!({}));
 
-    assert_eq!(
-        report.status,
-        RunStatus::Completed,
-        "{}",
-        report.to_json_pretty()
-    );
+    assert_status(&report, RunStatus::Completed);
     let trade = step(&report, "trade");
     assert_eq!(trade.attempts, Some(2));
     assert_eq!(trade.output, Some(json!({"filled": true})));
@@ -90,12 +85,7 @@ fn a_timed_out_call_frees_its_slot_for_another_step() {
 
     let report = h.run(&definition, json!({}));
 
-    assert_eq!(
-        report.status,
-        RunStatus::Completed,
-        "{}",
-        report.to_json_pretty()
-    );
+    assert_status(&report, RunStatus::Completed);
     assert_eq!(step(&report, "stuck").status, StepStatus::Failed);
     assert_eq!(step(&report, "next").status, StepStatus::Completed);
     let calls: Vec<_> = agent
@@ -132,12 +122,7 @@ fn a_workflow_timeout_ends_the_run_timed_out_and_cancels_running_steps() {
 
     let report = h.run(&definition, json!({}));
 
-    assert_eq!(
-        report.status,
-        RunStatus::TimedOut,
-        "{}",
-        report.to_json_pretty()
-    );
+    assert_status(&report, RunStatus::TimedOut);
     assert_eq!(report.ended_at, at_ms(5000));
     let error = report.error.as_ref().expect("a run error");
     assert_eq!(error.kind, FailureKind::WorkflowTimeout);

@@ -18,7 +18,7 @@ use tradeflow::agent::{Agent, AgentDescriptor, AgentError, AgentErrorKind, TaskR
 use tradeflow::clock::{Clock, VirtualClock};
 use tradeflow::definition::{StepId, WorkflowDefinition};
 use tradeflow::engine::{
-    Engine, EngineBuilder, EventStream, Run, RunEvent, RunOptions, RunReport, StepReport,
+    Engine, EngineBuilder, EventStream, Run, RunEvent, RunOptions, RunReport, RunStatus, StepReport,
 };
 
 /// 2026-01-05T09:00:00Z, where every test clock starts.
@@ -494,4 +494,10 @@ pub fn run_approving(
                 .expect("the step waits for approval");
         }
     }
+}
+
+/// Asserts that `report` ended with `status`, printing the whole report when it did not.
+#[track_caller]
+pub fn assert_status(report: &RunReport, status: RunStatus) {
+    assert_eq!(report.status, status, "{}", report.to_json_pretty());
 }
