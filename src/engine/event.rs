@@ -143,6 +143,29 @@ pub enum RunEvent {
         /// When.
         at: DateTime<Utc>,
     },
+    /// The host paused the run: it starts no new step until resumed.
+    RunPaused {
+        /// The run.
+        run_id: RunId,
+        /// When.
+        at: DateTime<Utc>,
+    },
+    /// The host resumed the run.
+    RunResumed {
+        /// The run.
+        run_id: RunId,
+        /// When.
+        at: DateTime<Utc>,
+    },
+    /// The host cancelled the run; `RunEnded` (`CANCELLED`) follows.
+    RunCancelled {
+        /// The run.
+        run_id: RunId,
+        /// Who cancelled.
+        by: String,
+        /// When.
+        at: DateTime<Utc>,
+    },
     /// The run ended.
     RunEnded {
         /// The run.
@@ -167,6 +190,9 @@ impl RunEvent {
             | Self::StepCancelled { run_id, .. }
             | Self::StepWaiting { run_id, .. }
             | Self::StepAnswered { run_id, .. }
+            | Self::RunPaused { run_id, .. }
+            | Self::RunResumed { run_id, .. }
+            | Self::RunCancelled { run_id, .. }
             | Self::RunEnded { run_id, .. } => run_id,
         }
     }

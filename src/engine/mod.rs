@@ -33,7 +33,9 @@
 //! fails is retried on the engine's clock (10 ms doubling to 1 s) until it succeeds.
 //! [`Engine::recover`] continues the store's unfinished runs after a restart: completed
 //! steps keep their outputs and are not called again; calls that were in flight are made
-//! again with the same idempotency key; waiting approvals wait again. Known limits: the
+//! again with the same idempotency key; waiting approvals wait again; paused runs stay
+//! paused ([`Engine::pause_workflow`], [`Engine::resume_workflow`],
+//! [`Engine::cancel_workflow`] are journaled). Known limits: the
 //! host [`Context`] is not journaled (recovered runs see an empty one), timers of running
 //! steps start again from the recovery, and a `parallel` or `loop` step in flight runs
 //! again from its first item or iteration (with the same keys).
@@ -43,6 +45,7 @@
 //! parameter template resolved once, and events only when someone subscribes.
 
 mod call;
+mod control;
 mod durable;
 mod event;
 mod report;
@@ -95,6 +98,13 @@ pub enum EngineError {
         /// The step.
         step: String,
     },
+    /// The run is not live in this engine: it ended, never started, or was started by
+    /// another engine (recover it first).
+    #[error("run `{run}` is not running in this engine")]
+    NotRunning {
+        /// The run.
+        run: RunId,
+    },
     /// An agent could not be registered.
     #[error(transparent)]
     Registry(#[from] RegistryError),
@@ -126,6 +136,7 @@ impl PartialEq for EngineError {
                 Self::NoPendingApproval { run: a, step: s },
                 Self::NoPendingApproval { run: b, step: t },
             ) => a == b && s == t,
+            (Self::NotRunning { run: a }, Self::NotRunning { run: b }) => a == b,
             (Self::Registry(a), Self::Registry(b)) => a == b,
             (Self::Store { source: a }, Self::Store { source: b }) => Arc::ptr_eq(a, b),
             (Self::Recovery { run: a, reason: x }, Self::Recovery { run: b, reason: y }) => {
@@ -229,6 +240,24 @@ pub trait OrchestrationEngine: Send + Sync {
         by: &str,
         comment: Option<&str>,
     ) -> Result<(), EngineError>;
+
+    /// Pauses a run: it starts no new step until resumed; steps in flight finish.
+    ///
+    /// # Errors
+    /// [`EngineError::NotRunning`] when the run is not live.
+    fn pause_workflow(&self, run: &RunId) -> Result<(), EngineError>;
+
+    /// Resumes a paused run.
+    ///
+    /// # Errors
+    /// [`EngineError::NotRunning`] when the run is not live.
+    fn resume_workflow(&self, run: &RunId) -> Result<(), EngineError>;
+
+    /// Cancels a run: steps in flight are stopped and the run ends `CANCELLED`.
+    ///
+    /// # Errors
+    /// [`EngineError::NotRunning`] when the run is not live.
+    fn cancel_workflow(&self, run: &RunId, by: &str) -> Result<(), EngineError>;
 }
 
 /// A person's answer to a waiting step.
@@ -264,6 +293,8 @@ pub(crate) struct Inner {
     pub(crate) max_output_bytes: usize,
     /// Where runs are journaled; none: nothing is.
     store: Option<Arc<dyn RunStore>>,
+    /// The live runs' controls (pause, resume, cancel).
+    controls: Arc<control::Controls>,
 }
 
 impl Inner {
@@ -492,6 +523,7 @@ impl EngineBuilder {
                 runs: AtomicU64::new(0),
                 max_output_bytes: self.max_output_bytes,
                 store: self.store,
+                controls: Arc::default(),
             }),
         }
     }
@@ -632,6 +664,7 @@ impl Engine {
         let seed = options
             .seed
             .unwrap_or_else(|| mix(self.inner.seed, id.as_str()));
+        let control = self.inner.controls.register(&id);
         let future = run::execute(
             Arc::clone(&self.inner),
             plan,
@@ -639,6 +672,7 @@ impl Engine {
             options.input,
             Arc::new(options.context),
             seed,
+            control,
         );
         Run {
             id,
@@ -727,11 +761,13 @@ impl Engine {
                     self.inner.runs.fetch_max(number, Ordering::Relaxed);
                 }
                 let id = journaled.run_id.clone();
+                let control = self.inner.controls.register(&id);
                 let future = run::resume(
                     Arc::clone(&self.inner),
                     plan,
                     journaled,
                     Arc::new(Context::default()),
+                    control,
                 );
                 Run {
                     id,
@@ -813,6 +849,45 @@ impl Engine {
             .answer(run, step, Answer::new(false, by, comment))
     }
 
+    /// Pauses run `run`: it starts no new step (steps in flight finish, approvals can
+    /// still be answered) until [`resume_workflow`](Self::resume_workflow). The pause is
+    /// journaled, so a run recovered after a restart is still paused; it then starts
+    /// nothing, not even the calls the restart cut off, until resumed. A paused run's
+    /// workflow `timeout` keeps running. Pausing a paused run does nothing.
+    ///
+    /// # Errors
+    /// [`EngineError::NotRunning`] when the run is not live in this engine.
+    pub fn pause_workflow(&self, run: &RunId) -> Result<(), EngineError> {
+        self.control(run, control::Command::Pause)
+    }
+
+    /// Resumes a paused run (journaled). Resuming a run that is not paused does nothing.
+    ///
+    /// # Errors
+    /// [`EngineError::NotRunning`] when the run is not live in this engine.
+    pub fn resume_workflow(&self, run: &RunId) -> Result<(), EngineError> {
+        self.control(run, control::Command::Resume)
+    }
+
+    /// Cancels run `run` on behalf of `by`: the cancellation is journaled, the steps in
+    /// flight are stopped (`CANCELLED`), those not started are `SKIPPED`, and the run
+    /// ends `CANCELLED`. A paused run can be cancelled. A cancellation journaled before a
+    /// restart ends the recovered run at once.
+    ///
+    /// # Errors
+    /// [`EngineError::NotRunning`] when the run is not live in this engine.
+    pub fn cancel_workflow(&self, run: &RunId, by: &str) -> Result<(), EngineError> {
+        self.control(run, control::Command::Cancel { by: by.to_owned() })
+    }
+
+    fn control(&self, run: &RunId, command: control::Command) -> Result<(), EngineError> {
+        if self.inner.controls.send(run, command) {
+            Ok(())
+        } else {
+            Err(EngineError::NotRunning { run: run.clone() })
+        }
+    }
+
     /// A stream of every event of every run from now on. Dropping it unsubscribes.
     pub fn subscribe(&self) -> EventStream {
         self.inner.listeners.subscribe()
@@ -851,6 +926,18 @@ impl OrchestrationEngine for Engine {
         comment: Option<&str>,
     ) -> Result<(), EngineError> {
         Engine::reject(self, run, step, by, comment)
+    }
+
+    fn pause_workflow(&self, run: &RunId) -> Result<(), EngineError> {
+        Engine::pause_workflow(self, run)
+    }
+
+    fn resume_workflow(&self, run: &RunId) -> Result<(), EngineError> {
+        Engine::resume_workflow(self, run)
+    }
+
+    fn cancel_workflow(&self, run: &RunId, by: &str) -> Result<(), EngineError> {
+        Engine::cancel_workflow(self, run, by)
     }
 }
 

@@ -10,12 +10,16 @@ use std::collections::{BinaryHeap, HashMap};
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use futures::future::{BoxFuture, Either, select};
+use std::future::poll_fn;
+use std::task::Poll;
+
+use futures::future::BoxFuture;
 use futures::stream::FuturesUnordered;
 use futures::{FutureExt, StreamExt};
 use serde_json::{Map, Value};
 
 use super::call::{Failure, Snapshot, StepCtx, StepResult, Success, run_step};
+use super::control::{Command, ControlGuard};
 use super::report::{
     FailureKind, RunError, RunReport, RunStatus, StepError, StepReport, StepStatus,
 };
@@ -36,9 +40,16 @@ pub(super) async fn execute(
     input: Value,
     context: Arc<Context>,
     seed: u64,
+    control: ControlGuard,
 ) -> RunReport {
     let started_at = inner.clock.now();
-    let run = RunState::new(inner, plan, run_id, input, context, seed, started_at);
+    let identity = Identity {
+        run_id,
+        input,
+        seed,
+        started_at,
+    };
+    let run = RunState::new(inner, plan, identity, context, control);
     run.drive(Start::Fresh).await
 }
 
@@ -49,6 +60,7 @@ pub(super) async fn resume(
     plan: Arc<ExecutionPlan>,
     journaled: Journaled,
     context: Arc<Context>,
+    control: ControlGuard,
 ) -> RunReport {
     let Journaled {
         run_id,
@@ -56,9 +68,19 @@ pub(super) async fn resume(
         seed,
         started_at,
         steps,
+        status,
+        cancelled_by,
         ..
     } = journaled;
-    let mut run = RunState::new(inner, plan, run_id, input, context, seed, started_at);
+    let identity = Identity {
+        run_id,
+        input,
+        seed,
+        started_at,
+    };
+    let mut run = RunState::new(inner, plan, identity, context, control);
+    run.paused = status == RunStatus::Paused;
+    run.cancelled = cancelled_by.is_some();
     let began = !steps.is_empty();
     let plan = Arc::clone(&run.plan);
     for (id, step) in steps {
@@ -85,6 +107,14 @@ pub(super) async fn resume(
         }
     }
     run.drive(Start::Resumed { began }).await
+}
+
+/// What a run is, from its start: fresh or journaled.
+struct Identity {
+    run_id: RunId,
+    input: Value,
+    seed: u64,
+    started_at: DateTime<Utc>,
 }
 
 /// How a run's future begins.
@@ -120,6 +150,12 @@ struct RunState {
     end: Option<RunStatus>,
     /// Answers journaled before a restart, for approval steps that had not acted on them.
     answers: HashMap<usize, Answer>,
+    /// The host's pause, resume and cancel commands.
+    control: ControlGuard,
+    /// Paused by the host: no step starts.
+    paused: bool,
+    /// Cancelled before a restart: the recovered run ends `CANCELLED` at once.
+    cancelled: bool,
 }
 
 impl BindingValues for RunState {
@@ -159,12 +195,16 @@ impl RunState {
     fn new(
         inner: Arc<Inner>,
         plan: Arc<ExecutionPlan>,
-        run_id: RunId,
-        input: Value,
+        identity: Identity,
         context: Arc<Context>,
-        seed: u64,
-        started_at: DateTime<Utc>,
+        control: ControlGuard,
     ) -> Self {
+        let Identity {
+            run_id,
+            input,
+            seed,
+            started_at,
+        } = identity;
         let count = plan.steps().len();
         let reports = plan
             .steps()
@@ -188,6 +228,9 @@ impl RunState {
             error: None,
             end: None,
             answers: HashMap::new(),
+            control,
+            paused: false,
+            cancelled: false,
         }
     }
 
@@ -242,6 +285,9 @@ impl RunState {
             workflow_id: self.plan.workflow_id().to_owned(),
             at: self.started_at,
         });
+        if self.cancelled {
+            return self.finish(RunStatus::Cancelled).await;
+        }
         if !matches!(start, Start::Resumed { began: true }) {
             if let Some(early) = self.check_start() {
                 return self.finish(early).await;
@@ -272,33 +318,47 @@ impl RunState {
         });
         let mut deadline = deadline.map(FutureExt::fuse);
         loop {
-            self.start_ready(&mut running).await;
-            if self.end.is_some() || running.is_empty() {
+            if !self.paused {
+                self.start_ready(&mut running).await;
+            }
+            // A paused run waits for its host, unless nothing is left to start.
+            if self.end.is_some() || (running.is_empty() && (!self.paused || self.ready.is_empty()))
+            {
                 break;
             }
-            let next = running.next();
-            let finished = match deadline.as_mut() {
-                None => next.await,
-                Some(timer) => match select(next, timer).await {
-                    Either::Left((finished, _)) => finished,
-                    Either::Right(((), _)) => {
-                        self.end = Some(RunStatus::TimedOut);
-                        self.error = Some(RunError {
-                            step_id: None,
-                            kind: FailureKind::WorkflowTimeout,
-                            message: format!(
-                                "the workflow's timeout of {} ms passed",
-                                self.plan.timeout().map_or(0, |timeout| timeout.as_millis())
-                            ),
-                        });
-                        break;
+            let control = self.control.control();
+            let wake = poll_fn(|cx| {
+                if let Poll::Ready(command) = control.poll_command(cx) {
+                    return Poll::Ready(Wake::Command(command));
+                }
+                if let Some(timer) = deadline.as_mut() {
+                    if timer.poll_unpin(cx).is_ready() {
+                        return Poll::Ready(Wake::Deadline);
                     }
-                },
-            };
-            let Some((index, result)) = finished else {
-                break;
-            };
-            self.step_ended(index, result).await;
+                }
+                match running.poll_next_unpin(cx) {
+                    Poll::Ready(Some(finished)) => Poll::Ready(Wake::Ended(finished)),
+                    // Nothing runs (the run is paused): wait for a command or the deadline.
+                    Poll::Ready(None) | Poll::Pending => Poll::Pending,
+                }
+            })
+            .await;
+            match wake {
+                Wake::Ended((index, result)) => self.step_ended(index, result).await,
+                Wake::Command(command) => self.command(command).await,
+                Wake::Deadline => {
+                    self.end = Some(RunStatus::TimedOut);
+                    self.error = Some(RunError {
+                        step_id: None,
+                        kind: FailureKind::WorkflowTimeout,
+                        message: format!(
+                            "the workflow's timeout of {} ms passed",
+                            self.plan.timeout().map_or(0, |timeout| timeout.as_millis())
+                        ),
+                    });
+                    break;
+                }
+            }
         }
         // Whatever still runs is stopped: dropping the futures frees agents' slots.
         drop(running);
@@ -308,6 +368,50 @@ impl RunState {
             RunStatus::Completed
         });
         self.finish(status).await
+    }
+
+    /// Acts on a host command, journaled first.
+    async fn command(&mut self, command: Command) {
+        let now = self.inner.clock.now();
+        match command {
+            Command::Pause if !self.paused => {
+                self.inner
+                    .journal(&self.run_id, || vec![JournalEntry::RunPaused { at: now }])
+                    .await;
+                self.paused = true;
+                self.inner.emit(|| RunEvent::RunPaused {
+                    run_id: self.run_id.clone(),
+                    at: now,
+                });
+            }
+            Command::Resume if self.paused => {
+                self.inner
+                    .journal(&self.run_id, || vec![JournalEntry::RunResumed { at: now }])
+                    .await;
+                self.paused = false;
+                self.inner.emit(|| RunEvent::RunResumed {
+                    run_id: self.run_id.clone(),
+                    at: now,
+                });
+            }
+            Command::Pause | Command::Resume => {}
+            Command::Cancel { by } => {
+                self.inner
+                    .journal(&self.run_id, || {
+                        vec![JournalEntry::RunCancelled {
+                            by: by.clone(),
+                            at: now,
+                        }]
+                    })
+                    .await;
+                self.inner.emit(|| RunEvent::RunCancelled {
+                    run_id: self.run_id.clone(),
+                    by,
+                    at: now,
+                });
+                self.end = Some(RunStatus::Cancelled);
+            }
+        }
     }
 
     /// Workflow conditions and input paths, checked before any step runs.
@@ -800,6 +904,16 @@ impl RunState {
             error: self.error,
         }
     }
+}
+
+/// What woke the run's loop.
+enum Wake {
+    /// A step's future ended.
+    Ended((usize, StepResult)),
+    /// The host sent a command.
+    Command(Command),
+    /// The workflow's timeout passed.
+    Deadline,
 }
 
 enum Prepared {

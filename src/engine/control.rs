@@ -1,0 +1,173 @@
+//! The host's commands to a live run: pause, resume, cancel.
+//!
+//! Every live run has a [`RunControl`] in the engine's table, from the moment its [`Run`]
+//! is created until its future ends or is dropped. [`Engine::pause_workflow`] and friends
+//! queue a command there and wake the run; the run's loop takes commands before anything
+//! else, journals them and acts on them.
+//!
+//! [`Run`]: super::Run
+//! [`Engine::pause_workflow`]: super::Engine::pause_workflow
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::task::{Context, Poll, Waker};
+
+use crate::agent::RunId;
+
+/// What the host asks of a run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Command {
+    /// Start no new step until resumed; steps in flight finish.
+    Pause,
+    /// Start steps again.
+    Resume,
+    /// End the run `CANCELLED`, stopping the steps in flight.
+    Cancel {
+        /// Who asked.
+        by: String,
+    },
+}
+
+/// The commands queued for one run, and the waker of its loop.
+#[derive(Debug, Default)]
+pub(crate) struct RunControl {
+    state: Mutex<State>,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    commands: VecDeque<Command>,
+    waker: Option<Waker>,
+}
+
+impl RunControl {
+    /// Queues `command` and wakes the run.
+    fn send(&self, command: Command) {
+        let waker = {
+            let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+            state.commands.push_back(command);
+            state.waker.take()
+        };
+        if let Some(waker) = waker {
+            waker.wake();
+        }
+    }
+
+    /// The next queued command; otherwise the run is woken by the next one sent.
+    pub(crate) fn poll_command(&self, cx: &mut Context<'_>) -> Poll<Command> {
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        match state.commands.pop_front() {
+            Some(command) => Poll::Ready(command),
+            None => {
+                if !state
+                    .waker
+                    .as_ref()
+                    .is_some_and(|waker| waker.will_wake(cx.waker()))
+                {
+                    state.waker = Some(cx.waker().clone());
+                }
+                Poll::Pending
+            }
+        }
+    }
+}
+
+/// The controls of the engine's live runs.
+#[derive(Debug, Default)]
+pub(crate) struct Controls {
+    runs: Mutex<HashMap<RunId, Arc<RunControl>>>,
+}
+
+impl Controls {
+    /// Registers run `run`; the guard unregisters it when dropped (the run ended or was
+    /// dropped).
+    pub(crate) fn register(self: &Arc<Self>, run: &RunId) -> ControlGuard {
+        let control = Arc::new(RunControl::default());
+        self.runs
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(run.clone(), Arc::clone(&control));
+        ControlGuard {
+            controls: Arc::clone(self),
+            run: run.clone(),
+            control,
+        }
+    }
+
+    /// Sends `command` to run `run`; `false` when no such run is live.
+    pub(crate) fn send(&self, run: &RunId, command: Command) -> bool {
+        let control = self
+            .runs
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(run)
+            .cloned();
+        match control {
+            Some(control) => {
+                control.send(command);
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+/// A live run's registration: its control, until dropped.
+#[derive(Debug)]
+pub(crate) struct ControlGuard {
+    controls: Arc<Controls>,
+    run: RunId,
+    control: Arc<RunControl>,
+}
+
+impl ControlGuard {
+    /// The run's control.
+    pub(crate) fn control(&self) -> &RunControl {
+        &self.control
+    }
+}
+
+impl Drop for ControlGuard {
+    fn drop(&mut self) {
+        let mut runs = self
+            .controls
+            .runs
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        // A later run under the same id keeps its own registration.
+        if runs
+            .get(&self.run)
+            .is_some_and(|control| Arc::ptr_eq(control, &self.control))
+        {
+            runs.remove(&self.run);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures::task::noop_waker_ref;
+
+    #[test]
+    fn commands_arrive_in_order_and_only_while_registered() {
+        let controls = Arc::new(Controls::default());
+        let run = RunId::from("run-1");
+        assert!(!controls.send(&run, Command::Pause));
+        let guard = controls.register(&run);
+        assert!(controls.send(&run, Command::Pause));
+        assert!(controls.send(&run, Command::Resume));
+        let mut cx = Context::from_waker(noop_waker_ref());
+        assert_eq!(
+            guard.control().poll_command(&mut cx),
+            Poll::Ready(Command::Pause)
+        );
+        assert_eq!(
+            guard.control().poll_command(&mut cx),
+            Poll::Ready(Command::Resume)
+        );
+        assert_eq!(guard.control().poll_command(&mut cx), Poll::Pending);
+        drop(guard);
+        assert!(!controls.send(&run, Command::Cancel { by: "ops".into() }));
+    }
+}
