@@ -10,6 +10,7 @@ use std::sync::Arc;
 use serde_json::{Value, json};
 use support::engine::{Harness, Reply, TestAgent, assert_status, at_ms, ms, reason, step};
 use support::{task_with, with};
+use tradeflow::definition::RecoveryStrategy;
 use tradeflow::engine::{FailureKind, RunEvent, RunStatus, StepStatus};
 
 /// A task step on agents of `agent_type` with these parameters.
@@ -326,12 +327,13 @@ fn an_optional_failure_does_not_fail_the_run_and_its_bound_steps_skip() {
 
     assert_status(&report, RunStatus::Completed);
     assert_eq!(report.error, None);
+    // Self-healing recovers an optional step's failure by skipping it.
     let extra = step(&report, "extra");
-    assert_eq!(extra.status, StepStatus::Failed);
-    assert_eq!(
-        extra.error.as_ref().map(|error| error.kind),
-        Some(FailureKind::Permanent)
-    );
+    assert_eq!(extra.status, StepStatus::Skipped);
+    assert_eq!(extra.recoveries.len(), 1);
+    assert_eq!(extra.recoveries[0].strategy, RecoveryStrategy::Skip);
+    assert_eq!(extra.recoveries[0].kind, FailureKind::Permanent);
+    assert!(reason(&report, "extra").starts_with("recovered by SKIP"));
     assert_eq!(step(&report, "bound").status, StepStatus::Skipped);
     assert!(
         reason(&report, "bound").contains("`extra`"),
@@ -365,7 +367,11 @@ fn an_optional_failure_cancels_nothing() {
 
     assert_status(&report, RunStatus::Completed);
     assert_eq!(step(&report, "slow").status, StepStatus::Completed);
-    assert_eq!(step(&report, "bad").status, StepStatus::Failed);
+    assert_eq!(
+        step(&report, "bad").status,
+        StepStatus::Skipped,
+        "recovered"
+    );
     // `after` only follows the optional step (no binding): it runs.
     assert_eq!(step(&report, "after").status, StepStatus::Completed);
     assert_eq!(slow.calls().len(), 2);

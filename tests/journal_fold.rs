@@ -3,7 +3,7 @@
 use chrono::{DateTime, Duration, Utc};
 use serde_json::{Value, json};
 use tradeflow::definition::RecoveryStrategy;
-use tradeflow::engine::{FailureKind, RunError, RunStatus, StepError, StepStatus};
+use tradeflow::engine::{FailureKind, RecoveryDecision, RunError, RunStatus, StepStatus};
 use tradeflow::store::{FoldError, JournalEntry, RunState};
 
 fn at(seconds: i64) -> DateTime<Utc> {
@@ -315,22 +315,28 @@ fn retries_count_attempts_and_recoveries_rerun_failed_steps() {
         },
         JournalEntry::RecoveryDecided {
             step_id: "trade".into(),
-            strategy: RecoveryStrategy::Substitute,
-            confidence: 0.8,
-            cost: 1.5,
+            decision: RecoveryDecision {
+                strategy: RecoveryStrategy::Substitute,
+                confidence: 0.8,
+                cost: 1.5,
+                score: 0.25,
+                kind: FailureKind::Temporary,
+                message: "venue timeout".into(),
+            },
             at: at(4),
         },
     ]);
     let trade = &RunState::fold(&journal).unwrap().steps["trade"];
-    assert_eq!(trade.status, StepStatus::Failed);
     assert_eq!(
-        trade.error,
-        Some(StepError {
-            kind: FailureKind::Temporary,
-            message: "venue timeout".into()
-        })
+        trade.status,
+        StepStatus::Pending,
+        "recovering: it runs again"
     );
-    assert_eq!(trade.recovery, Some(RecoveryStrategy::Substitute));
+    assert_eq!(trade.error, None, "the recovery keeps the failure");
+    assert_eq!(trade.recoveries.len(), 1);
+    assert_eq!(trade.recoveries[0].kind, FailureKind::Temporary);
+    assert_eq!(trade.recoveries[0].message, "venue timeout");
+    assert_eq!(trade.recoveries[0].strategy, RecoveryStrategy::Substitute);
     assert!(trade.in_flight.is_empty());
 
     journal.extend([

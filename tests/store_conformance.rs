@@ -11,7 +11,7 @@ use chrono::{DateTime, Duration, Utc};
 use serde_json::json;
 use tradeflow::agent::RunId;
 use tradeflow::definition::RecoveryStrategy;
-use tradeflow::engine::RunStatus;
+use tradeflow::engine::{FailureKind, RecoveryDecision, RunStatus};
 use tradeflow::store::{JournalEntry, MemoryStore, RunState, RunStore, StoreError, WriteFault};
 
 fn at(seconds: i64) -> DateTime<Utc> {
@@ -101,9 +101,14 @@ fn small_run(run: &str) -> Vec<Vec<JournalEntry>> {
             },
             JournalEntry::RecoveryDecided {
                 step_id: "orders".into(),
-                strategy: RecoveryStrategy::Retry,
-                confidence: 0.1 + 0.2,
-                cost: 1.0 / 3.0,
+                decision: RecoveryDecision {
+                    strategy: RecoveryStrategy::Retry,
+                    confidence: 0.1 + 0.2,
+                    cost: 1.0 / 3.0,
+                    score: 0.25,
+                    kind: FailureKind::Temporary,
+                    message: "venue timeout".into(),
+                },
                 at: at(5),
             },
             run_ended(6),
@@ -146,9 +151,14 @@ fn an_invalid_entry_fails_the_whole_append(store: &dyn RunStore) {
         2,
         JournalEntry::RecoveryDecided {
             step_id: "orders".into(),
-            strategy: RecoveryStrategy::Skip,
-            confidence: f64::NAN,
-            cost: 0.0,
+            decision: RecoveryDecision {
+                strategy: RecoveryStrategy::Skip,
+                confidence: f64::NAN,
+                cost: 0.0,
+                score: 0.25,
+                kind: FailureKind::Temporary,
+                message: "venue timeout".into(),
+            },
             at: at(2),
         },
     );

@@ -36,6 +36,10 @@ pub(super) struct StepCtx {
     pub(super) snapshot: Option<Snapshot>,
     /// For an approval step recovered after a restart: the answer journaled before it.
     pub(super) answer: Option<Answer>,
+    /// Agents not to call (they failed the step before: a `SUBSTITUTE` recovery).
+    pub(super) excluded: Vec<AgentId>,
+    /// How often a `ROLLBACK` reset the step (part of its idempotency keys).
+    pub(super) generation: u32,
 }
 
 /// Values a loop's `until` may read besides its own output.
@@ -176,7 +180,7 @@ async fn call(
     let mut rng = StdRng::seed_from_u64(spread(
         ctx.seed ^ spread(ctx.index as u64 ^ spread(logical)),
     ));
-    let mut excluded: Vec<AgentId> = Vec::new();
+    let mut excluded: Vec<AgentId> = ctx.excluded.clone();
     let mut attempts = 0;
     let mut last_agent = None;
     loop {
@@ -206,7 +210,7 @@ async fn call(
         last_agent = Some(agent_id.clone());
         // One key per logical call: retries of it carry the same key, so an agent (or a
         // venue) can tell a retry of an order it already took from a new order.
-        let idempotency_key = idempotency_key(&ctx.run_id, step, item, iteration);
+        let idempotency_key = idempotency_key(&ctx.run_id, step, item, iteration, ctx.generation);
         // Journaled before the agent is called: a restart re-makes the call, same key.
         inner
             .journal(&ctx.run_id, || {
@@ -307,12 +311,22 @@ async fn call(
     }
 }
 
-/// `run/step/item/iteration` (item and iteration 0 when the step has none).
-fn idempotency_key(run: &RunId, step: &PlanStep, item: Option<usize>, iteration: u32) -> String {
+/// `run/step/item/iteration` (item and iteration 0 when the step has none), then
+/// `/r<generation>` for a step a `ROLLBACK` reset (a new logical call).
+fn idempotency_key(
+    run: &RunId,
+    step: &PlanStep,
+    item: Option<usize>,
+    iteration: u32,
+    generation: u32,
+) -> String {
     use std::fmt::Write as _;
     let mut key = String::with_capacity(run.as_str().len() + step.id().as_str().len() + 8);
     let item = item.map_or(0, |item| item + 1);
     let _ = write!(key, "{run}/{}/{item}/{iteration}", step.id());
+    if generation > 0 {
+        let _ = write!(key, "/r{generation}");
+    }
     key
 }
 

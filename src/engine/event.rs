@@ -9,6 +9,7 @@ use futures::channel::mpsc;
 use serde::Serialize;
 use serde_json::Value;
 
+use super::heal::RecoveryDecision;
 use super::report::{FailureKind, RunStatus};
 use crate::agent::{AgentId, RunId, ScoreBreakdown};
 use crate::definition::StepId;
@@ -143,6 +144,17 @@ pub enum RunEvent {
         /// When.
         at: DateTime<Utc>,
     },
+    /// A step failed after its retries and self-healing chose how to recover.
+    StepRecovering {
+        /// The run.
+        run_id: RunId,
+        /// The step that failed.
+        step_id: StepId,
+        /// The recovery, with its estimate and the failure.
+        decision: RecoveryDecision,
+        /// When.
+        at: DateTime<Utc>,
+    },
     /// The host paused the run: it starts no new step until resumed.
     RunPaused {
         /// The run.
@@ -190,6 +202,7 @@ impl RunEvent {
             | Self::StepCancelled { run_id, .. }
             | Self::StepWaiting { run_id, .. }
             | Self::StepAnswered { run_id, .. }
+            | Self::StepRecovering { run_id, .. }
             | Self::RunPaused { run_id, .. }
             | Self::RunResumed { run_id, .. }
             | Self::RunCancelled { run_id, .. }

@@ -21,6 +21,10 @@
 //!   would be, and reported with kind `PANIC` if the retries run out;
 //!   an agent that hangs is cut off by the step `timeout` (without one, it is waited for).
 //! - A `human_approval` step without a `timeout` waits until it is answered.
+//! - Self-healing ([`heal`](RecoveryDecision)): once a step's retries are spent, the run
+//!   applies the best-scoring recovery that fits (`SKIP`, `SUBSTITUTE`, `ROLLBACK`,
+//!   `ALTERNATIVE_PATH`; see docs/workflow-format.md), journals it and reports it in the
+//!   step's `recoveries`. An `optional` step that fails is skipped that way.
 //! - Idempotency keys are `run/step/item/iteration`: one per logical call. Retries of a
 //!   call carry the same key (its `attempt` tells them apart), so an agent can recognise
 //!   an order it already accepted when a timed-out call is retried.
@@ -48,6 +52,7 @@ mod call;
 mod control;
 mod durable;
 mod event;
+mod heal;
 mod report;
 mod run;
 
@@ -75,6 +80,7 @@ use crate::store::{RunState as Journaled, RunStore, StoreError};
 
 pub use durable::RecoveryError;
 pub use event::{EventStream, RunEvent};
+pub use heal::{MAX_RECOVERIES, RecoveryDecision};
 pub use report::{FailureKind, RunError, RunReport, RunStatus, StepError, StepReport, StepStatus};
 
 /// Why the engine refused a request.

@@ -2,6 +2,7 @@
 
 use std::fmt;
 
+use super::heal::RecoveryDecision;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -228,6 +229,9 @@ pub struct StepReport {
     /// Why the step failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<StepError>,
+    /// The recoveries self-healing applied to the step's failures, in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub recoveries: Vec<RecoveryDecision>,
 }
 
 /// The outcome of a run: every step of the definition with its final status.

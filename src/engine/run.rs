@@ -20,13 +20,14 @@ use serde_json::{Map, Value};
 
 use super::call::{Failure, Snapshot, StepCtx, StepResult, Success, run_step};
 use super::control::{Command, ControlGuard};
+use super::heal::{self, Healing, RecoveryDecision};
 use super::report::{
     FailureKind, RunError, RunReport, RunStatus, StepError, StepReport, StepStatus,
 };
 use super::{Answer, Inner, RunEvent};
-use crate::agent::RunId;
+use crate::agent::{AgentId, RunId};
 use crate::decision::DecisionRecord;
-use crate::definition::{Concurrency, FailureHandling, StepId};
+use crate::definition::{Concurrency, FailureHandling, RecoveryStrategy, StepId};
 use crate::expr::{BindingValues, Context};
 use crate::plan::{ExecutionPlan, PlanStep, StepKind};
 use crate::store::{JournalEntry, RunState as Journaled, StepState};
@@ -70,6 +71,7 @@ pub(super) async fn resume(
         steps,
         status,
         cancelled_by,
+        checkpoints,
         ..
     } = journaled;
     let identity = Identity {
@@ -83,10 +85,12 @@ pub(super) async fn resume(
     run.cancelled = cancelled_by.is_some();
     let began = !steps.is_empty();
     let plan = Arc::clone(&run.plan);
-    for (id, step) in steps {
+    for (id, mut step) in steps {
         let Some(index) = plan.index_of(id.as_str()) else {
             continue;
         };
+        run.healing.set_generation(index, step.generation);
+        run.reports[index].1.recoveries = std::mem::take(&mut step.recoveries);
         match step.status {
             StepStatus::Completed | StepStatus::Skipped | StepStatus::Failed => {
                 run.restore(index, step);
@@ -106,6 +110,11 @@ pub(super) async fn resume(
             }
         }
     }
+    // Checkpoints, in order, are the steps completed (and not rolled back since).
+    run.healing.completed = checkpoints
+        .iter()
+        .filter_map(|id| plan.index_of(id.as_str()))
+        .collect();
     run.drive(Start::Resumed { began }).await
 }
 
@@ -156,6 +165,8 @@ struct RunState {
     paused: bool,
     /// Cancelled before a restart: the recovered run ends `CANCELLED` at once.
     cancelled: bool,
+    /// Self-healing's bookkeeping.
+    healing: Healing,
 }
 
 impl BindingValues for RunState {
@@ -231,6 +242,7 @@ impl RunState {
             control,
             paused: false,
             cancelled: false,
+            healing: Healing::default(),
         }
     }
 
@@ -518,6 +530,8 @@ impl RunState {
                         } else {
                             self.answers.remove(&index)
                         },
+                        excluded: self.healing.failed_agents(index).to_vec(),
+                        generation: self.healing.generation(index),
                     };
                     running.push(
                         run_step(ctx, parameters)
@@ -531,6 +545,15 @@ impl RunState {
 
     /// Decides what a ready step does: skip, fail, finish at once, or start.
     fn prepare(&self, step: &PlanStep) -> Prepared {
+        if let Some(owner) = step.fallback_for() {
+            if !self.healing.standing_in.contains_key(&step.index()) {
+                let owner = self
+                    .plan
+                    .step(owner)
+                    .map_or("?", |owner| owner.id().as_str());
+                return Prepared::Skip(format!("fallback of `{owner}`: not needed"));
+            }
+        }
         if let Some(reason) = self.skip_reason(step) {
             return Prepared::Skip(reason);
         }
@@ -647,6 +670,7 @@ impl RunState {
             agents,
             approved_by,
         } = success;
+        let attempts = attempts + self.healing.prior_attempts(index);
         let output = match step.output_mapping() {
             None => output,
             Some(mapping) => {
@@ -658,39 +682,65 @@ impl RunState {
                     Ok(Value::Object(extra)) => with_fields(output, extra),
                     Ok(_) => output,
                     Err(error) => {
-                        return self
-                            .fail(
-                                index,
-                                Failure {
-                                    kind: FailureKind::Binding,
-                                    message: format!(
-                                        "step `{}`: outputMapping: {error}",
-                                        step.id()
-                                    ),
-                                    attempts,
-                                    agent,
-                                },
-                            )
-                            .await;
+                        let failure = Failure {
+                            kind: FailureKind::Binding,
+                            message: format!("step `{}`: outputMapping: {error}", step.id()),
+                            attempts: attempts - self.healing.prior_attempts(index),
+                            agent,
+                        };
+                        return self.fail(index, failure).await;
                     }
                 }
             }
         };
+        // A fallback that completes completes the step it stands in for, too.
+        let owner = self.healing.standing_in.remove(&index);
+        let owner_output = owner.map(|_| output.clone());
+        let owner_agent = owner.and(agent.clone());
+        self.record_completion(index, output, attempts, agent, agents, approved_by)
+            .await;
+        if let (Some(owner), Some(output)) = (owner, owner_output) {
+            self.healing.failures.remove(&owner);
+            let attempts = self.healing.prior_attempts(owner);
+            self.record_completion(owner, output, attempts, owner_agent, None, None)
+                .await;
+        }
+    }
+
+    /// Step `index` completed with `output`: journaled (with a checkpoint), then visible.
+    async fn record_completion(
+        &mut self,
+        index: usize,
+        output: Value,
+        attempts: u32,
+        agent: Option<AgentId>,
+        agents: Option<Vec<AgentId>>,
+        approved_by: Option<String>,
+    ) {
+        let plan = Arc::clone(&self.plan);
+        let Some(step) = plan.step(index) else { return };
         let now = self.inner.clock.now();
         // Journaled before successors can read the output (or a decision is recorded).
         self.inner
             .journal(&self.run_id, || {
-                vec![JournalEntry::StepCompleted {
-                    step_id: step.id().clone(),
-                    output: output.clone(),
-                    attempts,
-                    agent_id: agent.clone(),
-                    agent_ids: agents.clone(),
-                    approved_by: approved_by.clone(),
-                    at: now,
-                }]
+                vec![
+                    JournalEntry::StepCompleted {
+                        step_id: step.id().clone(),
+                        output: output.clone(),
+                        attempts,
+                        agent_id: agent.clone(),
+                        agent_ids: agents.clone(),
+                        approved_by: approved_by.clone(),
+                        at: now,
+                    },
+                    JournalEntry::Checkpoint {
+                        after_step: step.id().clone(),
+                        at: now,
+                    },
+                ]
             })
             .await;
+        self.healing.completed.push(index);
         if let Some(parameters) = self.decision_parameters.remove(&index) {
             self.inner.decisions.record(DecisionRecord {
                 run_id: self.run_id.clone(),
@@ -713,6 +763,7 @@ impl RunState {
         report.agent_id = agent.clone();
         report.agent_ids = agents;
         report.approved_by = approved_by;
+        report.error = None;
         self.status[index] = StepStatus::Completed;
         self.outputs[index] = Some(Arc::new(output));
         self.inner.emit(|| RunEvent::StepCompleted {
@@ -725,9 +776,20 @@ impl RunState {
         self.release(index);
     }
 
+    /// Step `index` failed: self-healing recovers it if a strategy fits, else it fails
+    /// for good (and a fallback that fails fails the step it stands in for).
     async fn fail(&mut self, index: usize, failure: Failure) {
+        let mut next = Some((index, failure));
+        while let Some((index, failure)) = next.take() {
+            next = self.fail_one(index, failure).await;
+        }
+    }
+
+    /// Handles one failure; returns the failure of the step a failed fallback stood in
+    /// for, which is handled next.
+    async fn fail_one(&mut self, index: usize, failure: Failure) -> Option<(usize, Failure)> {
         let plan = Arc::clone(&self.plan);
-        let Some(step) = plan.step(index) else { return };
+        let step = plan.step(index)?;
         self.decision_parameters.remove(&index);
         let Failure {
             kind,
@@ -735,17 +797,52 @@ impl RunState {
             attempts,
             agent,
         } = failure;
-        self.inner
-            .journal(&self.run_id, || {
-                vec![JournalEntry::StepFailed {
-                    step_id: step.id().clone(),
-                    kind,
-                    message: message.clone(),
-                    attempts,
-                    at: self.inner.clock.now(),
-                }]
-            })
-            .await;
+        let attempts = attempts + self.healing.prior_attempts(index);
+        let now = self.inner.clock.now();
+        let failed = JournalEntry::StepFailed {
+            step_id: step.id().clone(),
+            kind,
+            message: message.clone(),
+            attempts,
+            at: now,
+        };
+        if let Some(agent) = &agent {
+            self.healing.failed_agent(index, agent);
+        }
+        if let Some(recovery) = self.heal(step, kind, &message) {
+            self.inner
+                .journal(&self.run_id, || {
+                    vec![
+                        failed,
+                        JournalEntry::RecoveryDecided {
+                            step_id: step.id().clone(),
+                            decision: recovery.decision.clone(),
+                            at: now,
+                        },
+                    ]
+                })
+                .await;
+            self.reports[index]
+                .1
+                .recoveries
+                .push(recovery.decision.clone());
+            self.healing.set_prior_attempts(index, attempts);
+            self.inner.emit(|| RunEvent::StepRecovering {
+                run_id: self.run_id.clone(),
+                step_id: step.id().clone(),
+                decision: recovery.decision.clone(),
+                at: now,
+            });
+            let failure = Failure {
+                kind,
+                message,
+                attempts: 0,
+                agent,
+            };
+            self.recover(index, recovery, failure).await;
+            return None;
+        }
+        self.inner.journal(&self.run_id, || vec![failed]).await;
         let report = &mut self.reports[index].1;
         report.status = StepStatus::Failed;
         report.attempts = step.agent_task().is_some().then_some(attempts);
@@ -760,7 +857,17 @@ impl RunState {
             step_id: step.id().clone(),
             kind,
             message: message.clone(),
-            at: self.inner.clock.now(),
+            at: now,
+        });
+        // A fallback that failed: the step it stood in for fails with its own failure.
+        let owner = self.healing.standing_in.remove(&index).and_then(|owner| {
+            let mut failure = self.healing.failures.remove(&owner)?;
+            failure.message = format!(
+                "{}; its fallback step `{}` failed too: {message}",
+                failure.message,
+                step.id()
+            );
+            Some((owner, failure))
         });
         if !step.is_optional() {
             if self.error.is_none() {
@@ -772,10 +879,192 @@ impl RunState {
             }
             if self.plan.policy().failure_handling == FailureHandling::StopOnFailure {
                 self.end = Some(RunStatus::Failed);
-                return;
+                return owner;
             }
         }
         self.release(index);
+        owner
+    }
+
+    /// The recovery self-healing chooses for step `step`'s failure, if one fits.
+    fn heal(&self, step: &PlanStep, kind: FailureKind, message: &str) -> Option<heal::Chosen> {
+        let index = step.index();
+        let untried_agent = step.calls_one_agent()
+            && step.agent_task().is_some_and(|task| {
+                !self
+                    .inner
+                    .registry
+                    .candidates(task, self.healing.failed_agents(index))
+                    .is_empty()
+            });
+        let rollback = if step.recovery().allows(RecoveryStrategy::Rollback) {
+            self.rollback_scope(index)
+        } else {
+            None
+        };
+        let fallback = step.recovery().fallback.filter(|&fallback| {
+            self.status.get(fallback) == Some(&StepStatus::Pending)
+                && !self.healing.standing_in.contains_key(&fallback)
+        });
+        let situation = heal::Situation {
+            step,
+            kind,
+            applied: self.healing.applied(index),
+            untried_agent,
+            rollback: rollback.as_ref().map(|scope| scope.redo.len()),
+            fallback: fallback.is_some(),
+        };
+        let candidate = heal::choose(&situation)?;
+        Some(heal::Chosen {
+            decision: RecoveryDecision {
+                strategy: candidate.strategy,
+                confidence: candidate.confidence,
+                cost: candidate.cost,
+                score: candidate.score,
+                kind,
+                message: message.to_owned(),
+            },
+            rollback: rollback.filter(|_| candidate.strategy == RecoveryStrategy::Rollback),
+            fallback: fallback.filter(|_| candidate.strategy == RecoveryStrategy::AlternativePath),
+        })
+    }
+
+    /// Applies a recovery journaled for step `index`.
+    async fn recover(&mut self, index: usize, recovery: heal::Chosen, failure: Failure) {
+        let strategy = recovery.decision.strategy;
+        self.healing.applied_now(index, strategy);
+        match strategy {
+            RecoveryStrategy::Retry | RecoveryStrategy::Substitute => {
+                if strategy == RecoveryStrategy::Retry {
+                    self.healing.clear_failed_agents(index);
+                }
+                self.again(index);
+            }
+            RecoveryStrategy::Skip => {
+                let reason = format!(
+                    "recovered by SKIP (the step is optional) after: {}",
+                    failure.message
+                );
+                self.skip(index, reason).await;
+            }
+            RecoveryStrategy::AlternativePath => {
+                let Some(fallback) = recovery.fallback else {
+                    return;
+                };
+                // The step waits, running in spirit, while its fallback stands in.
+                self.status[index] = StepStatus::Running;
+                self.healing.standing_in.insert(fallback, index);
+                self.healing.failures.insert(index, failure);
+                self.release_edge(index, fallback);
+            }
+            RecoveryStrategy::Rollback => {
+                let Some(scope) = recovery.rollback else {
+                    return;
+                };
+                self.roll_back(index, scope).await;
+            }
+        }
+    }
+
+    /// Step `index` runs again (a `RETRY` or `SUBSTITUTE` recovery).
+    fn again(&mut self, index: usize) {
+        self.status[index] = StepStatus::Pending;
+        self.ready.push(Reverse(index));
+    }
+
+    /// What a rollback for step `index` would redo: its completed direct predecessors,
+    /// everything after them that has started or ended, and the step itself. `None`
+    /// when a step to redo is still running, or no predecessor completed.
+    fn rollback_scope(&self, index: usize) -> Option<heal::RollbackScope> {
+        let roots: Vec<usize> = self
+            .plan
+            .predecessors(index)
+            .map(|(predecessor, _)| predecessor)
+            .filter(|&predecessor| self.status.get(predecessor) == Some(&StepStatus::Completed))
+            .collect();
+        if roots.is_empty() {
+            return None;
+        }
+        let mut redo = vec![false; self.status.len()];
+        let mut stack = roots;
+        while let Some(at) = stack.pop() {
+            if std::mem::replace(redo.get_mut(at)?, true) {
+                continue;
+            }
+            stack.extend(self.plan.successors(at).map(|(successor, _)| successor));
+        }
+        let redo: Vec<usize> = (0..redo.len())
+            .filter(|&at| redo[at] && (at == index || self.status[at] != StepStatus::Pending))
+            .collect();
+        if redo.iter().any(|&at| {
+            at != index && matches!(self.status[at], StepStatus::Running | StepStatus::Waiting)
+        }) {
+            return None;
+        }
+        // The checkpoint before the first of them completed.
+        let first = self
+            .healing
+            .completed
+            .iter()
+            .position(|done| redo.contains(done))?;
+        let checkpoint = first
+            .checked_sub(1)
+            .and_then(|before| self.healing.completed.get(before).copied());
+        Some(heal::RollbackScope { redo, checkpoint })
+    }
+
+    /// Returns the steps of `scope` to pending (journaled), to run again.
+    async fn roll_back(&mut self, index: usize, scope: heal::RollbackScope) {
+        let plan = Arc::clone(&self.plan);
+        let id = |at: usize| plan.step(at).map(|step| step.id().clone());
+        let Some(step_id) = id(index) else { return };
+        let redo: Vec<StepId> = scope.redo.iter().filter_map(|&at| id(at)).collect();
+        let to_checkpoint = scope.checkpoint.and_then(id);
+        let now = self.inner.clock.now();
+        self.inner
+            .journal(&self.run_id, || {
+                vec![JournalEntry::RolledBack {
+                    step_id,
+                    to_checkpoint,
+                    redo,
+                    at: now,
+                }]
+            })
+            .await;
+        for &at in &scope.redo {
+            self.status[at] = StepStatus::Pending;
+            self.outputs[at] = None;
+            let report = &mut self.reports[at].1;
+            let recoveries = std::mem::take(&mut report.recoveries);
+            *report = StepReport {
+                recoveries,
+                ..StepReport::default()
+            };
+            self.healing.reset(at);
+        }
+        self.healing
+            .completed
+            .retain(|done| !scope.redo.contains(done));
+        self.recount();
+    }
+
+    /// Recounts every pending step's unfinished predecessors and which are ready.
+    fn recount(&mut self) {
+        self.ready.clear();
+        for index in 0..self.status.len() {
+            if self.status[index] != StepStatus::Pending {
+                continue;
+            }
+            let count = self
+                .plan
+                .predecessors(index)
+                .filter(|&(predecessor, _)| !self.status[predecessor].is_final())
+                .count();
+            self.unfinished_predecessors[index] = count;
+            if count == 0 {
+                self.ready.push(Reverse(index));
+            }
+        }
     }
 
     async fn skip(&mut self, index: usize, reason: String) {
@@ -805,17 +1094,20 @@ impl RunState {
 
     /// Step `index` ended: its successors may now be ready.
     fn release(&mut self, index: usize) {
-        let successors: Vec<usize> = self
-            .plan
-            .successors(index)
-            .map(|(successor, _)| successor)
-            .collect();
-        for successor in successors {
-            if let Some(count) = self.unfinished_predecessors.get_mut(successor) {
-                *count = count.saturating_sub(1);
-                if *count == 0 {
-                    self.ready.push(Reverse(successor));
-                }
+        let plan = Arc::clone(&self.plan);
+        for (successor, _) in plan.successors(index) {
+            self.release_edge(index, successor);
+        }
+    }
+
+    /// The edge from `_from` to `to` no longer holds `to` back.
+    fn release_edge(&mut self, _from: usize, to: usize) {
+        if let Some(count) = self.unfinished_predecessors.get_mut(to) {
+            *count = count.saturating_sub(1);
+            // A step that ran already (a fallback, a step a rollback reset) is not
+            // made ready twice.
+            if *count == 0 && self.status.get(to) == Some(&StepStatus::Pending) {
+                self.ready.push(Reverse(to));
             }
         }
     }

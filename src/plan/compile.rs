@@ -21,11 +21,12 @@ use crate::definition::{
 };
 use crate::expr::{Binding, Condition, Locate, Scope, Source, StepLookup, Template};
 
-const ALL_STRATEGIES: [RecoveryStrategy; 5] = [
+/// The strategies allowed when `errorHandling` lists none: all but `ROLLBACK`, which
+/// runs completed steps again (a workflow opts in to it by listing it).
+const DEFAULT_STRATEGIES: [RecoveryStrategy; 4] = [
     RecoveryStrategy::Retry,
     RecoveryStrategy::Skip,
     RecoveryStrategy::Substitute,
-    RecoveryStrategy::Rollback,
     RecoveryStrategy::AlternativePath,
 ];
 
@@ -168,7 +169,11 @@ impl Compiler {
         if !self.errors.is_empty() {
             return None;
         }
-        let steps: Vec<PlanStep> = steps.into_iter().collect::<Option<_>>()?;
+        let mut steps: Vec<PlanStep> = steps.into_iter().collect::<Option<_>>()?;
+        self.fallbacks(&mut steps, definition);
+        if !self.errors.is_empty() {
+            return None;
+        }
         let conditions: Vec<Condition> = conditions.into_iter().collect::<Option<_>>()?;
         // Every distinct `${input…}` binding, in order of first use.
         let is_input = |binding: &Binding| matches!(binding.source(), Source::Input);
@@ -310,7 +315,19 @@ impl Compiler {
             optional: step.optional.unwrap_or(false),
             resources,
             data_inputs: Box::new([]),
+            fallback_for: None,
         };
+        if let Some(fallback) = plan_step.recovery.fallback {
+            // The fallback waits for this step: it runs in its place, or not at all.
+            self.edges.push((
+                index,
+                fallback,
+                Edge {
+                    fallback: true,
+                    ..Edge::default()
+                },
+            ));
+        }
         let mut inputs: Vec<usize> = Vec::new();
         for_each_step_binding(&plan_step, &mut |binding| {
             inputs.extend(binding.step_index())
@@ -649,12 +666,13 @@ impl Compiler {
             layers.iter().flatten().find_map(|policy| get(policy))
         };
         let defaults = Retry::DEFAULT;
+        let max_attempts = layers
+            .iter()
+            .flatten()
+            .find_map(|policy| policy.max_attempts);
         Retry {
-            max_attempts: layers
-                .iter()
-                .flatten()
-                .find_map(|policy| policy.max_attempts)
-                .unwrap_or(defaults.max_attempts),
+            max_attempts: max_attempts.unwrap_or(defaults.max_attempts),
+            explicit: max_attempts.is_some(),
             initial_delay: pick(|policy| policy.initial_delay_ms)
                 .map_or(defaults.initial_delay, Duration::from_millis),
             backoff_multiplier: layers
@@ -700,6 +718,41 @@ impl Compiler {
         }
     }
 
+    /// Marks every fallback step with the step it stands in for; a step may be the
+    /// fallback of one step only.
+    fn fallbacks(&mut self, steps: &mut [PlanStep], definition: &WorkflowDefinition) {
+        for index in 0..steps.len() {
+            let Some(fallback) = steps.get(index).and_then(|step| step.recovery.fallback) else {
+                continue;
+            };
+            let Some(standby) = steps.get_mut(fallback) else {
+                continue;
+            };
+            match standby.fallback_for {
+                None => standby.fallback_for = Some(index),
+                Some(owner) => {
+                    let name = |i: usize| {
+                        definition
+                            .steps
+                            .get(i)
+                            .map_or_else(|| "?".to_owned(), |step| step.id.to_string())
+                    };
+                    self.errors.push(DefinitionError::InvalidValue {
+                        at: Location::step(index, definition.steps.get(index).map(|step| &step.id))
+                            .field("errorHandling")
+                            .field("fallbackStep"),
+                        value: name(fallback),
+                        reason: format!(
+                            "step `{}` is already the fallback of step `{}`; a step stands in for one step only",
+                            name(fallback),
+                            name(owner)
+                        ),
+                    });
+                }
+            }
+        }
+    }
+
     fn recovery(
         &mut self,
         step: &StepDefinition,
@@ -721,7 +774,7 @@ impl Compiler {
         let strategies = step_handling
             .and_then(|handling| handling.strategies.clone())
             .or_else(|| workflow_handling.and_then(|handling| handling.strategies.clone()))
-            .unwrap_or_else(|| ALL_STRATEGIES.to_vec());
+            .unwrap_or_else(|| DEFAULT_STRATEGIES.to_vec());
         let mut weights: Vec<(RecoveryStrategy, f64)> = Vec::new();
         for handling in [step_handling, workflow_handling].into_iter().flatten() {
             for (strategy, weight) in handling.strategy_weights.iter().flatten() {

@@ -199,6 +199,7 @@ pub struct Edge {
     dependency: bool,
     data: bool,
     order: bool,
+    fallback: bool,
 }
 
 impl Edge {
@@ -216,6 +217,12 @@ impl Edge {
     /// From listed order (the workflow has no `dependencies`).
     pub fn is_order(self) -> bool {
         self.order
+    }
+
+    /// The later step is the earlier one's fallback (`errorHandling.fallbackStep`): it
+    /// runs only when the earlier one fails and recovers by `ALTERNATIVE_PATH`.
+    pub fn is_fallback(self) -> bool {
+        self.fallback
     }
 
     /// Only ordering, no data: a skipped predecessor does not skip the successor.
@@ -262,6 +269,7 @@ pub struct PlanStep {
     optional: bool,
     resources: Option<Resources>,
     data_inputs: Box<[usize]>,
+    fallback_for: Option<usize>,
 }
 
 impl PlanStep {
@@ -308,6 +316,11 @@ impl PlanStep {
         }
     }
 
+    /// Whether the step makes one logical agent call (`task`, `decision`).
+    pub fn calls_one_agent(&self) -> bool {
+        matches!(self.kind, StepKind::Task(_) | StepKind::Decision(_))
+    }
+
     /// The step runs only when this holds.
     pub fn condition(&self) -> Option<&Condition> {
         self.condition.as_ref()
@@ -346,6 +359,13 @@ impl PlanStep {
     /// Resources held while the step runs.
     pub fn resources(&self) -> Option<&Resources> {
         self.resources.as_ref()
+    }
+
+    /// The step this one is the fallback of (by index): then it runs only in that
+    /// step's place, when that step fails and recovers by `ALTERNATIVE_PATH`, and is
+    /// skipped otherwise.
+    pub fn fallback_for(&self) -> Option<usize> {
+        self.fallback_for
     }
 
     /// The steps this one binds to (sorted, unique): if one of them is skipped or
@@ -447,6 +467,9 @@ pub struct Retry {
     pub max_delay: Duration,
     /// 0 to 1: a delay `d` is drawn from `[d × (1 − jitter), d]`.
     pub jitter: f64,
+    /// Whether `maxAttempts` was set (on the step or the workflow). Self-healing's
+    /// `RETRY` never calls more than an explicit `maxAttempts`.
+    pub explicit: bool,
 }
 
 impl Retry {
@@ -458,6 +481,7 @@ impl Retry {
         backoff_multiplier: 2.0,
         max_delay: Duration::from_secs(30),
         jitter: 0.0,
+        explicit: false,
     };
 
     /// The delay before retry `n` (1-based), before jitter:
@@ -500,7 +524,8 @@ impl Default for Retry {
 /// Resolved recovery settings of a step.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Recovery {
-    /// The strategies allowed (all five unless restricted).
+    /// The strategies allowed: those listed, else all but `ROLLBACK` (which runs
+    /// completed steps again, so a workflow opts in to it).
     pub strategies: Box<[RecoveryStrategy]>,
     /// Weight of each strategy (1 unless configured); step settings override workflow ones.
     pub weights: Box<[(RecoveryStrategy, f64)]>,
@@ -544,6 +569,7 @@ mod tests {
             backoff_multiplier: 3.0,
             max_delay: Duration::from_millis(1000),
             jitter: 0.5,
+            explicit: true,
         };
         let delays: Vec<u128> = (1..=4)
             .map(|n| retry.delay_before_retry(n).as_millis())

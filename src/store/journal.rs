@@ -5,8 +5,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::agent::{AgentId, RunId};
-use crate::definition::{RecoveryStrategy, StepId};
-use crate::engine::{FailureKind, RunError, RunStatus};
+use crate::definition::StepId;
+use crate::engine::{FailureKind, RecoveryDecision, RunError, RunStatus};
 
 /// One thing that happened to a run, as the engine journals it.
 ///
@@ -136,20 +136,33 @@ pub enum JournalEntry {
         /// When.
         at: DateTime<Utc>,
     },
-    /// Self-healing chose how to recover from a step's failure.
+    /// Self-healing chose how to recover from a step's failure (journaled with the
+    /// `stepFailed` it follows, in one append).
     RecoveryDecided {
         /// The step that failed.
         step_id: StepId,
-        /// The strategy chosen.
-        strategy: RecoveryStrategy,
-        /// How likely the strategy is to work, 0 to 1. Must be finite.
-        confidence: f64,
-        /// Its estimated cost. Must be finite.
-        cost: f64,
+        /// The strategy, its estimate (finite numbers) and the failure.
+        decision: RecoveryDecision,
         /// When.
         at: DateTime<Utc>,
     },
-    /// A checkpoint a `ROLLBACK` recovery can return to.
+    /// A `ROLLBACK` returned part of the run to a checkpoint: the steps in `redo` are
+    /// pending again and run again (with new idempotency keys: see
+    /// [`StepState::generation`](super::StepState::generation)).
+    RolledBack {
+        /// The step whose failure the rollback recovers.
+        step_id: StepId,
+        /// The checkpoint returned to: the step after which it was taken (`None`: the
+        /// run's start).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        to_checkpoint: Option<StepId>,
+        /// The steps that run again, in plan order.
+        redo: Vec<StepId>,
+        /// When.
+        at: DateTime<Utc>,
+    },
+    /// A checkpoint a `ROLLBACK` recovery can return to: taken after every completed
+    /// step, in the same append as its `stepCompleted`.
     Checkpoint {
         /// The step after which it was taken.
         after_step: StepId,
@@ -197,6 +210,7 @@ impl JournalEntry {
             Self::StepWaiting { .. } => "stepWaiting",
             Self::StepAnswered { .. } => "stepAnswered",
             Self::RecoveryDecided { .. } => "recoveryDecided",
+            Self::RolledBack { .. } => "rolledBack",
             Self::Checkpoint { .. } => "checkpoint",
             Self::RunPaused { .. } => "runPaused",
             Self::RunResumed { .. } => "runResumed",
@@ -215,6 +229,7 @@ impl JournalEntry {
             | Self::StepWaiting { step_id, .. }
             | Self::StepAnswered { step_id, .. }
             | Self::RecoveryDecided { step_id, .. }
+            | Self::RolledBack { step_id, .. }
             | Self::Checkpoint {
                 after_step: step_id,
                 ..
@@ -238,6 +253,7 @@ impl JournalEntry {
             | Self::StepWaiting { at, .. }
             | Self::StepAnswered { at, .. }
             | Self::RecoveryDecided { at, .. }
+            | Self::RolledBack { at, .. }
             | Self::Checkpoint { at, .. }
             | Self::RunPaused { at }
             | Self::RunResumed { at }
@@ -256,10 +272,12 @@ impl JournalEntry {
             }
             // JSON has no NaN or infinity: serde_json would write `null`, which does not
             // read back as an f64.
-            Self::RecoveryDecided {
-                confidence, cost, ..
-            } if !confidence.is_finite() || !cost.is_finite() => {
-                Some("`confidence` and `cost` must be finite")
+            Self::RecoveryDecided { decision, .. }
+                if ![decision.confidence, decision.cost, decision.score]
+                    .iter()
+                    .all(|number| number.is_finite()) =>
+            {
+                Some("`confidence`, `cost` and `score` must be finite")
             }
             _ => None,
         }

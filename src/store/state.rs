@@ -7,8 +7,8 @@ use serde_json::Value;
 
 use super::JournalEntry;
 use crate::agent::{AgentId, RunId};
-use crate::definition::{RecoveryStrategy, StepId};
-use crate::engine::{RunError, RunStatus, StepError, StepStatus};
+use crate::definition::StepId;
+use crate::engine::{RecoveryDecision, RunError, RunStatus, StepError, StepStatus};
 
 /// The state of a run as its journal says: `RunState::fold(&entries)`.
 ///
@@ -61,12 +61,15 @@ pub struct StepState {
     pub reason: Option<String>,
     /// For `human_approval` steps: who approved.
     pub approved_by: Option<String>,
-    /// The step's last failure, until it completes.
+    /// The step's last failure, until it completes or recovers (the recovery keeps it).
     pub error: Option<StepError>,
     /// The answer to a `human_approval` step, once given.
     pub answer: Option<Answer>,
-    /// The recovery last decided for the step's failure.
-    pub recovery: Option<RecoveryStrategy>,
+    /// The recoveries decided for the step's failures, in order.
+    pub recoveries: Vec<RecoveryDecision>,
+    /// How often a `ROLLBACK` reset the step: its calls' idempotency keys end in
+    /// `/r<generation>` when it is not 0, so agents tell a redone call from the first.
+    pub generation: u32,
     /// Calls started and not yet ended, at most one per item: what a recovery must
     /// re-make, with the same idempotency keys.
     pub in_flight: Vec<InFlightCall>,
@@ -229,6 +232,35 @@ impl RunState {
                 JournalEntry::Checkpoint { after_step, .. } => {
                     state.checkpoints.push(after_step.clone());
                 }
+                JournalEntry::RolledBack {
+                    step_id,
+                    to_checkpoint,
+                    redo,
+                    ..
+                } => {
+                    let keep = to_checkpoint.as_ref().map_or(0, |checkpoint| {
+                        state
+                            .checkpoints
+                            .iter()
+                            .rposition(|taken| taken == checkpoint)
+                            .map_or(state.checkpoints.len(), |at| at + 1)
+                    });
+                    state.checkpoints.truncate(keep);
+                    for id in redo {
+                        let step = state.steps.entry(id.clone()).or_default();
+                        // The failed step keeps the story of its recoveries.
+                        let recoveries = if id == step_id {
+                            std::mem::take(&mut step.recoveries)
+                        } else {
+                            Vec::new()
+                        };
+                        *step = StepState {
+                            generation: step.generation + 1,
+                            recoveries,
+                            ..StepState::default()
+                        };
+                    }
+                }
                 JournalEntry::RunEnded { status, error, at } => {
                     if !status.is_final() {
                         return Err(FoldError::NotFinal {
@@ -379,7 +411,13 @@ impl StepState {
                     at: *at,
                 });
             }
-            JournalEntry::RecoveryDecided { strategy, .. } => self.recovery = Some(*strategy),
+            JournalEntry::RecoveryDecided { decision, .. } => {
+                // The step recovers: it is not failed, and runs again (or is skipped,
+                // or stands aside for its fallback), as the next entries say.
+                self.status = StepStatus::Pending;
+                self.error = None;
+                self.recoveries.push(decision.clone());
+            }
             _ => debug_assert!(false, "not a step entry: {}", entry.kind()),
         }
     }
