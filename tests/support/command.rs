@@ -67,3 +67,63 @@ pub fn stderr_lines(output: &Output) -> Vec<String> {
         .map(str::to_owned)
         .collect()
 }
+
+/// The command, ready to be given arguments and spawned from the crate root (for tests
+/// that watch or kill it while it runs).
+pub fn command() -> Command {
+    let mut command = Command::new(tradeflow());
+    command.current_dir(env!("CARGO_MANIFEST_DIR"));
+    command
+}
+
+/// A new, empty directory for one test's files, under Cargo's temporary directory for
+/// integration tests (`target/tmp/NAME-PID`: test processes running at once do not
+/// share it). Removed when dropped, unless the test is failing (to look at).
+pub fn scratch_dir(name: &str) -> ScratchDir {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("{name}-{}", std::process::id()));
+    match std::fs::remove_dir_all(&dir) {
+        Ok(()) => {}
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+        Err(error) => panic!("cannot clear {}: {error}", dir.display()),
+    }
+    std::fs::create_dir_all(&dir).unwrap_or_else(|error| panic!("{}: {error}", dir.display()));
+    ScratchDir(dir)
+}
+
+/// A directory from [`scratch_dir`]: derefs to its path.
+#[derive(Debug)]
+pub struct ScratchDir(PathBuf);
+
+impl std::ops::Deref for ScratchDir {
+    type Target = Path;
+
+    fn deref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for ScratchDir {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
+/// The complete lines of a JSON-lines file, parsed; none when the file does not exist
+/// yet. A last line without its newline is being written: it is left out.
+pub fn json_lines(path: &Path) -> Vec<serde_json::Value> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Vec::new(),
+        Err(error) => panic!("cannot read {}: {error}", path.display()),
+    };
+    let complete = text.rfind('\n').map_or("", |end| &text[..end]);
+    complete
+        .lines()
+        .map(|line| {
+            serde_json::from_str(line)
+                .unwrap_or_else(|error| panic!("{}: {error}: {line:?}", path.display()))
+        })
+        .collect()
+}
