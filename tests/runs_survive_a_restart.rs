@@ -149,6 +149,11 @@ fn a_restart_reruns_only_the_step_in_flight_with_the_same_key() {
     );
     assert_eq!(step(&outcome, "fetch").output, Some(json!({"signal": 1})));
     assert_eq!(step(&outcome, "fetch").attempts, Some(1));
+    assert_eq!(
+        step(&outcome, "trade").attempts,
+        Some(2),
+        "the cut-off call counts"
+    );
     assert_eq!(step(&outcome, "report").output, Some(json!({"sent": true})));
     let entries = store.load(&id).unwrap();
     let starts = entries

@@ -97,6 +97,8 @@ pub(super) async fn resume(
             }
             // Answered but not yet acted on: the step uses the answer instead of waiting.
             _ => {
+                // Calls made before the restart count (a cut-off call was made).
+                run.healing.set_prior_attempts(index, step.attempts);
                 if let Some(answer) = step.answer {
                     run.answers.insert(
                         index,
