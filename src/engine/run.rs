@@ -672,7 +672,6 @@ impl RunState {
             agents,
             approved_by,
         } = success;
-        let attempts = attempts + self.healing.prior_attempts(index);
         let output = match step.output_mapping() {
             None => output,
             Some(mapping) => {
@@ -687,7 +686,7 @@ impl RunState {
                         let failure = Failure {
                             kind: FailureKind::Binding,
                             message: format!("step `{}`: outputMapping: {error}", step.id()),
-                            attempts: attempts - self.healing.prior_attempts(index),
+                            attempts,
                             agent,
                         };
                         return self.fail(index, failure).await;
@@ -695,6 +694,7 @@ impl RunState {
                 }
             }
         };
+        let attempts = attempts + self.healing.prior_attempts(index);
         // A fallback that completes completes the step it stands in for, too.
         let owner = self.healing.standing_in.remove(&index);
         let owner_output = owner.map(|_| output.clone());
@@ -957,7 +957,7 @@ impl RunState {
                 self.status[index] = StepStatus::Running;
                 self.healing.standing_in.insert(fallback, index);
                 self.healing.failures.insert(index, failure);
-                self.release_edge(index, fallback);
+                self.release_edge(fallback);
             }
             RecoveryStrategy::Rollback => {
                 let Some(scope) = recovery.rollback else {
@@ -1098,12 +1098,12 @@ impl RunState {
     fn release(&mut self, index: usize) {
         let plan = Arc::clone(&self.plan);
         for (successor, _) in plan.successors(index) {
-            self.release_edge(index, successor);
+            self.release_edge(successor);
         }
     }
 
-    /// The edge from `_from` to `to` no longer holds `to` back.
-    fn release_edge(&mut self, _from: usize, to: usize) {
+    /// One edge into `to` no longer holds it back.
+    fn release_edge(&mut self, to: usize) {
         if let Some(count) = self.unfinished_predecessors.get_mut(to) {
             *count = count.saturating_sub(1);
             // A step that ran already (a fallback, a step a rollback reset) is not
