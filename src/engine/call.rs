@@ -14,6 +14,7 @@ use rand::SeedableRng;
 use rand::rngs::StdRng;
 use serde_json::{Map, Value};
 
+use super::durable::Batch;
 use super::report::FailureKind;
 use super::{Answer, Inner, RunEvent};
 use crate::agent::{
@@ -40,6 +41,8 @@ pub(super) struct StepCtx {
     pub(super) excluded: Vec<AgentId>,
     /// How often a `ROLLBACK` reset the step (part of its idempotency keys).
     pub(super) generation: u32,
+    /// The run's journal batch (with a store): entries the step must see durable.
+    pub(super) batch: Option<Arc<Batch>>,
 }
 
 /// Values a loop's `until` may read besides its own output.
@@ -213,7 +216,7 @@ async fn call(
         let idempotency_key = idempotency_key(&ctx.run_id, step, item, iteration, ctx.generation);
         // Journaled before the agent is called: a restart re-makes the call, same key.
         inner
-            .journal(&ctx.run_id, || {
+            .journal_durably(ctx.batch.as_deref(), || {
                 vec![JournalEntry::StepStarted {
                     step_id: step.id().clone(),
                     item,
@@ -736,7 +739,7 @@ async fn wait_for_answer(
 ) -> Answer {
     let inner = &ctx.inner;
     inner
-        .journal(&ctx.run_id, || {
+        .journal_durably(ctx.batch.as_deref(), || {
             vec![JournalEntry::StepWaiting {
                 step_id: step.id().clone(),
                 parameters: parameters.clone(),
@@ -767,7 +770,7 @@ async fn wait_for_answer(
         )),
     });
     inner
-        .journal(&ctx.run_id, || {
+        .journal_durably(ctx.batch.as_deref(), || {
             vec![JournalEntry::StepAnswered {
                 step_id: step.id().clone(),
                 approved: answer.approved,

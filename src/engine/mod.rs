@@ -31,10 +31,15 @@
 //!
 //! # Durability
 //! With a [`RunStore`] ([`EngineBuilder::store`]), every
-//! transition is journaled before the engine acts on it: the call's `StepStarted` (with
-//! its idempotency key) before the agent is called, `StepCompleted` before the output is
-//! visible to other steps, the answer before an approval is acted on. An append that
-//! fails is retried on the engine's clock (10 ms doubling to 1 s) until it succeeds.
+//! transition is journaled before the engine acts on it outside the run: the call's
+//! `StepStarted` (with its idempotency key, and every transition before it) is in the
+//! store before the agent is called, the answer before an approval is acted on, the end
+//! before the report is returned. What a run does in one wake-up shares one append (group
+//! commit): concurrent steps' completions and the starts they release cost one sync. A
+//! crash can lose only transitions nothing outside acted on: such a step runs again with
+//! the same idempotency key. Events are emitted as transitions are decided (at least once
+//! across a crash). An append that fails is retried on the engine's clock (10 ms doubling
+//! to 1 s) until it succeeds.
 //! [`Engine::recover`] continues the store's unfinished runs after a restart: completed
 //! steps keep their outputs and are not called again; calls that were in flight are made
 //! again with the same idempotency key; waiting approvals wait again; paused runs stay

@@ -20,6 +20,7 @@ use serde_json::{Map, Value};
 
 use super::call::{Failure, Snapshot, StepCtx, StepResult, Success, run_step};
 use super::control::{Command, ControlGuard};
+use super::durable::Batch;
 use super::heal::{self, Healing, RecoveryDecision};
 use super::report::{
     FailureKind, RunError, RunReport, RunStatus, StepError, StepReport, StepStatus,
@@ -169,6 +170,8 @@ struct RunState {
     cancelled: bool,
     /// Self-healing's bookkeeping.
     healing: Healing,
+    /// With a store: the entries journaled and not yet appended (group commit).
+    batch: Option<Arc<Batch>>,
 }
 
 impl BindingValues for RunState {
@@ -225,7 +228,6 @@ impl RunState {
             .map(|step| (step.id().clone(), StepReport::default()))
             .collect();
         RunState {
-            inner,
             plan,
             run_id,
             input: Arc::new(input),
@@ -245,6 +247,8 @@ impl RunState {
             paused: false,
             cancelled: false,
             healing: Healing::default(),
+            batch: inner.has_store().then(Arc::default),
+            inner,
         }
     }
 
@@ -281,18 +285,16 @@ impl RunState {
     async fn drive(mut self, start: Start) -> RunReport {
         let inner = Arc::clone(&self.inner);
         if let Start::Fresh = start {
-            inner
-                .journal(&self.run_id, || {
-                    vec![JournalEntry::RunStarted {
-                        run_id: self.run_id.clone(),
-                        workflow_id: self.plan.workflow_id().to_owned(),
-                        version: self.plan.definition().version.clone().unwrap_or_default(),
-                        input: (*self.input).clone(),
-                        seed: self.seed,
-                        at: self.started_at,
-                    }]
-                })
-                .await;
+            inner.defer(&self.batch, || {
+                vec![JournalEntry::RunStarted {
+                    run_id: self.run_id.clone(),
+                    workflow_id: self.plan.workflow_id().to_owned(),
+                    version: self.plan.definition().version.clone().unwrap_or_default(),
+                    input: (*self.input).clone(),
+                    seed: self.seed,
+                    at: self.started_at,
+                }]
+            });
         }
         inner.emit(|| RunEvent::RunStarted {
             run_id: self.run_id.clone(),
@@ -341,6 +343,7 @@ impl RunState {
                 break;
             }
             let control = self.control.control();
+            let batch = self.batch.as_deref();
             let wake = poll_fn(|cx| {
                 if let Poll::Ready(command) = control.poll_command(cx) {
                     return Poll::Ready(Wake::Command(command));
@@ -350,16 +353,23 @@ impl RunState {
                         return Poll::Ready(Wake::Deadline);
                     }
                 }
-                match running.poll_next_unpin(cx) {
-                    Poll::Ready(Some(finished)) => Poll::Ready(Wake::Ended(finished)),
-                    // Nothing runs (the run is paused): wait for a command or the deadline.
-                    Poll::Ready(None) | Poll::Pending => Poll::Pending,
+                if let Poll::Ready(Some(finished)) = running.poll_next_unpin(cx) {
+                    return Poll::Ready(Wake::Ended(finished));
                 }
+                // The run would wait: what it journaled since it last did is appended
+                // now, in one transaction (and the steps waiting for it go on).
+                if batch.is_some_and(|batch| batch.is_pending()) {
+                    return Poll::Ready(Wake::Flush);
+                }
+                // Nothing runs, or nothing ends yet: wait for it, a command or the
+                // deadline.
+                Poll::Pending
             })
             .await;
             match wake {
                 Wake::Ended((index, result)) => self.step_ended(index, result).await,
                 Wake::Command(command) => self.command(command).await,
+                Wake::Flush => self.flush().await,
                 Wake::Deadline => {
                     self.end = Some(RunStatus::TimedOut);
                     self.error = Some(RunError {
@@ -384,14 +394,20 @@ impl RunState {
         self.finish(status).await
     }
 
+    /// Appends what the batch holds (group commit); see `durable`.
+    async fn flush(&self) {
+        if let Some(batch) = &self.batch {
+            self.inner.flush(&self.run_id, batch, Vec::new()).await;
+        }
+    }
+
     /// Acts on a host command, journaled first.
     async fn command(&mut self, command: Command) {
         let now = self.inner.clock.now();
         match command {
             Command::Pause if !self.paused => {
                 self.inner
-                    .journal(&self.run_id, || vec![JournalEntry::RunPaused { at: now }])
-                    .await;
+                    .defer(&self.batch, || vec![JournalEntry::RunPaused { at: now }]);
                 self.paused = true;
                 self.inner.emit(|| RunEvent::RunPaused {
                     run_id: self.run_id.clone(),
@@ -400,8 +416,7 @@ impl RunState {
             }
             Command::Resume if self.paused => {
                 self.inner
-                    .journal(&self.run_id, || vec![JournalEntry::RunResumed { at: now }])
-                    .await;
+                    .defer(&self.batch, || vec![JournalEntry::RunResumed { at: now }]);
                 self.paused = false;
                 self.inner.emit(|| RunEvent::RunResumed {
                     run_id: self.run_id.clone(),
@@ -410,14 +425,12 @@ impl RunState {
             }
             Command::Pause | Command::Resume => {}
             Command::Cancel { by } => {
-                self.inner
-                    .journal(&self.run_id, || {
-                        vec![JournalEntry::RunCancelled {
-                            by: by.clone(),
-                            at: now,
-                        }]
-                    })
-                    .await;
+                self.inner.defer(&self.batch, || {
+                    vec![JournalEntry::RunCancelled {
+                        by: by.clone(),
+                        at: now,
+                    }]
+                });
                 self.inner.emit(|| RunEvent::RunCancelled {
                     run_id: self.run_id.clone(),
                     by,
@@ -534,6 +547,7 @@ impl RunState {
                         },
                         excluded: self.healing.failed_agents(index).to_vec(),
                         generation: self.healing.generation(index),
+                        batch: self.batch.clone(),
                     };
                     running.push(
                         run_step(ctx, parameters)
@@ -723,25 +737,23 @@ impl RunState {
         let Some(step) = plan.step(index) else { return };
         let now = self.inner.clock.now();
         // Journaled before successors can read the output (or a decision is recorded).
-        self.inner
-            .journal(&self.run_id, || {
-                vec![
-                    JournalEntry::StepCompleted {
-                        step_id: step.id().clone(),
-                        output: output.clone(),
-                        attempts,
-                        agent_id: agent.clone(),
-                        agent_ids: agents.clone(),
-                        approved_by: approved_by.clone(),
-                        at: now,
-                    },
-                    JournalEntry::Checkpoint {
-                        after_step: step.id().clone(),
-                        at: now,
-                    },
-                ]
-            })
-            .await;
+        self.inner.defer(&self.batch, || {
+            vec![
+                JournalEntry::StepCompleted {
+                    step_id: step.id().clone(),
+                    output: output.clone(),
+                    attempts,
+                    agent_id: agent.clone(),
+                    agent_ids: agents.clone(),
+                    approved_by: approved_by.clone(),
+                    at: now,
+                },
+                JournalEntry::Checkpoint {
+                    after_step: step.id().clone(),
+                    at: now,
+                },
+            ]
+        });
         self.healing.completed.push(index);
         if let Some(parameters) = self.decision_parameters.remove(&index) {
             self.inner.decisions.record(DecisionRecord {
@@ -812,18 +824,16 @@ impl RunState {
             self.healing.failed_agent(index, agent);
         }
         if let Some(recovery) = self.heal(step, kind, &message) {
-            self.inner
-                .journal(&self.run_id, || {
-                    vec![
-                        failed,
-                        JournalEntry::RecoveryDecided {
-                            step_id: step.id().clone(),
-                            decision: recovery.decision.clone(),
-                            at: now,
-                        },
-                    ]
-                })
-                .await;
+            self.inner.defer(&self.batch, || {
+                vec![
+                    failed,
+                    JournalEntry::RecoveryDecided {
+                        step_id: step.id().clone(),
+                        decision: recovery.decision.clone(),
+                        at: now,
+                    },
+                ]
+            });
             self.reports[index]
                 .1
                 .recoveries
@@ -844,7 +854,7 @@ impl RunState {
             self.recover(index, recovery, failure).await;
             return None;
         }
-        self.inner.journal(&self.run_id, || vec![failed]).await;
+        self.inner.defer(&self.batch, || vec![failed]);
         let report = &mut self.reports[index].1;
         report.status = StepStatus::Failed;
         report.attempts = step.agent_task().is_some().then_some(attempts);
@@ -1023,16 +1033,14 @@ impl RunState {
         let redo: Vec<StepId> = scope.redo.iter().filter_map(|&at| id(at)).collect();
         let to_checkpoint = scope.checkpoint.and_then(id);
         let now = self.inner.clock.now();
-        self.inner
-            .journal(&self.run_id, || {
-                vec![JournalEntry::RolledBack {
-                    step_id,
-                    to_checkpoint,
-                    redo,
-                    at: now,
-                }]
-            })
-            .await;
+        self.inner.defer(&self.batch, || {
+            vec![JournalEntry::RolledBack {
+                step_id,
+                to_checkpoint,
+                redo,
+                at: now,
+            }]
+        });
         for &at in &scope.redo {
             self.status[at] = StepStatus::Pending;
             self.outputs[at] = None;
@@ -1072,15 +1080,13 @@ impl RunState {
     async fn skip(&mut self, index: usize, reason: String) {
         let plan = Arc::clone(&self.plan);
         let Some(step) = plan.step(index) else { return };
-        self.inner
-            .journal(&self.run_id, || {
-                vec![JournalEntry::StepSkipped {
-                    step_id: step.id().clone(),
-                    reason: reason.clone(),
-                    at: self.inner.clock.now(),
-                }]
-            })
-            .await;
+        self.inner.defer(&self.batch, || {
+            vec![JournalEntry::StepSkipped {
+                step_id: step.id().clone(),
+                reason: reason.clone(),
+                at: self.inner.clock.now(),
+            }]
+        });
         self.status[index] = StepStatus::Skipped;
         self.inner.emit(|| RunEvent::StepSkipped {
             run_id: self.run_id.clone(),
@@ -1138,28 +1144,27 @@ impl RunState {
                 _ => {}
             }
         }
-        // One append for the end: unstarted steps skipped, then `runEnded` (which
-        // cancels, in the fold, the steps still running).
-        self.inner
-            .journal(&self.run_id, || {
-                let skipped =
-                    stopped
-                        .iter()
-                        .filter(|&&(_, cancelled)| !cancelled)
-                        .map(|&(index, _)| JournalEntry::StepSkipped {
-                            step_id: self.reports[index].0.clone(),
-                            reason: self.reports[index].1.reason.clone().unwrap_or_default(),
-                            at: now,
-                        });
-                skipped
-                    .chain([JournalEntry::RunEnded {
-                        status,
-                        error: self.error.clone(),
+        // One append for the end: what the batch holds, unstarted steps skipped, then
+        // `runEnded` (which cancels, in the fold, the steps still running).
+        self.inner.defer(&self.batch, || {
+            let skipped =
+                stopped
+                    .iter()
+                    .filter(|&&(_, cancelled)| !cancelled)
+                    .map(|&(index, _)| JournalEntry::StepSkipped {
+                        step_id: self.reports[index].0.clone(),
+                        reason: self.reports[index].1.reason.clone().unwrap_or_default(),
                         at: now,
-                    }])
-                    .collect()
-            })
-            .await;
+                    });
+            skipped
+                .chain([JournalEntry::RunEnded {
+                    status,
+                    error: self.error.clone(),
+                    at: now,
+                }])
+                .collect()
+        });
+        self.flush().await;
         for &(index, cancelled) in &stopped {
             let step_id = &self.reports[index].0;
             if cancelled {
@@ -1208,6 +1213,8 @@ enum Wake {
     Command(Command),
     /// The workflow's timeout passed.
     Deadline,
+    /// The run would wait with journal entries not yet appended.
+    Flush,
 }
 
 enum Prepared {

@@ -40,11 +40,13 @@
 //! made outside the transaction was repeated at most once per kill, which is why calls
 //! carry idempotency keys.
 //!
-//! # Throughput: one transaction per transition
+//! # Throughput: group commit
 //! Each [`append`](RunStore::append) is one transaction, so its cost is one sync,
-//! however many entries it holds. Today the engine appends once per transition (and once
-//! for everything that ends a run); grouping the transitions of concurrent steps into one
-//! append (group commit), which is what keeps `FULL` fast, is the next step.
+//! however many entries it holds. The engine groups what a run journals in one wake-up
+//! into one append, made when the run would otherwise wait, and at the latest before an
+//! agent is called: 100 concurrent steps' completions and the next 100 starts are one
+//! sync, and a chain needs one per step (a step's completion travels with the next
+//! step's start). See `docs/performance.md` for the numbers.
 //!
 //! # Example
 //! ```
