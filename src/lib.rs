@@ -119,5 +119,7 @@ pub mod definition;
 pub mod engine;
 pub mod expr;
 pub mod plan;
+pub mod resource;
+pub mod scheduler;
 pub mod sim;
 pub mod store;

@@ -29,6 +29,8 @@ pub enum RunEvent {
         run_id: RunId,
         /// Its workflow.
         workflow_id: String,
+        /// The trigger that started it, if one did (`triggers[0] (SCHEDULED)`).
+        trigger: Option<String>,
         /// When.
         at: DateTime<Utc>,
     },

@@ -174,6 +174,7 @@ pub struct RunOptions {
     context: Context,
     seed: Option<u64>,
     run_id: Option<RunId>,
+    trigger: Option<String>,
 }
 
 impl RunOptions {
@@ -183,6 +184,14 @@ impl RunOptions {
             input,
             ..Self::default()
         }
+    }
+
+    /// Records that a trigger started the run (`triggers[0] (SCHEDULED)`): journaled
+    /// (`runTriggered`) and in the `RunStarted` event.
+    #[must_use]
+    pub fn triggered_by(mut self, trigger: impl Into<String>) -> Self {
+        self.trigger = Some(trigger.into());
+        self
     }
 
     /// The host context of conditions (`market.isOpen()`). Defaults to empty.
@@ -676,13 +685,18 @@ impl Engine {
             .seed
             .unwrap_or_else(|| mix(self.inner.seed, id.as_str()));
         let control = self.inner.controls.register(&id);
+        let identity = run::Identity {
+            run_id: id.clone(),
+            input: options.input,
+            seed,
+            started_at: self.inner.clock.now(),
+            trigger: options.trigger,
+        };
         let future = run::execute(
             Arc::clone(&self.inner),
             plan,
-            id.clone(),
-            options.input,
+            identity,
             Arc::new(options.context),
-            seed,
             control,
         );
         Run {

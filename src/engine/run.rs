@@ -38,19 +38,10 @@ type Running = FuturesUnordered<BoxFuture<'static, (usize, StepResult)>>;
 pub(super) async fn execute(
     inner: Arc<Inner>,
     plan: Arc<ExecutionPlan>,
-    run_id: RunId,
-    input: Value,
+    identity: Identity,
     context: Arc<Context>,
-    seed: u64,
     control: ControlGuard,
 ) -> RunReport {
-    let started_at = inner.clock.now();
-    let identity = Identity {
-        run_id,
-        input,
-        seed,
-        started_at,
-    };
     let run = RunState::new(inner, plan, identity, context, control);
     run.drive(Start::Fresh).await
 }
@@ -73,6 +64,7 @@ pub(super) async fn resume(
         status,
         cancelled_by,
         checkpoints,
+        trigger,
         ..
     } = journaled;
     let identity = Identity {
@@ -80,6 +72,7 @@ pub(super) async fn resume(
         input,
         seed,
         started_at,
+        trigger,
     };
     let mut run = RunState::new(inner, plan, identity, context, control);
     run.paused = status == RunStatus::Paused;
@@ -122,11 +115,13 @@ pub(super) async fn resume(
 }
 
 /// What a run is, from its start: fresh or journaled.
-struct Identity {
-    run_id: RunId,
-    input: Value,
-    seed: u64,
-    started_at: DateTime<Utc>,
+pub(super) struct Identity {
+    pub(super) run_id: RunId,
+    pub(super) input: Value,
+    pub(super) seed: u64,
+    pub(super) started_at: DateTime<Utc>,
+    /// The trigger that started it, if one did.
+    pub(super) trigger: Option<String>,
 }
 
 /// How a run's future begins.
@@ -170,6 +165,8 @@ struct RunState {
     cancelled: bool,
     /// Self-healing's bookkeeping.
     healing: Healing,
+    /// The trigger that started the run, if one did.
+    trigger: Option<String>,
     /// With a store: the entries journaled and not yet appended (group commit).
     batch: Option<Arc<Batch>>,
 }
@@ -220,6 +217,7 @@ impl RunState {
             input,
             seed,
             started_at,
+            trigger,
         } = identity;
         let count = plan.steps().len();
         let reports = plan
@@ -247,6 +245,7 @@ impl RunState {
             paused: false,
             cancelled: false,
             healing: Healing::default(),
+            trigger,
             batch: inner.has_store().then(Arc::default),
             inner,
         }
@@ -294,11 +293,22 @@ impl RunState {
                     seed: self.seed,
                     at: self.started_at,
                 }]
+                .into_iter()
+                .chain(
+                    self.trigger
+                        .clone()
+                        .map(|trigger| JournalEntry::RunTriggered {
+                            trigger,
+                            at: self.started_at,
+                        }),
+                )
+                .collect()
             });
         }
         inner.emit(|| RunEvent::RunStarted {
             run_id: self.run_id.clone(),
             workflow_id: self.plan.workflow_id().to_owned(),
+            trigger: self.trigger.clone(),
             at: self.started_at,
         });
         if self.cancelled {

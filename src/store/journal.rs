@@ -169,6 +169,13 @@ pub enum JournalEntry {
         /// When.
         at: DateTime<Utc>,
     },
+    /// A trigger started the run (right after `runStarted`, in the same append).
+    RunTriggered {
+        /// Which trigger, as `triggers[<n>] (<TYPE>)`, with what fired it.
+        trigger: String,
+        /// When it fired.
+        at: DateTime<Utc>,
+    },
     /// The host paused the run.
     RunPaused {
         /// When.
@@ -212,6 +219,7 @@ impl JournalEntry {
             Self::RecoveryDecided { .. } => "recoveryDecided",
             Self::RolledBack { .. } => "rolledBack",
             Self::Checkpoint { .. } => "checkpoint",
+            Self::RunTriggered { .. } => "runTriggered",
             Self::RunPaused { .. } => "runPaused",
             Self::RunResumed { .. } => "runResumed",
             Self::RunCancelled { .. } => "runCancelled",
@@ -235,6 +243,7 @@ impl JournalEntry {
                 ..
             } => Some(step_id),
             Self::RunStarted { .. }
+            | Self::RunTriggered { .. }
             | Self::RunPaused { .. }
             | Self::RunResumed { .. }
             | Self::RunCancelled { .. }
@@ -255,6 +264,7 @@ impl JournalEntry {
             | Self::RecoveryDecided { at, .. }
             | Self::RolledBack { at, .. }
             | Self::Checkpoint { at, .. }
+            | Self::RunTriggered { at, .. }
             | Self::RunPaused { at }
             | Self::RunResumed { at }
             | Self::RunCancelled { at, .. }

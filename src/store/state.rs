@@ -34,6 +34,8 @@ pub struct RunState {
     pub steps: BTreeMap<StepId, StepState>,
     /// The steps after which checkpoints were taken, oldest first.
     pub checkpoints: Vec<StepId>,
+    /// The trigger that started the run, if one did.
+    pub trigger: Option<String>,
     /// Who asked to cancel the run, once someone did.
     pub cancelled_by: Option<String>,
     /// When the run started.
@@ -211,6 +213,7 @@ impl RunState {
             status: RunStatus::Running,
             steps: BTreeMap::new(),
             checkpoints: Vec::new(),
+            trigger: None,
             cancelled_by: None,
             started_at: *at,
             ended_at: None,
@@ -226,6 +229,7 @@ impl RunState {
             }
             match entry {
                 JournalEntry::RunStarted { .. } => return Err(FoldError::StartedTwice { index }),
+                JournalEntry::RunTriggered { trigger, .. } => state.trigger = Some(trigger.clone()),
                 JournalEntry::RunPaused { .. } => paused = true,
                 JournalEntry::RunResumed { .. } => paused = false,
                 JournalEntry::RunCancelled { by, .. } => state.cancelled_by = Some(by.clone()),
