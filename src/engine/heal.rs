@@ -127,7 +127,10 @@ pub(super) fn candidates(situation: &Situation<'_>) -> Vec<Candidate> {
     };
     let agent_failure = !matches!(
         kind,
-        FailureKind::Binding | FailureKind::Condition | FailureKind::InvalidOutput
+        FailureKind::Binding
+            | FailureKind::Condition
+            | FailureKind::InvalidOutput
+            | FailureKind::Resources
     );
     consider(RecoveryStrategy::Skip, step.is_optional(), 0.9, 0.3);
     consider(

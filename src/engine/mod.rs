@@ -49,9 +49,46 @@
 //! steps start again from the recovery, and a `parallel` or `loop` step in flight runs
 //! again from its first item or iteration (with the same keys).
 //!
+//! # Resources
+//! With a [`ResourceManager`] ([`EngineBuilder::resources`] or
+//! [`EngineBuilder::resource_pool`]), `resourceRequirements` are acted on:
+//! - A run takes the workflow's requirements, all entries together as one all-or-nothing
+//!   request (amounts added up, at the lowest `priority` among them), before its first
+//!   step, and holds them until it ends, however it ends. One request rather than one per
+//!   entry: a run never holds part of its needs while it waits for the rest. While it
+//!   waits, it starts no step; commands and the workflow's `timeout` apply as usual.
+//! - A step with requirements takes them when it starts and gives them back when it ends:
+//!   the wait is part of the step's future (the run goes on with its other steps
+//!   meanwhile), and the guard is dropped with that future, so a step that completes,
+//!   fails, panics, times out or is cancelled (`STOP_ON_FAILURE`, a cancelled run, the
+//!   workflow's timeout) gives everything back. The requirements are held across the
+//!   step's retries and their delays; the step's `timeout` bounds each attempt, not the
+//!   wait for resources. A step that waits is `RUNNING` in the report and announces
+//!   `StepStarted` only once it has its resources and calls an agent.
+//! - Waiting steps and runs are served lower `priority` number first, in order of
+//!   arrival within a priority ([`PriorityResourceManager`]: strict order, so a large
+//!   request is not starved; see [`crate::resource`] for its bounded backfill).
+//! - Kinds the pool does not have are not limited (a pool of `cpu` alone leaves
+//!   `memory` and `network` free).
+//! - [`Engine::create_workflow`] rejects a workflow whose requirements the pool could
+//!   never grant ([`EngineError::OverCapacity`], naming the step and the resource): a
+//!   step's requirement together with what its run holds, or the workflow's own. A run
+//!   of a plan that was not checked ([`Engine::add_plan`], [`Engine::start_plan`], a
+//!   recovered run) is checked when it starts and fails at once, with kind `RESOURCES`,
+//!   instead of waiting forever.
+//!
+//! Without a manager (the default), requirements are validated but not enforced. Known
+//! limit: runs that hold workflow-level resources while their steps wait for more of the
+//! same pool can wait for each other (each run alone always fits; several together may
+//! not); size the pool for them, or give workflow-level and step-level needs different
+//! kinds.
+//!
 //! # Cost
 //! Per step: one boxed future, one agent selection (O(agents of the type)), the
-//! parameter template resolved once, and events only when someone subscribes.
+//! parameter template resolved once, and events only when someone subscribes. A step
+//! without `resourceRequirements`, or any step when the engine has no resource manager,
+//! costs nothing more; one with them adds a few small allocations (the request, its
+//! guard) and one lock when it starts and one when it ends.
 
 mod call;
 mod control;
@@ -81,6 +118,7 @@ use crate::decision::{DecisionEngine, DecisionLog};
 use crate::definition::{LoadBalancing, StepId, ValidationErrors, WorkflowDefinition};
 use crate::expr::Context;
 use crate::plan::ExecutionPlan;
+use crate::resource::{CapacityError, PriorityResourceManager, ResourceManager, ResourcePool};
 use crate::store::{RunState as Journaled, RunStore, StoreError};
 
 pub use durable::RecoveryError;
@@ -135,6 +173,24 @@ pub enum EngineError {
         #[source]
         reason: RecoveryError,
     },
+    /// The workflow needs more of a resource than the engine's pool has: a step (or the
+    /// workflow itself) could never run.
+    #[error("workflow `{workflow}` needs more than the engine's resource pool has:\n{}", lines(.problems))]
+    OverCapacity {
+        /// The workflow id.
+        workflow: String,
+        /// Every requirement the pool can never grant, each naming the step (or the
+        /// workflow) and the resource.
+        problems: Vec<CapacityError>,
+    },
+}
+
+fn lines(problems: &[CapacityError]) -> String {
+    problems
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 impl PartialEq for EngineError {
@@ -153,6 +209,16 @@ impl PartialEq for EngineError {
             (Self::Recovery { run: a, reason: x }, Self::Recovery { run: b, reason: y }) => {
                 a == b && x == y
             }
+            (
+                Self::OverCapacity {
+                    workflow: a,
+                    problems: x,
+                },
+                Self::OverCapacity {
+                    workflow: b,
+                    problems: y,
+                },
+            ) => a == b && x == y,
             _ => false,
         }
     }
@@ -223,7 +289,9 @@ pub trait OrchestrationEngine: Send + Sync {
     /// Validates, compiles and keeps a workflow (by id and version).
     ///
     /// # Errors
-    /// [`EngineError::Invalid`] with every problem of the definition.
+    /// [`EngineError::Invalid`] with every problem of the definition;
+    /// [`EngineError::OverCapacity`] when its `resourceRequirements` could never be
+    /// granted by the engine's resource pool.
     fn create_workflow(&self, definition: WorkflowDefinition) -> Result<WorkflowRef, EngineError>;
 
     /// Runs the latest version of workflow `workflow_id` with `input` to its end.
@@ -315,6 +383,8 @@ pub(crate) struct Inner {
     store: Option<Arc<dyn RunStore>>,
     /// The live runs' controls (pause, resume, cancel).
     controls: Arc<control::Controls>,
+    /// Where `resourceRequirements` are taken from; none: they are not enforced.
+    pub(crate) resources: Option<Arc<dyn ResourceManager>>,
 }
 
 impl Inner {
@@ -445,6 +515,7 @@ pub struct EngineBuilder {
     seed: u64,
     max_output_bytes: usize,
     store: Option<Arc<dyn RunStore>>,
+    resources: Option<Arc<dyn ResourceManager>>,
 }
 
 impl fmt::Debug for EngineBuilder {
@@ -454,6 +525,7 @@ impl fmt::Debug for EngineBuilder {
             .field("balancing", &self.balancing)
             .field("seed", &self.seed)
             .field("store", &self.store)
+            .field("resources", &self.resources.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -521,6 +593,25 @@ impl EngineBuilder {
         self
     }
 
+    /// Where steps and runs take their `resourceRequirements` from: a step waits until
+    /// its requirements are granted and gives them back when it ends; a run holds the
+    /// workflow's for its whole length (see [Resources](self#resources)). Pass an
+    /// `Arc` to keep a handle ([`Engine::resources`] gives one too). Defaults to none:
+    /// requirements are validated but not enforced.
+    #[must_use]
+    pub fn resources(mut self, manager: impl ResourceManager + 'static) -> Self {
+        self.resources = Some(Arc::new(manager));
+        self
+    }
+
+    /// Takes `resourceRequirements` from `pool`, with a [`PriorityResourceManager`]
+    /// (strict priority order); the same as `resources(PriorityResourceManager::new(pool))`.
+    /// Defaults to none: requirements are validated but not enforced.
+    #[must_use]
+    pub fn resource_pool(self, pool: ResourcePool) -> Self {
+        self.resources(PriorityResourceManager::new(pool))
+    }
+
     /// The engine.
     pub fn build(self) -> Engine {
         let balancers = [
@@ -544,6 +635,7 @@ impl EngineBuilder {
                 max_output_bytes: self.max_output_bytes,
                 store: self.store,
                 controls: Arc::default(),
+                resources: self.resources,
             }),
         }
     }
@@ -561,6 +653,7 @@ impl Engine {
             seed: 0,
             max_output_bytes: 1 << 20,
             store: None,
+            resources: None,
         }
     }
 
@@ -579,6 +672,12 @@ impl Engine {
         &self.inner.decisions
     }
 
+    /// Where `resourceRequirements` are taken from, if anywhere
+    /// ([`EngineBuilder::resources`]): to monitor the pool, or optimize it.
+    pub fn resources(&self) -> Option<&Arc<dyn ResourceManager>> {
+        self.inner.resources.as_ref()
+    }
+
     /// Registers an agent.
     ///
     /// # Errors
@@ -595,6 +694,8 @@ impl Engine {
     /// Keeps an already compiled plan (by id and version). A plan with the same id and
     /// version replaces the one kept. With a store, the definition is stored too; a
     /// store that fails is logged (`tracing::warn!`): [`create_workflow`] reports it.
+    /// The plan is not checked against the resource pool: a run of it whose requirements
+    /// the pool can never grant fails when it starts (kind `RESOURCES`).
     ///
     /// [`create_workflow`]: Self::create_workflow
     pub fn add_plan(&self, plan: ExecutionPlan) -> WorkflowRef {
@@ -721,8 +822,13 @@ impl Engine {
     /// [`OrchestrationEngine::create_workflow`]. With a store, the definition is stored
     /// first (a version never changes once stored).
     ///
+    /// With a resource manager, the workflow's `resourceRequirements` are checked against
+    /// its pool ([`ResourceManager::check_plan`]).
+    ///
     /// # Errors
     /// [`EngineError::Invalid`] with every problem of the definition;
+    /// [`EngineError::OverCapacity`] naming every step (or the workflow) whose
+    /// requirements the pool could never grant, and the resource;
     /// [`EngineError::Store`] when the store fails or keeps this version with other text
     /// (then the engine does not keep it either).
     pub fn create_workflow(
@@ -730,6 +836,14 @@ impl Engine {
         definition: WorkflowDefinition,
     ) -> Result<WorkflowRef, EngineError> {
         let plan = ExecutionPlan::compile(definition)?;
+        if let Some(manager) = &self.inner.resources {
+            manager
+                .check_plan(&plan)
+                .map_err(|problems| EngineError::OverCapacity {
+                    workflow: plan.workflow_id().to_owned(),
+                    problems,
+                })?;
+        }
         self.put_definition(&plan).map_err(durable::store_failed)?;
         Ok(self.keep(plan))
     }

@@ -142,6 +142,9 @@ pub enum FailureKind {
     Panic,
     /// The workflow's `timeout` passed.
     WorkflowTimeout,
+    /// The engine's resource pool can never grant the step's (or the workflow's)
+    /// `resourceRequirements`.
+    Resources,
 }
 
 impl FailureKind {
@@ -159,6 +162,7 @@ impl FailureKind {
             Self::InvalidOutput => "INVALID_OUTPUT",
             Self::Panic => "PANIC",
             Self::WorkflowTimeout => "WORKFLOW_TIMEOUT",
+            Self::Resources => "RESOURCES",
         }
     }
 }

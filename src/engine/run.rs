@@ -4,9 +4,14 @@
 //! report, all indexed by step index. A step becomes ready when every predecessor has
 //! ended; ready steps start in plan order (one at a time under `SEQUENTIAL`), and the
 //! steps in flight are driven together by a `FuturesUnordered` inside the run's future.
+//! With a resource manager, the run first waits for the workflow's
+//! `resourceRequirements` (polled beside host commands and the deadline, so a run that
+//! waits can still be cancelled or time out), and the future of a step with requirements
+//! waits for them before the step's work, holding the guard until that work ends.
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
+use std::future::Future;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
@@ -30,10 +35,14 @@ use crate::agent::{AgentId, RunId};
 use crate::decision::DecisionRecord;
 use crate::definition::{Concurrency, FailureHandling, RecoveryStrategy, StepId};
 use crate::expr::{BindingValues, Context};
-use crate::plan::{ExecutionPlan, PlanStep, StepKind};
+use crate::plan::{ExecutionPlan, PlanStep, Resources, StepKind};
+use crate::resource::{AllocationGuard, ResourceError, ResourceManager, ResourceRequest};
 use crate::store::{JournalEntry, RunState as Journaled, StepState};
 
 type Running = FuturesUnordered<BoxFuture<'static, (usize, StepResult)>>;
+
+/// The wait for the workflow's `resourceRequirements`.
+type Admission = BoxFuture<'static, Result<AllocationGuard, ResourceError>>;
 
 pub(super) async fn execute(
     inner: Arc<Inner>,
@@ -343,12 +352,18 @@ impl RunState {
             }
         });
         let mut deadline = deadline.map(FutureExt::fuse);
+        // The workflow's resources: no step starts before they are granted; held to the end.
+        let mut admission = self.admission();
+        let mut held: Option<AllocationGuard> = None;
         loop {
-            if !self.paused {
+            if !self.paused && admission.is_none() {
                 self.start_ready(&mut running).await;
             }
             // A paused run waits for its host, unless nothing is left to start.
-            if self.end.is_some() || (running.is_empty() && (!self.paused || self.ready.is_empty()))
+            if self.end.is_some()
+                || (admission.is_none()
+                    && running.is_empty()
+                    && (!self.paused || self.ready.is_empty()))
             {
                 break;
             }
@@ -362,6 +377,11 @@ impl RunState {
                     if timer.poll_unpin(cx).is_ready() {
                         return Poll::Ready(Wake::Deadline);
                     }
+                }
+                if let Some(Poll::Ready(granted)) =
+                    admission.as_mut().map(|waiting| waiting.poll_unpin(cx))
+                {
+                    return Poll::Ready(Wake::Admitted(granted));
                 }
                 if let Poll::Ready(Some(finished)) = running.poll_next_unpin(cx) {
                     return Poll::Ready(Wake::Ended(finished));
@@ -380,6 +400,16 @@ impl RunState {
                 Wake::Ended((index, result)) => self.step_ended(index, result).await,
                 Wake::Command(command) => self.command(command).await,
                 Wake::Flush => self.flush().await,
+                Wake::Admitted(granted) => {
+                    admission = None;
+                    match granted {
+                        Ok(guard) => held = Some(guard),
+                        Err(error) => self.cannot_run(
+                            None,
+                            format!("the workflow's resourceRequirements: {error}"),
+                        ),
+                    }
+                }
                 Wake::Deadline => {
                     self.end = Some(RunStatus::TimedOut);
                     self.error = Some(RunError {
@@ -394,14 +424,48 @@ impl RunState {
                 }
             }
         }
-        // Whatever still runs is stopped: dropping the futures frees agents' slots.
+        // Whatever still runs is stopped: dropping the futures frees agents' slots and
+        // the steps' resources; then the run's own resources go back.
         drop(running);
+        drop(admission);
+        drop(held);
         let status = self.end.unwrap_or(if self.error.is_some() {
             RunStatus::Failed
         } else {
             RunStatus::Completed
         });
         self.finish(status).await
+    }
+
+    /// The wait for the workflow's `resourceRequirements`, when the engine has a resource
+    /// manager and the workflow asks for some of what it pools. A plan the pool can never
+    /// serve (one not checked when it was added) ends the run `FAILED` at once instead.
+    fn admission(&mut self) -> Option<Admission> {
+        let manager = Arc::clone(self.inner.resources.as_ref()?);
+        if let Err(problems) = manager.check_plan(&self.plan) {
+            let step = problems
+                .first()
+                .and_then(|problem| problem.at.step_id().cloned());
+            let message = problems
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("; ");
+            self.cannot_run(step, message);
+            return None;
+        }
+        let request = request_for(&*manager, self.plan.resources())?;
+        Some(async move { manager.allocate_resources(request).await }.boxed())
+    }
+
+    /// The run ends `FAILED`: its resources can never be granted.
+    fn cannot_run(&mut self, step_id: Option<StepId>, message: String) {
+        self.error.get_or_insert(RunError {
+            step_id,
+            kind: FailureKind::Resources,
+            message,
+        });
+        self.end = Some(RunStatus::Failed);
     }
 
     /// Appends what the batch holds (group commit); see `durable`.
@@ -559,11 +623,19 @@ impl RunState {
                         generation: self.healing.generation(index),
                         batch: self.batch.clone(),
                     };
-                    running.push(
-                        run_step(ctx, parameters)
-                            .map(move |result| (index, result))
-                            .boxed(),
-                    );
+                    let work = run_step(ctx, parameters);
+                    let requirements = step.resources().and_then(|needs| {
+                        let manager = self.inner.resources.as_ref()?;
+                        Some((Arc::clone(manager), request_for(&**manager, [needs])?))
+                    });
+                    running.push(match requirements {
+                        None => work.map(move |result| (index, result)).boxed(),
+                        Some((manager, request)) => {
+                            holding(manager, request, step.id().clone(), work)
+                                .map(move |result| (index, result))
+                                .boxed()
+                        }
+                    });
                 }
             }
         }
@@ -1215,6 +1287,40 @@ impl RunState {
     }
 }
 
+/// `requirements` as one request for the kinds `manager` pools (the others are not
+/// limited); none when that leaves nothing to ask for.
+fn request_for<'a>(
+    manager: &dyn ResourceManager,
+    requirements: impl IntoIterator<Item = &'a Resources>,
+) -> Option<ResourceRequest> {
+    let mut request = ResourceRequest::from_requirements(requirements);
+    request.retain_kinds(|kind| manager.capacity(kind).is_some());
+    (!request.is_empty()).then_some(request)
+}
+
+/// A step's work, run once its resources are granted; they go back when the work ends
+/// or this future is dropped (the run cancelled it).
+async fn holding(
+    manager: Arc<dyn ResourceManager>,
+    request: ResourceRequest,
+    step: StepId,
+    work: impl Future<Output = StepResult>,
+) -> StepResult {
+    match manager.allocate_resources(request).await {
+        Ok(guard) => {
+            let result = work.await;
+            drop(guard);
+            result
+        }
+        Err(error) => Err(Failure {
+            kind: FailureKind::Resources,
+            message: format!("step `{step}`: resourceRequirements: {error}"),
+            attempts: 0,
+            agent: None,
+        }),
+    }
+}
+
 /// What woke the run's loop.
 enum Wake {
     /// A step's future ended.
@@ -1225,6 +1331,8 @@ enum Wake {
     Deadline,
     /// The run would wait with journal entries not yet appended.
     Flush,
+    /// The wait for the workflow's resources ended.
+    Admitted(Result<AllocationGuard, ResourceError>),
 }
 
 enum Prepared {

@@ -41,10 +41,10 @@ pub struct AgentsFile {
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub approvals: BTreeMap<String, ScriptedApproval>,
     /// The resource pool (`{"cpu": 4, "memory": 8192, "network": 1000}`: cores, MB,
-    /// Mbps) that steps' `resourceRequirements` are taken from while they run. Kept and
-    /// checked (every amount finite and not negative) but not yet enforced: a later
-    /// release schedules steps against it. Default: no pool (requirements are not
-    /// limited).
+    /// Mbps) that steps' `resourceRequirements` are taken from while they run (every
+    /// amount finite and not negative); `tradeflow simulate`, `run` and `replay` build
+    /// the engine's [`ResourcePool`](crate::resource::ResourcePool) from it. Default: no
+    /// pool (requirements are not limited).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resources: Option<BTreeMap<String, f64>>,
 }
