@@ -9,7 +9,7 @@ use std::time::Duration;
 use petgraph::graph::{DiGraph, NodeIndex};
 use petgraph::visit::EdgeRef;
 
-use super::trigger::{Schedule, ScheduleProblem, Trigger, TriggerKind};
+use super::trigger::{CronError, Schedule, Trigger, TriggerKind};
 use super::{
     AgentTask, Branch, Edge, ExecutionPlan, ExecutionPolicy, PlanStep, Recovery, Resources, Retry,
     StepKind, Until,
@@ -960,14 +960,14 @@ impl Compiler {
                 }
                 Some(pattern) => match Schedule::parse(pattern, trigger.timezone.as_deref()) {
                     Ok(schedule) => Some(TriggerKind::Scheduled(Box::new(schedule))),
-                    Err(ScheduleProblem::Timezone) => {
+                    Err(CronError::Timezone { .. }) => {
                         self.errors.push(DefinitionError::UnknownTimezone {
                             at: at().field("timezone"),
                             timezone: trigger.timezone.clone().unwrap_or_default(),
                         });
                         None
                     }
-                    Err(ScheduleProblem::Cron(reason)) => {
+                    Err(CronError::Pattern { reason, .. }) => {
                         self.errors.push(DefinitionError::InvalidCron {
                             at: at().field("schedule"),
                             schedule: pattern.clone(),

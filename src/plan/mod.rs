@@ -31,7 +31,7 @@ use crate::definition::{
 use crate::expr::{Binding, Condition, Template};
 
 pub use draw::DrawFormat;
-pub use trigger::{Schedule, Trigger, TriggerKind};
+pub use trigger::{CronError, Schedule, Trigger, TriggerKind};
 
 /// A workflow definition that passed validation, compiled once: graph built, bindings
 /// parsed, conditions compiled. There is no way to build an invalid one.

@@ -4,7 +4,7 @@ use std::fmt;
 use std::str::FromStr;
 use std::time::Duration;
 
-use chrono::{DateTime, TimeZone, Utc};
+use chrono::{DateTime, LocalResult, NaiveDateTime, TimeZone, Utc};
 use chrono_tz::Tz;
 use croner::Cron;
 use croner::parser::{CronParser, Seconds, Year};
@@ -85,25 +85,60 @@ impl fmt::Debug for Schedule {
     }
 }
 
-/// Why a schedule is not usable.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) enum ScheduleProblem {
-    Cron(String),
-    Timezone,
+/// Why a cron schedule is not usable.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum CronError {
+    /// The pattern does not parse, or never matches a date.
+    #[error("invalid cron pattern `{pattern}`: {reason}")]
+    Pattern {
+        /// The pattern as given.
+        pattern: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The time zone is not an IANA name.
+    #[error("unknown time zone `{name}` (an IANA name such as America/New_York)")]
+    Timezone {
+        /// The name as given.
+        name: String,
+    },
 }
 
 impl Schedule {
     /// Parses a 5-field cron pattern (minute hour day-of-month month day-of-week, POSIX
-    /// weekdays: `1-5` is Monday to Friday) in an optional IANA time zone.
-    pub(super) fn parse(pattern: &str, timezone: Option<&str>) -> Result<Self, ScheduleProblem> {
+    /// weekdays: `1-5` is Monday to Friday) in an optional IANA time zone, as a
+    /// `SCHEDULED` trigger does (and a task scheduler's cron policy can).
+    ///
+    /// ```
+    /// # use tradeflow::plan::Schedule;
+    /// let schedule = Schedule::parse("0 9 * * 1-5", Some("America/New_York"))?;
+    /// let next = schedule.next_after("2026-11-27T15:00:00Z".parse()?); // a Friday, 10:00 EST
+    /// assert_eq!(next, Some("2026-11-30T14:00:00Z".parse()?)); // Monday 9:00 EST
+    /// assert!(Schedule::parse("0 9 * *", None).is_err());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`CronError::Pattern`] for a pattern that does not have 5 fields, does not parse
+    /// or never matches a date; [`CronError::Timezone`] for an unknown time zone.
+    pub fn parse(pattern: &str, timezone: Option<&str>) -> Result<Self, CronError> {
+        let invalid = |reason: String| CronError::Pattern {
+            pattern: pattern.to_owned(),
+            reason,
+        };
         let fields = pattern.split_whitespace().count();
         if fields != 5 {
-            return Err(ScheduleProblem::Cron(format!(
+            return Err(invalid(format!(
                 "expected 5 fields (minute hour day-of-month month day-of-week), found {fields}"
             )));
         }
         let timezone = timezone
-            .map(|name| Tz::from_str(name).map_err(|_| ScheduleProblem::Timezone))
+            .map(|name| {
+                Tz::from_str(name).map_err(|_| CronError::Timezone {
+                    name: name.to_owned(),
+                })
+            })
             .transpose()?;
         let parser = CronParser::builder()
             .seconds(Seconds::Disallowed)
@@ -111,7 +146,7 @@ impl Schedule {
             .build();
         let cron = parser
             .parse(pattern)
-            .map_err(|error| ScheduleProblem::Cron(error.to_string()))?;
+            .map_err(|error| invalid(error.to_string()))?;
         let schedule = Self {
             pattern: pattern.to_owned(),
             cron,
@@ -123,9 +158,7 @@ impl Schedule {
             .single()
             .unwrap_or_default();
         if schedule.next_after(reference).is_none() {
-            return Err(ScheduleProblem::Cron(
-                "the pattern never matches a date".to_owned(),
-            ));
+            return Err(invalid("the pattern never matches a date".to_owned()));
         }
         Ok(schedule)
     }
@@ -142,18 +175,73 @@ impl Schedule {
 
     /// The first firing strictly after `after`, if any.
     ///
+    /// In a time zone the pattern matches wall-clock (local) times, and each matching
+    /// local time fires once: a time the clocks skip (02:30 on the day they go forward)
+    /// fires at the end of the gap (03:00 local; several skipped times fire there once),
+    /// and a time the clocks repeat (01:30 on the day they go back) fires at its first
+    /// occurrence only. (croner's own zone handling differs from pattern to pattern:
+    /// `30 2 * * *` fires at 03:00 but `0,30 2 * * *` not at all, `30 1 * * *` once but
+    /// `0,30 1 * * *` twice; so matching is done here on local times, in UTC where
+    /// croner has no daylight saving, and each match is mapped to an instant.)
+    ///
     /// # Complexity
-    /// About half a microsecond for ordinary patterns (croner's search).
+    /// About half a microsecond for ordinary patterns (croner's search); around a
+    /// daylight-saving change, one search per skipped or repeated match.
     pub fn next_after(&self, after: DateTime<Utc>) -> Option<DateTime<Utc>> {
-        match self.timezone {
-            Some(tz) => self
+        let Some(tz) = self.timezone else {
+            return self.cron.find_next_occurrence(&after, false).ok();
+        };
+        let mut local = after.with_timezone(&tz).naive_local();
+        // Each round passes one local match that is not after `after`: at most the
+        // matches of one repeated or skipped stretch (an hour of minutes, usually).
+        for _ in 0..MAX_LOCAL_MATCHES_SKIPPED {
+            let next = self
                 .cron
-                .find_next_occurrence(&after.with_timezone(&tz), false)
-                .ok()
-                .map(|next| next.with_timezone(&Utc)),
-            None => self.cron.find_next_occurrence(&after, false).ok(),
+                .find_next_occurrence(&Utc.from_utc_datetime(&local), false)
+                .ok()?
+                .naive_utc();
+            let instant = match tz.from_local_datetime(&next) {
+                LocalResult::Single(instant) | LocalResult::Ambiguous(instant, _) => {
+                    instant.with_timezone(&Utc)
+                }
+                LocalResult::None => gap_end(tz, next)?,
+            };
+            if instant > after {
+                return Some(instant);
+            }
+            local = next;
+        }
+        None
+    }
+}
+
+/// Bound on the local matches [`Schedule::next_after`] passes over in one call (those
+/// mapped to an instant not after the one asked about: a repeated hour's second pass, a
+/// skipped hour's merged times). A day of minutes, far more than a change needs.
+const MAX_LOCAL_MATCHES_SKIPPED: usize = 1440;
+
+/// The instant a daylight-saving gap ends, for `local`, a time inside it: the first
+/// instant whose local time is not before `local` (03:00 local for 02:30 in New York on
+/// the day clocks go forward).
+fn gap_end(tz: Tz, local: NaiveDateTime) -> Option<DateTime<Utc>> {
+    // Offsets, even historical ones, lie well within ±26 h, so `local` read as UTC ± 26 h
+    // brackets the instant; local time increases with the instant across a gap, so
+    // bisect on whole seconds (18 rounds), where zone transitions fall. Invariant:
+    // local(before) < local <= local(after).
+    const BRACKET: i64 = 26 * 3600;
+    let at = |seconds: i64| DateTime::<Utc>::from_timestamp(seconds, 0);
+    let local_at = |instant: DateTime<Utc>| instant.with_timezone(&tz).naive_local();
+    let seconds = Utc.from_utc_datetime(&local).timestamp();
+    let (mut before, mut after) = (seconds - BRACKET, seconds + BRACKET);
+    while after - before > 1 {
+        let middle = before + (after - before) / 2;
+        if local_at(at(middle)?) < local {
+            before = middle;
+        } else {
+            after = middle;
         }
     }
+    at(after)
 }
 
 #[cfg(test)]
@@ -199,23 +287,25 @@ mod tests {
     fn bad_patterns() {
         assert!(matches!(
             Schedule::parse("0 9 * *", None),
-            Err(ScheduleProblem::Cron(_))
+            Err(CronError::Pattern { .. })
         ));
         assert!(matches!(
             Schedule::parse("0 0 9 * * 1-5", None),
-            Err(ScheduleProblem::Cron(_))
+            Err(CronError::Pattern { .. })
         ));
         assert!(matches!(
             Schedule::parse("0 25 * * *", None),
-            Err(ScheduleProblem::Cron(_))
+            Err(CronError::Pattern { .. })
         ));
         assert!(matches!(
             Schedule::parse("0 0 30 2 *", None),
-            Err(ScheduleProblem::Cron(_))
+            Err(CronError::Pattern { .. })
         ));
         assert_eq!(
             Schedule::parse("0 9 * * *", Some("Mars/Olympus")).unwrap_err(),
-            ScheduleProblem::Timezone
+            CronError::Timezone {
+                name: "Mars/Olympus".to_owned()
+            }
         );
     }
 }
