@@ -9,6 +9,9 @@
 //!     [--input INPUT.json] --store sqlite:PATH [--effects FILE]
 //! cargo run --example tradeflow -- resume --store sqlite:PATH [--agents AGENTS.json]
 //!     [--effects FILE]
+//! cargo run --example tradeflow -- schedule WORKFLOW.json --from RFC3339 --to RFC3339
+//! cargo run --example tradeflow -- replay WORKFLOW.json --agents AGENTS.json
+//!     --timeline TIMELINE.json [--seed N]
 //! ```
 //!
 //! `simulate` is the dry run of SIMULATION.md: the workflow runs against the scripted
@@ -31,16 +34,23 @@
 //! a synced JSON line to FILE: the witness of what was called, and with which
 //! idempotency key.
 //!
+//! `schedule` lists the cron occurrences of the workflow's `SCHEDULED` triggers in a
+//! range ([`scheduled_firings`]); conditions are not evaluated (they need a host
+//! context). `replay` plays a timeline file ([`Timeline`]) through the workflow's
+//! [`Triggers`] on a [`VirtualClock`] that starts at the timeline's start, answers
+//! approvals as the agents file says, and prints every run the triggers started with its
+//! report.
+//!
 //! Exit codes: 0 success (`simulate`, `run`: the run `COMPLETED`; `resume`: every resumed
-//! run `COMPLETED`, or none to resume); 1 a run ended otherwise (or stalled: a step waits
-//! for an answer nobody will give); 2 invalid files or arguments, every problem on
-//! stderr, one a line (`PATH: problem`).
+//! run `COMPLETED`, or none to resume; `schedule`; `replay`, however its runs ended); 1 a
+//! run ended otherwise (or stalled: a step waits for an answer nobody will give); 2
+//! invalid files or arguments, every problem on stderr, one a line (`PATH: problem`).
 
 use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::{File, OpenOptions};
 use std::future::Future;
-use std::io::Write as _;
+use std::io::{BufWriter, Write as _};
 use std::path::Path;
 use std::pin::pin;
 use std::process::ExitCode;
@@ -50,7 +60,7 @@ use std::task::{Context as TaskContext, Poll, Wake, Waker};
 use std::thread::{self, Thread};
 use std::time::Duration;
 
-use chrono::{DateTime, TimeDelta, TimeZone, Utc};
+use chrono::{DateTime, SecondsFormat, TimeDelta, TimeZone, Utc};
 use futures::stream::FuturesUnordered;
 use futures::{StreamExt, select_biased};
 use serde::Serialize;
@@ -59,9 +69,12 @@ use tradeflow::agent::{Agent, AgentDescriptor, AgentError, AgentId, Health, RunI
 use tradeflow::clock::{Clock, Sleep, SystemClock, VirtualClock};
 use tradeflow::definition::{DefinitionError, Location, StepId};
 use tradeflow::engine::{
-    Engine, EngineError, EventStream, Run, RunEvent, RunOptions, RunReport, RunStatus,
+    Engine, EngineBuilder, EngineError, EventStream, Run, RunEvent, RunOptions, RunReport,
+    RunStatus,
 };
-use tradeflow::plan::{DrawFormat, ExecutionPlan, StepKind};
+use tradeflow::plan::{DrawFormat, ExecutionPlan, StepKind, TriggerKind};
+use tradeflow::resource::{ResourceError, ResourcePool};
+use tradeflow::scheduler::{NotFiredReason, Replay, Timeline, Triggers, scheduled_firings};
 use tradeflow::sim::{AgentsFile, ScriptedApproval, scripted_agents};
 #[cfg(feature = "sqlite")]
 use tradeflow::store::SqliteStore;
@@ -73,6 +86,8 @@ const USAGE: &str = "usage:
   tradeflow simulate WORKFLOW.json --agents AGENTS.json [--input INPUT.json] [--seed N] [--start RFC3339]
   tradeflow run WORKFLOW.json --agents AGENTS.json [--input INPUT.json] --store sqlite:PATH [--effects FILE]
   tradeflow resume --store sqlite:PATH [--agents AGENTS.json] [--effects FILE]
+  tradeflow schedule WORKFLOW.json --from RFC3339 --to RFC3339
+  tradeflow replay WORKFLOW.json --agents AGENTS.json --timeline TIMELINE.json [--seed N]
   tradeflow help";
 
 /// What `help` prints after [`USAGE`].
@@ -98,6 +113,23 @@ const DETAILS: &str = r#"verbs:
             stdout, in the order the runs end; progress on stderr. With nothing to
             resume, prints nothing on stdout (stderr says so) and exits 0. --agents is
             required as soon as there is a run to finish (exit 2 without it).
+  schedule  lists every time a SCHEDULED trigger of the workflow fires in [--from, --to),
+            one RFC 3339 UTC time a line (2026-11-23T09:00:00Z), in time order (one line
+            per trigger when several fire at once). Only the cron patterns are read, each
+            in its trigger's timezone: trigger conditions are NOT evaluated (they read a
+            host context, which only a running host or a replay's timeline supplies), so
+            these are the cron firings, some of which a condition may hold back.
+  replay    plays TIMELINE.json (a context, its changes, events and metric reports from
+            start to end) through the workflow's triggers on a virtual clock that starts
+            at the timeline's start: at each instant, context changes first, then the
+            triggers (events and metrics in file order, cron occurrences), each condition
+            evaluated against the context of that instant. Every trigger that fires starts
+            a run with the timeline's input against the scripted agents of AGENTS.json
+            (approvals answered as the file says); every run is run to its end. Prints
+            {"runs": [{"trigger", "firedAt", "report"}]} (pretty JSON) on stdout, ordered
+            by firedAt (ties: trigger index, then timeline order); on stderr, one line per
+            trigger considered (fired, or why not). The seed defaults to 0; the same
+            files and seed print the same bytes.
 
 options:
   --effects FILE  (run, resume) before each agent call, appends one JSON line to FILE and
@@ -107,7 +139,7 @@ options:
 
 exit codes:
   0  success (simulate, run: the run COMPLETED; resume: every resumed run COMPLETED, or
-     nothing to resume)
+     nothing to resume; schedule; replay, however its runs ended)
   1  a run ended otherwise, or is stuck (a step waits for an approval with no scripted
      answer and no timeout; after run and resume it stays unfinished in the store)
   2  invalid files or arguments, every problem on stderr, one a line (PATH: problem)"#;
@@ -179,6 +211,8 @@ fn run(args: &[String]) -> Result<u8, Vec<String>> {
         "simulate" => simulate(&SimulateArgs::parse(rest)?),
         "run" => run_durably(&RunArgs::parse(rest)?),
         "resume" => resume(&ResumeArgs::parse(rest)?),
+        "schedule" => schedule(&ScheduleArgs::parse(rest)?),
+        "replay" => replay(&ReplayArgs::parse(rest)?),
         "help" | "--help" | "-h" => {
             println!("{USAGE}\n\n{DETAILS}");
             Ok(0)
@@ -340,24 +374,10 @@ impl SimulateArgs {
         let agents = flags
             .get("--agents")
             .ok_or_else(|| usage("simulate needs --agents AGENTS.json"))?;
-        let seed = match flags.get("--seed") {
-            None => 0,
-            Some(seed) => seed.parse().map_err(|_| {
-                usage(&format!(
-                    "--seed `{seed}`: expected a whole number from 0 to {}",
-                    u64::MAX
-                ))
-            })?,
-        };
+        let seed = parse_seed(&flags)?;
         let start = match flags.get("--start") {
             None => Self::default_start(),
-            Some(start) => DateTime::parse_from_rfc3339(start)
-                .map_err(|error| {
-                    usage(&format!(
-                        "--start `{start}`: {error} (expected RFC 3339, like 2026-01-05T09:00:00Z)"
-                    ))
-                })?
-                .with_timezone(&Utc),
+            Some(start) => parse_time("--start", start)?,
         };
         Ok(Self {
             workflow,
@@ -365,6 +385,89 @@ impl SimulateArgs {
             input: flags.get("--input").map(|path| (*path).to_owned()),
             seed,
             start,
+        })
+    }
+}
+
+/// The value of `--seed`, 0 without one.
+fn parse_seed(flags: &BTreeMap<&str, &str>) -> Result<u64, Vec<String>> {
+    match flags.get("--seed") {
+        None => Ok(0),
+        Some(seed) => seed.parse().map_err(|_| {
+            usage(&format!(
+                "--seed `{seed}`: expected a whole number from 0 to {}",
+                u64::MAX
+            ))
+        }),
+    }
+}
+
+/// The RFC 3339 time `value` of option `flag`, in UTC.
+fn parse_time(flag: &str, value: &str) -> Result<DateTime<Utc>, Vec<String>> {
+    DateTime::parse_from_rfc3339(value)
+        .map(|time| time.with_timezone(&Utc))
+        .map_err(|error| {
+            usage(&format!(
+                "{flag} `{value}`: {error} (expected RFC 3339, like 2026-01-05T09:00:00Z)"
+            ))
+        })
+}
+
+/// The arguments of `schedule`.
+#[derive(Debug)]
+struct ScheduleArgs {
+    workflow: String,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+}
+
+impl ScheduleArgs {
+    fn parse(args: &[String]) -> Result<Self, Vec<String>> {
+        let Parsed { positional, flags } = parse_flags("schedule", args, &["--from", "--to"])?;
+        let workflow = one_file("schedule", "WORKFLOW.json", &positional)?;
+        let time = |flag: &str| {
+            let value = flags
+                .get(flag)
+                .ok_or_else(|| usage(&format!("schedule needs {flag} RFC3339")))?;
+            parse_time(flag, value)
+        };
+        let (from, to) = (time("--from")?, time("--to")?);
+        if to <= from {
+            return Err(usage(&format!(
+                "--to `{}` must be after --from `{}`",
+                to.to_rfc3339_opts(SecondsFormat::AutoSi, true),
+                from.to_rfc3339_opts(SecondsFormat::AutoSi, true)
+            )));
+        }
+        Ok(Self { workflow, from, to })
+    }
+}
+
+/// The arguments of `replay`.
+#[derive(Debug)]
+struct ReplayArgs {
+    workflow: String,
+    agents: String,
+    timeline: String,
+    seed: u64,
+}
+
+impl ReplayArgs {
+    fn parse(args: &[String]) -> Result<Self, Vec<String>> {
+        let Parsed { positional, flags } =
+            parse_flags("replay", args, &["--agents", "--timeline", "--seed"])?;
+        let workflow = one_file("replay", "WORKFLOW.json", &positional)?;
+        let file = |flag: &str, what: &str| {
+            flags
+                .get(flag)
+                .map(|path| (*path).to_owned())
+                .ok_or_else(|| usage(&format!("replay needs {flag} {what}")))
+        };
+        Ok(Self {
+            workflow,
+            agents: file("--agents", "AGENTS.json")?,
+            timeline: file("--timeline", "TIMELINE.json")?,
+            seed: parse_seed(&flags)?,
         })
     }
 }
@@ -448,10 +551,11 @@ fn simulate(args: &SimulateArgs) -> Result<u8, Vec<String>> {
         load_run_files(&args.workflow, &args.agents, args.input.as_deref())?;
 
     let clock = VirtualClock::starting_at(args.start);
-    let engine = Engine::builder()
-        .clock(clock.clone())
-        .seed(args.seed)
-        .build();
+    let engine = with_pool(
+        Engine::builder().clock(clock.clone()).seed(args.seed),
+        &agents,
+    )
+    .build();
     register_agents(
         &engine,
         &agents,
@@ -500,6 +604,205 @@ fn simulate(args: &SimulateArgs) -> Result<u8, Vec<String>> {
     eprintln!("{}", progress.summary(&report));
     println!("{}", report.to_json_pretty());
     Ok(exit_code(&[&report]))
+}
+
+/// `schedule`: prints every cron firing of the workflow's `SCHEDULED` triggers in
+/// `[from, to)`, one RFC 3339 UTC time a line, and a summary on stderr.
+fn schedule(args: &ScheduleArgs) -> Result<u8, Vec<String>> {
+    let plan = load(&args.workflow)?;
+    let scheduled: Vec<String> = plan
+        .triggers()
+        .iter()
+        .filter_map(|trigger| match trigger.kind() {
+            TriggerKind::Scheduled(schedule) => Some(format!(
+                "{} `{}` in {}",
+                Location::trigger(trigger.index(), Some(trigger.trigger_type())),
+                schedule.pattern(),
+                schedule.timezone()
+            )),
+            _ => None,
+        })
+        .collect();
+    if scheduled.is_empty() {
+        eprintln!("{}: no SCHEDULED trigger: nothing fires", args.workflow);
+        return Ok(0);
+    }
+    let mut out = BufWriter::new(std::io::stdout().lock());
+    let mut count = 0usize;
+    for (_, at) in scheduled_firings(plan.triggers(), args.from, args.to) {
+        // A closed stdout (`| head`) ends the listing; it is not an error.
+        if writeln!(out, "{}", at.to_rfc3339_opts(SecondsFormat::Secs, true)).is_err() {
+            return Ok(0);
+        }
+        count += 1;
+    }
+    if out.flush().is_err() {
+        return Ok(0);
+    }
+    eprintln!(
+        "{}: {count} cron firing(s) of {} in [{}, {}); conditions not evaluated",
+        args.workflow,
+        scheduled.join(", "),
+        args.from.to_rfc3339_opts(SecondsFormat::AutoSi, true),
+        args.to.to_rfc3339_opts(SecondsFormat::AutoSi, true),
+    );
+    Ok(0)
+}
+
+/// Reads and checks a timeline file; every problem becomes one line `PATH: problem`
+/// (a problem of the file's top level without the `workflow` location the crate gives
+/// the root of any file).
+fn load_timeline(path: &str) -> Result<Timeline, Vec<String>> {
+    Timeline::from_json(&read(path)?).map_err(|errors| {
+        errors
+            .iter()
+            .map(|error| {
+                let text = error.to_string();
+                let root = format!("{}: ", Location::root());
+                match error.location() {
+                    Some(at) if *at == Location::root() => {
+                        format!("{path}: {}", text.strip_prefix(&root).unwrap_or(&text))
+                    }
+                    _ => format!("{path}: {text}"),
+                }
+            })
+            .collect()
+    })
+}
+
+/// `replay`: loads and checks every file (all problems at once), plays the timeline
+/// through the workflow's triggers on a virtual clock, answering approvals as scripted,
+/// prints the result, and returns 0 (1 if a run is stuck).
+fn replay(args: &ReplayArgs) -> Result<u8, Vec<String>> {
+    let mut problems = Vec::new();
+    let files = load_run_files(&args.workflow, &args.agents, None)
+        .map_err(|p| problems.extend(p))
+        .ok();
+    let timeline = load_timeline(&args.timeline)
+        .map_err(|p| problems.extend(p))
+        .ok();
+    if let Some((plan, _, _)) = &files {
+        if plan.triggers().is_empty() {
+            problems.push(format!(
+                "{}: workflow `{}` has no triggers: nothing to replay",
+                args.workflow,
+                plan.workflow_id()
+            ));
+        }
+    }
+    let (Some((plan, agents, _)), Some(timeline), true) = (files, timeline, problems.is_empty())
+    else {
+        return Err(problems);
+    };
+
+    let clock = VirtualClock::starting_at(timeline.start);
+    let engine = with_pool(
+        Engine::builder().clock(clock.clone()).seed(args.seed),
+        &agents,
+    )
+    .build();
+    register_agents(
+        &engine,
+        &agents,
+        &args.agents,
+        Arc::new(clock.clone()),
+        None,
+    )?;
+    let workflow = engine.add_plan(plan);
+    let triggers = Triggers::new(&engine, &workflow.id)
+        .map_err(|error| vec![format!("{}: {error}", args.workflow)])?;
+    let progress = Progress::new(
+        timeline.start,
+        true,
+        &agents,
+        std::iter::empty::<(&RunId, &ExecutionPlan)>(),
+    );
+    let approvals = Driver::new(&engine, &clock, &agents.approvals, &progress, []);
+    // Subscribed before the first run starts, so that no waiting step is missed.
+    let events = engine.subscribe();
+    eprintln!(
+        "{}  replaying {} through {} trigger(s) of {} (seed {}, virtual clock)",
+        replay_time(timeline.start),
+        args.timeline,
+        triggers.plan().triggers().len(),
+        workflow.id,
+        args.seed,
+    );
+    let mut both = Box::pin(futures::future::select(
+        Box::pin(timeline.play(&triggers)),
+        Box::pin(approvals.answer_all(events)),
+    ));
+    let replayed = match clock.run_until_stalled(&mut both) {
+        Poll::Ready(futures::future::Either::Left((replayed, _))) => replayed,
+        // The answers end only with the engine's events, which outlive the replay.
+        Poll::Ready(futures::future::Either::Right(_)) | Poll::Pending => {
+            drop(both);
+            eprintln!(
+                "{}  a run is stuck: a step waits for an approval that has no scripted answer \
+                 and no timeout",
+                replay_time(clock.now()),
+            );
+            return Ok(NOT_COMPLETED);
+        }
+    };
+    print_considered(&replayed, triggers.plan(), &progress, &timeline);
+    println!("{}", replayed.to_json_pretty());
+    Ok(0)
+}
+
+/// A replay's time on stderr: date and time of day, UTC.
+fn replay_time(at: DateTime<Utc>) -> String {
+    at.format("%Y-%m-%d %H:%M:%S%.3f").to_string()
+}
+
+/// Prints one line per trigger the replay considered, then a summary, on stderr.
+fn print_considered(
+    replayed: &Replay,
+    plan: &ExecutionPlan,
+    progress: &Progress,
+    timeline: &Timeline,
+) {
+    for considered in &replayed.considered {
+        let what = match &considered.outcome {
+            Ok(index) => match replayed.runs.get(*index) {
+                Some(run) => {
+                    let summary = progress.summary(&run.report);
+                    // The summary starts with its own time: keep what follows.
+                    let summary = summary.split_once("  ").map_or(&*summary, |(_, rest)| rest);
+                    format!("fired: {summary}")
+                }
+                None => "fired".to_owned(),
+            },
+            Err(reason) => {
+                let condition = plan
+                    .triggers()
+                    .get(considered.trigger_index)
+                    .and_then(|trigger| trigger.condition())
+                    .map(|condition| format!(" (`{}`)", condition.text()))
+                    .filter(|_| !matches!(reason, NotFiredReason::CoolingDown { .. }))
+                    .unwrap_or_default();
+                format!("not fired: {reason}{condition}")
+            }
+        };
+        eprintln!(
+            "{}  {}  {what}",
+            replay_time(considered.at),
+            considered.trigger
+        );
+    }
+    let fired = replayed.runs.len();
+    let completed = replayed
+        .runs
+        .iter()
+        .filter(|run| run.report.status == RunStatus::Completed)
+        .count();
+    eprintln!(
+        "{}  replayed to {}: {fired} run(s) started ({completed} COMPLETED), {} trigger \
+         consideration(s) did not fire",
+        replay_time(timeline.end),
+        timeline.end.to_rfc3339_opts(SecondsFormat::AutoSi, true),
+        replayed.considered.len() - fired,
+    );
 }
 
 /// 0 when every run of `reports` completed, else [`NOT_COMPLETED`].
@@ -582,10 +885,13 @@ fn run_durably(args: &RunArgs) -> Result<u8, Vec<String>> {
     let store = open_store(&args.store)?;
 
     let clock = RealClock::default();
-    let engine = Engine::builder()
-        .clock(clock.clone())
-        .store(Arc::clone(&store))
-        .build();
+    let engine = with_pool(
+        Engine::builder()
+            .clock(clock.clone())
+            .store(Arc::clone(&store)),
+        &agents,
+    )
+    .build();
     register_agents(
         &engine,
         &agents,
@@ -859,39 +1165,44 @@ fn check_approvals(
     problems
 }
 
-/// Checks that every step's resource requirements fit the pool of `agents` (a resource
-/// the pool does not name is not limited). `workflow` names the plan in messages.
+/// Checks that every step's resource requirements (and the workflow's, held for the
+/// whole run) fit the pool of `agents` (a resource the pool does not name is not
+/// limited). `workflow` names the plan in messages.
 fn check_resources(
     plan: &ExecutionPlan,
     agents: &AgentsFile,
     workflow: &str,
     agents_path: &str,
 ) -> Vec<String> {
-    let mut problems = Vec::new();
-    let Some(pool) = &agents.resources else {
-        return problems;
+    let pool = match resource_pool(agents) {
+        Ok(Some(pool)) => pool,
+        Ok(None) => return Vec::new(),
+        Err(error) => return vec![format!("{agents_path}: resources: {error}")],
     };
-    for step in plan.steps() {
-        let Some(needs) = step.resources() else {
-            continue;
-        };
-        for (name, need) in [
-            ("cpu", needs.cpu),
-            ("memory", needs.memory),
-            ("network", needs.network),
-        ] {
-            if let Some(&have) = pool.get(name).filter(|&&have| need > have) {
-                let at = Location::step(step.index(), Some(step.id()))
-                    .field("resourceRequirements")
-                    .field(name);
-                problems.push(format!(
-                    "{workflow}: {at}: needs {need} but the pool of {agents_path} has {have}: \
-                     the step can never run"
-                ));
-            }
-        }
+    match pool.check_plan(plan) {
+        Ok(()) => Vec::new(),
+        Err(errors) => errors
+            .iter()
+            .map(|error| format!("{workflow}: {error} (the pool of {agents_path})"))
+            .collect(),
     }
-    problems
+}
+
+/// The agents file's resource pool, if it has one.
+fn resource_pool(agents: &AgentsFile) -> Result<Option<ResourcePool>, ResourceError> {
+    agents
+        .resources
+        .as_ref()
+        .map(|pool| ResourcePool::new(pool.iter().map(|(kind, &amount)| (kind.clone(), amount))))
+        .transpose()
+}
+
+/// `builder` with the agents file's pool, when it has one (checked when loaded).
+fn with_pool(builder: EngineBuilder, agents: &AgentsFile) -> EngineBuilder {
+    match resource_pool(agents) {
+        Ok(Some(pool)) => builder.resource_pool(pool),
+        _ => builder,
+    }
 }
 
 /// The real time of [`SystemClock`], counting the sleeps that are not over, so that
@@ -1125,6 +1436,29 @@ impl<'a> Driver<'a> {
                 () = answers.select_next_some() => {}
             }
         }
+    }
+
+    /// Answers every waiting step that has a scripted answer, in any run, `afterMs` after
+    /// it started waiting, until the engine's events end (the caller stops polling it
+    /// sooner: `replay` does when its runs have ended).
+    async fn answer_all(&self, mut events: EventStream) {
+        let mut answers = FuturesUnordered::new();
+        loop {
+            // Biased, as in `drive`: what is answered never depends on a random pick.
+            select_biased! {
+                event = events.next() => match event {
+                    Some(RunEvent::StepWaiting { run_id, step_id, at, .. }) => {
+                        if let Some(script) = self.approvals.get(step_id.as_str()) {
+                            answers.push(self.answer(run_id, step_id, script, at));
+                        }
+                    }
+                    Some(_) => {}
+                    None => break,
+                },
+                () = answers.select_next_some() => {}
+            }
+        }
+        while answers.next().await.is_some() {}
     }
 
     /// Gives the scripted answer to `step` of `run`, `afterMs` after it started waiting.

@@ -87,6 +87,13 @@
 //!   capability-scored selection and load balancers.
 //! - [`clock`]: time as a dependency: [`SystemClock`](clock::SystemClock) and the
 //!   deterministic [`VirtualClock`](clock::VirtualClock).
+//! - [`scheduler`]: the [`TaskScheduler`](scheduler::TaskScheduler) (tasks due by time,
+//!   priority and deadline), and the [`Triggers`](scheduler::Triggers) that start runs on
+//!   cron schedules, host events and metric thresholds; a [`Timeline`](scheduler::Timeline)
+//!   replays a week of market context in virtual time.
+//! - [`resource`]: pools of CPU, memory, network and host-defined resources, from which
+//!   the engine takes runs' and steps' `resourceRequirements`
+//!   ([`PriorityResourceManager`](resource::PriorityResourceManager)).
 //! - [`sim`]: scripted agents (behaviour as data) for dry runs and tests.
 //! - [`decision`]: the record of `decision` steps, kept to learn from.
 //! - [`store`]: runs as append-only journals, their state as a fold, and the stores that

@@ -479,3 +479,68 @@ fn usage_errors_exit_with_code_2() {
         );
     }
 }
+
+/// Writes a workflow of three independent steps needing 1 cpu each (100 ms apiece) and
+/// an agents file whose pool has `cpu` cores; returns their paths.
+fn pooled_files(dir: &Path, cpu: f64, need: f64) -> (String, String) {
+    let steps: Vec<Value> = ["a", "b", "c"]
+        .iter()
+        .map(|id| {
+            json!({
+                "id": id, "type": "task", "agentCriteria": {"type": "WORK"},
+                "task": {"type": "WORK"}, "resourceRequirements": {"cpu": need}
+            })
+        })
+        .collect();
+    let workflow = json!({"id": "pooled", "dependencies": [], "steps": steps});
+    let agents = json!({
+        "agents": [{"id": "w-1", "type": "WORK", "maxConcurrency": 10,
+                    "tasks": {"WORK": {"output": {"ok": true}, "delayMs": 100}}}],
+        "resources": {"cpu": cpu}
+    });
+    let (workflow_path, agents_path) = (dir.join("pooled.json"), dir.join("agents.json"));
+    std::fs::write(&workflow_path, workflow.to_string()).expect("write the workflow");
+    std::fs::write(&agents_path, agents.to_string()).expect("write the agents");
+    (
+        workflow_path.display().to_string(),
+        agents_path.display().to_string(),
+    )
+}
+
+#[test]
+fn the_agents_files_pool_bounds_how_many_steps_run_at_once() {
+    let dir = command::scratch_dir("simulate-pool");
+    let duration = |cpu: f64| {
+        let (workflow, agents) = pooled_files(&dir, cpu, 1.0);
+        let output = run(&["simulate", &workflow, "--agents", &agents]);
+        assert_exit(&output, 0);
+        let report = report(&output);
+        let at = |field: &str| {
+            DateTime::parse_from_rfc3339(report[field].as_str().expect("a time")).expect("RFC 3339")
+        };
+        at("endedAt") - at("startedAt")
+    };
+    assert_eq!(
+        duration(3.0),
+        TimeDelta::milliseconds(100),
+        "all three at once"
+    );
+    assert_eq!(duration(2.0), TimeDelta::milliseconds(200), "two, then one");
+    assert_eq!(duration(1.0), TimeDelta::milliseconds(300), "one at a time");
+}
+
+#[test]
+fn a_step_that_needs_more_than_the_pool_is_rejected_naming_it() {
+    let dir = command::scratch_dir("simulate-pool-too-small");
+    let (workflow, agents) = pooled_files(&dir, 1.0, 2.0);
+    let output = run(&["simulate", &workflow, "--agents", &agents]);
+    assert_exit(&output, 2);
+    let lines = stderr_lines(&output);
+    assert!(
+        lines.iter().any(
+            |line| line.contains("steps[0] (a).resourceRequirements.cpu")
+                && line.contains("needs 2 `cpu` but the pool has 1")
+        ),
+        "{lines:#?}"
+    );
+}
