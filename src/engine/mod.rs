@@ -793,6 +793,7 @@ impl Engine {
             started_at: self.inner.clock.now(),
             trigger: options.trigger,
         };
+        let plan_for_run = Arc::clone(&plan);
         let future = run::execute(
             Arc::clone(&self.inner),
             plan,
@@ -802,6 +803,8 @@ impl Engine {
         );
         Run {
             id,
+            plan: Arc::clone(&plan_for_run),
+            resumed: None,
             future: Box::pin(future),
         }
     }
@@ -900,16 +903,19 @@ impl Engine {
                     self.inner.runs.fetch_max(number, Ordering::Relaxed);
                 }
                 let id = journaled.run_id.clone();
+                let resumed = Resumed::of(&journaled);
                 let control = self.inner.controls.register(&id);
                 let future = run::resume(
                     Arc::clone(&self.inner),
-                    plan,
+                    Arc::clone(&plan),
                     journaled,
                     Arc::new(Context::default()),
                     control,
                 );
                 Run {
                     id,
+                    plan,
+                    resumed: Some(resumed),
                     future: Box::pin(future),
                 }
             })
@@ -1084,6 +1090,8 @@ impl OrchestrationEngine for Engine {
 #[must_use = "a run makes progress only while it is polled"]
 pub struct Run {
     id: RunId,
+    plan: Arc<ExecutionPlan>,
+    resumed: Option<Resumed>,
     future: BoxFuture<'static, RunReport>,
 }
 
@@ -1091,6 +1099,59 @@ impl Run {
     /// The run's id.
     pub fn id(&self) -> &RunId {
         &self.id
+    }
+
+    /// The plan the run executes (for a recovered run: the version it started with).
+    pub fn plan(&self) -> &Arc<ExecutionPlan> {
+        &self.plan
+    }
+
+    /// For a run [`Engine::recover`] continues: where its journal left it. `None` for a
+    /// run started by this engine.
+    pub fn resumed(&self) -> Option<&Resumed> {
+        self.resumed.as_ref()
+    }
+}
+
+/// Where a recovered run's journal left it, as [`Run::resumed`] tells.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Resumed {
+    started_at: chrono::DateTime<chrono::Utc>,
+    steps_ended: usize,
+    calls_to_remake: usize,
+}
+
+impl Resumed {
+    fn of(journaled: &Journaled) -> Self {
+        Self {
+            started_at: journaled.started_at,
+            steps_ended: journaled
+                .steps
+                .values()
+                .filter(|step| step.status.is_final())
+                .count(),
+            calls_to_remake: journaled
+                .steps
+                .values()
+                .map(|step| step.in_flight.len())
+                .sum(),
+        }
+    }
+
+    /// When the run first started (before the restart).
+    pub fn started_at(&self) -> chrono::DateTime<chrono::Utc> {
+        self.started_at
+    }
+
+    /// How many of its steps had ended (completed, skipped, failed).
+    pub fn steps_ended(&self) -> usize {
+        self.steps_ended
+    }
+
+    /// How many calls were in flight when the previous engine stopped: they are made
+    /// again, with the same idempotency keys.
+    pub fn calls_to_remake(&self) -> usize {
+        self.calls_to_remake
     }
 }
 
