@@ -12,8 +12,9 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::agent::{AgentId, RunId};
+use crate::agent::AgentId;
 use crate::definition::{StepId, TaskType};
+use crate::run::RunId;
 
 /// One decision made by a `decision` step.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -127,6 +127,7 @@ pub mod engine;
 pub mod expr;
 pub mod plan;
 pub mod resource;
+pub mod run;
 pub mod scheduler;
 pub mod sim;
 pub mod store;

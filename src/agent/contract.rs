@@ -7,8 +7,9 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::{AgentId, RunId};
+use super::AgentId;
 use crate::definition::{AgentType, StepId, TaskType};
+use crate::run::{FailureKind, RunId};
 
 /// Runs one task for the engine. Only `descriptor` and `execute` are required.
 ///
@@ -304,6 +305,17 @@ impl Health {
 impl fmt::Display for Health {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
+    }
+}
+
+impl From<AgentErrorKind> for FailureKind {
+    fn from(kind: AgentErrorKind) -> Self {
+        match kind {
+            AgentErrorKind::Temporary => Self::Temporary,
+            AgentErrorKind::Permanent => Self::Permanent,
+            AgentErrorKind::AgentUnavailable => Self::AgentUnavailable,
+            AgentErrorKind::Timeout => Self::Timeout,
+        }
     }
 }
 

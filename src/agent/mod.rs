@@ -70,11 +70,13 @@ mod notify;
 mod registry;
 mod score;
 
+/// The id of a run; defined in [`run`](crate::run), where the run vocabulary lives.
+pub use crate::run::RunId;
 pub use balance::{
     LeastConnections, LoadBalancer, PowerOfTwoChoices, RoundRobin, Weighted, balancer_for,
 };
 pub use contract::{Agent, AgentDescriptor, AgentError, AgentErrorKind, Health, TaskRequest};
-pub use ids::{AgentId, RunId};
+pub use ids::AgentId;
 pub use notify::CapacityChanged;
 pub use registry::{
     AgentRegistry, Candidate, DEFAULT_MARGIN, Lease, RegistryError, SelectError, Selection,

@@ -3,8 +3,8 @@
 use std::borrow::Cow;
 use std::fmt;
 
+use super::syntax::{BindingError, ExpressionProblem};
 use super::{StepId, TriggerType};
-use crate::expr::{BindingError, ExpressionProblem};
 
 /// Where in a definition a problem is: `steps[3] (order-execution).condition`,
 /// `triggers[0] (SCHEDULED).schedule`, `dependencies[2].to`.

@@ -15,6 +15,7 @@
 mod error;
 mod ids;
 mod load;
+mod syntax;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -22,6 +23,7 @@ use serde_json::{Map, Value};
 pub use error::{DefinitionError, Location, ValidationErrors};
 pub use ids::{AgentType, StepId, TaskType};
 pub(crate) use load::{Loaded, Partial, load_as, load_json, parse};
+pub use syntax::{BindingError, BindingErrorKind, ExpressionProblem};
 
 /// A workflow as written in JSON. Not yet checked: compile it into an
 /// [`ExecutionPlan`](crate::plan::ExecutionPlan) to validate it.

@@ -15,14 +15,14 @@ use rand::rngs::StdRng;
 use serde_json::{Map, Value};
 
 use super::durable::Batch;
-use super::report::FailureKind;
 use super::{Answer, Inner, RunEvent};
 use crate::agent::{
-    AgentError, AgentErrorKind, AgentId, Outcome, RunId, SelectError, Selection, TaskRequest,
+    AgentError, AgentErrorKind, AgentId, Outcome, SelectError, Selection, TaskRequest,
 };
 use crate::definition::OnTimeout;
 use crate::expr::{BindingValues, Context};
 use crate::plan::{AgentTask, ExecutionPlan, PlanStep, StepKind, Until};
+use crate::run::{FailureKind, RunId};
 use crate::store::JournalEntry;
 
 /// Everything a running step needs; owned, so the step's future is `'static`.

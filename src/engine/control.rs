@@ -12,7 +12,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll, Waker};
 
-use crate::agent::RunId;
+use crate::run::RunId;
 
 /// What the host asks of a run.
 #[derive(Debug, Clone, PartialEq, Eq)]

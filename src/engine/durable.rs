@@ -24,8 +24,8 @@ use std::task::{Poll, Waker};
 use std::time::Duration;
 
 use super::{EngineError, Inner};
-use crate::agent::RunId;
 use crate::definition::ValidationErrors;
+use crate::run::RunId;
 use crate::store::{FoldError, JournalEntry, RunStore, StoreError};
 
 /// The first pause after a failed append; it doubles up to [`MAX_BACKOFF`].

@@ -9,10 +9,9 @@ use futures::channel::mpsc;
 use serde::Serialize;
 use serde_json::Value;
 
-use super::heal::RecoveryDecision;
-use super::report::{FailureKind, RunStatus};
-use crate::agent::{AgentId, RunId, ScoreBreakdown};
+use crate::agent::{AgentId, ScoreBreakdown};
 use crate::definition::StepId;
+use crate::run::{FailureKind, RecoveryDecision, RunId, RunStatus};
 
 /// Something that happened in a run, in the order it happened.
 #[derive(Debug, Clone, PartialEq, Serialize)]

@@ -32,34 +32,14 @@
 
 use std::collections::HashMap;
 
-use serde::{Deserialize, Serialize};
-
 use super::call::Failure;
-use super::report::FailureKind;
 use crate::agent::AgentId;
 use crate::definition::RecoveryStrategy;
 use crate::plan::PlanStep;
+use crate::run::{FailureKind, RecoveryDecision};
 
 /// How often one step may recover in one run.
 pub const MAX_RECOVERIES: usize = 5;
-
-/// A recovery self-healing chose for a step's failure: in the journal and the report.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct RecoveryDecision {
-    /// The strategy applied.
-    pub strategy: RecoveryStrategy,
-    /// How likely it was judged to work, 0 to 1.
-    pub confidence: f64,
-    /// What it gives up, 0 to 1.
-    pub cost: f64,
-    /// `weight × (confidence − cost)`: the highest of the candidates.
-    pub score: f64,
-    /// The kind of the failure it recovered from.
-    pub kind: FailureKind,
-    /// The failure's message.
-    pub message: String,
-}
 
 /// What the run knows about a failed step when it weighs recoveries.
 pub(super) struct Situation<'a> {

@@ -110,21 +110,22 @@ use futures::channel::oneshot;
 use futures::future::BoxFuture;
 use serde_json::Value;
 
-use crate::agent::{
-    Agent, AgentId, AgentRegistry, LoadBalancer, RegistryError, RunId, balancer_for,
-};
+use crate::agent::{Agent, AgentId, AgentRegistry, LoadBalancer, RegistryError, balancer_for};
 use crate::clock::{Clock, SystemClock};
 use crate::decision::{DecisionEngine, DecisionLog};
 use crate::definition::{LoadBalancing, StepId, ValidationErrors, WorkflowDefinition};
 use crate::expr::Context;
 use crate::plan::ExecutionPlan;
 use crate::resource::{CapacityError, PriorityResourceManager, ResourceManager, ResourcePool};
+use crate::run::RunId;
 use crate::store::{RunState as Journaled, RunStore, StoreError};
 
+/// The run vocabulary, defined in [`run`](crate::run) and used here by name.
+pub use crate::run::{FailureKind, RecoveryDecision, RunError, RunStatus, StepError, StepStatus};
 pub use durable::RecoveryError;
 pub use event::{EventStream, RunEvent};
-pub use heal::{MAX_RECOVERIES, RecoveryDecision};
-pub use report::{FailureKind, RunError, RunReport, RunStatus, StepError, StepReport, StepStatus};
+pub use heal::MAX_RECOVERIES;
+pub use report::{RunReport, StepReport};
 
 /// Why the engine refused a request.
 #[derive(Debug, Clone, thiserror::Error)]

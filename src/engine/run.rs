@@ -26,17 +26,18 @@ use serde_json::{Map, Value};
 use super::call::{Failure, Snapshot, StepCtx, StepResult, Success, run_step};
 use super::control::{Command, ControlGuard};
 use super::durable::Batch;
-use super::heal::{self, Healing, RecoveryDecision};
-use super::report::{
-    FailureKind, RunError, RunReport, RunStatus, StepError, StepReport, StepStatus,
-};
+use super::heal::{self, Healing};
+use super::report::{RunReport, StepReport};
 use super::{Answer, Inner, RunEvent};
-use crate::agent::{AgentId, RunId};
+use crate::agent::AgentId;
 use crate::decision::DecisionRecord;
 use crate::definition::{Concurrency, FailureHandling, RecoveryStrategy, StepId};
 use crate::expr::{BindingValues, Context};
 use crate::plan::{ExecutionPlan, PlanStep, Resources, StepKind};
 use crate::resource::{AllocationGuard, ResourceError, ResourceManager, ResourceRequest};
+use crate::run::{
+    FailureKind, RecoveryDecision, RunError, RunId, RunStatus, StepError, StepStatus,
+};
 use crate::store::{JournalEntry, RunState as Journaled, StepState};
 
 type Running = FuturesUnordered<BoxFuture<'static, (usize, StepResult)>>;

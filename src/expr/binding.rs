@@ -5,7 +5,7 @@ use std::fmt;
 use serde_json::Value;
 
 use super::EvalError;
-use crate::definition::{DefinitionError, Location, StepId};
+use crate::definition::{BindingError, BindingErrorKind, DefinitionError, Location, StepId};
 
 /// Where a binding reads from.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -138,40 +138,6 @@ impl fmt::Display for Binding {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.text)
     }
-}
-
-/// A malformed `${…}` binding: what is wrong and at which character.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("column {column}: {kind}")]
-pub struct BindingError {
-    /// 1-based character position in the string.
-    pub column: usize,
-    /// What is wrong.
-    pub kind: BindingErrorKind,
-}
-
-/// The ways a binding can be malformed.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum BindingErrorKind {
-    /// `${` without a closing `}`.
-    #[error("`${{` is never closed by `}}`")]
-    Unterminated,
-    /// `${}`.
-    #[error("empty binding")]
-    Empty,
-    /// A step id not followed by `.output` (`${risk}` or `${risk.result}`).
-    #[error("expected `.output` after step id `{0}` (or `input`, `output` as the root)")]
-    MissingOutput(String),
-    /// `..`, a trailing `.`, or `[]`.
-    #[error("empty path segment")]
-    EmptySegment,
-    /// `[x]` where `x` is not a non-negative integer.
-    #[error("array index `{0}` is not a non-negative integer")]
-    BadIndex(String),
-    /// A character that cannot appear in a binding path.
-    #[error("unexpected character `{0}`")]
-    UnexpectedChar(char),
 }
 
 /// Maps a step id to its index in `steps` and its shared id.

@@ -56,56 +56,16 @@ mod context;
 mod program;
 mod template;
 
-pub use binding::{Binding, BindingError, BindingErrorKind, BindingValues, PathSegment, Source};
+/// Syntax errors of bindings and expressions, defined beside the definition errors that
+/// carry them.
+pub use crate::definition::{BindingError, BindingErrorKind, ExpressionProblem};
+pub use binding::{Binding, BindingValues, PathSegment, Source};
 pub(crate) use binding::{Locate, Scope, StepLookup};
 pub use condition::{Condition, MAX_EXPRESSION_DEPTH, MAX_EXPRESSION_LENGTH};
 pub use context::Context;
 pub use template::Template;
 
 use crate::definition::StepId;
-
-/// Why an expression does not compile.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum ExpressionProblem {
-    /// The expression is empty.
-    #[error("the expression is empty")]
-    Empty,
-    /// The expression is longer than the bound.
-    #[error("{length} bytes long, more than the {max} allowed")]
-    TooLong {
-        /// Its length in bytes.
-        length: usize,
-        /// The bound.
-        max: usize,
-    },
-    /// Parentheses, unary operators or chained operators nest deeper than the bound.
-    #[error("nested {depth} levels deep, more than the {max} allowed")]
-    TooDeep {
-        /// The depth reached (where checking stopped).
-        depth: usize,
-        /// The bound.
-        max: usize,
-    },
-    /// evalexpr cannot parse it.
-    #[error("{0}")]
-    Syntax(String),
-    /// A string literal is never closed.
-    #[error("a string literal is never closed")]
-    UnterminatedString,
-    /// It assigns to a variable; conditions only read.
-    #[error("conditions cannot assign (`=`, `+=`, …); compare with `==`")]
-    Assignment,
-    /// It chains expressions with `;`.
-    #[error("conditions cannot chain expressions with `;`")]
-    Chain,
-    /// It uses an identifier reserved for bindings.
-    #[error("identifiers starting with `{0}` are reserved")]
-    ReservedName(String),
-    /// It holds a binding where none is allowed (see the message).
-    #[error("{0}")]
-    Binding(String),
-}
 
 /// Why a binding or condition could not be evaluated at run time.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -19,5 +19,6 @@ pub use timeline::{
     Considered, ContextChange, MetricReport, Replay, ReplayedRun, Timeline, TimelineEvent,
 };
 pub use triggers::{
-    Firing, NotFiredReason, Outcome, ScheduledFirings, TriggerError, Triggers, scheduled_firings,
+    Firing, FiringOutcome, NotFiredReason, ScheduledFirings, TriggerError, Triggers,
+    scheduled_firings,
 };

@@ -15,7 +15,7 @@ use serde::de::{Error as _, Unexpected};
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::{Map, Value};
 
-use super::triggers::{Agenda, Decision, NotFiredReason, Outcome, Tagged, Triggers};
+use super::triggers::{Agenda, Decision, FiringOutcome, NotFiredReason, Tagged, Triggers};
 use crate::clock::Clock;
 use crate::definition::{DefinitionError, Location, ValidationErrors, load_as, parse};
 use crate::engine::RunReport;
@@ -371,13 +371,13 @@ impl Timeline {
             for firing in triggers.start(decisions) {
                 let trigger = firing.trigger();
                 let outcome = match firing.outcome {
-                    Outcome::Started(run) => {
+                    FiringOutcome::Started(run) => {
                         let tag = started.len();
                         running.push(Tagged { tag, run });
                         started.push((trigger.clone(), firing.at, None));
                         Ok(tag)
                     }
-                    Outcome::NotFired(reason) => Err(reason),
+                    FiringOutcome::NotFired(reason) => Err(reason),
                 };
                 considered.push(Considered {
                     trigger,

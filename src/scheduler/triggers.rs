@@ -525,13 +525,13 @@ impl Triggers {
                         let options = RunOptions::new(input)
                             .context(context)
                             .triggered_by(label(decision.index, decision.trigger_type));
-                        Outcome::Started(
+                        FiringOutcome::Started(
                             self.shared
                                 .engine
                                 .start_plan(Arc::clone(&self.shared.plan), options),
                         )
                     }
-                    Err(reason) => Outcome::NotFired(reason),
+                    Err(reason) => FiringOutcome::NotFired(reason),
                 };
                 Firing {
                     trigger_index: decision.index,
@@ -580,7 +580,7 @@ pub struct Firing {
     /// When: the cron occurrence, or the time the event or report came.
     pub at: DateTime<Utc>,
     /// The run started, or why none was.
-    pub outcome: Outcome,
+    pub outcome: FiringOutcome,
 }
 
 impl Firing {
@@ -592,24 +592,24 @@ impl Firing {
     /// The run started, if the trigger fired.
     pub fn run(&self) -> Option<&Run> {
         match &self.outcome {
-            Outcome::Started(run) => Some(run),
-            Outcome::NotFired(_) => None,
+            FiringOutcome::Started(run) => Some(run),
+            FiringOutcome::NotFired(_) => None,
         }
     }
 
     /// The run started, to drive, if the trigger fired.
     pub fn into_run(self) -> Option<Run> {
         match self.outcome {
-            Outcome::Started(run) => Some(run),
-            Outcome::NotFired(_) => None,
+            FiringOutcome::Started(run) => Some(run),
+            FiringOutcome::NotFired(_) => None,
         }
     }
 
     /// Why the trigger did not fire, if it did not.
     pub fn not_fired(&self) -> Option<&NotFiredReason> {
         match &self.outcome {
-            Outcome::Started(_) => None,
-            Outcome::NotFired(reason) => Some(reason),
+            FiringOutcome::Started(_) => None,
+            FiringOutcome::NotFired(reason) => Some(reason),
         }
     }
 }
@@ -617,7 +617,7 @@ impl Firing {
 /// What considering a trigger did.
 #[derive(Debug)]
 #[non_exhaustive]
-pub enum Outcome {
+pub enum FiringOutcome {
     /// It fired: the run it started, which makes progress only while polled.
     Started(Run),
     /// It did not fire.

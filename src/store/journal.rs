@@ -4,9 +4,9 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::agent::{AgentId, RunId};
+use crate::agent::AgentId;
 use crate::definition::StepId;
-use crate::engine::{FailureKind, RecoveryDecision, RunError, RunStatus};
+use crate::run::{FailureKind, RecoveryDecision, RunError, RunId, RunStatus};
 
 /// One thing that happened to a run, as the engine journals it.
 ///

@@ -5,7 +5,7 @@ use std::fmt;
 use std::sync::{Mutex, PoisonError};
 
 use super::{JournalEntry, RunStore, StoreError, check_entries};
-use crate::agent::RunId;
+use crate::run::RunId;
 
 /// Journals in memory, the default store: fast, and gone with the process.
 ///

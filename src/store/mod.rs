@@ -51,8 +51,8 @@
 //! # Example
 //! ```
 //! # use serde_json::json;
-//! # use tradeflow::engine::RunStatus;
-//! use tradeflow::agent::RunId;
+//! # use tradeflow::run::RunStatus;
+//! use tradeflow::run::RunId;
 //! use tradeflow::store::{JournalEntry, MemoryStore, RunState, RunStore};
 //!
 //! let store = MemoryStore::new();
@@ -79,8 +79,8 @@ use std::fmt;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use crate::agent::RunId;
 use crate::definition::StepId;
+use crate::run::RunId;
 
 mod journal;
 mod memory;

@@ -8,8 +8,8 @@ use std::time::Duration;
 use rusqlite::{Connection, ErrorCode, OptionalExtension, TransactionBehavior, params};
 
 use super::{JournalEntry, RunStore, StoreError, WriteFault, check_entries};
-use crate::agent::RunId;
 use crate::definition::StepId;
+use crate::run::RunId;
 
 /// The schema, one migration per version: migration `i` takes `PRAGMA user_version`
 /// from `i` to `i + 1`. Only ever append to this list.

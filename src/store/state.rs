@@ -6,9 +6,9 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 
 use super::JournalEntry;
-use crate::agent::{AgentId, RunId};
+use crate::agent::AgentId;
 use crate::definition::StepId;
-use crate::engine::{RecoveryDecision, RunError, RunStatus, StepError, StepStatus};
+use crate::run::{RecoveryDecision, RunError, RunId, RunStatus, StepError, StepStatus};
 
 /// The state of a run as its journal says: `RunState::fold(&entries)`.
 ///

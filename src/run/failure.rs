@@ -1,0 +1,87 @@
+//! Why steps and runs fail: [`FailureKind`], [`StepError`] and [`RunError`].
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::definition::StepId;
+
+/// Why a step failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+#[non_exhaustive]
+pub enum FailureKind {
+    /// The agent reported a transient failure (retries exhausted).
+    Temporary,
+    /// The agent reported a failure that retrying cannot help.
+    Permanent,
+    /// No agent could take the call.
+    AgentUnavailable,
+    /// A call (or a loop, or an approval) took longer than the step's `timeout`.
+    Timeout,
+    /// No registered agent meets the step's criteria.
+    NoAgent,
+    /// A person rejected the step (or did not answer in time).
+    Rejected,
+    /// A condition could not be evaluated, or gave no boolean.
+    Condition,
+    /// A binding could not be resolved (a missing input path, a missing output field).
+    Binding,
+    /// The agent's output was unusable (too large).
+    InvalidOutput,
+    /// The agent panicked (the panic was contained).
+    Panic,
+    /// The workflow's `timeout` passed.
+    WorkflowTimeout,
+    /// The engine's resource pool can never grant the step's (or the workflow's)
+    /// `resourceRequirements`.
+    Resources,
+}
+
+impl FailureKind {
+    /// The name as in reports (`NO_AGENT`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Temporary => "TEMPORARY",
+            Self::Permanent => "PERMANENT",
+            Self::AgentUnavailable => "AGENT_UNAVAILABLE",
+            Self::Timeout => "TIMEOUT",
+            Self::NoAgent => "NO_AGENT",
+            Self::Rejected => "REJECTED",
+            Self::Condition => "CONDITION",
+            Self::Binding => "BINDING",
+            Self::InvalidOutput => "INVALID_OUTPUT",
+            Self::Panic => "PANIC",
+            Self::WorkflowTimeout => "WORKFLOW_TIMEOUT",
+            Self::Resources => "RESOURCES",
+        }
+    }
+}
+
+impl fmt::Display for FailureKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A step's failure: what kind and what happened.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StepError {
+    /// The kind.
+    pub kind: FailureKind,
+    /// What happened, naming the step and agent where there is one.
+    pub message: String,
+}
+
+/// The failure that ended a run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RunError {
+    /// The step that failed; `None` for failures before any step (a missing input path).
+    pub step_id: Option<StepId>,
+    /// The kind.
+    pub kind: FailureKind,
+    /// What happened.
+    pub message: String,
+}
