@@ -12,6 +12,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll, Waker};
 
+use super::{Engine, EngineError};
 use crate::run::RunId;
 
 /// What the host asks of a run.
@@ -140,6 +141,47 @@ impl Drop for ControlGuard {
             .is_some_and(|control| Arc::ptr_eq(control, &self.control))
         {
             runs.remove(&self.run);
+        }
+    }
+}
+
+impl Engine {
+    /// Pauses run `run`: it starts no new step (steps in flight finish, approvals can
+    /// still be answered) until [`resume_workflow`](Self::resume_workflow). The pause is
+    /// journaled, so a run recovered after a restart is still paused; it then starts
+    /// nothing, not even the calls the restart cut off, until resumed. A paused run's
+    /// workflow `timeout` keeps running. Pausing a paused run does nothing.
+    ///
+    /// # Errors
+    /// [`EngineError::NotRunning`] when the run is not live in this engine.
+    pub fn pause_workflow(&self, run: &RunId) -> Result<(), EngineError> {
+        self.control(run, Command::Pause)
+    }
+
+    /// Resumes a paused run (journaled). Resuming a run that is not paused does nothing.
+    ///
+    /// # Errors
+    /// [`EngineError::NotRunning`] when the run is not live in this engine.
+    pub fn resume_workflow(&self, run: &RunId) -> Result<(), EngineError> {
+        self.control(run, Command::Resume)
+    }
+
+    /// Cancels run `run` on behalf of `by`: the cancellation is journaled, the steps in
+    /// flight are stopped (`CANCELLED`), those not started are `SKIPPED`, and the run
+    /// ends `CANCELLED`. A paused run can be cancelled. A cancellation journaled before a
+    /// restart ends the recovered run at once.
+    ///
+    /// # Errors
+    /// [`EngineError::NotRunning`] when the run is not live in this engine.
+    pub fn cancel_workflow(&self, run: &RunId, by: &str) -> Result<(), EngineError> {
+        self.control(run, Command::Cancel { by: by.to_owned() })
+    }
+
+    fn control(&self, run: &RunId, command: Command) -> Result<(), EngineError> {
+        if self.inner.controls.send(run, command) {
+            Ok(())
+        } else {
+            Err(EngineError::NotRunning { run: run.clone() })
         }
     }
 }

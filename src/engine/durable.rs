@@ -23,10 +23,9 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Poll, Waker};
 use std::time::Duration;
 
-use super::{EngineError, Inner};
-use crate::definition::ValidationErrors;
+use super::Inner;
 use crate::run::RunId;
-use crate::store::{FoldError, JournalEntry, RunStore, StoreError};
+use crate::store::{JournalEntry, RunStore};
 
 /// The first pause after a failed append; it doubles up to [`MAX_BACKOFF`].
 const FIRST_BACKOFF: Duration = Duration::from_millis(10);
@@ -164,86 +163,5 @@ async fn append(
                 backoff = (backoff * 2).min(MAX_BACKOFF);
             }
         }
-    }
-}
-
-/// Why a run could not be recovered from the store.
-#[derive(Debug, Clone, thiserror::Error)]
-#[non_exhaustive]
-pub enum RecoveryError {
-    /// The store could not be read.
-    #[error("the run store failed")]
-    Store(#[source] Arc<StoreError>),
-    /// The run's journal does not describe a run.
-    #[error("its journal does not describe a run")]
-    Journal(#[source] FoldError),
-    /// Neither the engine nor the store keeps the definition the run started with.
-    #[error(
-        "workflow `{workflow_id}` version `{version}` is kept neither by the engine nor by the store"
-    )]
-    NoDefinition {
-        /// The workflow.
-        workflow_id: String,
-        /// The version the run started with.
-        version: String,
-    },
-    /// The definition the store keeps does not compile.
-    #[error("the stored definition of workflow `{workflow_id}` version `{version}` is invalid")]
-    Definition {
-        /// The workflow.
-        workflow_id: String,
-        /// The version.
-        version: String,
-        /// Every problem of the definition.
-        #[source]
-        source: ValidationErrors,
-    },
-}
-
-impl PartialEq for RecoveryError {
-    /// Store errors are equal only when they are the same error (they carry a backend's).
-    fn eq(&self, other: &Self) -> bool {
-        match (self, other) {
-            (Self::Store(a), Self::Store(b)) => Arc::ptr_eq(a, b),
-            (Self::Journal(a), Self::Journal(b)) => a == b,
-            (
-                Self::NoDefinition {
-                    workflow_id: a,
-                    version: v,
-                },
-                Self::NoDefinition {
-                    workflow_id: b,
-                    version: w,
-                },
-            ) => a == b && v == w,
-            (
-                Self::Definition {
-                    workflow_id: a,
-                    version: v,
-                    source: x,
-                },
-                Self::Definition {
-                    workflow_id: b,
-                    version: w,
-                    source: y,
-                },
-            ) => a == b && v == w && x == y,
-            _ => false,
-        }
-    }
-}
-
-/// An [`EngineError::Recovery`] for run `run`.
-pub(super) fn recovery(run: &RunId, reason: RecoveryError) -> EngineError {
-    EngineError::Recovery {
-        run: run.clone(),
-        reason,
-    }
-}
-
-/// An [`EngineError::Store`], for an operation on no particular run.
-pub(super) fn store_failed(error: StoreError) -> EngineError {
-    EngineError::Store {
-        source: Arc::new(error),
     }
 }

@@ -32,7 +32,7 @@
 
 use std::collections::HashMap;
 
-use super::call::Failure;
+use super::step::Failure;
 use crate::agent::AgentId;
 use crate::definition::RecoveryStrategy;
 use crate::plan::PlanStep;
@@ -148,6 +148,7 @@ pub(super) struct Chosen {
 }
 
 /// What a rollback redoes, and the checkpoint it returns to.
+#[derive(Debug)]
 pub(super) struct RollbackScope {
     /// The steps to run again, in plan order (the failed step among them).
     pub(super) redo: Vec<usize>,

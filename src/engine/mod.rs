@@ -30,7 +30,7 @@
 //!   an order it already accepted when a timed-out call is retried.
 //!
 //! # Durability
-//! With a [`RunStore`] ([`EngineBuilder::store`]), every
+//! With a [`RunStore`](crate::store::RunStore) ([`EngineBuilder::store`]), every
 //! transition is journaled before the engine acts on it outside the run: the call's
 //! `StepStarted` (with its idempotency key, and every transition before it) is in the
 //! store before the agent is called, the answer before an approval is acted on, the end
@@ -45,7 +45,7 @@
 //! again with the same idempotency key; waiting approvals wait again; paused runs stay
 //! paused ([`Engine::pause_workflow`], [`Engine::resume_workflow`],
 //! [`Engine::cancel_workflow`] are journaled). Known limits: the
-//! host [`Context`] is not journaled (recovered runs see an empty one), timers of running
+//! host [`Context`](crate::expr::Context) is not journaled (recovered runs see an empty one), timers of running
 //! steps start again from the recovery, and a `parallel` or `loop` step in flight runs
 //! again from its first item or iteration (with the same keys).
 //!
@@ -66,7 +66,7 @@
 //!   wait for resources. A step that waits is `RUNNING` in the report and announces
 //!   `StepStarted` only once it has its resources and calls an agent.
 //! - Waiting steps and runs are served lower `priority` number first, in order of
-//!   arrival within a priority ([`PriorityResourceManager`]: strict order, so a large
+//!   arrival within a priority ([`PriorityResourceManager`](crate::resource::PriorityResourceManager): strict order, so a large
 //!   request is not starved; see [`crate::resource`] for its bounded backfill).
 //! - Kinds the pool does not have are not limited (a pool of `cpu` alone leaves
 //!   `memory` and `network` free).
@@ -90,375 +90,52 @@
 //! costs nothing more; one with them adds a few small allocations (the request, its
 //! guard) and one lock when it starts and one when it ends.
 
-mod call;
+mod approvals;
+mod builder;
+mod catalogue;
 mod control;
 mod durable;
+mod error;
 mod event;
 mod heal;
+mod inner;
+mod options;
+mod orchestration;
+mod recover;
 mod report;
 mod run;
+mod step;
 
-use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::task::{Context as TaskContext, Poll};
 
-use futures::channel::oneshot;
 use futures::future::BoxFuture;
 use serde_json::Value;
 
-use crate::agent::{Agent, AgentId, AgentRegistry, LoadBalancer, RegistryError, balancer_for};
-use crate::clock::{Clock, SystemClock};
-use crate::decision::{DecisionEngine, DecisionLog};
-use crate::definition::{LoadBalancing, StepId, ValidationErrors, WorkflowDefinition};
-use crate::expr::Context;
+use crate::agent::{Agent, AgentId, AgentRegistry};
+use crate::clock::Clock;
+use crate::decision::DecisionEngine;
 use crate::plan::ExecutionPlan;
-use crate::resource::{CapacityError, PriorityResourceManager, ResourceManager, ResourcePool};
+use crate::resource::ResourceManager;
 use crate::run::RunId;
-use crate::store::{RunState as Journaled, RunStore, StoreError};
+use crate::store::RunState as Journaled;
 
 /// The run vocabulary, defined in [`run`](crate::run) and used here by name.
 pub use crate::run::{FailureKind, RecoveryDecision, RunError, RunStatus, StepError, StepStatus};
-pub use durable::RecoveryError;
+pub use builder::EngineBuilder;
+pub use catalogue::WorkflowRef;
+pub use error::{EngineError, RecoveryError};
 pub use event::{EventStream, RunEvent};
 pub use heal::MAX_RECOVERIES;
+pub use options::RunOptions;
+pub use orchestration::OrchestrationEngine;
 pub use report::{RunReport, StepReport};
 
-/// Why the engine refused a request.
-#[derive(Debug, Clone, thiserror::Error)]
-#[non_exhaustive]
-pub enum EngineError {
-    /// The definition is invalid.
-    #[error("invalid workflow definition:\n{0}")]
-    Invalid(#[from] ValidationErrors),
-    /// No workflow has this id.
-    #[error("unknown workflow `{id}`")]
-    UnknownWorkflow {
-        /// The id asked for.
-        id: String,
-    },
-    /// No step of this run waits for an answer under this id.
-    #[error("run `{run}` has no step `{step}` waiting for approval")]
-    NoPendingApproval {
-        /// The run.
-        run: RunId,
-        /// The step.
-        step: String,
-    },
-    /// The run is not live in this engine: it ended, never started, or was started by
-    /// another engine (recover it first).
-    #[error("run `{run}` is not running in this engine")]
-    NotRunning {
-        /// The run.
-        run: RunId,
-    },
-    /// An agent could not be registered.
-    #[error(transparent)]
-    Registry(#[from] RegistryError),
-    /// The run store failed (keeping a definition, listing the runs to recover).
-    #[error("the run store failed")]
-    Store {
-        /// The store's error (shared: store errors carry their backend's error).
-        #[source]
-        source: Arc<StoreError>,
-    },
-    /// A run could not be recovered from the store.
-    #[error("cannot recover run `{run}`")]
-    Recovery {
-        /// The run.
-        run: RunId,
-        /// Why.
-        #[source]
-        reason: RecoveryError,
-    },
-    /// The workflow needs more of a resource than the engine's pool has: a step (or the
-    /// workflow itself) could never run.
-    #[error("workflow `{workflow}` needs more than the engine's resource pool has:\n{}", lines(.problems))]
-    OverCapacity {
-        /// The workflow id.
-        workflow: String,
-        /// Every requirement the pool can never grant, each naming the step (or the
-        /// workflow) and the resource.
-        problems: Vec<CapacityError>,
-    },
-}
-
-fn lines(problems: &[CapacityError]) -> String {
-    problems
-        .iter()
-        .map(ToString::to_string)
-        .collect::<Vec<_>>()
-        .join("\n")
-}
-
-impl PartialEq for EngineError {
-    /// Store errors are equal only when they are the same error (they carry a backend's).
-    fn eq(&self, other: &Self) -> bool {
-        match (self, other) {
-            (Self::Invalid(a), Self::Invalid(b)) => a == b,
-            (Self::UnknownWorkflow { id: a }, Self::UnknownWorkflow { id: b }) => a == b,
-            (
-                Self::NoPendingApproval { run: a, step: s },
-                Self::NoPendingApproval { run: b, step: t },
-            ) => a == b && s == t,
-            (Self::NotRunning { run: a }, Self::NotRunning { run: b }) => a == b,
-            (Self::Registry(a), Self::Registry(b)) => a == b,
-            (Self::Store { source: a }, Self::Store { source: b }) => Arc::ptr_eq(a, b),
-            (Self::Recovery { run: a, reason: x }, Self::Recovery { run: b, reason: y }) => {
-                a == b && x == y
-            }
-            (
-                Self::OverCapacity {
-                    workflow: a,
-                    problems: x,
-                },
-                Self::OverCapacity {
-                    workflow: b,
-                    problems: y,
-                },
-            ) => a == b && x == y,
-            _ => false,
-        }
-    }
-}
-
-/// A workflow the engine keeps: its id and version.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct WorkflowRef {
-    /// The workflow id.
-    pub id: String,
-    /// Its version (free text; empty when the definition has none).
-    pub version: String,
-}
-
-/// What a run starts with.
-#[derive(Debug, Clone, Default)]
-pub struct RunOptions {
-    input: Value,
-    context: Context,
-    seed: Option<u64>,
-    run_id: Option<RunId>,
-    trigger: Option<String>,
-}
-
-impl RunOptions {
-    /// Options with `input` as the run's input (`${input…}`).
-    pub fn new(input: Value) -> Self {
-        Self {
-            input,
-            ..Self::default()
-        }
-    }
-
-    /// Records that a trigger started the run (`triggers[0] (SCHEDULED)`): journaled
-    /// (`runTriggered`) and in the `RunStarted` event.
-    #[must_use]
-    pub fn triggered_by(mut self, trigger: impl Into<String>) -> Self {
-        self.trigger = Some(trigger.into());
-        self
-    }
-
-    /// The host context of conditions (`market.isOpen()`). Defaults to empty.
-    #[must_use]
-    pub fn context(mut self, context: Context) -> Self {
-        self.context = context;
-        self
-    }
-
-    /// The seed of the run's random choices (balancers, jitter). Defaults to the
-    /// engine's seed mixed with the run id.
-    #[must_use]
-    pub fn seed(mut self, seed: u64) -> Self {
-        self.seed = Some(seed);
-        self
-    }
-
-    /// The run id. Defaults to `run-N`, N counting the engine's runs from 1.
-    #[must_use]
-    pub fn run_id(mut self, run_id: impl Into<RunId>) -> Self {
-        self.run_id = Some(run_id.into());
-        self
-    }
-}
-
-/// The engine's contract, for hosts that want to substitute or wrap it.
-#[async_trait::async_trait]
-pub trait OrchestrationEngine: Send + Sync {
-    /// Validates, compiles and keeps a workflow (by id and version).
-    ///
-    /// # Errors
-    /// [`EngineError::Invalid`] with every problem of the definition;
-    /// [`EngineError::OverCapacity`] when its `resourceRequirements` could never be
-    /// granted by the engine's resource pool.
-    fn create_workflow(&self, definition: WorkflowDefinition) -> Result<WorkflowRef, EngineError>;
-
-    /// Runs the latest version of workflow `workflow_id` with `input` to its end.
-    ///
-    /// # Errors
-    /// [`EngineError::UnknownWorkflow`]. A run that fails is not an error: its report
-    /// says how it ended.
-    async fn execute_workflow(
-        &self,
-        workflow_id: &str,
-        input: Value,
-    ) -> Result<RunReport, EngineError>;
-
-    /// Approves the waiting step `step` of run `run`.
-    ///
-    /// # Errors
-    /// [`EngineError::NoPendingApproval`] when that step is not waiting.
-    fn approve(
-        &self,
-        run: &RunId,
-        step: &str,
-        by: &str,
-        comment: Option<&str>,
-    ) -> Result<(), EngineError>;
-
-    /// Rejects the waiting step `step` of run `run` (the step fails).
-    ///
-    /// # Errors
-    /// [`EngineError::NoPendingApproval`] when that step is not waiting.
-    fn reject(
-        &self,
-        run: &RunId,
-        step: &str,
-        by: &str,
-        comment: Option<&str>,
-    ) -> Result<(), EngineError>;
-
-    /// Pauses a run: it starts no new step until resumed; steps in flight finish.
-    ///
-    /// # Errors
-    /// [`EngineError::NotRunning`] when the run is not live.
-    fn pause_workflow(&self, run: &RunId) -> Result<(), EngineError>;
-
-    /// Resumes a paused run.
-    ///
-    /// # Errors
-    /// [`EngineError::NotRunning`] when the run is not live.
-    fn resume_workflow(&self, run: &RunId) -> Result<(), EngineError>;
-
-    /// Cancels a run: steps in flight are stopped and the run ends `CANCELLED`.
-    ///
-    /// # Errors
-    /// [`EngineError::NotRunning`] when the run is not live.
-    fn cancel_workflow(&self, run: &RunId, by: &str) -> Result<(), EngineError>;
-}
-
-/// A person's answer to a waiting step.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Answer {
-    pub(crate) approved: bool,
-    pub(crate) by: String,
-    pub(crate) comment: Option<String>,
-}
-
-impl Answer {
-    fn new(approved: bool, by: &str, comment: Option<&str>) -> Self {
-        Self {
-            approved,
-            by: by.to_owned(),
-            comment: comment.map(str::to_owned),
-        }
-    }
-}
-
-pub(crate) struct Inner {
-    pub(crate) clock: Arc<dyn Clock>,
-    pub(crate) registry: Arc<AgentRegistry>,
-    pub(crate) decisions: Arc<dyn DecisionEngine>,
-    listeners: event::Listeners,
-    workflows: RwLock<HashMap<String, Vec<Arc<ExecutionPlan>>>>,
-    approvals: Mutex<HashMap<(RunId, StepId), oneshot::Sender<Answer>>>,
-    /// One balancer of each kind, shared by runs (round robin keeps its position).
-    balancers: [Arc<dyn LoadBalancer>; 4],
-    pub(crate) default_balancing: LoadBalancing,
-    seed: u64,
-    runs: AtomicU64,
-    pub(crate) max_output_bytes: usize,
-    /// Where runs are journaled; none: nothing is.
-    store: Option<Arc<dyn RunStore>>,
-    /// The live runs' controls (pause, resume, cancel).
-    controls: Arc<control::Controls>,
-    /// Where `resourceRequirements` are taken from; none: they are not enforced.
-    pub(crate) resources: Option<Arc<dyn ResourceManager>>,
-}
-
-impl Inner {
-    pub(crate) fn balancer(&self, kind: Option<LoadBalancing>) -> &dyn LoadBalancer {
-        let index = match kind.unwrap_or(self.default_balancing) {
-            LoadBalancing::RoundRobin => 0,
-            LoadBalancing::Weighted => 1,
-            LoadBalancing::LeastConnections => 2,
-            LoadBalancing::PowerOfTwoChoices => 3,
-        };
-        &*self.balancers[index]
-    }
-
-    pub(crate) fn emit(&self, event: impl FnOnce() -> RunEvent) {
-        if self.listeners.active() {
-            self.listeners.emit(event());
-        }
-    }
-
-    /// Registers a waiting step; the returned guard unregisters it when dropped.
-    pub(crate) fn wait_for_answer(
-        self: &Arc<Self>,
-        run: &RunId,
-        step: &StepId,
-    ) -> (oneshot::Receiver<Answer>, ApprovalGuard) {
-        let (sender, receiver) = oneshot::channel();
-        let key = (run.clone(), step.clone());
-        self.approvals
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(key.clone(), sender);
-        (
-            receiver,
-            ApprovalGuard {
-                inner: Arc::clone(self),
-                key,
-            },
-        )
-    }
-
-    fn answer(&self, run: &RunId, step: &str, answer: Answer) -> Result<(), EngineError> {
-        let sender = self
-            .approvals
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .remove(&(run.clone(), StepId::new(step)));
-        let missing = || EngineError::NoPendingApproval {
-            run: run.clone(),
-            step: step.to_owned(),
-        };
-        sender
-            .ok_or_else(missing)?
-            .send(answer)
-            .map_err(|_| missing())
-    }
-}
-
-/// Removes a waiting step's registration when the wait ends (answered, timed out or
-/// cancelled).
-pub(crate) struct ApprovalGuard {
-    inner: Arc<Inner>,
-    key: (RunId, StepId),
-}
-
-impl Drop for ApprovalGuard {
-    fn drop(&mut self) {
-        self.inner
-            .approvals
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .remove(&self.key);
-    }
-}
+pub(crate) use inner::Inner;
 
 /// The default engine: see the [module docs](self).
 ///
@@ -506,158 +183,7 @@ impl fmt::Debug for Engine {
     }
 }
 
-/// Builds an [`Engine`].
-pub struct EngineBuilder {
-    clock: Arc<dyn Clock>,
-    registry: Option<Arc<AgentRegistry>>,
-    decisions: Arc<dyn DecisionEngine>,
-    callbacks: Vec<event::EventCallback>,
-    balancing: LoadBalancing,
-    seed: u64,
-    max_output_bytes: usize,
-    store: Option<Arc<dyn RunStore>>,
-    resources: Option<Arc<dyn ResourceManager>>,
-}
-
-impl fmt::Debug for EngineBuilder {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("EngineBuilder")
-            .field("clock", &self.clock)
-            .field("balancing", &self.balancing)
-            .field("seed", &self.seed)
-            .field("store", &self.store)
-            .field("resources", &self.resources.is_some())
-            .finish_non_exhaustive()
-    }
-}
-
-impl EngineBuilder {
-    /// Where time comes from. Defaults to [`SystemClock`].
-    #[must_use]
-    pub fn clock(mut self, clock: impl Clock + 'static) -> Self {
-        self.clock = Arc::new(clock);
-        self
-    }
-
-    /// The agent registry, to share one between engines. Defaults to a new, empty one.
-    #[must_use]
-    pub fn registry(mut self, registry: Arc<AgentRegistry>) -> Self {
-        self.registry = Some(registry);
-        self
-    }
-
-    /// Where `decision` steps are recorded. Defaults to an in-memory [`DecisionLog`].
-    #[must_use]
-    pub fn decisions(mut self, decisions: Arc<dyn DecisionEngine>) -> Self {
-        self.decisions = decisions;
-        self
-    }
-
-    /// Calls `callback` with every event of every run, synchronously, in order (keep it
-    /// quick). Defaults to none; [`Engine::subscribe`] gives a stream instead.
-    #[must_use]
-    pub fn on_event(mut self, callback: impl Fn(&RunEvent) + Send + Sync + 'static) -> Self {
-        self.callbacks.push(Arc::new(callback));
-        self
-    }
-
-    /// The balancer of steps that name none. Defaults to `LEAST_CONNECTIONS`.
-    #[must_use]
-    pub fn load_balancing(mut self, balancing: LoadBalancing) -> Self {
-        self.balancing = balancing;
-        self
-    }
-
-    /// The seed runs derive their random choices from. Defaults to 0.
-    #[must_use]
-    pub fn seed(mut self, seed: u64) -> Self {
-        self.seed = seed;
-        self
-    }
-
-    /// The largest agent output accepted, in bytes of JSON. Defaults to 1 MiB.
-    #[must_use]
-    pub fn max_output_bytes(mut self, bytes: usize) -> Self {
-        self.max_output_bytes = bytes;
-        self
-    }
-
-    /// Where runs are journaled, so that [`Engine::recover`] can continue them after a
-    /// restart: every transition of a run is appended before the engine acts on it, and
-    /// every workflow the engine keeps is stored with its version. An append that fails
-    /// is retried on the engine's clock (10 ms, doubling to 1 s) until it succeeds; the
-    /// run waits meanwhile. Defaults to none: nothing is journaled, and runs do not
-    /// survive the process.
-    #[must_use]
-    pub fn store(mut self, store: impl RunStore + 'static) -> Self {
-        self.store = Some(Arc::new(store));
-        self
-    }
-
-    /// Where steps and runs take their `resourceRequirements` from: a step waits until
-    /// its requirements are granted and gives them back when it ends; a run holds the
-    /// workflow's for its whole length (see [Resources](self#resources)). Pass an
-    /// `Arc` to keep a handle ([`Engine::resources`] gives one too). Defaults to none:
-    /// requirements are validated but not enforced.
-    #[must_use]
-    pub fn resources(mut self, manager: impl ResourceManager + 'static) -> Self {
-        self.resources = Some(Arc::new(manager));
-        self
-    }
-
-    /// Takes `resourceRequirements` from `pool`, with a [`PriorityResourceManager`]
-    /// (strict priority order); the same as `resources(PriorityResourceManager::new(pool))`.
-    /// Defaults to none: requirements are validated but not enforced.
-    #[must_use]
-    pub fn resource_pool(self, pool: ResourcePool) -> Self {
-        self.resources(PriorityResourceManager::new(pool))
-    }
-
-    /// The engine.
-    pub fn build(self) -> Engine {
-        let balancers = [
-            balancer_for(LoadBalancing::RoundRobin),
-            balancer_for(LoadBalancing::Weighted),
-            balancer_for(LoadBalancing::LeastConnections),
-            balancer_for(LoadBalancing::PowerOfTwoChoices),
-        ];
-        Engine {
-            inner: Arc::new(Inner {
-                clock: self.clock,
-                registry: self.registry.unwrap_or_default(),
-                decisions: self.decisions,
-                listeners: event::Listeners::new(self.callbacks),
-                workflows: RwLock::new(HashMap::new()),
-                approvals: Mutex::new(HashMap::new()),
-                balancers,
-                default_balancing: self.balancing,
-                seed: self.seed,
-                runs: AtomicU64::new(0),
-                max_output_bytes: self.max_output_bytes,
-                store: self.store,
-                controls: Arc::default(),
-                resources: self.resources,
-            }),
-        }
-    }
-}
-
 impl Engine {
-    /// A builder, with every setting at its default.
-    pub fn builder() -> EngineBuilder {
-        EngineBuilder {
-            clock: Arc::new(SystemClock),
-            registry: None,
-            decisions: Arc::new(DecisionLog::new()),
-            callbacks: Vec::new(),
-            balancing: LoadBalancing::LeastConnections,
-            seed: 0,
-            max_output_bytes: 1 << 20,
-            store: None,
-            resources: None,
-        }
-    }
-
     /// The agent registry (agents may join and leave while runs go on).
     pub fn registry(&self) -> &Arc<AgentRegistry> {
         &self.inner.registry
@@ -690,77 +216,6 @@ impl Engine {
     /// Removes an agent: its calls in flight finish; it gets no new ones.
     pub fn deregister_agent(&self, id: &AgentId) -> bool {
         self.inner.registry.deregister(id)
-    }
-
-    /// Keeps an already compiled plan (by id and version). A plan with the same id and
-    /// version replaces the one kept. With a store, the definition is stored too; a
-    /// store that fails is logged (`tracing::warn!`): [`create_workflow`] reports it.
-    /// The plan is not checked against the resource pool: a run of it whose requirements
-    /// the pool can never grant fails when it starts (kind `RESOURCES`).
-    ///
-    /// [`create_workflow`]: Self::create_workflow
-    pub fn add_plan(&self, plan: ExecutionPlan) -> WorkflowRef {
-        if let Err(error) = self.put_definition(&plan) {
-            tracing::warn!(
-                workflow = plan.workflow_id(),
-                error = &error as &dyn std::error::Error,
-                "cannot store the workflow's definition; runs of it recover only while the engine keeps it"
-            );
-        }
-        self.keep(plan)
-    }
-
-    /// Stores `plan`'s definition under its id and version, when the engine has a store.
-    fn put_definition(&self, plan: &ExecutionPlan) -> Result<(), StoreError> {
-        let Some(store) = &self.inner.store else {
-            return Ok(());
-        };
-        let definition = plan.definition();
-        store.put_definition(
-            plan.workflow_id(),
-            definition.version.as_deref().unwrap_or_default(),
-            &definition.to_json(),
-        )
-    }
-
-    fn keep(&self, plan: ExecutionPlan) -> WorkflowRef {
-        let reference = WorkflowRef {
-            id: plan.workflow_id().to_owned(),
-            version: plan.definition().version.clone().unwrap_or_default(),
-        };
-        let mut workflows = self
-            .inner
-            .workflows
-            .write()
-            .unwrap_or_else(PoisonError::into_inner);
-        let versions = workflows.entry(reference.id.clone()).or_default();
-        versions.retain(|kept| {
-            kept.definition().version.clone().unwrap_or_default() != reference.version
-        });
-        versions.push(Arc::new(plan));
-        reference
-    }
-
-    /// The latest version of workflow `id`.
-    pub fn workflow(&self, id: &str) -> Option<Arc<ExecutionPlan>> {
-        self.inner
-            .workflows
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(id)
-            .and_then(|versions| versions.last().cloned())
-    }
-
-    /// Workflow `id` at `version`.
-    pub fn workflow_version(&self, id: &str, version: &str) -> Option<Arc<ExecutionPlan>> {
-        self.inner
-            .workflows
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(id)?
-            .iter()
-            .find(|plan| plan.definition().version.as_deref().unwrap_or_default() == version)
-            .cloned()
     }
 
     /// Starts a run of the latest version of workflow `workflow_id`. The run makes
@@ -822,137 +277,6 @@ impl Engine {
         Ok(self.start(workflow_id, options)?.await)
     }
 
-    /// Validates, compiles and keeps a workflow (by id and version); see
-    /// [`OrchestrationEngine::create_workflow`]. With a store, the definition is stored
-    /// first (a version never changes once stored).
-    ///
-    /// With a resource manager, the workflow's `resourceRequirements` are checked against
-    /// its pool ([`ResourceManager::check_plan`]).
-    ///
-    /// # Errors
-    /// [`EngineError::Invalid`] with every problem of the definition;
-    /// [`EngineError::OverCapacity`] naming every step (or the workflow) whose
-    /// requirements the pool could never grant, and the resource;
-    /// [`EngineError::Store`] when the store fails or keeps this version with other text
-    /// (then the engine does not keep it either).
-    pub fn create_workflow(
-        &self,
-        definition: WorkflowDefinition,
-    ) -> Result<WorkflowRef, EngineError> {
-        let plan = ExecutionPlan::compile(definition)?;
-        if let Some(manager) = &self.inner.resources {
-            manager
-                .check_plan(&plan)
-                .map_err(|problems| EngineError::OverCapacity {
-                    workflow: plan.workflow_id().to_owned(),
-                    problems,
-                })?;
-        }
-        self.put_definition(&plan).map_err(durable::store_failed)?;
-        Ok(self.keep(plan))
-    }
-
-    /// Continues every run the store lists as unfinished, as it was when the previous
-    /// engine stopped: returns their [`Run`]s, which make progress only while polled.
-    ///
-    /// Each run is its journal's fold ([`RunState::fold`](crate::store::RunState::fold)),
-    /// under its journaled id and seed, on the plan of the version it started with (the
-    /// engine's, else the definition the store keeps, compiled and kept). Steps that
-    /// completed, were skipped or failed keep their status, output and report and do not
-    /// run again. Steps that were running or pending run as usual: a call cut off by the
-    /// restart is made again with the same idempotency key (keys are
-    /// `run/step/item/iteration`), so an agent that honours keys acts once. A step that
-    /// waited for approval waits again (`StepWaiting` is emitted again and
-    /// [`approve`](Self::approve) answers it), unless its answer was journaled: then it
-    /// acts on that answer. Recovered runs see an empty host [`Context`]; timeouts of
-    /// steps restart, the workflow's timeout keeps its deadline. Without a store, there
-    /// is nothing to recover.
-    ///
-    /// # Errors
-    /// [`EngineError::Store`] when the store cannot list its runs;
-    /// [`EngineError::Recovery`] naming the first run that cannot be loaded, whose
-    /// journal does not fold, or whose definition is missing or invalid (no run is
-    /// returned then).
-    pub fn recover(&self) -> Result<Vec<Run>, EngineError> {
-        let Some(store) = &self.inner.store else {
-            return Ok(Vec::new());
-        };
-        let unfinished = store.unfinished_runs().map_err(durable::store_failed)?;
-        let mut recovered = Vec::with_capacity(unfinished.len());
-        for run in unfinished {
-            let failed = |reason| durable::recovery(&run, reason);
-            let entries = store
-                .load(&run)
-                .map_err(|error| failed(RecoveryError::Store(Arc::new(error))))?;
-            let journaled =
-                Journaled::fold(&entries).map_err(|error| failed(RecoveryError::Journal(error)))?;
-            let plan = self
-                .recovered_plan(store.as_ref(), &journaled)
-                .map_err(failed)?;
-            recovered.push((plan, journaled));
-        }
-        Ok(recovered
-            .into_iter()
-            .map(|(plan, journaled)| {
-                // Runs this engine numbers must not reuse a recovered run's id.
-                if let Some(number) = journaled
-                    .run_id
-                    .as_str()
-                    .strip_prefix("run-")
-                    .and_then(|number| number.parse::<u64>().ok())
-                {
-                    self.inner.runs.fetch_max(number, Ordering::Relaxed);
-                }
-                let id = journaled.run_id.clone();
-                let resumed = Resumed::of(&journaled);
-                let control = self.inner.controls.register(&id);
-                let future = run::resume(
-                    Arc::clone(&self.inner),
-                    Arc::clone(&plan),
-                    journaled,
-                    Arc::new(Context::default()),
-                    control,
-                );
-                Run {
-                    id,
-                    plan,
-                    resumed: Some(resumed),
-                    future: Box::pin(future),
-                }
-            })
-            .collect())
-    }
-
-    /// The plan a recovered run started with: the engine's, else the store's definition.
-    fn recovered_plan(
-        &self,
-        store: &dyn RunStore,
-        journaled: &Journaled,
-    ) -> Result<Arc<ExecutionPlan>, RecoveryError> {
-        let (id, version) = (&journaled.workflow_id, &journaled.version);
-        if let Some(plan) = self.workflow_version(id, version) {
-            return Ok(plan);
-        }
-        let json = store
-            .definition(id, version)
-            .map_err(|error| RecoveryError::Store(Arc::new(error)))?
-            .ok_or_else(|| RecoveryError::NoDefinition {
-                workflow_id: id.clone(),
-                version: version.clone(),
-            })?;
-        let plan = ExecutionPlan::from_json(&json).map_err(|source| RecoveryError::Definition {
-            workflow_id: id.clone(),
-            version: version.clone(),
-            source,
-        })?;
-        self.keep(plan);
-        self.workflow_version(id, version)
-            .ok_or_else(|| RecoveryError::NoDefinition {
-                workflow_id: id.clone(),
-                version: version.clone(),
-            })
-    }
-
     /// Runs the latest version of `workflow_id` with `input` to its end.
     ///
     /// # Errors
@@ -966,124 +290,9 @@ impl Engine {
         self.run(workflow_id, RunOptions::new(input)).await
     }
 
-    /// Approves the waiting step `step` of run `run`, as `by`, with an optional comment.
-    ///
-    /// # Errors
-    /// [`EngineError::NoPendingApproval`] when that step is not waiting.
-    pub fn approve(
-        &self,
-        run: &RunId,
-        step: &str,
-        by: &str,
-        comment: Option<&str>,
-    ) -> Result<(), EngineError> {
-        self.inner.answer(run, step, Answer::new(true, by, comment))
-    }
-
-    /// Rejects the waiting step `step` of run `run`: the step fails with kind `REJECTED`.
-    ///
-    /// # Errors
-    /// [`EngineError::NoPendingApproval`] when that step is not waiting.
-    pub fn reject(
-        &self,
-        run: &RunId,
-        step: &str,
-        by: &str,
-        comment: Option<&str>,
-    ) -> Result<(), EngineError> {
-        self.inner
-            .answer(run, step, Answer::new(false, by, comment))
-    }
-
-    /// Pauses run `run`: it starts no new step (steps in flight finish, approvals can
-    /// still be answered) until [`resume_workflow`](Self::resume_workflow). The pause is
-    /// journaled, so a run recovered after a restart is still paused; it then starts
-    /// nothing, not even the calls the restart cut off, until resumed. A paused run's
-    /// workflow `timeout` keeps running. Pausing a paused run does nothing.
-    ///
-    /// # Errors
-    /// [`EngineError::NotRunning`] when the run is not live in this engine.
-    pub fn pause_workflow(&self, run: &RunId) -> Result<(), EngineError> {
-        self.control(run, control::Command::Pause)
-    }
-
-    /// Resumes a paused run (journaled). Resuming a run that is not paused does nothing.
-    ///
-    /// # Errors
-    /// [`EngineError::NotRunning`] when the run is not live in this engine.
-    pub fn resume_workflow(&self, run: &RunId) -> Result<(), EngineError> {
-        self.control(run, control::Command::Resume)
-    }
-
-    /// Cancels run `run` on behalf of `by`: the cancellation is journaled, the steps in
-    /// flight are stopped (`CANCELLED`), those not started are `SKIPPED`, and the run
-    /// ends `CANCELLED`. A paused run can be cancelled. A cancellation journaled before a
-    /// restart ends the recovered run at once.
-    ///
-    /// # Errors
-    /// [`EngineError::NotRunning`] when the run is not live in this engine.
-    pub fn cancel_workflow(&self, run: &RunId, by: &str) -> Result<(), EngineError> {
-        self.control(run, control::Command::Cancel { by: by.to_owned() })
-    }
-
-    fn control(&self, run: &RunId, command: control::Command) -> Result<(), EngineError> {
-        if self.inner.controls.send(run, command) {
-            Ok(())
-        } else {
-            Err(EngineError::NotRunning { run: run.clone() })
-        }
-    }
-
     /// A stream of every event of every run from now on. Dropping it unsubscribes.
     pub fn subscribe(&self) -> EventStream {
         self.inner.listeners.subscribe()
-    }
-}
-
-#[async_trait::async_trait]
-impl OrchestrationEngine for Engine {
-    fn create_workflow(&self, definition: WorkflowDefinition) -> Result<WorkflowRef, EngineError> {
-        Engine::create_workflow(self, definition)
-    }
-
-    async fn execute_workflow(
-        &self,
-        workflow_id: &str,
-        input: Value,
-    ) -> Result<RunReport, EngineError> {
-        Engine::execute_workflow(self, workflow_id, input).await
-    }
-
-    fn approve(
-        &self,
-        run: &RunId,
-        step: &str,
-        by: &str,
-        comment: Option<&str>,
-    ) -> Result<(), EngineError> {
-        Engine::approve(self, run, step, by, comment)
-    }
-
-    fn reject(
-        &self,
-        run: &RunId,
-        step: &str,
-        by: &str,
-        comment: Option<&str>,
-    ) -> Result<(), EngineError> {
-        Engine::reject(self, run, step, by, comment)
-    }
-
-    fn pause_workflow(&self, run: &RunId) -> Result<(), EngineError> {
-        Engine::pause_workflow(self, run)
-    }
-
-    fn resume_workflow(&self, run: &RunId) -> Result<(), EngineError> {
-        Engine::resume_workflow(self, run)
-    }
-
-    fn cancel_workflow(&self, run: &RunId, by: &str) -> Result<(), EngineError> {
-        Engine::cancel_workflow(self, run, by)
     }
 }
 
@@ -1123,7 +332,7 @@ pub struct Resumed {
 }
 
 impl Resumed {
-    fn of(journaled: &Journaled) -> Self {
+    pub(super) fn of(journaled: &Journaled) -> Self {
         Self {
             started_at: journaled.started_at,
             steps_ended: journaled

@@ -1,0 +1,169 @@
+//! Building an [`Engine`]: [`EngineBuilder`], every setting with its default.
+
+use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+
+use super::catalogue::Catalogue;
+use super::event::{EventCallback, Listeners};
+use super::inner::Inner;
+use super::{Engine, RunEvent};
+use crate::agent::{AgentRegistry, balancer_for};
+use crate::clock::{Clock, SystemClock};
+use crate::decision::{DecisionEngine, DecisionLog};
+use crate::definition::LoadBalancing;
+use crate::resource::{PriorityResourceManager, ResourceManager, ResourcePool};
+use crate::store::RunStore;
+
+/// Builds an [`Engine`].
+pub struct EngineBuilder {
+    clock: Arc<dyn Clock>,
+    registry: Option<Arc<AgentRegistry>>,
+    decisions: Arc<dyn DecisionEngine>,
+    callbacks: Vec<EventCallback>,
+    balancing: LoadBalancing,
+    seed: u64,
+    max_output_bytes: usize,
+    store: Option<Arc<dyn RunStore>>,
+    resources: Option<Arc<dyn ResourceManager>>,
+}
+
+impl fmt::Debug for EngineBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EngineBuilder")
+            .field("clock", &self.clock)
+            .field("balancing", &self.balancing)
+            .field("seed", &self.seed)
+            .field("store", &self.store)
+            .field("resources", &self.resources.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl EngineBuilder {
+    /// Where time comes from. Defaults to [`SystemClock`].
+    #[must_use]
+    pub fn clock(mut self, clock: impl Clock + 'static) -> Self {
+        self.clock = Arc::new(clock);
+        self
+    }
+
+    /// The agent registry, to share one between engines. Defaults to a new, empty one.
+    #[must_use]
+    pub fn registry(mut self, registry: Arc<AgentRegistry>) -> Self {
+        self.registry = Some(registry);
+        self
+    }
+
+    /// Where `decision` steps are recorded. Defaults to an in-memory [`DecisionLog`].
+    #[must_use]
+    pub fn decisions(mut self, decisions: Arc<dyn DecisionEngine>) -> Self {
+        self.decisions = decisions;
+        self
+    }
+
+    /// Calls `callback` with every event of every run, synchronously, in order (keep it
+    /// quick). Defaults to none; [`Engine::subscribe`] gives a stream instead.
+    #[must_use]
+    pub fn on_event(mut self, callback: impl Fn(&RunEvent) + Send + Sync + 'static) -> Self {
+        self.callbacks.push(Arc::new(callback));
+        self
+    }
+
+    /// The balancer of steps that name none. Defaults to `LEAST_CONNECTIONS`.
+    #[must_use]
+    pub fn load_balancing(mut self, balancing: LoadBalancing) -> Self {
+        self.balancing = balancing;
+        self
+    }
+
+    /// The seed runs derive their random choices from. Defaults to 0.
+    #[must_use]
+    pub fn seed(mut self, seed: u64) -> Self {
+        self.seed = seed;
+        self
+    }
+
+    /// The largest agent output accepted, in bytes of JSON. Defaults to 1 MiB.
+    #[must_use]
+    pub fn max_output_bytes(mut self, bytes: usize) -> Self {
+        self.max_output_bytes = bytes;
+        self
+    }
+
+    /// Where runs are journaled, so that [`Engine::recover`] can continue them after a
+    /// restart: every transition of a run is appended before the engine acts on it, and
+    /// every workflow the engine keeps is stored with its version. An append that fails
+    /// is retried on the engine's clock (10 ms, doubling to 1 s) until it succeeds; the
+    /// run waits meanwhile. Defaults to none: nothing is journaled, and runs do not
+    /// survive the process.
+    #[must_use]
+    pub fn store(mut self, store: impl RunStore + 'static) -> Self {
+        self.store = Some(Arc::new(store));
+        self
+    }
+
+    /// Where steps and runs take their `resourceRequirements` from: a step waits until
+    /// its requirements are granted and gives them back when it ends; a run holds the
+    /// workflow's for its whole length (see [Resources](crate::engine#resources)). Pass an
+    /// `Arc` to keep a handle ([`Engine::resources`] gives one too). Defaults to none:
+    /// requirements are validated but not enforced.
+    #[must_use]
+    pub fn resources(mut self, manager: impl ResourceManager + 'static) -> Self {
+        self.resources = Some(Arc::new(manager));
+        self
+    }
+
+    /// Takes `resourceRequirements` from `pool`, with a [`PriorityResourceManager`]
+    /// (strict priority order); the same as `resources(PriorityResourceManager::new(pool))`.
+    /// Defaults to none: requirements are validated but not enforced.
+    #[must_use]
+    pub fn resource_pool(self, pool: ResourcePool) -> Self {
+        self.resources(PriorityResourceManager::new(pool))
+    }
+
+    /// The engine.
+    pub fn build(self) -> Engine {
+        let balancers = [
+            balancer_for(LoadBalancing::RoundRobin),
+            balancer_for(LoadBalancing::Weighted),
+            balancer_for(LoadBalancing::LeastConnections),
+            balancer_for(LoadBalancing::PowerOfTwoChoices),
+        ];
+        Engine {
+            inner: Arc::new(Inner {
+                clock: self.clock,
+                registry: self.registry.unwrap_or_default(),
+                decisions: self.decisions,
+                listeners: Listeners::new(self.callbacks),
+                catalogue: Catalogue::default(),
+                approvals: Arc::default(),
+                balancers,
+                default_balancing: self.balancing,
+                seed: self.seed,
+                runs: AtomicU64::new(0),
+                max_output_bytes: self.max_output_bytes,
+                store: self.store,
+                controls: Arc::default(),
+                resources: self.resources,
+            }),
+        }
+    }
+}
+
+impl Engine {
+    /// A builder, with every setting at its default.
+    pub fn builder() -> EngineBuilder {
+        EngineBuilder {
+            clock: Arc::new(SystemClock),
+            registry: None,
+            decisions: Arc::new(DecisionLog::new()),
+            callbacks: Vec::new(),
+            balancing: LoadBalancing::LeastConnections,
+            seed: 0,
+            max_output_bytes: 1 << 20,
+            store: None,
+            resources: None,
+        }
+    }
+}

@@ -1,0 +1,189 @@
+//! Why the engine refuses a request: [`EngineError`], and [`RecoveryError`] for runs that
+//! cannot be recovered from a store.
+
+use std::sync::Arc;
+
+use crate::agent::RegistryError;
+use crate::definition::ValidationErrors;
+use crate::resource::CapacityError;
+use crate::run::RunId;
+use crate::store::{FoldError, StoreError};
+
+/// Why the engine refused a request.
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum EngineError {
+    /// The definition is invalid.
+    #[error("invalid workflow definition:\n{0}")]
+    Invalid(#[from] ValidationErrors),
+    /// No workflow has this id.
+    #[error("unknown workflow `{id}`")]
+    UnknownWorkflow {
+        /// The id asked for.
+        id: String,
+    },
+    /// No step of this run waits for an answer under this id.
+    #[error("run `{run}` has no step `{step}` waiting for approval")]
+    NoPendingApproval {
+        /// The run.
+        run: RunId,
+        /// The step.
+        step: String,
+    },
+    /// The run is not live in this engine: it ended, never started, or was started by
+    /// another engine (recover it first).
+    #[error("run `{run}` is not running in this engine")]
+    NotRunning {
+        /// The run.
+        run: RunId,
+    },
+    /// An agent could not be registered.
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+    /// The run store failed (keeping a definition, listing the runs to recover).
+    #[error("the run store failed")]
+    Store {
+        /// The store's error (shared: store errors carry their backend's error).
+        #[source]
+        source: Arc<StoreError>,
+    },
+    /// A run could not be recovered from the store.
+    #[error("cannot recover run `{run}`")]
+    Recovery {
+        /// The run.
+        run: RunId,
+        /// Why.
+        #[source]
+        reason: RecoveryError,
+    },
+    /// The workflow needs more of a resource than the engine's pool has: a step (or the
+    /// workflow itself) could never run.
+    #[error("workflow `{workflow}` needs more than the engine's resource pool has:\n{}", lines(.problems))]
+    OverCapacity {
+        /// The workflow id.
+        workflow: String,
+        /// Every requirement the pool can never grant, each naming the step (or the
+        /// workflow) and the resource.
+        problems: Vec<CapacityError>,
+    },
+}
+
+fn lines(problems: &[CapacityError]) -> String {
+    problems
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+impl PartialEq for EngineError {
+    /// Store errors are equal only when they are the same error (they carry a backend's).
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (Self::Invalid(a), Self::Invalid(b)) => a == b,
+            (Self::UnknownWorkflow { id: a }, Self::UnknownWorkflow { id: b }) => a == b,
+            (
+                Self::NoPendingApproval { run: a, step: s },
+                Self::NoPendingApproval { run: b, step: t },
+            ) => a == b && s == t,
+            (Self::NotRunning { run: a }, Self::NotRunning { run: b }) => a == b,
+            (Self::Registry(a), Self::Registry(b)) => a == b,
+            (Self::Store { source: a }, Self::Store { source: b }) => Arc::ptr_eq(a, b),
+            (Self::Recovery { run: a, reason: x }, Self::Recovery { run: b, reason: y }) => {
+                a == b && x == y
+            }
+            (
+                Self::OverCapacity {
+                    workflow: a,
+                    problems: x,
+                },
+                Self::OverCapacity {
+                    workflow: b,
+                    problems: y,
+                },
+            ) => a == b && x == y,
+            _ => false,
+        }
+    }
+}
+
+/// Why a run could not be recovered from the store.
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum RecoveryError {
+    /// The store could not be read.
+    #[error("the run store failed")]
+    Store(#[source] Arc<StoreError>),
+    /// The run's journal does not describe a run.
+    #[error("its journal does not describe a run")]
+    Journal(#[source] FoldError),
+    /// Neither the engine nor the store keeps the definition the run started with.
+    #[error(
+        "workflow `{workflow_id}` version `{version}` is kept neither by the engine nor by the store"
+    )]
+    NoDefinition {
+        /// The workflow.
+        workflow_id: String,
+        /// The version the run started with.
+        version: String,
+    },
+    /// The definition the store keeps does not compile.
+    #[error("the stored definition of workflow `{workflow_id}` version `{version}` is invalid")]
+    Definition {
+        /// The workflow.
+        workflow_id: String,
+        /// The version.
+        version: String,
+        /// Every problem of the definition.
+        #[source]
+        source: ValidationErrors,
+    },
+}
+
+impl PartialEq for RecoveryError {
+    /// Store errors are equal only when they are the same error (they carry a backend's).
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (Self::Store(a), Self::Store(b)) => Arc::ptr_eq(a, b),
+            (Self::Journal(a), Self::Journal(b)) => a == b,
+            (
+                Self::NoDefinition {
+                    workflow_id: a,
+                    version: v,
+                },
+                Self::NoDefinition {
+                    workflow_id: b,
+                    version: w,
+                },
+            ) => a == b && v == w,
+            (
+                Self::Definition {
+                    workflow_id: a,
+                    version: v,
+                    source: x,
+                },
+                Self::Definition {
+                    workflow_id: b,
+                    version: w,
+                    source: y,
+                },
+            ) => a == b && v == w && x == y,
+            _ => false,
+        }
+    }
+}
+
+/// An [`EngineError::Recovery`] for run `run`.
+pub(super) fn recovery(run: &RunId, reason: RecoveryError) -> EngineError {
+    EngineError::Recovery {
+        run: run.clone(),
+        reason,
+    }
+}
+
+/// An [`EngineError::Store`], for an operation on no particular run.
+pub(super) fn store_failed(error: StoreError) -> EngineError {
+    EngineError::Store {
+        source: Arc::new(error),
+    }
+}

@@ -1,0 +1,67 @@
+//! What an engine and its runs share: [`Inner`], behind the engine's `Arc`.
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+
+use super::RunEvent;
+use super::approvals::Approvals;
+use super::catalogue::Catalogue;
+use super::control::Controls;
+use super::event::Listeners;
+use crate::agent::{AgentRegistry, LoadBalancer};
+use crate::clock::Clock;
+use crate::decision::DecisionEngine;
+use crate::definition::LoadBalancing;
+use crate::resource::ResourceManager;
+use crate::store::RunStore;
+
+/// The engine's state, shared by the engine's handles and every run's future.
+pub(crate) struct Inner {
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) registry: Arc<AgentRegistry>,
+    pub(crate) decisions: Arc<dyn DecisionEngine>,
+    pub(super) listeners: Listeners,
+    /// The workflows kept, by id and version.
+    pub(super) catalogue: Catalogue,
+    /// The steps waiting for an answer.
+    pub(super) approvals: Arc<Approvals>,
+    /// One balancer of each kind, shared by runs (round robin keeps its position).
+    pub(super) balancers: [Arc<dyn LoadBalancer>; 4],
+    pub(crate) default_balancing: LoadBalancing,
+    /// What runs derive their seeds from.
+    pub(super) seed: u64,
+    /// Runs started so far (numbers `run-N` ids).
+    pub(super) runs: AtomicU64,
+    pub(crate) max_output_bytes: usize,
+    /// Where runs are journaled; none: nothing is.
+    pub(super) store: Option<Arc<dyn RunStore>>,
+    /// The live runs' controls (pause, resume, cancel).
+    pub(super) controls: Arc<Controls>,
+    /// Where `resourceRequirements` are taken from; none: they are not enforced.
+    pub(crate) resources: Option<Arc<dyn ResourceManager>>,
+}
+
+impl Inner {
+    /// The balancer of `kind`, else the engine's default.
+    pub(crate) fn balancer(&self, kind: Option<LoadBalancing>) -> &dyn LoadBalancer {
+        let index = match kind.unwrap_or(self.default_balancing) {
+            LoadBalancing::RoundRobin => 0,
+            LoadBalancing::Weighted => 1,
+            LoadBalancing::LeastConnections => 2,
+            LoadBalancing::PowerOfTwoChoices => 3,
+        };
+        &*self.balancers[index]
+    }
+
+    /// Whether anyone listens to run events (events are built only then).
+    pub(crate) fn listening(&self) -> bool {
+        self.listeners.active()
+    }
+
+    /// Emits the event `event` builds, when anyone listens.
+    pub(crate) fn emit(&self, event: impl FnOnce() -> RunEvent) {
+        if self.listeners.active() {
+            self.listeners.emit(event());
+        }
+    }
+}

@@ -1,0 +1,202 @@
+//! One run: the executor over a compiled plan.
+//!
+//! A run is an [`Execution`]: its [`Book`](book::Book) (every step's status, output and
+//! report, the ready set, self-healing's bookkeeping: synchronous, tested on its own) and
+//! what it runs with (the engine, its context, its journal batch, the host's controls).
+//!
+//! | file | concern |
+//! |---|---|
+//! | `book.rs` | the run's state and the primitives that change it |
+//! | `transition.rs` | every change the run decides: journaled, applied, announced in one place |
+//! | `drive.rs` | the loop: begin, start, wait for the next wake-up, end |
+//! | `start.rs` | what a ready step does (skip, fail, complete, start) and its future |
+//! | `settle.rs` | what the run does when a step's work ends |
+//! | `recovery.rs` | self-healing applied: the situation weighed, the recovery applied |
+//! | `resources.rs` | the workflow's and the steps' `resourceRequirements` |
+//!
+//! A step becomes ready when every predecessor has ended; ready steps start in plan
+//! order (one at a time under `SEQUENTIAL`), and the steps in flight are driven together
+//! by a `FuturesUnordered` inside the run's future.
+
+mod book;
+mod drive;
+mod recovery;
+mod resources;
+mod settle;
+mod start;
+mod transition;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use futures::future::BoxFuture;
+use futures::stream::FuturesUnordered;
+use serde_json::Value;
+
+use self::book::Book;
+use super::Inner;
+use super::approvals::Verdict;
+use super::control::ControlGuard;
+use super::durable::Batch;
+use super::report::RunReport;
+use super::step::StepResult;
+use crate::expr::Context;
+use crate::plan::ExecutionPlan;
+use crate::run::{RunId, RunStatus, StepStatus};
+use crate::store::RunState as Journaled;
+
+/// The futures of the steps in flight, each ending with its step index.
+type Running = FuturesUnordered<BoxFuture<'static, (usize, StepResult)>>;
+
+/// Runs a new run to its end.
+pub(super) async fn execute(
+    inner: Arc<Inner>,
+    plan: Arc<ExecutionPlan>,
+    identity: Identity,
+    context: Arc<Context>,
+    control: ControlGuard,
+) -> RunReport {
+    let run = Execution::new(inner, plan, identity, context, control);
+    run.drive(Start::Fresh).await
+}
+
+/// Continues a run from its journal's fold: steps that ended keep their status, output
+/// and report; the others run as usual (calls re-made with the same idempotency keys).
+pub(super) async fn resume(
+    inner: Arc<Inner>,
+    plan: Arc<ExecutionPlan>,
+    journaled: Journaled,
+    context: Arc<Context>,
+    control: ControlGuard,
+) -> RunReport {
+    let Journaled {
+        run_id,
+        input,
+        seed,
+        started_at,
+        steps,
+        status,
+        cancelled_by,
+        checkpoints,
+        trigger,
+        ..
+    } = journaled;
+    let identity = Identity {
+        run_id,
+        input,
+        seed,
+        started_at,
+        trigger,
+    };
+    let mut run = Execution::new(inner, Arc::clone(&plan), identity, context, control);
+    run.book.paused = status == RunStatus::Paused;
+    let began = !steps.is_empty();
+    for (id, mut step) in steps {
+        let Some(index) = plan.index_of(id.as_str()) else {
+            continue;
+        };
+        run.book.healing.set_generation(index, step.generation);
+        if let Some(report) = run.book.report_mut(index) {
+            report.recoveries = std::mem::take(&mut step.recoveries);
+        }
+        match step.status {
+            StepStatus::Completed | StepStatus::Skipped | StepStatus::Failed => {
+                run.book.restore(index, step);
+            }
+            _ => {
+                // Calls made before the restart count (a cut-off call was made).
+                run.book.healing.set_prior_attempts(index, step.attempts);
+                // Answered but not yet acted on: the step uses the answer instead of
+                // waiting.
+                if let Some(answer) = step.answer {
+                    let verdict = Verdict {
+                        approved: answer.approved,
+                        by: answer.by,
+                        comment: answer.comment,
+                    };
+                    run.answers.insert(index, verdict);
+                }
+            }
+        }
+    }
+    // Checkpoints, in order, are the steps completed (and not rolled back since).
+    run.book.healing.completed = checkpoints
+        .iter()
+        .filter_map(|id| plan.index_of(id.as_str()))
+        .collect();
+    let cancelled = cancelled_by.is_some();
+    run.drive(Start::Resumed { began, cancelled }).await
+}
+
+/// What a run is, from its start: fresh or journaled.
+pub(super) struct Identity {
+    pub(super) run_id: RunId,
+    pub(super) input: Value,
+    pub(super) seed: u64,
+    pub(super) started_at: DateTime<Utc>,
+    /// The trigger that started it, if one did.
+    pub(super) trigger: Option<String>,
+}
+
+/// How a run's future begins.
+#[derive(Clone, Copy)]
+enum Start {
+    /// A new run: journal `runStarted`, check the workflow's conditions.
+    Fresh,
+    /// A run recovered from its journal; `began` when a step entry was journaled (the
+    /// workflow's conditions were checked then); `cancelled` when its cancellation was
+    /// journaled (it ends `CANCELLED` at once).
+    Resumed { began: bool, cancelled: bool },
+}
+
+/// A run in progress: its book, and what it runs with.
+struct Execution {
+    inner: Arc<Inner>,
+    run_id: RunId,
+    context: Arc<Context>,
+    seed: u64,
+    started_at: DateTime<Utc>,
+    /// The trigger that started the run, if one did.
+    trigger: Option<String>,
+    book: Book,
+    /// The parameters of running `decision` steps, recorded with their decision.
+    decision_parameters: HashMap<usize, Value>,
+    /// Answers journaled before a restart, for approval steps that had not acted on them.
+    answers: HashMap<usize, Verdict>,
+    /// The host's pause, resume and cancel commands.
+    control: ControlGuard,
+    /// With a store: the entries journaled and not yet appended (group commit).
+    batch: Option<Arc<Batch>>,
+}
+
+impl Execution {
+    fn new(
+        inner: Arc<Inner>,
+        plan: Arc<ExecutionPlan>,
+        identity: Identity,
+        context: Arc<Context>,
+        control: ControlGuard,
+    ) -> Self {
+        let Identity {
+            run_id,
+            input,
+            seed,
+            started_at,
+            trigger,
+        } = identity;
+        Self {
+            run_id,
+            context,
+            seed,
+            started_at,
+            trigger,
+            book: Book::new(plan, input),
+            decision_parameters: HashMap::new(),
+            answers: HashMap::new(),
+            control,
+            batch: inner.has_store().then(Arc::default),
+            inner,
+        }
+    }
+}

@@ -1,0 +1,109 @@
+//! A run's `resourceRequirements`: the workflow's, held for the whole run, and each
+//! step's, held while the step's work runs.
+//!
+//! With a resource manager, the run first waits for the workflow's requirements (polled
+//! by the loop beside host commands and the deadline, so a run that waits can still be
+//! cancelled or time out), and the future of a step with requirements waits for them
+//! before its work, holding the guard until that work ends or the future is dropped.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use futures::FutureExt;
+use futures::future::{BoxFuture, Either};
+
+use super::Execution;
+use crate::definition::StepId;
+use crate::engine::step::{Failure, StepResult};
+use crate::plan::{PlanStep, Resources};
+use crate::resource::{AllocationGuard, ResourceError, ResourceManager, ResourceRequest};
+use crate::run::{FailureKind, RunError};
+
+/// The wait for the workflow's `resourceRequirements`.
+pub(super) type WorkflowAdmission = BoxFuture<'static, Result<AllocationGuard, ResourceError>>;
+
+impl Execution {
+    /// The wait for the workflow's `resourceRequirements`, when the engine has a resource
+    /// manager and the workflow asks for some of what it pools. A plan the pool can never
+    /// serve (one not checked when it was added) ends the run `FAILED` at once instead.
+    pub(super) fn admission(&mut self) -> Option<WorkflowAdmission> {
+        let manager = Arc::clone(self.inner.resources.as_ref()?);
+        if let Err(problems) = manager.check_plan(&self.book.plan) {
+            let step = problems
+                .first()
+                .and_then(|problem| problem.at.step_id().cloned());
+            let message = problems
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("; ");
+            self.cannot_run(step, message);
+            return None;
+        }
+        let request = request_for(&*manager, self.book.plan.resources())?;
+        Some(async move { manager.allocate_resources(request).await }.boxed())
+    }
+
+    /// The run ends `FAILED`: its resources can never be granted.
+    pub(super) fn cannot_run(&mut self, step_id: Option<StepId>, message: String) {
+        self.book.fail_run(RunError {
+            step_id,
+            kind: FailureKind::Resources,
+            message,
+        });
+    }
+
+    /// `work`, holding step `step`'s requirements while it runs (when the engine pools
+    /// any of them).
+    pub(super) fn with_resources<W>(
+        &self,
+        step: &PlanStep,
+        work: W,
+    ) -> impl Future<Output = StepResult> + Send + 'static
+    where
+        W: Future<Output = StepResult> + Send + 'static,
+    {
+        let requirements = step.resources().and_then(|needs| {
+            let manager = self.inner.resources.as_ref()?;
+            Some((Arc::clone(manager), request_for(&**manager, [needs])?))
+        });
+        match requirements {
+            None => Either::Left(work),
+            Some((manager, request)) => {
+                Either::Right(holding(manager, request, step.id().clone(), work))
+            }
+        }
+    }
+}
+
+/// `requirements` as one request for the kinds `manager` pools (the others are not
+/// limited); none when that leaves nothing to ask for.
+fn request_for<'a>(
+    manager: &dyn ResourceManager,
+    requirements: impl IntoIterator<Item = &'a Resources>,
+) -> Option<ResourceRequest> {
+    let mut request = ResourceRequest::from_requirements(requirements);
+    request.retain_kinds(|kind| manager.capacity(kind).is_some());
+    (!request.is_empty()).then_some(request)
+}
+
+/// A step's work, run once its resources are granted; they go back when the work ends
+/// or this future is dropped (the run cancelled it).
+async fn holding(
+    manager: Arc<dyn ResourceManager>,
+    request: ResourceRequest,
+    step: StepId,
+    work: impl Future<Output = StepResult>,
+) -> StepResult {
+    match manager.allocate_resources(request).await {
+        Ok(guard) => {
+            let result = work.await;
+            drop(guard);
+            result
+        }
+        Err(error) => Err(Failure::before_calls(
+            FailureKind::Resources,
+            format!("step `{step}`: resourceRequirements: {error}"),
+        )),
+    }
+}

@@ -1,0 +1,189 @@
+//! Starting steps: what a ready step does, decided from the book, and the future of the
+//! steps that run.
+//!
+//! A ready step is prepared in this order: a fallback step that is not standing in for
+//! a failed step is skipped; a step bound to a step that did not complete is skipped
+//! (under `CONTINUE_ON_FAILURE` also one after a failed required step); its `condition`
+//! must hold and its `skipCondition` must not; a `condition` step completes at once with
+//! the first branch that holds; the others resolve their parameters and start. A
+//! condition or binding that cannot be evaluated fails the step (kinds `CONDITION`,
+//! `BINDING`), which self-healing may then recover.
+//!
+//! This is where a step's overrides will be computed before it starts (adaptations), and
+//! where every start could be refused (a kill switch): one function, [`Execution::prepare`].
+
+use std::sync::Arc;
+
+use futures::FutureExt;
+use serde_json::Value;
+
+use super::book::Book;
+use super::transition::Transition;
+use super::{Execution, Running};
+use crate::definition::{Concurrency, FailureHandling};
+use crate::engine::step::{Failure, StepCtx, Success, run_step};
+use crate::expr::EvalError;
+use crate::plan::{PlanStep, StepKind};
+use crate::run::{FailureKind, StepStatus};
+
+/// What a ready step does.
+enum Prepared {
+    /// It does not run, for this reason.
+    Skip(String),
+    /// It fails before any call.
+    Fail(FailureKind, String),
+    /// It completes at once with this output (a `condition` step).
+    Done(Value),
+    /// It starts with these resolved parameters.
+    Start(Value),
+}
+
+impl Execution {
+    /// Starts ready steps (or settles them at once: skipped, failed, condition steps),
+    /// one at a time under `SEQUENTIAL`.
+    pub(super) fn start_ready(&mut self, running: &mut Running) {
+        let sequential = self.book.plan.policy().concurrency == Concurrency::Sequential;
+        while let Some(index) = self.book.next_ready(sequential && !running.is_empty()) {
+            let plan = Arc::clone(&self.book.plan);
+            let Some(step) = plan.step(index) else {
+                continue;
+            };
+            match prepare(&self.book, &self.context, step) {
+                Prepared::Skip(reason) => self.apply(Transition::Skipped { index, reason }),
+                Prepared::Fail(kind, message) => {
+                    self.fail(index, Failure::before_calls(kind, message));
+                }
+                Prepared::Done(output) => self.complete(index, Success::without_calls(output)),
+                Prepared::Start(parameters) => self.launch(step, parameters, running),
+            }
+        }
+    }
+
+    /// Starts `step`'s work with its resolved `parameters`: its future joins `running`.
+    fn launch(&mut self, step: &PlanStep, parameters: Value, running: &mut Running) {
+        let index = step.index();
+        self.book
+            .start(index, matches!(step.kind(), StepKind::HumanApproval { .. }));
+        if matches!(step.kind(), StepKind::Decision(_)) {
+            self.decision_parameters.insert(index, parameters.clone());
+        }
+        let ctx = StepCtx {
+            inner: Arc::clone(&self.inner),
+            plan: Arc::clone(&self.book.plan),
+            run_id: self.run_id.clone(),
+            index,
+            seed: self.seed,
+            context: Arc::clone(&self.context),
+            snapshot: matches!(step.kind(), StepKind::Loop { .. })
+                .then(|| self.book.snapshot(step)),
+            answer: if self.answers.is_empty() {
+                None
+            } else {
+                self.answers.remove(&index)
+            },
+            excluded: self.book.healing.failed_agents(index).to_vec(),
+            generation: self.book.healing.generation(index),
+            batch: self.batch.clone(),
+        };
+        let work = self.with_resources(step, run_step(ctx, parameters));
+        running.push(work.map(move |result| (index, result)).boxed());
+    }
+}
+
+/// Decides what a ready step does: skip, fail, finish at once, or start.
+fn prepare(book: &Book, context: &crate::expr::Context, step: &PlanStep) -> Prepared {
+    if let Some(owner) = step.fallback_for() {
+        if !book.healing.standing_in.contains_key(&step.index()) {
+            let owner = book
+                .plan
+                .step(owner)
+                .map_or("?", |owner| owner.id().as_str());
+            return Prepared::Skip(format!("fallback of `{owner}`: not needed"));
+        }
+    }
+    if let Some(reason) = skip_reason(book, step) {
+        return Prepared::Skip(reason);
+    }
+    let condition_failed = |which: &str, error: EvalError| {
+        Prepared::Fail(
+            FailureKind::Condition,
+            format!("step `{}`: {which}: {error}", step.id()),
+        )
+    };
+    if let Some(condition) = step.condition() {
+        match condition.evaluate(book, context) {
+            Ok(true) => {}
+            Ok(false) => return Prepared::Skip(format!("condition false: {}", condition.text())),
+            Err(error) => return condition_failed("condition", error),
+        }
+    }
+    if let Some(condition) = step.skip_condition() {
+        match condition.evaluate(book, context) {
+            Ok(false) => {}
+            Ok(true) => {
+                return Prepared::Skip(format!("skip condition true: {}", condition.text()));
+            }
+            Err(error) => return condition_failed("skipCondition", error),
+        }
+    }
+    let parameters = match step.kind() {
+        StepKind::Condition { branches, default } => {
+            for branch in branches.iter() {
+                match branch.when.evaluate(book, context) {
+                    Ok(true) => return Prepared::Done(serde_json::json!({"branch": branch.name})),
+                    Ok(false) => {}
+                    Err(error) => {
+                        return condition_failed(&format!("branch `{}`", branch.name), error);
+                    }
+                }
+            }
+            return Prepared::Done(serde_json::json!({"branch": default}));
+        }
+        StepKind::HumanApproval { parameters, .. } => parameters,
+        _ => match step.agent_task() {
+            Some(task) => &task.parameters,
+            None => {
+                return Prepared::Fail(FailureKind::Permanent, "step has no task".to_owned());
+            }
+        },
+    };
+    match parameters.resolve(book) {
+        Ok(parameters) => Prepared::Start(parameters),
+        Err(error) => Prepared::Fail(
+            FailureKind::Binding,
+            format!("step `{}`: {error}", step.id()),
+        ),
+    }
+}
+
+/// Why a step cannot run because of its predecessors, if it cannot.
+fn skip_reason(book: &Book, step: &PlanStep) -> Option<String> {
+    let plan = &book.plan;
+    for &input in step.data_inputs() {
+        let status = book.status(input);
+        if status != StepStatus::Completed {
+            let id = plan.step(input).map_or("?", |input| input.id().as_str());
+            return Some(format!("bound step `{id}` {}", ended_how(status)));
+        }
+    }
+    if plan.policy().failure_handling == FailureHandling::ContinueOnFailure {
+        for (predecessor, _) in plan.predecessors(step.index()) {
+            let Some(before) = plan.step(predecessor) else {
+                continue;
+            };
+            if book.status(predecessor) == StepStatus::Failed && !before.is_optional() {
+                return Some(format!("depends on failed step `{}`", before.id()));
+            }
+        }
+    }
+    None
+}
+
+fn ended_how(status: StepStatus) -> &'static str {
+    match status {
+        StepStatus::Skipped => "was skipped",
+        StepStatus::Failed => "failed",
+        StepStatus::Cancelled => "was cancelled",
+        _ => "did not complete",
+    }
+}

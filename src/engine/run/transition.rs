@@ -1,0 +1,378 @@
+//! Transitions: the changes a run makes to itself, each journaled, applied and announced
+//! in one place.
+//!
+//! Whatever the run decides — a step skipped, completed, failed, recovering or rolled
+//! back; the host's pause, resume or cancel — is a [`Transition`].
+//! [`Execution::apply`] makes the three moves every transition needs, in this order:
+//!
+//! 1. its journal entries go to the run's batch (with a store; appended with the next
+//!    entry that must be durable, or when the run would wait: group commit);
+//! 2. the [`Book`] changes (statuses, outputs, reports, the ready set, self-healing);
+//! 3. its event goes to the subscribers (built only when someone listens).
+//!
+//! So the journal, the run's state and what subscribers see cannot drift apart: a new
+//! transition is one variant with its entries, its event and its change to the book.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+
+use super::Execution;
+use super::book::Book;
+use crate::definition::{FailureHandling, StepId};
+use crate::engine::RunEvent;
+use crate::engine::heal::RollbackScope;
+use crate::engine::step::{Failure, Success};
+use crate::plan::ExecutionPlan;
+use crate::run::{RecoveryDecision, RunError, RunId, RunStatus, StepError, StepStatus};
+use crate::store::JournalEntry;
+
+/// One change to a run.
+#[derive(Debug)]
+pub(super) enum Transition {
+    /// Step `index` does not run, because of `reason`.
+    Skipped { index: usize, reason: String },
+    /// Step `index` completed (`success.attempts` counts every call of the step).
+    Completed { index: usize, success: Success },
+    /// Step `index` failed for good (`failure.attempts` counts every call of the step).
+    Failed { index: usize, failure: Failure },
+    /// Step `index` failed and self-healing recovers it as `decision` says.
+    Recovering {
+        index: usize,
+        failure: Failure,
+        decision: RecoveryDecision,
+    },
+    /// A rollback for step `index` returns the steps of `scope` to pending.
+    RolledBack { index: usize, scope: RollbackScope },
+    /// The host paused the run.
+    Paused,
+    /// The host resumed the run.
+    Resumed,
+    /// The host cancelled the run.
+    Cancelled { by: String },
+}
+
+impl Execution {
+    /// Applies `transition`: journals it, changes the book, and announces it.
+    pub(super) fn apply(&mut self, transition: Transition) {
+        let now = self.inner.clock.now();
+        self.inner
+            .defer(&self.batch, || transition.entries(&self.book.plan, now));
+        let event = self
+            .inner
+            .listening()
+            .then(|| transition.event(&self.run_id, &self.book.plan, now))
+            .flatten();
+        self.book.apply(transition);
+        if let Some(event) = event {
+            self.inner.emit(|| event);
+        }
+    }
+}
+
+impl Transition {
+    /// The journal entries that record the transition.
+    fn entries(&self, plan: &ExecutionPlan, at: DateTime<Utc>) -> Vec<JournalEntry> {
+        let id = |index: usize| step_id(plan, index);
+        match self {
+            Self::Skipped { index, reason } => vec![JournalEntry::StepSkipped {
+                step_id: id(*index),
+                reason: reason.clone(),
+                at,
+            }],
+            Self::Completed { index, success } => vec![
+                JournalEntry::StepCompleted {
+                    step_id: id(*index),
+                    output: success.output.clone(),
+                    attempts: success.attempts,
+                    agent_id: success.agent.clone(),
+                    agent_ids: success.agents.clone(),
+                    approved_by: success.approved_by.clone(),
+                    at,
+                },
+                JournalEntry::Checkpoint {
+                    after_step: id(*index),
+                    at,
+                },
+            ],
+            Self::Failed { index, failure } => vec![failed(id(*index), failure, at)],
+            Self::Recovering {
+                index,
+                failure,
+                decision,
+            } => vec![
+                failed(id(*index), failure, at),
+                JournalEntry::RecoveryDecided {
+                    step_id: id(*index),
+                    decision: decision.clone(),
+                    at,
+                },
+            ],
+            Self::RolledBack { index, scope } => vec![JournalEntry::RolledBack {
+                step_id: id(*index),
+                to_checkpoint: scope.checkpoint.map(id),
+                redo: scope.redo.iter().map(|&at| id(at)).collect(),
+                at,
+            }],
+            Self::Paused => vec![JournalEntry::RunPaused { at }],
+            Self::Resumed => vec![JournalEntry::RunResumed { at }],
+            Self::Cancelled { by } => vec![JournalEntry::RunCancelled { by: by.clone(), at }],
+        }
+    }
+
+    /// The event that announces the transition, if one does.
+    fn event(&self, run: &RunId, plan: &ExecutionPlan, at: DateTime<Utc>) -> Option<RunEvent> {
+        let run_id = run.clone();
+        let id = |index: usize| step_id(plan, index);
+        Some(match self {
+            Self::Skipped { index, reason } => RunEvent::StepSkipped {
+                run_id,
+                step_id: id(*index),
+                reason: reason.clone(),
+                at,
+            },
+            Self::Completed { index, success } => RunEvent::StepCompleted {
+                run_id,
+                step_id: id(*index),
+                agent_id: success.agent.clone(),
+                attempts: success.attempts,
+                at,
+            },
+            Self::Failed { index, failure } => RunEvent::StepFailed {
+                run_id,
+                step_id: id(*index),
+                kind: failure.kind,
+                message: failure.message.clone(),
+                at,
+            },
+            Self::Recovering {
+                index, decision, ..
+            } => RunEvent::StepRecovering {
+                run_id,
+                step_id: id(*index),
+                decision: decision.clone(),
+                at,
+            },
+            Self::RolledBack { .. } => return None,
+            Self::Paused => RunEvent::RunPaused { run_id, at },
+            Self::Resumed => RunEvent::RunResumed { run_id, at },
+            Self::Cancelled { by } => RunEvent::RunCancelled {
+                run_id,
+                by: by.clone(),
+                at,
+            },
+        })
+    }
+}
+
+/// Step `index`'s id (`?` for an index the plan does not have, which the run never uses).
+fn step_id(plan: &ExecutionPlan, index: usize) -> StepId {
+    plan.step(index)
+        .map_or_else(|| StepId::new("?"), |step| step.id().clone())
+}
+
+/// The `stepFailed` entry of `failure`.
+fn failed(step_id: StepId, failure: &Failure, at: DateTime<Utc>) -> JournalEntry {
+    JournalEntry::StepFailed {
+        step_id,
+        kind: failure.kind,
+        message: failure.message.clone(),
+        attempts: failure.attempts,
+        at,
+    }
+}
+
+impl Book {
+    /// Changes the book as `transition` says.
+    pub(super) fn apply(&mut self, transition: Transition) {
+        match transition {
+            Transition::Skipped { index, reason } => self.skipped(index, reason),
+            Transition::Completed { index, success } => self.completed(index, success),
+            Transition::Failed { index, failure } => self.failed(index, failure),
+            Transition::Recovering {
+                index,
+                failure,
+                decision,
+            } => {
+                self.healing.set_prior_attempts(index, failure.attempts);
+                self.healing.applied_now(index, decision.strategy);
+                if let Some(report) = self.report_mut(index) {
+                    report.recoveries.push(decision);
+                }
+            }
+            Transition::RolledBack { scope, .. } => self.rolled_back(&scope),
+            Transition::Paused => self.paused = true,
+            Transition::Resumed => self.paused = false,
+            Transition::Cancelled { .. } => self.end = Some(RunStatus::Cancelled),
+        }
+    }
+
+    fn skipped(&mut self, index: usize, reason: String) {
+        self.set_status(index, StepStatus::Skipped);
+        if let Some(report) = self.report_mut(index) {
+            report.status = StepStatus::Skipped;
+            report.reason = Some(reason);
+        }
+        self.release(index);
+    }
+
+    fn completed(&mut self, index: usize, success: Success) {
+        let calls_agents = self
+            .plan
+            .step(index)
+            .is_some_and(|step| step.agent_task().is_some());
+        self.healing.completed.push(index);
+        if let Some(report) = self.report_mut(index) {
+            report.status = StepStatus::Completed;
+            report.attempts = calls_agents.then_some(success.attempts);
+            report.agent_id = success.agent;
+            report.agent_ids = success.agents;
+            report.approved_by = success.approved_by;
+            report.error = None;
+        }
+        self.set_status(index, StepStatus::Completed);
+        self.set_output(index, Some(Arc::new(success.output)));
+        self.release(index);
+    }
+
+    fn failed(&mut self, index: usize, failure: Failure) {
+        let plan = Arc::clone(&self.plan);
+        let Some(step) = plan.step(index) else { return };
+        let Failure {
+            kind,
+            message,
+            attempts,
+            agent,
+        } = failure;
+        if let Some(report) = self.report_mut(index) {
+            report.status = StepStatus::Failed;
+            report.attempts = step.agent_task().is_some().then_some(attempts);
+            report.agent_id = agent;
+            report.error = Some(StepError {
+                kind,
+                message: message.clone(),
+            });
+        }
+        self.set_status(index, StepStatus::Failed);
+        if !step.is_optional() {
+            if self.error.is_none() {
+                self.error = Some(RunError {
+                    step_id: Some(step.id().clone()),
+                    kind,
+                    message,
+                });
+            }
+            if plan.policy().failure_handling == FailureHandling::StopOnFailure {
+                self.end = Some(RunStatus::Failed);
+                return;
+            }
+        }
+        self.release(index);
+    }
+
+    fn rolled_back(&mut self, scope: &RollbackScope) {
+        for &at in &scope.redo {
+            self.set_status(at, StepStatus::Pending);
+            self.set_output(at, None);
+            if let Some(report) = self.report_mut(at) {
+                let recoveries = std::mem::take(&mut report.recoveries);
+                *report = crate::engine::report::StepReport {
+                    recoveries,
+                    ..Default::default()
+                };
+            }
+            self.healing.reset(at);
+        }
+        self.healing
+            .completed
+            .retain(|done| !scope.redo.contains(done));
+        self.recount();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::run::FailureKind;
+
+    fn plan() -> ExecutionPlan {
+        ExecutionPlan::from_json(
+            r#"{"id": "w", "steps": [{"id": "a", "type": "task",
+                "agentCriteria": {"type": "T"}, "task": {"type": "T"}}]}"#,
+        )
+        .unwrap_or_else(|errors| panic!("{errors}"))
+    }
+
+    fn at() -> DateTime<Utc> {
+        "2026-01-05T09:00:00Z".parse().unwrap()
+    }
+
+    #[test]
+    fn a_completion_is_journaled_with_its_checkpoint_and_announced() {
+        let plan = plan();
+        let completed = Transition::Completed {
+            index: 0,
+            success: Success {
+                attempts: 2,
+                ..Success::without_calls(json!({"ok": true}))
+            },
+        };
+        let entries = completed.entries(&plan, at());
+        assert!(matches!(
+            entries.as_slice(),
+            [
+                JournalEntry::StepCompleted { attempts: 2, .. },
+                JournalEntry::Checkpoint { .. }
+            ]
+        ));
+        let event = completed.event(&RunId::from("r"), &plan, at());
+        assert!(matches!(
+            event,
+            Some(RunEvent::StepCompleted { attempts: 2, .. })
+        ));
+    }
+
+    #[test]
+    fn a_recovery_is_journaled_with_the_failure_it_recovers() {
+        let plan = plan();
+        let decision = RecoveryDecision {
+            strategy: crate::definition::RecoveryStrategy::Skip,
+            confidence: 0.9,
+            cost: 0.3,
+            score: 0.6,
+            kind: FailureKind::Timeout,
+            message: "slow".into(),
+        };
+        let recovering = Transition::Recovering {
+            index: 0,
+            failure: Failure::before_calls(FailureKind::Timeout, "slow".into()),
+            decision,
+        };
+        let kinds: Vec<&str> = recovering
+            .entries(&plan, at())
+            .iter()
+            .map(|entry| match entry {
+                JournalEntry::StepFailed { .. } => "stepFailed",
+                JournalEntry::RecoveryDecided { .. } => "recoveryDecided",
+                _ => "other",
+            })
+            .collect();
+        assert_eq!(kinds, ["stepFailed", "recoveryDecided"]);
+    }
+
+    #[test]
+    fn a_rollback_is_journaled_but_not_announced() {
+        let plan = plan();
+        let rolled_back = Transition::RolledBack {
+            index: 0,
+            scope: RollbackScope {
+                redo: vec![0],
+                checkpoint: None,
+            },
+        };
+        assert_eq!(rolled_back.entries(&plan, at()).len(), 1);
+        assert!(rolled_back.event(&RunId::from("r"), &plan, at()).is_none());
+    }
+}

@@ -1,0 +1,467 @@
+//! One logical call: an agent chosen, called, and called again while the retry policy
+//! allows.
+//!
+//! A *logical call* is the call for one task, one item of a `parallel` step, or one
+//! iteration of a `loop` step. It carries one idempotency key however often it is
+//! attempted, so an agent (or a venue) can tell a retry of an order it already took
+//! from a new order. Each attempt:
+//!
+//! 1. chooses an agent with a free slot (waiting for capacity when every eligible one is
+//!    busy; agents that answered `AGENT_UNAVAILABLE` are passed over while others exist);
+//! 2. journals its `stepStarted` and waits until it is durable (a restart re-makes the
+//!    call with the same key), then announces `StepStarted`;
+//! 3. calls the agent, contained if it panics and cut off at the step's `timeout` (or the
+//!    loop's deadline);
+//! 4. records the outcome in the agent's history, and either returns or waits the retry
+//!    policy's jittered backoff before the next attempt.
+
+use std::io;
+use std::panic::AssertUnwindSafe;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use futures::FutureExt;
+use futures::future::{Either, select};
+use rand::RngExt;
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use serde_json::Value;
+
+use super::{Failure, StepCtx, StepResult, Success};
+use crate::agent::{
+    AgentError, AgentErrorKind, AgentId, Outcome, SelectError, Selection, TaskRequest,
+};
+use crate::engine::RunEvent;
+use crate::plan::{AgentTask, PlanStep};
+use crate::run::{FailureKind, RunId};
+use crate::store::JournalEntry;
+
+/// The call of `task` for one item or iteration of `step`, with resolved `parameters`.
+pub(in crate::engine) struct LogicalCall<'a> {
+    step: &'a PlanStep,
+    task: &'a AgentTask,
+    parameters: &'a Value,
+    /// The item, for a `parallel` step.
+    item: Option<usize>,
+    /// The iteration, from 1, for a `loop` step; 0 otherwise.
+    iteration: u32,
+    /// The agent to try first (a loop's agent of the previous iteration).
+    preferred: Option<&'a AgentId>,
+    /// Bounds every attempt, besides the step's own `timeout` (a loop's deadline).
+    deadline: Option<DateTime<Utc>>,
+}
+
+/// How the attempts of one logical call ended.
+pub(super) struct CallOutcome {
+    pub(super) result: Result<Value, (FailureKind, String)>,
+    pub(super) attempts: u32,
+    pub(super) agent: Option<AgentId>,
+}
+
+impl CallOutcome {
+    pub(super) fn into_result(self) -> StepResult {
+        match self.result {
+            Ok(output) => Ok(Success {
+                output,
+                attempts: self.attempts,
+                agent: self.agent,
+                agents: None,
+                approved_by: None,
+            }),
+            Err((kind, message)) => Err(Failure {
+                kind,
+                message,
+                attempts: self.attempts,
+                agent: self.agent,
+            }),
+        }
+    }
+}
+
+/// Why an attempt failed: the agent's error, and the kind the step reports.
+type AttemptError = (AgentError, FailureKind);
+
+impl<'a> LogicalCall<'a> {
+    /// The call of `task` for `step` (no item, no iteration, no other bound).
+    pub(super) fn new(step: &'a PlanStep, task: &'a AgentTask, parameters: &'a Value) -> Self {
+        Self {
+            step,
+            task,
+            parameters,
+            item: None,
+            iteration: 0,
+            preferred: None,
+            deadline: None,
+        }
+    }
+
+    /// The call for item `item` of a `parallel` step.
+    pub(super) fn item(mut self, item: usize) -> Self {
+        self.item = Some(item);
+        self
+    }
+
+    /// The call for iteration `iteration` (from 1) of a `loop` step, trying `preferred`
+    /// first and bounded by the loop's `deadline`.
+    pub(super) fn iteration(
+        mut self,
+        iteration: u32,
+        preferred: Option<&'a AgentId>,
+        deadline: Option<DateTime<Utc>>,
+    ) -> Self {
+        self.iteration = iteration;
+        self.preferred = preferred;
+        self.deadline = deadline;
+        self
+    }
+
+    /// Calls an agent until it succeeds, fails for good, or the retry policy is spent.
+    pub(super) async fn make(&self, ctx: &StepCtx) -> CallOutcome {
+        let mut tries = Tries::new(ctx, self.item, self.iteration);
+        loop {
+            let preferred = self.preferred.filter(|_| tries.count == 0);
+            let chosen = choose(ctx, self.task, preferred, &tries.excluded, &mut tries.rng).await;
+            let selection = match chosen {
+                Ok(selection) => selection,
+                Err(error) => {
+                    let message = format!("step `{}`: {error}", self.step.id());
+                    return tries.outcome(Err((FailureKind::NoAgent, message)));
+                }
+            };
+            tries.count += 1;
+            let agent_id = selection.candidate.agent.clone();
+            tries.last_agent = Some(agent_id.clone());
+            let (error, kind) = match self.attempt(ctx, selection, tries.count).await {
+                Ok(output) => return tries.outcome(Ok(output)),
+                Err(error) => error,
+            };
+            let message = format!(
+                "step `{}`, agent `{agent_id}`: {}",
+                self.step.id(),
+                error.message
+            );
+            let Some(delay) = self.retry_delay(ctx, &error, &agent_id, &mut tries) else {
+                return tries.outcome(Err((kind, message)));
+            };
+            let inner = &ctx.inner;
+            inner.emit(|| RunEvent::StepRetrying {
+                run_id: ctx.run_id.clone(),
+                step_id: self.step.id().clone(),
+                item: self.item,
+                agent_id: agent_id.clone(),
+                attempt: tries.count,
+                kind,
+                message: message.clone(),
+                delay_ms: u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
+                at: inner.clock.now(),
+            });
+            if !delay.is_zero() {
+                inner.clock.sleep(delay).await;
+            }
+        }
+    }
+
+    /// One attempt on the chosen agent: journaled (durably) and announced, made, and
+    /// recorded in the agent's history.
+    async fn attempt(
+        &self,
+        ctx: &StepCtx,
+        selection: Selection,
+        attempt: u32,
+    ) -> Result<Value, AttemptError> {
+        let inner = &*ctx.inner;
+        let agent_id = selection.candidate.agent.clone();
+        let idempotency_key = idempotency_key(
+            &ctx.run_id,
+            self.step,
+            self.item,
+            self.iteration,
+            ctx.generation,
+        );
+        let iteration = (self.iteration > 0).then_some(self.iteration);
+        // Journaled before the agent is called: a restart re-makes the call, same key.
+        inner
+            .journal_durably(ctx.batch.as_deref(), || {
+                vec![JournalEntry::StepStarted {
+                    step_id: self.step.id().clone(),
+                    item: self.item,
+                    iteration,
+                    attempt,
+                    agent_id: agent_id.clone(),
+                    idempotency_key: idempotency_key.clone(),
+                    at: inner.clock.now(),
+                }]
+            })
+            .await;
+        inner.emit(|| RunEvent::StepStarted {
+            run_id: ctx.run_id.clone(),
+            step_id: self.step.id().clone(),
+            item: self.item,
+            iteration,
+            attempt,
+            agent_id: agent_id.clone(),
+            score: selection.candidate.score,
+            at: inner.clock.now(),
+        });
+        let request = TaskRequest {
+            run_id: ctx.run_id.clone(),
+            step_id: self.step.id().clone(),
+            item: self.item,
+            attempt,
+            idempotency_key,
+            task_type: self.task.task_type.clone(),
+            parameters: self.parameters.clone(),
+        };
+        let started = inner.clock.now();
+        let limit = attempt_deadline(started, self.step.timeout(), self.deadline);
+        let result = call_agent(ctx, selection, request, limit).await;
+        let latency = (inner.clock.now() - started).to_std().unwrap_or_default();
+        let result = result
+            .and_then(|output| check_output(output, inner.max_output_bytes, self.step, &agent_id));
+        let outcome = match &result {
+            Ok(_) => Outcome::Success { latency },
+            Err((error, _)) => Outcome::Failure {
+                kind: error.kind,
+                latency,
+            },
+        };
+        inner
+            .registry
+            .record(&agent_id, &self.task.task_type, outcome);
+        result
+    }
+
+    /// The wait before the next attempt after `error`, or `None` when there is none: the
+    /// failure is permanent, the policy's attempts are spent, or the deadline passed. An
+    /// unavailable agent is excluded, and another eligible one takes the call at once.
+    fn retry_delay(
+        &self,
+        ctx: &StepCtx,
+        error: &AgentError,
+        agent: &AgentId,
+        tries: &mut Tries,
+    ) -> Option<Duration> {
+        let inner = &ctx.inner;
+        let retry = self.step.retry();
+        let retryable = error.kind != AgentErrorKind::Permanent;
+        let past_deadline = self
+            .deadline
+            .is_some_and(|deadline| inner.clock.now() >= deadline);
+        if !retryable || tries.count >= retry.max_attempts || past_deadline {
+            return None;
+        }
+        let mut delay = retry.jittered_delay(tries.count, tries.rng.random::<f64>());
+        if error.kind == AgentErrorKind::AgentUnavailable {
+            tries.excluded.push(agent.clone());
+            // Another eligible agent takes the call at once; without one, wait as for
+            // a temporary failure.
+            if !inner
+                .registry
+                .candidates(self.task, &tries.excluded)
+                .is_empty()
+            {
+                delay = Duration::ZERO;
+            } else {
+                tries.excluded.clear();
+            }
+        }
+        Some(delay)
+    }
+}
+
+/// What the attempts of one logical call carry from one to the next.
+struct Tries {
+    /// Attempts made.
+    count: u32,
+    /// Agents not to call: the step's excluded ones and those that were unavailable.
+    excluded: Vec<AgentId>,
+    /// Seeded per run, step, item and iteration: the same seed makes the same choices.
+    rng: StdRng,
+    /// The agent of the last attempt.
+    last_agent: Option<AgentId>,
+}
+
+impl Tries {
+    fn new(ctx: &StepCtx, item: Option<usize>, iteration: u32) -> Self {
+        let logical = (item.map_or(0, |item| item as u64 + 1) << 32) | u64::from(iteration);
+        let seed = spread(ctx.seed ^ spread(ctx.index as u64 ^ spread(logical)));
+        Self {
+            count: 0,
+            excluded: ctx.excluded.clone(),
+            rng: StdRng::seed_from_u64(seed),
+            last_agent: None,
+        }
+    }
+
+    /// How the logical call ended, with `result`.
+    fn outcome(self, result: Result<Value, (FailureKind, String)>) -> CallOutcome {
+        CallOutcome {
+            result,
+            attempts: self.count,
+            agent: self.last_agent,
+        }
+    }
+}
+
+/// `run/step/item/iteration` (item and iteration 0 when the step has none), then
+/// `/r<generation>` for a step a `ROLLBACK` reset (a new logical call).
+fn idempotency_key(
+    run: &RunId,
+    step: &PlanStep,
+    item: Option<usize>,
+    iteration: u32,
+    generation: u32,
+) -> String {
+    use std::fmt::Write as _;
+    let mut key = String::with_capacity(run.as_str().len() + step.id().as_str().len() + 8);
+    let item = item.map_or(0, |item| item + 1);
+    let _ = write!(key, "{run}/{}/{item}/{iteration}", step.id());
+    if generation > 0 {
+        let _ = write!(key, "/r{generation}");
+    }
+    key
+}
+
+/// SplitMix64's finaliser: spreads the bits of `x` (seeds for independent streams).
+fn spread(x: u64) -> u64 {
+    let x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    let x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    x ^ (x >> 31)
+}
+
+/// Picks an agent with a free slot, waiting for capacity when every eligible one is busy.
+async fn choose(
+    ctx: &StepCtx,
+    task: &AgentTask,
+    preferred: Option<&AgentId>,
+    excluded: &[AgentId],
+    rng: &mut StdRng,
+) -> Result<Selection, SelectError> {
+    let registry = &ctx.inner.registry;
+    if let Some(selection) = preferred.and_then(|agent| registry.select_agent(task, agent)) {
+        return Ok(selection);
+    }
+    let balancer = ctx.inner.balancer(task.load_balancing);
+    let mut excluded = excluded;
+    loop {
+        // Armed before selecting, so a slot freed in between is not missed.
+        let changed = registry.capacity_changed();
+        match registry.select(task, balancer, rng, excluded) {
+            Err(SelectError::AllBusy { .. }) => changed.await,
+            // Every eligible agent was excluded (reported unavailable): try them again.
+            Err(SelectError::NoAgent { excluded: 1.., .. }) => excluded = &[],
+            other => return other,
+        }
+    }
+}
+
+/// The latest instant an attempt may run to.
+fn attempt_deadline(
+    started: DateTime<Utc>,
+    timeout: Option<Duration>,
+    deadline: Option<DateTime<Utc>>,
+) -> Option<DateTime<Utc>> {
+    let own = timeout.and_then(|timeout| {
+        chrono::Duration::from_std(timeout)
+            .ok()
+            .map(|timeout| started + timeout)
+    });
+    match (own, deadline) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+/// One call: contained if the agent panics, cut off at `limit`. The lease (the agent's
+/// slot) is freed when the call ends either way.
+async fn call_agent(
+    ctx: &StepCtx,
+    selection: Selection,
+    request: TaskRequest,
+    limit: Option<DateTime<Utc>>,
+) -> Result<Value, AttemptError> {
+    let Selection { agent, lease, .. } = selection;
+    let call = AssertUnwindSafe(agent.execute(request)).catch_unwind();
+    let result = match limit {
+        None => call.await,
+        Some(limit) => match select(call, ctx.inner.clock.sleep_until(limit)).await {
+            Either::Left((result, _)) => result,
+            Either::Right(((), _)) => {
+                drop(lease);
+                let error = AgentError::timeout("no answer within the step's timeout");
+                return Err((error, FailureKind::Timeout));
+            }
+        },
+    };
+    drop(lease);
+    match result {
+        Ok(Ok(output)) => Ok(output),
+        Ok(Err(error)) => {
+            let kind = FailureKind::from(error.kind);
+            Err((error, kind))
+        }
+        // A panic fails the attempt like a temporary failure (retried per the policy).
+        Err(panic) => {
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(|text| (*text).to_owned())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown panic".to_owned());
+            let error = AgentError::temporary(format!("the agent panicked: {what}"));
+            Err((error, FailureKind::Panic))
+        }
+    }
+}
+
+/// Rejects output over the size limit (measured as compact JSON, without building it).
+fn check_output(
+    output: Value,
+    limit: usize,
+    step: &PlanStep,
+    agent: &AgentId,
+) -> Result<Value, AttemptError> {
+    struct Counter {
+        written: usize,
+        limit: usize,
+    }
+    impl io::Write for Counter {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            self.written += buf.len();
+            if self.written > self.limit {
+                return Err(io::Error::other("over the limit"));
+            }
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut counter = Counter { written: 0, limit };
+    if serde_json::to_writer(&mut counter, &output).is_err() {
+        let error = AgentError::permanent(format!(
+            "output of agent `{agent}` for step `{}` is larger than {limit} bytes",
+            step.id()
+        ));
+        return Err((error, FailureKind::InvalidOutput));
+    }
+    Ok(output)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn attempt_deadlines_take_the_earlier_bound() {
+        let start = DateTime::parse_from_rfc3339("2026-01-05T09:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let later = start + chrono::Duration::seconds(10);
+        assert_eq!(
+            attempt_deadline(start, Some(Duration::from_secs(5)), Some(later)),
+            Some(start + chrono::Duration::seconds(5))
+        );
+        assert_eq!(attempt_deadline(start, None, Some(later)), Some(later));
+        assert_eq!(attempt_deadline(start, None, None), None);
+    }
+}

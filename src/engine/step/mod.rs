@@ -1,0 +1,158 @@
+//! What one step does once the run starts it: the work of each step kind.
+//!
+//! The run decides *whether* a step runs (conditions, skip rules, bindings resolved:
+//! `run/start.rs`); a step's future, built here, does the work and ends in a
+//! [`StepResult`] the run settles. The future owns what it needs ([`StepCtx`]), so it is
+//! `'static` and the run drives many at once.
+//!
+//! | kind | file | work |
+//! |---|---|---|
+//! | `task`, `decision` | [`call`] | one logical call to one agent, with its retries |
+//! | `parallel` | [`parallel`] | one logical call per item, at most `maxConcurrency` at once |
+//! | `loop` | [`repeat`] | logical calls until `until` holds, `maxIterations`, or the timeout |
+//! | `human_approval` | [`approval`] | waits for an answer (journaled), or its timeout |
+//!
+//! `condition` steps take no time: the run evaluates them when they become ready.
+
+mod approval;
+mod call;
+mod parallel;
+mod repeat;
+
+use std::sync::Arc;
+
+use serde_json::Value;
+
+use super::Inner;
+use super::approvals::Verdict;
+use super::durable::Batch;
+use crate::agent::AgentId;
+use crate::expr::Context;
+use crate::plan::{ExecutionPlan, StepKind};
+use crate::run::{FailureKind, RunId};
+
+pub(super) use call::LogicalCall;
+
+/// Everything a running step needs; owned, so the step's future is `'static`.
+pub(super) struct StepCtx {
+    pub(super) inner: Arc<Inner>,
+    pub(super) plan: Arc<ExecutionPlan>,
+    pub(super) run_id: RunId,
+    pub(super) index: usize,
+    pub(super) seed: u64,
+    pub(super) context: Arc<Context>,
+    /// The run input and the outputs of the steps this one binds to (for `loop.until`).
+    pub(super) snapshot: Option<Snapshot>,
+    /// For an approval step recovered after a restart: the answer journaled before it.
+    pub(super) answer: Option<Verdict>,
+    /// Agents not to call (they failed the step before: a `SUBSTITUTE` recovery).
+    pub(super) excluded: Vec<AgentId>,
+    /// How often a `ROLLBACK` reset the step (part of its idempotency keys).
+    pub(super) generation: u32,
+    /// The run's journal batch (with a store): entries the step must see durable.
+    pub(super) batch: Option<Arc<Batch>>,
+}
+
+/// Values a loop's `until` may read besides its own output.
+pub(super) struct Snapshot {
+    pub(super) input: Arc<Value>,
+    pub(super) outputs: Vec<(usize, Arc<Value>)>,
+}
+
+/// A step that completed.
+#[derive(Debug)]
+pub(super) struct Success {
+    pub(super) output: Value,
+    pub(super) attempts: u32,
+    pub(super) agent: Option<AgentId>,
+    pub(super) agents: Option<Vec<AgentId>>,
+    pub(super) approved_by: Option<String>,
+}
+
+impl Success {
+    /// A step that completed with `output` by itself: no agent, no call.
+    pub(super) fn without_calls(output: Value) -> Self {
+        Self {
+            output,
+            attempts: 0,
+            agent: None,
+            agents: None,
+            approved_by: None,
+        }
+    }
+}
+
+/// A step that failed.
+#[derive(Debug, Clone)]
+pub(super) struct Failure {
+    pub(super) kind: FailureKind,
+    pub(super) message: String,
+    pub(super) attempts: u32,
+    pub(super) agent: Option<AgentId>,
+}
+
+impl Failure {
+    /// A failure before any call was made.
+    pub(super) fn before_calls(kind: FailureKind, message: String) -> Self {
+        Self {
+            kind,
+            message,
+            attempts: 0,
+            agent: None,
+        }
+    }
+}
+
+/// How a step's work ended.
+pub(super) type StepResult = Result<Success, Failure>;
+
+/// Runs the step at `ctx.index` with its resolved parameters.
+pub(super) async fn run_step(ctx: StepCtx, parameters: Value) -> StepResult {
+    let plan = Arc::clone(&ctx.plan);
+    let Some(step) = plan.step(ctx.index) else {
+        return Err(Failure::before_calls(
+            FailureKind::Permanent,
+            "step not in plan".to_owned(),
+        ));
+    };
+    match step.kind() {
+        StepKind::Task(task) | StepKind::Decision(task) => {
+            let call = LogicalCall::new(step, task, &parameters);
+            call.make(&ctx).await.into_result()
+        }
+        StepKind::Parallel {
+            task,
+            over,
+            max_concurrency,
+        } => {
+            let limit = max_concurrency.map_or(usize::MAX, |limit| limit.get() as usize);
+            parallel::fan_out(&ctx, step, task, parameters, over, limit).await
+        }
+        StepKind::Loop {
+            task,
+            until,
+            max_iterations,
+            interval,
+        } => {
+            let bounds = repeat::Bounds {
+                until,
+                max_iterations: *max_iterations,
+                interval: *interval,
+            };
+            repeat::repeat(&ctx, step, task, &parameters, bounds).await
+        }
+        StepKind::HumanApproval { on_timeout, .. } => {
+            approval::approval(&ctx, step, parameters, *on_timeout).await
+        }
+        // Condition steps take no time and are evaluated by the run itself.
+        StepKind::Condition { .. } => Err(Failure::before_calls(
+            FailureKind::Permanent,
+            "condition steps are evaluated by the run".to_owned(),
+        )),
+        #[allow(unreachable_patterns)]
+        _ => Err(Failure::before_calls(
+            FailureKind::Permanent,
+            "unsupported step kind".to_owned(),
+        )),
+    }
+}

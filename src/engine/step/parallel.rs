@@ -1,0 +1,136 @@
+//! `parallel` steps: one logical call per item of an array parameter, outputs merged.
+
+use futures::StreamExt;
+use futures::stream::FuturesUnordered;
+use serde_json::{Map, Value};
+
+use super::{Failure, LogicalCall, StepCtx, StepResult, Success};
+use crate::agent::AgentId;
+use crate::plan::{AgentTask, PlanStep};
+use crate::run::FailureKind;
+
+/// A `parallel` step: one call per item of parameter `over`, at most `limit` at once.
+/// The first item that fails for good fails the step (the others are dropped).
+pub(super) async fn fan_out(
+    ctx: &StepCtx,
+    step: &PlanStep,
+    task: &AgentTask,
+    parameters: Value,
+    over: &str,
+    limit: usize,
+) -> StepResult {
+    let mut base = match parameters {
+        Value::Object(object) => object,
+        _ => Map::new(),
+    };
+    let items = match base.remove(over) {
+        Some(Value::Array(items)) => items,
+        other => {
+            let found = other.map_or_else(|| "nothing".to_owned(), |value| value.to_string());
+            return Err(Failure::before_calls(
+                FailureKind::Binding,
+                format!(
+                    "step `{}`: parameter `{over}` is not an array (found {found})",
+                    step.id()
+                ),
+            ));
+        }
+    };
+    let count = items.len();
+    let mut outputs: Vec<Option<(Value, Option<AgentId>)>> = (0..count).map(|_| None).collect();
+    let mut pending = FuturesUnordered::new();
+    let mut items = items.into_iter().enumerate();
+    let mut attempts = 0;
+    loop {
+        while pending.len() < limit.max(1) {
+            let Some((index, item)) = items.next() else {
+                break;
+            };
+            let mut parameters = base.clone();
+            parameters.insert(over.to_owned(), item);
+            pending.push(async move {
+                let parameters = Value::Object(parameters);
+                let call = LogicalCall::new(step, task, &parameters).item(index);
+                (index, call.make(ctx).await)
+            });
+        }
+        let Some((index, outcome)) = pending.next().await else {
+            break;
+        };
+        attempts += outcome.attempts;
+        match outcome.result {
+            Ok(output) => {
+                if let Some(slot) = outputs.get_mut(index) {
+                    *slot = Some((output, outcome.agent));
+                }
+            }
+            Err((kind, message)) => {
+                return Err(Failure {
+                    kind,
+                    message: format!("item {index}: {message}"),
+                    attempts,
+                    agent: outcome.agent,
+                });
+            }
+        }
+    }
+    let (results, agents): (Vec<Value>, Vec<Option<AgentId>>) =
+        outputs.into_iter().flatten().unzip();
+    Ok(Success {
+        output: merge(results),
+        attempts,
+        // Each item has its own agent (`agentIds`); no single one produced the result.
+        agent: None,
+        agents: Some(agents.into_iter().flatten().collect()),
+        approved_by: None,
+    })
+}
+
+/// `{"results": [...]}` plus, for each key of the item outputs, the values merged:
+/// arrays concatenated, other values collected into an array.
+fn merge(results: Vec<Value>) -> Value {
+    let mut merged = Map::new();
+    for result in &results {
+        let Value::Object(fields) = result else {
+            continue;
+        };
+        for (key, value) in fields {
+            let Value::Array(slot) = merged
+                .entry(key.clone())
+                .or_insert_with(|| Value::Array(Vec::new()))
+            else {
+                continue;
+            };
+            match value {
+                Value::Array(values) => slot.extend(values.iter().cloned()),
+                other => slot.push(other.clone()),
+            }
+        }
+    }
+    merged.insert("results".to_owned(), Value::Array(results));
+    Value::Object(merged)
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn parallel_outputs_merge_by_key() {
+        let merged = merge(vec![
+            json!({"orderIds": ["a"], "venue": "X"}),
+            json!({"orderIds": ["b", "c"], "venue": "Y"}),
+            json!("not an object"),
+        ]);
+        assert_eq!(
+            merged,
+            json!({
+                "orderIds": ["a", "b", "c"],
+                "venue": ["X", "Y"],
+                "results": [{"orderIds": ["a"], "venue": "X"}, {"orderIds": ["b", "c"], "venue": "Y"}, "not an object"],
+            })
+        );
+    }
+}
