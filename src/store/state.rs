@@ -190,35 +190,7 @@ impl RunState {
     /// ```
     pub fn fold(entries: &[JournalEntry]) -> Result<RunState, FoldError> {
         let (first, rest) = entries.split_first().ok_or(FoldError::Empty)?;
-        let JournalEntry::RunStarted {
-            run_id,
-            workflow_id,
-            version,
-            input,
-            seed,
-            at,
-        } = first
-        else {
-            return Err(FoldError::NotStarted {
-                index: 0,
-                kind: first.kind(),
-            });
-        };
-        let mut state = RunState {
-            run_id: run_id.clone(),
-            workflow_id: workflow_id.clone(),
-            version: version.clone(),
-            input: input.clone(),
-            seed: *seed,
-            status: RunStatus::Running,
-            steps: BTreeMap::new(),
-            checkpoints: Vec::new(),
-            trigger: None,
-            cancelled_by: None,
-            started_at: *at,
-            ended_at: None,
-            error: None,
-        };
+        let mut state = Self::started(first)?;
         let mut paused = false;
         for (index, entry) in rest.iter().enumerate().map(|(i, e)| (i + 1, e)) {
             if state.ended_at.is_some() {
@@ -241,30 +213,7 @@ impl RunState {
                     to_checkpoint,
                     redo,
                     ..
-                } => {
-                    let keep = to_checkpoint.as_ref().map_or(0, |checkpoint| {
-                        state
-                            .checkpoints
-                            .iter()
-                            .rposition(|taken| taken == checkpoint)
-                            .map_or(state.checkpoints.len(), |at| at + 1)
-                    });
-                    state.checkpoints.truncate(keep);
-                    for id in redo {
-                        let step = state.steps.entry(id.clone()).or_default();
-                        // The failed step keeps the story of its recoveries.
-                        let recoveries = if id == step_id {
-                            std::mem::take(&mut step.recoveries)
-                        } else {
-                            Vec::new()
-                        };
-                        *step = StepState {
-                            generation: step.generation + 1,
-                            recoveries,
-                            ..StepState::default()
-                        };
-                    }
-                }
+                } => state.roll_back(step_id, to_checkpoint.as_ref(), redo),
                 JournalEntry::RunEnded { status, error, at } => {
                     if !status.is_final() {
                         return Err(FoldError::NotFinal {
@@ -272,16 +221,7 @@ impl RunState {
                             status: *status,
                         });
                     }
-                    state.status = *status;
-                    state.error = error.clone();
-                    state.ended_at = Some(*at);
-                    for step in state.steps.values_mut() {
-                        if matches!(step.status, StepStatus::Running | StepStatus::Waiting) {
-                            step.status = StepStatus::Cancelled;
-                        }
-                        step.in_flight.clear();
-                        step.waiting = None;
-                    }
+                    state.end(*status, error.clone(), *at);
                 }
                 step_entry => {
                     if let Some(step_id) = step_entry.step_id() {
@@ -295,6 +235,79 @@ impl RunState {
             state.status = state.live_status(paused);
         }
         Ok(state)
+    }
+
+    /// The state a journal's first entry starts: it must be `runStarted`.
+    fn started(first: &JournalEntry) -> Result<RunState, FoldError> {
+        let JournalEntry::RunStarted {
+            run_id,
+            workflow_id,
+            version,
+            input,
+            seed,
+            at,
+        } = first
+        else {
+            return Err(FoldError::NotStarted {
+                index: 0,
+                kind: first.kind(),
+            });
+        };
+        Ok(RunState {
+            run_id: run_id.clone(),
+            workflow_id: workflow_id.clone(),
+            version: version.clone(),
+            input: input.clone(),
+            seed: *seed,
+            status: RunStatus::Running,
+            steps: BTreeMap::new(),
+            checkpoints: Vec::new(),
+            trigger: None,
+            cancelled_by: None,
+            started_at: *at,
+            ended_at: None,
+            error: None,
+        })
+    }
+
+    /// A rollback for `step_id` returned the steps of `redo` to pending, and the run to
+    /// the checkpoint taken after `to_checkpoint` (`None`: the start).
+    fn roll_back(&mut self, step_id: &StepId, to_checkpoint: Option<&StepId>, redo: &[StepId]) {
+        let keep = to_checkpoint.map_or(0, |checkpoint| {
+            self.checkpoints
+                .iter()
+                .rposition(|taken| taken == checkpoint)
+                .map_or(self.checkpoints.len(), |at| at + 1)
+        });
+        self.checkpoints.truncate(keep);
+        for id in redo {
+            let step = self.steps.entry(id.clone()).or_default();
+            // The failed step keeps the story of its recoveries.
+            let recoveries = if id == step_id {
+                std::mem::take(&mut step.recoveries)
+            } else {
+                Vec::new()
+            };
+            *step = StepState {
+                generation: step.generation + 1,
+                recoveries,
+                ..StepState::default()
+            };
+        }
+    }
+
+    /// The run ended `status`: steps still running or waiting are cancelled, and
+    /// nothing stays in flight.
+    fn end(&mut self, status: RunStatus, error: Option<RunError>, at: DateTime<Utc>) {
+        self.status = status;
+        self.error = error;
+        self.ended_at = Some(at);
+        for step in self.steps.values_mut() {
+            if matches!(step.status, StepStatus::Running | StepStatus::Waiting) {
+                step.status = StepStatus::Cancelled;
+            }
+            step.end_calls();
+        }
     }
 
     /// Whether the run has ended.
@@ -334,24 +347,14 @@ impl StepState {
                 idempotency_key,
                 at,
                 ..
-            } => {
-                if self.status.is_final() {
-                    self.output = None;
-                    self.reason = None;
-                }
-                self.status = StepStatus::Running;
-                self.attempts += 1;
-                self.waiting = None;
-                self.in_flight.retain(|call| call.item != *item);
-                self.in_flight.push(InFlightCall {
-                    item: *item,
-                    iteration: *iteration,
-                    attempt: *attempt,
-                    agent_id: agent_id.clone(),
-                    idempotency_key: idempotency_key.clone(),
-                    started_at: *at,
-                });
-            }
+            } => self.started(InFlightCall {
+                item: *item,
+                iteration: *iteration,
+                attempt: *attempt,
+                agent_id: agent_id.clone(),
+                idempotency_key: idempotency_key.clone(),
+                started_at: *at,
+            }),
             JournalEntry::StepCompleted {
                 output,
                 attempts,
@@ -401,20 +404,12 @@ impl StepState {
                 comment,
                 at,
                 ..
-            } => {
-                // The engine acts on the answer next: completes or fails the step.
-                self.status = StepStatus::Running;
-                self.waiting = None;
-                if *approved {
-                    self.approved_by = Some(by.clone());
-                }
-                self.answer = Some(Answer {
-                    approved: *approved,
-                    by: by.clone(),
-                    comment: comment.clone(),
-                    at: *at,
-                });
-            }
+            } => self.answered(Answer {
+                approved: *approved,
+                by: by.clone(),
+                comment: comment.clone(),
+                at: *at,
+            }),
             JournalEntry::RecoveryDecided { decision, .. } => {
                 // The step recovers: it is not failed, and runs again (or is skipped,
                 // or stands aside for its fallback), as the next entries say.
@@ -424,6 +419,29 @@ impl StepState {
             }
             _ => debug_assert!(false, "not a step entry: {}", entry.kind()),
         }
+    }
+
+    /// A call started: the one before it on the same item has ended.
+    fn started(&mut self, call: InFlightCall) {
+        if self.status.is_final() {
+            self.output = None;
+            self.reason = None;
+        }
+        self.status = StepStatus::Running;
+        self.attempts += 1;
+        self.waiting = None;
+        self.in_flight.retain(|earlier| earlier.item != call.item);
+        self.in_flight.push(call);
+    }
+
+    /// A person answered: the engine acts on the answer next (completes or fails the step).
+    fn answered(&mut self, answer: Answer) {
+        self.status = StepStatus::Running;
+        self.waiting = None;
+        if answer.approved {
+            self.approved_by = Some(answer.by.clone());
+        }
+        self.answer = Some(answer);
     }
 
     /// The step ended: nothing of it is in flight or waiting.
