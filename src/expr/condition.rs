@@ -164,70 +164,138 @@ fn normalize(
     if text.trim().is_empty() {
         return Err(ExpressionProblem::Empty);
     }
-    let mut out = String::with_capacity(text.len());
-    let mut slots: Vec<Binding> = Vec::new();
-    let mut binding_problems = false;
-    let (mut depth, mut unary_run, mut deepest) = (0usize, 0usize, 0usize);
-    let mut chars = text.char_indices().peekable();
+    let mut rewrite = Rewrite::new(text.len());
+    let mut chars = text.char_indices();
     while let Some((position, c)) = chars.next() {
         let rest = &text[position..];
         match c {
-            '"' => {
-                // A string literal, copied verbatim up to its closing quote.
-                out.push('"');
-                let mut closed = false;
-                while let Some((_, c)) = chars.next() {
-                    out.push(c);
-                    if c == '\\' {
-                        if let Some((_, escaped)) = chars.next() {
-                            out.push(escaped);
-                        }
-                    } else if c == '"' {
-                        closed = true;
-                        break;
-                    }
-                }
-                if !closed {
-                    return Err(ExpressionProblem::UnterminatedString);
-                }
-                unary_run = 0;
-            }
+            '"' => rewrite.string_literal(&mut chars)?,
             '$' if rest.starts_with("${") => {
                 let end = rest.find('}').map_or(rest.len(), |end| end + 1);
                 let raw = &rest[..end];
-                let compiled = if raw.ends_with('}') {
-                    compile_whole(raw, scope, at, errors)
-                } else {
-                    // Unterminated: reported by the general path.
-                    compile_pieces(raw, scope, at, errors);
-                    None
-                };
-                match compiled {
-                    Some(binding) => {
-                        let slot = match slots
-                            .iter()
-                            .position(|known| known.text() == binding.text())
-                        {
-                            Some(slot) => slot,
-                            None => {
-                                slots.push(binding);
-                                slots.len() - 1
-                            }
-                        };
-                        let _ = write!(out, " {SLOT_PREFIX}{slot} ");
-                    }
-                    None => {
-                        // Reported already; a stand-in keeps the rest of the expression
-                        // checkable, so its own problems are reported in the same pass.
-                        binding_problems = true;
-                        out.push_str(" __tfx ");
-                    }
-                }
+                rewrite.binding(raw, scope, at, errors);
                 for _ in 1..raw.chars().count() {
                     chars.next();
                 }
-                unary_run = 0;
             }
+            _ => rewrite.operator_or_other(c, rest, &mut chars)?,
+        }
+        rewrite.check_depth()?;
+    }
+    let normalized = rewrite.done;
+    debug_assert!(normalized.text.len() <= text.len() + 2 * normalized.slots.len() + 2);
+    Ok(normalized)
+}
+
+/// [`normalize`]'s progress through an expression.
+struct Rewrite {
+    /// The text written and the bindings met so far.
+    done: Normalized,
+    /// Parentheses open at this point.
+    depth: usize,
+    /// Unary `!`/`-` in a row at this point.
+    unary_run: usize,
+    /// The greatest `depth + unary_run` so far.
+    deepest: usize,
+}
+
+impl Rewrite {
+    /// Nothing written yet, room for `length` bytes.
+    fn new(length: usize) -> Self {
+        Self {
+            done: Normalized {
+                text: String::with_capacity(length),
+                slots: Vec::new(),
+                binding_problems: false,
+            },
+            depth: 0,
+            unary_run: 0,
+            deepest: 0,
+        }
+    }
+
+    /// Copies a string literal verbatim, from the opening quote (already read) up to
+    /// its closing quote.
+    fn string_literal(
+        &mut self,
+        chars: &mut impl Iterator<Item = (usize, char)>,
+    ) -> Result<(), ExpressionProblem> {
+        let out = &mut self.done.text;
+        out.push('"');
+        let mut closed = false;
+        while let Some((_, c)) = chars.next() {
+            out.push(c);
+            if c == '\\' {
+                if let Some((_, escaped)) = chars.next() {
+                    out.push(escaped);
+                }
+            } else if c == '"' {
+                closed = true;
+                break;
+            }
+        }
+        if !closed {
+            return Err(ExpressionProblem::UnterminatedString);
+        }
+        self.unary_run = 0;
+        Ok(())
+    }
+
+    /// Writes the slot identifier of the binding `raw` (`${…}`, or an unterminated
+    /// `${…`), or a stand-in if it has a problem.
+    fn binding(
+        &mut self,
+        raw: &str,
+        scope: &Scope<'_>,
+        at: Locate<'_>,
+        errors: &mut Vec<DefinitionError>,
+    ) {
+        let compiled = if raw.ends_with('}') {
+            compile_whole(raw, scope, at, errors)
+        } else {
+            // Unterminated: reported by the general path.
+            compile_pieces(raw, scope, at, errors);
+            None
+        };
+        let Normalized {
+            text: out,
+            slots,
+            binding_problems,
+        } = &mut self.done;
+        match compiled {
+            Some(binding) => {
+                let slot = match slots
+                    .iter()
+                    .position(|known| known.text() == binding.text())
+                {
+                    Some(slot) => slot,
+                    None => {
+                        slots.push(binding);
+                        slots.len() - 1
+                    }
+                };
+                let _ = write!(out, " {SLOT_PREFIX}{slot} ");
+            }
+            None => {
+                // Reported already; a stand-in keeps the rest of the expression
+                // checkable, so its own problems are reported in the same pass.
+                *binding_problems = true;
+                out.push_str(" __tfx ");
+            }
+        }
+        self.unary_run = 0;
+    }
+
+    /// Writes `c`, which starts `rest`: strict (in)equality rewritten, unary operators
+    /// and parentheses counted, the slot prefix refused.
+    fn operator_or_other(
+        &mut self,
+        c: char,
+        rest: &str,
+        chars: &mut impl Iterator<Item = (usize, char)>,
+    ) -> Result<(), ExpressionProblem> {
+        let out = &mut self.done.text;
+        match c {
             '=' if rest.starts_with("===") => {
                 out.push_str("==");
                 chars.next();
@@ -240,16 +308,16 @@ fn normalize(
             }
             '!' | '-' if !rest.starts_with("!=") => {
                 out.push(c);
-                unary_run += 1;
+                self.unary_run += 1;
             }
             '(' => {
                 out.push(c);
-                depth += 1;
+                self.depth += 1;
             }
             ')' => {
                 out.push(c);
-                depth = depth.saturating_sub(1);
-                unary_run = 0;
+                self.depth = self.depth.saturating_sub(1);
+                self.unary_run = 0;
             }
             '_' if rest.starts_with(SLOT_PREFIX) => {
                 return Err(ExpressionProblem::ReservedName(SLOT_PREFIX.to_owned()));
@@ -257,24 +325,24 @@ fn normalize(
             c => {
                 out.push(c);
                 if c.is_alphanumeric() || c == '_' || c == '.' {
-                    unary_run = 0;
+                    self.unary_run = 0;
                 }
             }
         }
-        deepest = deepest.max(depth + unary_run);
-        if deepest > MAX_EXPRESSION_DEPTH {
+        Ok(())
+    }
+
+    /// Fails once parentheses plus a run of unary operators nest deeper than allowed.
+    fn check_depth(&mut self) -> Result<(), ExpressionProblem> {
+        self.deepest = self.deepest.max(self.depth + self.unary_run);
+        if self.deepest > MAX_EXPRESSION_DEPTH {
             return Err(ExpressionProblem::TooDeep {
-                depth: deepest,
+                depth: self.deepest,
                 max: MAX_EXPRESSION_DEPTH,
             });
         }
+        Ok(())
     }
-    debug_assert!(out.len() <= text.len() + 2 * slots.len() + 2);
-    Ok(Normalized {
-        text: out,
-        slots,
-        binding_problems,
-    })
 }
 
 /// Parses the normalized text and checks and adjusts the tree.
