@@ -66,10 +66,10 @@ use futures::{StreamExt, select_biased};
 use serde::Serialize;
 use serde_json::Value;
 use tradeflow::agent::{Agent, AgentDescriptor, AgentError, AgentId, Health, RunId, TaskRequest};
-use tradeflow::clock::{Clock, Sleep, SystemClock, VirtualClock};
+use tradeflow::clock::{Clock, Hold, Sleep, SystemClock, VirtualClock};
 use tradeflow::definition::{DefinitionError, Location, StepId};
 use tradeflow::engine::{
-    Engine, EngineBuilder, EngineError, EventStream, Run, RunEvent, RunOptions, RunReport,
+    Engine, EngineBuilder, EngineError, EventStream, Run, RunEvent, RunIds, RunOptions, RunReport,
     RunStatus,
 };
 use tradeflow::plan::{DrawFormat, ExecutionPlan, StepKind, TriggerKind};
@@ -552,7 +552,10 @@ fn simulate(args: &SimulateArgs) -> Result<u8, Vec<String>> {
 
     let clock = VirtualClock::starting_at(args.start);
     let engine = with_pool(
-        Engine::builder().clock(clock.clone()).seed(args.seed),
+        Engine::builder()
+            .clock(clock.clone())
+            .seed(args.seed)
+            .run_ids(RunIds::Numbered),
         &agents,
     )
     .build();
@@ -697,7 +700,10 @@ fn replay(args: &ReplayArgs) -> Result<u8, Vec<String>> {
 
     let clock = VirtualClock::starting_at(timeline.start);
     let engine = with_pool(
-        Engine::builder().clock(clock.clone()).seed(args.seed),
+        Engine::builder()
+            .clock(clock.clone())
+            .seed(args.seed)
+            .run_ids(RunIds::Numbered),
         &agents,
     )
     .build();
@@ -851,6 +857,9 @@ fn open_store(path: &str) -> Result<Arc<dyn RunStore>, Vec<String>> {
         Err(StoreError::Open { source, .. }) => Err(vec![format!(
             "{path}: cannot open the store: {}",
             chain(&*source)
+        )]),
+        Err(StoreError::NotAStore { why, .. }) => Err(vec![format!(
+            "{path}: cannot open the store: it is not a tradeflow store: {why}"
         )]),
         Err(error) => Err(vec![format!("{path}: {}", chain(&error))]),
     }
@@ -1225,6 +1234,14 @@ impl Clock for RealClock {
 
     fn sleep(&self, duration: Duration) -> Sleep {
         self.counted(SystemClock.sleep(duration))
+    }
+
+    /// Work outside the clock (a journal append) counts as a pending sleep: it wakes the
+    /// run when it is done.
+    fn hold(&self) -> Hold {
+        self.sleeping.fetch_add(1, Ordering::SeqCst);
+        let counted = Sleeping(Arc::clone(&self.sleeping));
+        Hold::on_release(move || drop(counted))
     }
 }
 

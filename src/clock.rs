@@ -96,6 +96,44 @@ pub trait Clock: Send + Sync + fmt::Debug {
     fn sleep(&self, duration: Duration) -> Sleep {
         self.sleep_until(add_saturating(self.now(), duration))
     }
+
+    /// Marks that a future waits for work outside the clock (a store's writer thread,
+    /// say) until the returned [`Hold`] is dropped: meanwhile a clock that moves by
+    /// itself, as [`VirtualClock::block_on`] does, waits for that work instead of jumping
+    /// to its next timer. The default (and [`SystemClock`]) ignores it.
+    fn hold(&self) -> Hold {
+        Hold::none()
+    }
+}
+
+/// Work outside a clock in progress: see [`Clock::hold`]. Dropping it ends the hold.
+#[must_use = "the hold ends when dropped"]
+pub struct Hold(Option<Box<dyn Send + Sync>>);
+
+impl Hold {
+    /// A hold that holds nothing: for clocks that do not move by themselves.
+    pub fn none() -> Self {
+        Self(None)
+    }
+
+    /// A hold that runs `release` when it is dropped.
+    pub fn on_release(release: impl FnOnce() + Send + Sync + 'static) -> Self {
+        struct Release<F: FnOnce()>(Option<F>);
+        impl<F: FnOnce()> Drop for Release<F> {
+            fn drop(&mut self) {
+                if let Some(release) = self.0.take() {
+                    release();
+                }
+            }
+        }
+        Self(Some(Box::new(Release(Some(release)))))
+    }
+}
+
+impl fmt::Debug for Hold {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("Hold").field(&self.0.is_some()).finish()
+    }
 }
 
 impl<C: Clock + ?Sized> Clock for Arc<C> {
@@ -110,6 +148,10 @@ impl<C: Clock + ?Sized> Clock for Arc<C> {
     fn sleep(&self, duration: Duration) -> Sleep {
         (**self).sleep(duration)
     }
+
+    fn hold(&self) -> Hold {
+        (**self).hold()
+    }
 }
 
 impl<C: Clock + ?Sized> Clock for Box<C> {
@@ -123,6 +165,10 @@ impl<C: Clock + ?Sized> Clock for Box<C> {
 
     fn sleep(&self, duration: Duration) -> Sleep {
         (**self).sleep(duration)
+    }
+
+    fn hold(&self) -> Hold {
+        (**self).hold()
     }
 }
 
@@ -232,6 +278,8 @@ struct State {
     /// Live timers. Invariant: every deadline is later than `now` (due timers are removed
     /// as they fire); the waker is `None` until the sleep is first polled.
     timers: BTreeMap<(DateTime<Utc>, Seq), Option<Waker>>,
+    /// Holds alive ([`Clock::hold`]): while there are any, time does not jump.
+    holds: usize,
 }
 
 impl Shared {
@@ -252,6 +300,7 @@ impl VirtualClock {
                     now: start,
                     next_seq: 0,
                     timers: BTreeMap::new(),
+                    holds: 0,
                 }),
             }),
         }
@@ -333,6 +382,11 @@ impl VirtualClock {
 
     /// Fires the earliest live timer (and any others with the same deadline). Returns
     /// whether there was one.
+    /// Whether work outside the clock is held ([`Clock::hold`]).
+    fn is_held(&self) -> bool {
+        self.inner.lock().holds > 0
+    }
+
     fn fire_next(&self) -> bool {
         match self.next_deadline() {
             Some(deadline) => {
@@ -347,6 +401,15 @@ impl VirtualClock {
 impl Clock for VirtualClock {
     fn now(&self) -> DateTime<Utc> {
         self.inner.lock().now
+    }
+
+    fn hold(&self) -> Hold {
+        self.inner.lock().holds += 1;
+        let shared = Arc::clone(&self.inner);
+        Hold::on_release(move || {
+            let mut state = shared.lock();
+            state.holds = state.holds.saturating_sub(1);
+        })
     }
 
     fn sleep_until(&self, deadline: DateTime<Utc>) -> Sleep {
@@ -468,7 +531,14 @@ impl Driver {
             }
             // Poll again only when woken (while polling, or by a timer fired here); a
             // timer the future does not wait on just moves time on to the next one.
+            // While work outside the clock is held, wait for it instead: it wakes the
+            // future when it is done (re-checked every millisecond, in case a hold ends
+            // without a wake-up).
             while !self.signal.woken.swap(false, Ordering::Acquire) {
+                if clock.is_held() {
+                    thread::park_timeout(Duration::from_millis(1));
+                    continue;
+                }
                 if !clock.fire_next() {
                     return Poll::Pending;
                 }

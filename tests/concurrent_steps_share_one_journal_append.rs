@@ -13,7 +13,7 @@ use tradeflow::agent::RunId;
 use tradeflow::engine::{RunStatus, StepStatus};
 use tradeflow::store::{JournalEntry, MemoryStore, RunState, RunStore, StoreError};
 
-/// A [`MemoryStore`] that counts appends (transactions).
+/// A [`MemoryStore`] that counts the engine's appends (transactions).
 #[derive(Debug, Default)]
 struct Counting {
     store: MemoryStore,
@@ -26,21 +26,16 @@ impl RunStore for Counting {
         self.store.append(run, entries)
     }
 
-    fn load(&self, run: &RunId) -> Result<Vec<JournalEntry>, StoreError> {
-        self.store.load(run)
+    fn commit(
+        &self,
+        appends: &[tradeflow::store::Append<'_>],
+        until: chrono::DateTime<chrono::Utc>,
+    ) -> Vec<Result<(), StoreError>> {
+        self.appends.fetch_add(1, Ordering::SeqCst);
+        self.store.commit(appends, until)
     }
 
-    fn unfinished_runs(&self) -> Result<Vec<RunId>, StoreError> {
-        self.store.unfinished_runs()
-    }
-
-    fn put_definition(&self, id: &str, version: &str, json: &str) -> Result<(), StoreError> {
-        self.store.put_definition(id, version, json)
-    }
-
-    fn definition(&self, id: &str, version: &str) -> Result<Option<String>, StoreError> {
-        self.store.definition(id, version)
-    }
+    forward_store!(store);
 }
 
 fn run(definition: &Value) -> (usize, Vec<JournalEntry>) {

@@ -3,6 +3,9 @@
 //! `SqliteStore` on a temporary file. SQLite-only behaviours (reopening, settings,
 //! schema, busy and mid-transaction faults) follow in `sqlite_only`.
 
+#[path = "support/forward.rs"]
+mod forward;
+
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -193,10 +196,17 @@ fn unfinished_runs_are_listed_in_start_order(store: &dyn RunStore) {
     store
         .append(&RunId::from("a"), &[completed("x", 1), run_ended(2)])
         .unwrap();
-    // More entries, even a second start, do not move a run.
+    // More entries do not move a run; a second start is refused, and nothing of its
+    // append is stored.
     store
-        .append(&RunId::from("b"), &[completed("x", 1), run_started("b")])
+        .append(&RunId::from("b"), &[completed("x", 1)])
         .unwrap();
+    let again = store.append(&RunId::from("b"), &[run_started("b")]);
+    assert!(
+        matches!(&again, Err(StoreError::RunExists { run }) if run == "b"),
+        "{again:?}"
+    );
+    assert_eq!(store.load(&RunId::from("b")).unwrap().len(), 2);
     // Entries of a run that never started do not list it.
     store
         .append(&RunId::from("f"), &[completed("x", 1)])
@@ -269,21 +279,15 @@ impl RunStore for FailingStore<'_> {
         Ok(())
     }
 
-    fn load(&self, run: &RunId) -> Result<Vec<JournalEntry>, StoreError> {
-        self.inner.load(run)
+    fn commit(
+        &self,
+        appends: &[tradeflow::store::Append<'_>],
+        until: chrono::DateTime<chrono::Utc>,
+    ) -> Vec<Result<(), StoreError>> {
+        self.inner.commit(appends, until)
     }
 
-    fn unfinished_runs(&self) -> Result<Vec<RunId>, StoreError> {
-        self.inner.unfinished_runs()
-    }
-
-    fn put_definition(&self, id: &str, version: &str, json: &str) -> Result<(), StoreError> {
-        self.inner.put_definition(id, version, json)
-    }
-
-    fn definition(&self, id: &str, version: &str) -> Result<Option<String>, StoreError> {
-        self.inner.definition(id, version)
-    }
+    forward_store!(inner);
 }
 
 /// Journals a small run through `store` (which fails one append) and checks that after
@@ -529,7 +533,7 @@ mod sqlite_only {
     }
 
     #[test]
-    fn the_file_is_in_wal_mode_at_schema_version_1() {
+    fn the_file_is_in_wal_mode_at_schema_version_2() {
         let dir = TempDir::new();
         let path = dir.0.join("runs.db");
         let _store = SqliteStore::open(&path).unwrap();
@@ -541,7 +545,7 @@ mod sqlite_only {
         let version: i64 = raw
             .query_row("PRAGMA user_version", [], |row| row.get(0))
             .unwrap();
-        assert_eq!(version, 1);
+        assert_eq!(version, 2);
         let tables: Vec<String> = raw
             .prepare("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")
             .unwrap()
@@ -549,7 +553,7 @@ mod sqlite_only {
             .unwrap()
             .collect::<Result<_, _>>()
             .unwrap();
-        assert_eq!(tables, ["definitions", "events", "runs"]);
+        assert_eq!(tables, ["definitions", "events", "heads", "runs"]);
     }
 
     #[test]
@@ -580,7 +584,7 @@ mod sqlite_only {
                 error,
                 StoreError::Schema {
                     found: 99,
-                    supported: 1,
+                    supported: 2,
                     ..
                 }
             ),
@@ -600,9 +604,10 @@ mod sqlite_only {
                 [],
             )
             .unwrap();
+        // Changed behind the store's back: its checksum no longer matches.
         let error = fixture.store.load(&run).unwrap_err();
         assert!(
-            matches!(&error, StoreError::Corrupt { run, position: 1, .. } if run == "r1"),
+            matches!(&error, StoreError::Damaged { run, position: 1, .. } if run == "r1"),
             "{error:?}"
         );
     }
@@ -687,23 +692,15 @@ mod sqlite_only {
                 }
                 result
             }
-            fn load(&self, run: &RunId) -> Result<Vec<JournalEntry>, StoreError> {
-                self.0.load(run)
-            }
-            fn unfinished_runs(&self) -> Result<Vec<RunId>, StoreError> {
-                self.0.unfinished_runs()
-            }
-            fn put_definition(
+            fn commit(
                 &self,
-                id: &str,
-                version: &str,
-                json: &str,
-            ) -> Result<(), StoreError> {
-                self.0.put_definition(id, version, json)
+                appends: &[tradeflow::store::Append<'_>],
+                until: chrono::DateTime<chrono::Utc>,
+            ) -> Vec<Result<(), StoreError>> {
+                self.0.commit(appends, until)
             }
-            fn definition(&self, id: &str, version: &str) -> Result<Option<String>, StoreError> {
-                self.0.definition(id, version)
-            }
+
+            crate::forward_store!(0);
         }
 
         let entries = small_run("x").concat().len();

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use command::{run, scratch_dir, stderr_lines, stdout};
 use serde_json::{Value, json};
 use tradeflow::clock::VirtualClock;
-use tradeflow::engine::Engine;
+use tradeflow::engine::{Engine, RunIds};
 use tradeflow::plan::ExecutionPlan;
 use tradeflow::scheduler::{Timeline, Triggers};
 use tradeflow::sim::{AgentsFile, scripted_agents};
@@ -148,7 +148,11 @@ fn the_command_prints_what_the_library_plays() {
     let timeline = Timeline::from_json(&std::fs::read_to_string(TIMELINE).unwrap()).unwrap();
     let play = || {
         let clock = VirtualClock::starting_at(timeline.start);
-        let engine = Engine::builder().clock(clock.clone()).seed(3).build();
+        let engine = Engine::builder()
+            .clock(clock.clone())
+            .seed(3)
+            .run_ids(RunIds::Numbered)
+            .build();
         for agent in scripted_agents(&file, Arc::new(clock.clone())) {
             engine.register_agent(agent).unwrap();
         }

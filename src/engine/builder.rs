@@ -3,17 +3,20 @@
 use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
+use std::time::Duration;
 
 use super::catalogue::Catalogue;
+use super::durable::{DEFAULT_LEASE, Journal, Writer};
 use super::event::{EventCallback, Listeners};
 use super::inner::Inner;
+use super::options::RunIds;
 use super::{Engine, RunEvent};
 use crate::agent::{AgentRegistry, balancer_for};
 use crate::clock::{Clock, SystemClock};
 use crate::decision::{DecisionEngine, DecisionLog};
 use crate::definition::LoadBalancing;
 use crate::resource::{PriorityResourceManager, ResourceManager, ResourcePool};
-use crate::store::RunStore;
+use crate::store::{RunStore, new_owner};
 
 /// Builds an [`Engine`].
 pub struct EngineBuilder {
@@ -25,6 +28,9 @@ pub struct EngineBuilder {
     seed: u64,
     max_output_bytes: usize,
     store: Option<Arc<dyn RunStore>>,
+    lease: Duration,
+    owner: Option<String>,
+    run_ids: RunIds,
     resources: Option<Arc<dyn ResourceManager>>,
 }
 
@@ -93,13 +99,43 @@ impl EngineBuilder {
 
     /// Where runs are journaled, so that [`Engine::recover`] can continue them after a
     /// restart: every transition of a run is appended before the engine acts on it, and
-    /// every workflow the engine keeps is stored with its version. An append that fails
-    /// is retried on the engine's clock (10 ms, doubling to 1 s) until it succeeds; the
-    /// run waits meanwhile. Defaults to none: nothing is journaled, and runs do not
-    /// survive the process.
+    /// every workflow the engine keeps is stored with its version. Appends are made by a
+    /// thread of the engine's own (never on the caller's executor), several runs' in one
+    /// transaction. An append that fails is retried for under a second (a busy store for
+    /// about two); then the run stops, `FAILED` with kind `STORE`, and stays unfinished
+    /// in the store for a later [`Engine::recover`]. Each run is held under a lease
+    /// ([`lease`](Self::lease)), so that two engines never drive one run. Defaults to
+    /// none: nothing is journaled, and runs do not survive the process.
     #[must_use]
     pub fn store(mut self, store: impl RunStore + 'static) -> Self {
         self.store = Some(Arc::new(store));
+        self
+    }
+
+    /// How long this engine holds a run it drives without renewing the hold (its lease
+    /// in the store): another engine may take a run whose lease ended, and this one then
+    /// stops driving it. Leases are renewed every fifth of this. Defaults to 10 seconds.
+    #[must_use]
+    pub fn lease(mut self, lease: Duration) -> Self {
+        self.lease = lease;
+        self
+    }
+
+    /// This engine's name as the owner of the runs it drives (in the store, and in the
+    /// errors of engines that find a run held). Two engines must not share a name.
+    /// Defaults to `host/pid/start/n`: this host, process, process start, and the
+    /// engine's number in the process.
+    #[must_use]
+    pub fn owner(mut self, owner: impl Into<String>) -> Self {
+        self.owner = Some(owner.into());
+        self
+    }
+
+    /// How runs are named when [`RunOptions::run_id`](super::RunOptions::run_id) does
+    /// not name them. Defaults to [`RunIds::TimeOrdered`].
+    #[must_use]
+    pub fn run_ids(mut self, run_ids: RunIds) -> Self {
+        self.run_ids = run_ids;
         self
     }
 
@@ -143,7 +179,16 @@ impl EngineBuilder {
                 seed: self.seed,
                 runs: AtomicU64::new(0),
                 max_output_bytes: self.max_output_bytes,
-                store: self.store,
+                journal: self.store.map(|store| {
+                    let heartbeat = self.lease / 5;
+                    Journal {
+                        writer: Writer::start(Arc::clone(&store), self.lease, heartbeat),
+                        store,
+                        owner: Arc::from(self.owner.unwrap_or_else(new_owner)),
+                        lease: self.lease,
+                    }
+                }),
+                run_ids: self.run_ids,
                 controls: Arc::default(),
                 resources: self.resources,
             }),
@@ -163,6 +208,9 @@ impl Engine {
             seed: 0,
             max_output_bytes: 1 << 20,
             store: None,
+            lease: DEFAULT_LEASE,
+            owner: None,
+            run_ids: RunIds::default(),
             resources: None,
         }
     }

@@ -136,7 +136,7 @@ impl Engine {
 
     /// Stores `plan`'s definition under its id and version, when the engine has a store.
     fn put_definition(&self, plan: &ExecutionPlan) -> Result<(), StoreError> {
-        let Some(store) = &self.inner.store else {
+        let Some(store) = self.inner.store() else {
             return Ok(());
         };
         let definition = plan.definition();

@@ -47,15 +47,6 @@ pub enum EngineError {
         #[source]
         source: Arc<StoreError>,
     },
-    /// A run could not be recovered from the store.
-    #[error("cannot recover run `{run}`")]
-    Recovery {
-        /// The run.
-        run: RunId,
-        /// Why.
-        #[source]
-        reason: RecoveryError,
-    },
     /// The workflow needs more of a resource than the engine's pool has: a step (or the
     /// workflow itself) could never run.
     #[error("workflow `{workflow}` needs more than the engine's resource pool has:\n{}", lines(.problems))]
@@ -89,9 +80,6 @@ impl PartialEq for EngineError {
             (Self::NotRunning { run: a }, Self::NotRunning { run: b }) => a == b,
             (Self::Registry(a), Self::Registry(b)) => a == b,
             (Self::Store { source: a }, Self::Store { source: b }) => Arc::ptr_eq(a, b),
-            (Self::Recovery { run: a, reason: x }, Self::Recovery { run: b, reason: y }) => {
-                a == b && x == y
-            }
             (
                 Self::OverCapacity {
                     workflow: a,
@@ -138,6 +126,18 @@ pub enum RecoveryError {
         #[source]
         source: ValidationErrors,
     },
+    /// The journal names a step the run's definition does not have.
+    #[error(
+        "its journal names step `{step}`, which workflow `{workflow_id}` version `{version}` does not have"
+    )]
+    UnknownStep {
+        /// The step named.
+        step: String,
+        /// The workflow.
+        workflow_id: String,
+        /// The version the run started with.
+        version: String,
+    },
 }
 
 impl PartialEq for RecoveryError {
@@ -146,6 +146,18 @@ impl PartialEq for RecoveryError {
         match (self, other) {
             (Self::Store(a), Self::Store(b)) => Arc::ptr_eq(a, b),
             (Self::Journal(a), Self::Journal(b)) => a == b,
+            (
+                Self::UnknownStep {
+                    step: a,
+                    workflow_id: w,
+                    version: v,
+                },
+                Self::UnknownStep {
+                    step: b,
+                    workflow_id: x,
+                    version: y,
+                },
+            ) => a == b && w == x && v == y,
             (
                 Self::NoDefinition {
                     workflow_id: a,
@@ -170,14 +182,6 @@ impl PartialEq for RecoveryError {
             ) => a == b && v == w && x == y,
             _ => false,
         }
-    }
-}
-
-/// An [`EngineError::Recovery`] for run `run`.
-pub(super) fn recovery(run: &RunId, reason: RecoveryError) -> EngineError {
-    EngineError::Recovery {
-        run: run.clone(),
-        reason,
     }
 }
 

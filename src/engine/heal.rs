@@ -28,7 +28,8 @@
 //! Each strategy is applied at most once per step and run, except `SUBSTITUTE`, which
 //! is applied while untried agents remain; a step recovers at most
 //! [`MAX_RECOVERIES`] times. A rejected approval, a cancellation and the workflow's
-//! timeout are never healed: they are decisions, not failures.
+//! timeout are never healed (they are decisions, not failures), nor is a journal that
+//! cannot be written (kind `STORE`: the run must stop).
 
 use std::collections::HashMap;
 
@@ -227,7 +228,10 @@ impl Healing {
 
 /// Whether a failure of this kind may be healed at all.
 fn healable(kind: FailureKind) -> bool {
-    !matches!(kind, FailureKind::Rejected | FailureKind::WorkflowTimeout)
+    !matches!(
+        kind,
+        FailureKind::Rejected | FailureKind::WorkflowTimeout | FailureKind::Store
+    )
 }
 
 #[cfg(test)]

@@ -1,19 +1,23 @@
 //! What an engine and its runs share: [`Inner`], behind the engine's `Arc`.
 
 use std::sync::Arc;
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use chrono::{DateTime, Utc};
 
 use super::RunEvent;
 use super::approvals::Approvals;
 use super::catalogue::Catalogue;
 use super::control::Controls;
+use super::durable::Journal;
 use super::event::Listeners;
+use super::options::RunIds;
 use crate::agent::{AgentRegistry, LoadBalancer};
 use crate::clock::Clock;
 use crate::decision::DecisionEngine;
 use crate::definition::LoadBalancing;
 use crate::resource::ResourceManager;
-use crate::store::RunStore;
+use crate::run::RunId;
 
 /// The engine's state, shared by the engine's handles and every run's future.
 pub(crate) struct Inner {
@@ -33,8 +37,10 @@ pub(crate) struct Inner {
     /// Runs started so far (numbers `run-N` ids).
     pub(super) runs: AtomicU64,
     pub(crate) max_output_bytes: usize,
-    /// Where runs are journaled; none: nothing is.
-    pub(super) store: Option<Arc<dyn RunStore>>,
+    /// Where runs are journaled, and the writer that appends; none: nothing is.
+    pub(super) journal: Option<Journal>,
+    /// How runs the host does not name are named.
+    pub(super) run_ids: RunIds,
     /// The live runs' controls (pause, resume, cancel).
     pub(super) controls: Arc<Controls>,
     /// Where `resourceRequirements` are taken from; none: they are not enforced.
@@ -51,6 +57,25 @@ impl Inner {
             LoadBalancing::PowerOfTwoChoices => 3,
         };
         &*self.balancers[index]
+    }
+
+    /// A name for a new run the host did not name (see [`RunIds`]).
+    pub(crate) fn new_run_id(&self, now: DateTime<Utc>) -> RunId {
+        match self.run_ids {
+            RunIds::Numbered => {
+                let number = self.runs.fetch_add(1, Ordering::Relaxed) + 1;
+                RunId::new(format!("run-{number}"))
+            }
+            RunIds::TimeOrdered => {
+                let seconds = u64::try_from(now.timestamp()).unwrap_or(0);
+                let time = uuid::Timestamp::from_unix(
+                    uuid::NoContext,
+                    seconds,
+                    now.timestamp_subsec_nanos(),
+                );
+                RunId::new(format!("run-{}", uuid::Uuid::new_v7(time)))
+            }
+        }
     }
 
     /// Whether anyone listens to run events (events are built only then).

@@ -110,7 +110,6 @@ use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::task::{Context as TaskContext, Poll};
 
 use futures::future::BoxFuture;
@@ -131,8 +130,9 @@ pub use catalogue::WorkflowRef;
 pub use error::{EngineError, RecoveryError};
 pub use event::{EventStream, RunEvent};
 pub use heal::MAX_RECOVERIES;
-pub use options::RunOptions;
+pub use options::{RunIds, RunOptions};
 pub use orchestration::OrchestrationEngine;
+pub use recover::{HeldRun, Recovery};
 pub use report::{RunReport, StepReport};
 
 pub(crate) use inner::Inner;
@@ -234,10 +234,10 @@ impl Engine {
 
     /// Starts a run of `plan` (which need not be kept by the engine).
     pub fn start_plan(&self, plan: Arc<ExecutionPlan>, options: RunOptions) -> Run {
-        let number = self.inner.runs.fetch_add(1, Ordering::Relaxed) + 1;
+        let started_at = self.inner.clock.now();
         let id = options
             .run_id
-            .unwrap_or_else(|| RunId::new(format!("run-{number}")));
+            .unwrap_or_else(|| self.inner.new_run_id(started_at));
         let seed = options
             .seed
             .unwrap_or_else(|| mix(self.inner.seed, id.as_str()));
@@ -246,8 +246,9 @@ impl Engine {
             run_id: id.clone(),
             input: options.input,
             seed,
-            started_at: self.inner.clock.now(),
+            started_at,
             trigger: options.trigger,
+            lease: None,
         };
         let plan_for_run = Arc::clone(&plan);
         let future = run::execute(

@@ -47,10 +47,28 @@ impl RunOptions {
         self
     }
 
-    /// The run id. Defaults to `run-N`, N counting the engine's runs from 1.
+    /// The run id. Defaults to a new one, as the engine's [`RunIds`] say (a UUIDv7 by
+    /// default). A store refuses an id it has already: the run then fails to start.
     #[must_use]
     pub fn run_id(mut self, run_id: impl Into<RunId>) -> Self {
         self.run_id = Some(run_id.into());
         self
     }
+}
+
+/// How the engine names the runs [`RunOptions::run_id`] does not name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum RunIds {
+    /// `run-` and a UUIDv7 (`run-0193a1f4-7c2e-7b3d-9f10-2a6c5e4d3b21`): ordered by start
+    /// time (from the engine's clock) and unique across processes and restarts (74
+    /// random bits), so a restarted bot never reuses an id, nor the idempotency keys
+    /// built from it. The default.
+    #[default]
+    TimeOrdered,
+    /// `run-1`, `run-2`, … in the order runs start, unique only within this engine (and
+    /// past the runs it recovers). For tests and simulations, whose output must not
+    /// change from one process to the next; never for a bot that restarts on a store
+    /// (a store refuses a run id it has already: the run fails to start).
+    Numbered,
 }

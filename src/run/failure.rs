@@ -36,6 +36,9 @@ pub enum FailureKind {
     /// The engine's resource pool can never grant the step's (or the workflow's)
     /// `resourceRequirements`.
     Resources,
+    /// The run's journal could not be written (the store failed past its retries, or
+    /// another engine took the run): the run stopped, and stays unfinished in the store.
+    Store,
 }
 
 impl FailureKind {
@@ -54,6 +57,7 @@ impl FailureKind {
             Self::Panic => "PANIC",
             Self::WorkflowTimeout => "WORKFLOW_TIMEOUT",
             Self::Resources => "RESOURCES",
+            Self::Store => "STORE",
         }
     }
 }

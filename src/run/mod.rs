@@ -39,9 +39,11 @@ mod failure;
 mod id;
 mod recovery;
 mod status;
+mod value;
 
 pub use failure::{FailureKind, RunError, StepError};
 pub use id::RunId;
 pub(crate) use id::shared_id;
 pub use recovery::RecoveryDecision;
 pub use status::{RunStatus, StepStatus};
+pub use value::{MAX_VALUE_DEPTH, value_depth};

@@ -2,9 +2,11 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 
-use super::{JournalEntry, RunStore, StoreError, check_entries};
+use chrono::{DateTime, Utc};
+
+use super::{Append, JournalEntry, Lease, RunStore, StoreError, check_entries, owner_is_gone};
 use crate::run::RunId;
 
 /// Journals in memory, the default store: fast, and gone with the process.
@@ -12,6 +14,8 @@ use crate::run::RunId;
 /// One lock guards everything; an append holds it for a few clones, so appends to
 /// different runs barely contend. Entries are kept as values (not as JSON), after the
 /// same check every store makes, so they read back exactly as a durable store's would.
+/// Leases work as in every store, so several engines sharing one `MemoryStore` drive
+/// each run once.
 #[derive(Default)]
 pub struct MemoryStore {
     inner: Mutex<Memory>,
@@ -31,6 +35,29 @@ struct Journal {
     entries: Vec<JournalEntry>,
     /// The run's key in `unfinished`, once it started.
     start: Option<u64>,
+    /// Who drives the run, and until when.
+    owner: Option<(Arc<str>, DateTime<Utc>)>,
+    /// The fencing epoch.
+    epoch: u64,
+}
+
+impl Journal {
+    /// `lease` may append: it is the run's owner at the run's epoch.
+    fn admits(&self, lease: &Lease) -> bool {
+        self.epoch == lease.epoch()
+            && self
+                .owner
+                .as_ref()
+                .is_some_and(|(owner, _)| &**owner == lease.owner())
+    }
+
+    fn fenced(&self, run: &RunId) -> StoreError {
+        StoreError::Fenced {
+            run: run.clone(),
+            owner: self.owner.as_ref().map(|(owner, _)| owner.to_string()),
+            epoch: self.epoch,
+        }
+    }
 }
 
 impl MemoryStore {
@@ -46,20 +73,53 @@ impl MemoryStore {
     }
 }
 
-impl RunStore for MemoryStore {
-    fn append(&self, run: &RunId, entries: &[JournalEntry]) -> Result<(), StoreError> {
+impl Memory {
+    /// Appends `entries` to run `run` (checked), for `lease` (`None`: unfenced, allowed
+    /// only while no one owns the run).
+    fn append(
+        &mut self,
+        run: &RunId,
+        lease: Option<&Lease>,
+        entries: &[JournalEntry],
+        until: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
         check_entries(run, entries)?;
-        if entries.is_empty() {
+        let Some(first) = entries.first() else {
             return Ok(());
+        };
+        let creates = matches!(first, JournalEntry::RunStarted { .. });
+        match self.journals.get(run) {
+            Some(_) if creates => return Err(StoreError::RunExists { run: run.clone() }),
+            Some(journal) => match lease {
+                Some(lease) if !journal.admits(lease) => return Err(journal.fenced(run)),
+                None if journal.owner.is_some() => return Err(journal.fenced(run)),
+                _ => {}
+            },
+            None if !creates => {
+                if let Some(lease) = lease {
+                    return Err(StoreError::Fenced {
+                        run: lease.run().clone(),
+                        owner: None,
+                        epoch: 0,
+                    });
+                }
+            }
+            None => {}
         }
-        let mut memory = self.lock();
         let Memory {
             journals,
             unfinished,
             next_start,
             ..
-        } = &mut *memory;
+        } = self;
         let journal = journals.entry(run.clone()).or_default();
+        if let (true, Some(lease)) = (creates, lease) {
+            journal.epoch = lease.epoch();
+            journal.owner = Some((Arc::from(lease.owner()), until));
+        } else if let (Some(lease), Some((_, held))) = (lease, journal.owner.as_mut()) {
+            debug_assert_eq!(lease.epoch(), journal.epoch);
+            *held = until;
+        }
         for entry in entries {
             match entry {
                 JournalEntry::RunStarted { .. } if journal.start.is_none() => {
@@ -71,12 +131,20 @@ impl RunStore for MemoryStore {
                     if let Some(start) = journal.start {
                         unfinished.remove(&start);
                     }
+                    journal.owner = None;
                 }
                 _ => {}
             }
         }
         journal.entries.extend_from_slice(entries);
         Ok(())
+    }
+}
+
+impl RunStore for MemoryStore {
+    fn append(&self, run: &RunId, entries: &[JournalEntry]) -> Result<(), StoreError> {
+        self.lock()
+            .append(run, None, entries, DateTime::<Utc>::MIN_UTC)
     }
 
     fn load(&self, run: &RunId) -> Result<Vec<JournalEntry>, StoreError> {
@@ -119,6 +187,75 @@ impl RunStore for MemoryStore {
             .definitions
             .get(&(id.to_owned(), version.to_owned()))
             .cloned())
+    }
+
+    fn commit(&self, appends: &[Append<'_>], until: DateTime<Utc>) -> Vec<Result<(), StoreError>> {
+        let mut memory = self.lock();
+        appends
+            .iter()
+            .map(|append| {
+                let run = append.lease.run();
+                memory.append(run, Some(append.lease), append.entries, until)
+            })
+            .collect()
+    }
+
+    fn claim(
+        &self,
+        run: &RunId,
+        owner: &str,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<Lease, StoreError> {
+        let mut memory = self.lock();
+        let journal = memory
+            .journals
+            .get_mut(run)
+            .ok_or_else(|| StoreError::NoRun { run: run.clone() })?;
+        match &journal.owner {
+            Some((held, _)) if &**held == owner => {}
+            Some((held, ends)) if *ends >= now && !owner_is_gone(held) => {
+                return Err(StoreError::Held {
+                    run: run.clone(),
+                    owner: held.to_string(),
+                    until: *ends,
+                });
+            }
+            _ => journal.epoch += 1,
+        }
+        journal.owner = Some((Arc::from(owner), until));
+        Ok(Lease::new(run.clone(), owner, journal.epoch))
+    }
+
+    fn renew(&self, leases: &[&Lease], until: DateTime<Utc>) -> Vec<Result<(), StoreError>> {
+        let mut memory = self.lock();
+        leases
+            .iter()
+            .map(|lease| {
+                let run = lease.run();
+                let journal = memory
+                    .journals
+                    .get_mut(run)
+                    .ok_or_else(|| StoreError::NoRun { run: run.clone() })?;
+                if !journal.admits(lease) {
+                    return Err(journal.fenced(run));
+                }
+                if let Some((_, held)) = journal.owner.as_mut() {
+                    *held = until;
+                }
+                Ok(())
+            })
+            .collect()
+    }
+
+    fn release(&self, lease: &Lease) -> Result<(), StoreError> {
+        let mut memory = self.lock();
+        if let Some(journal) = memory.journals.get_mut(lease.run()) {
+            if journal.admits(lease) {
+                journal.owner = None;
+            }
+        }
+        Ok(())
     }
 }
 

@@ -79,16 +79,21 @@ use std::fmt;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use chrono::{DateTime, Utc};
+
 use crate::definition::StepId;
 use crate::run::RunId;
 
 mod journal;
+mod lease;
 mod memory;
 #[cfg(feature = "sqlite")]
 mod sqlite;
 mod state;
 
 pub use journal::JournalEntry;
+pub use lease::Lease;
+pub(crate) use lease::{new_owner, owner_is_gone};
 pub use memory::MemoryStore;
 #[cfg(feature = "sqlite")]
 pub use sqlite::{SqliteStore, SqliteStoreBuilder};
@@ -144,6 +149,54 @@ pub trait RunStore: Send + Sync + fmt::Debug {
     /// # Errors
     /// [`StoreError::Read`] when the store cannot be read.
     fn definition(&self, id: &str, version: &str) -> Result<Option<String>, StoreError>;
+
+    /// Appends for several runs at once, each fenced by its lease: in one transaction
+    /// where the backend has them (group commit across runs). Each append succeeds or
+    /// fails on its own, all of it or none; the result at `i` is that of `appends[i]`.
+    ///
+    /// An append whose first entry is `runStarted` creates the run, owned by its lease's
+    /// owner at its epoch ([`StoreError::RunExists`] if the run exists). Any other is
+    /// refused with [`StoreError::Fenced`] unless the run's owner and epoch are the
+    /// lease's. Each append extends its run's lease to `until`.
+    fn commit(&self, appends: &[Append<'_>], until: DateTime<Utc>) -> Vec<Result<(), StoreError>>;
+
+    /// Takes run `run` for `owner` until `until`, when it has no owner, its lease ended
+    /// before `now`, `owner` holds it already, or its owner is a process of this host that
+    /// has exited. The epoch moves on (unless `owner` held it), fencing out the previous
+    /// owner's appends.
+    ///
+    /// # Errors
+    /// [`StoreError::Held`] when another owner's lease runs; [`StoreError::NoRun`] when
+    /// the store has no such run; [`StoreError::Write`] when the store cannot be written.
+    fn claim(
+        &self,
+        run: &RunId,
+        owner: &str,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<Lease, StoreError>;
+
+    /// Extends each of `leases` to `until` (in one transaction where the backend has
+    /// them); the result at `i` is that of `leases[i]`: [`StoreError::Fenced`] when the
+    /// lease was lost (another owner took the run), [`StoreError::Write`] when the store
+    /// cannot be written.
+    fn renew(&self, leases: &[&Lease], until: DateTime<Utc>) -> Vec<Result<(), StoreError>>;
+
+    /// Gives `lease` up: the run has no owner, and anyone may take it at once. A lease
+    /// already lost is not an error.
+    ///
+    /// # Errors
+    /// [`StoreError::Write`] when the store cannot be written.
+    fn release(&self, lease: &Lease) -> Result<(), StoreError>;
+}
+
+/// One run's entries for [`RunStore::commit`], with the lease that fences them.
+#[derive(Debug, Clone, Copy)]
+pub struct Append<'a> {
+    /// The writer's lease on the run.
+    pub lease: &'a Lease,
+    /// The entries, in order.
+    pub entries: &'a [JournalEntry],
 }
 
 macro_rules! forward_run_store {
@@ -172,6 +225,36 @@ macro_rules! forward_run_store {
 
             fn definition(&self, id: &str, version: &str) -> Result<Option<String>, StoreError> {
                 (**self).definition(id, version)
+            }
+
+            fn commit(
+                &self,
+                appends: &[Append<'_>],
+                until: DateTime<Utc>,
+            ) -> Vec<Result<(), StoreError>> {
+                (**self).commit(appends, until)
+            }
+
+            fn claim(
+                &self,
+                run: &RunId,
+                owner: &str,
+                now: DateTime<Utc>,
+                until: DateTime<Utc>,
+            ) -> Result<Lease, StoreError> {
+                (**self).claim(run, owner, now, until)
+            }
+
+            fn renew(
+                &self,
+                leases: &[&Lease],
+                until: DateTime<Utc>,
+            ) -> Vec<Result<(), StoreError>> {
+                (**self).renew(leases, until)
+            }
+
+            fn release(&self, lease: &Lease) -> Result<(), StoreError> {
+                (**self).release(lease)
             }
         }
     )*};
@@ -273,6 +356,59 @@ pub enum StoreError {
         /// The newest version this build supports.
         supported: i64,
     },
+    /// A `runStarted` for a run the store has already: run ids are never reused.
+    #[error("run `{run}` exists already in the store")]
+    RunExists {
+        /// The run.
+        run: RunId,
+    },
+    /// The append's lease is not the run's: another owner took the run (or it was
+    /// released). The writer has lost the run and must stop driving it.
+    #[error("run `{run}` is no longer this writer's (its epoch is {epoch}, held by {})", owner_text(.owner.as_deref()))]
+    Fenced {
+        /// The run.
+        run: RunId,
+        /// Who holds it now, if anyone.
+        owner: Option<String>,
+        /// Its epoch now.
+        epoch: u64,
+    },
+    /// Another owner's lease on the run has not ended.
+    #[error("run `{run}` is held by `{owner}` until {until}")]
+    Held {
+        /// The run.
+        run: RunId,
+        /// Who holds it.
+        owner: String,
+        /// Until when.
+        until: DateTime<Utc>,
+    },
+    /// The store has no such run.
+    #[error("the store has no run `{run}`")]
+    NoRun {
+        /// The run.
+        run: RunId,
+    },
+    /// A run's journal is damaged: an entry was changed, removed, reordered or added by
+    /// something other than the store, or the run's record disagrees with its journal.
+    #[error("run `{run}`: the journal is damaged at entry {position}: {problem}")]
+    Damaged {
+        /// The run.
+        run: RunId,
+        /// The first entry found damaged (its position, from 0).
+        position: usize,
+        /// What is wrong.
+        problem: String,
+    },
+    /// The file exists but is not a tradeflow store (empty, another database, another
+    /// program's file).
+    #[error("`{}` is not a tradeflow store: {why}", .path.display())]
+    NotAStore {
+        /// The file.
+        path: PathBuf,
+        /// What was found instead.
+        why: String,
+    },
     /// The store could not be opened (or its schema not migrated).
     #[error("cannot open store `{}`", .path.display())]
     Open {
@@ -282,6 +418,32 @@ pub enum StoreError {
         #[source]
         source: Source,
     },
+}
+
+impl StoreError {
+    /// Whether trying again soon may succeed by itself: the store was busy.
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            Self::Write {
+                fault: WriteFault::Busy,
+                ..
+            }
+        )
+    }
+
+    /// Whether trying again can never succeed: the store refused the operation itself
+    /// (fenced, a run that exists, an entry it cannot keep, a run held by another).
+    pub fn is_refusal(&self) -> bool {
+        matches!(
+            self,
+            Self::RunExists { .. }
+                | Self::Fenced { .. }
+                | Self::Held { .. }
+                | Self::Invalid { .. }
+                | Self::NoRun { .. }
+        )
+    }
 }
 
 /// What kind of write failure: whether waiting or freeing space can help.
@@ -314,6 +476,10 @@ impl fmt::Display for WriteFault {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
     }
+}
+
+fn owner_text(owner: Option<&str>) -> String {
+    owner.map_or_else(|| "no one".to_owned(), |owner| format!("`{owner}`"))
 }
 
 fn reading(run: Option<&RunId>) -> String {

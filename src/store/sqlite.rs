@@ -5,9 +5,12 @@ use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-use rusqlite::{Connection, ErrorCode, OptionalExtension, TransactionBehavior, params};
+use chrono::{DateTime, Utc};
+use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension, TransactionBehavior, params};
 
-use super::{JournalEntry, RunStore, StoreError, WriteFault, check_entries};
+use super::{
+    Append, JournalEntry, Lease, RunStore, StoreError, WriteFault, check_entries, owner_is_gone,
+};
 use crate::definition::StepId;
 use crate::run::RunId;
 
@@ -35,7 +38,23 @@ const MIGRATIONS: &[&str] = &[
          body    TEXT NOT NULL,
          PRIMARY KEY (id, version)
      );",
+    // 2: owners, leases and fencing epochs on runs; a chained checksum on every entry,
+    // and each journal's head (its last entry and checksum), so that damage is found on
+    // read. Rows written before have their checksums computed by `backfill_checksums`.
+    "ALTER TABLE runs ADD COLUMN owner TEXT;
+     ALTER TABLE runs ADD COLUMN epoch INTEGER NOT NULL DEFAULT 0;
+     ALTER TABLE runs ADD COLUMN lease_until INTEGER NOT NULL DEFAULT 0;
+     ALTER TABLE events ADD COLUMN crc INTEGER;
+     CREATE TABLE heads (
+         run_id   TEXT PRIMARY KEY,
+         last_seq INTEGER NOT NULL,
+         last_crc INTEGER NOT NULL
+     );
+     PRAGMA application_id = 1953653350;",
 ];
+
+/// `PRAGMA application_id` of a tradeflow store (`tflw` in ASCII).
+const APPLICATION_ID: i64 = 1_953_653_350;
 
 /// A setting the store's durability depends on: set on open, then read back.
 struct Setting {
@@ -95,6 +114,7 @@ pub struct SqliteStore {
 #[derive(Debug, Clone)]
 pub struct SqliteStoreBuilder {
     busy_timeout: Duration,
+    create: bool,
 }
 
 impl SqliteStoreBuilder {
@@ -105,17 +125,31 @@ impl SqliteStoreBuilder {
         self
     }
 
+    /// Whether a missing or empty file becomes a new store. Defaults to `true`; with
+    /// `false` (to resume runs, say), only an existing tradeflow store opens.
+    pub fn create(mut self, create: bool) -> Self {
+        self.create = create;
+        self
+    }
+
     /// Opens (or creates) the store at `path`; see [`SqliteStore::open`].
     ///
     /// # Errors
-    /// As [`SqliteStore::open`].
+    /// As [`SqliteStore::open`]; without `create`, also [`StoreError::Open`] when the
+    /// file does not exist and [`StoreError::NotAStore`] when it is not a tradeflow store.
     pub fn open(&self, path: impl AsRef<Path>) -> Result<SqliteStore, StoreError> {
         let path = path.as_ref().to_path_buf();
         let open_error = |source: rusqlite::Error| StoreError::Open {
             path: path.clone(),
             source: source.into(),
         };
-        let mut connection = Connection::open(&path).map_err(open_error)?;
+        let flags = if self.create {
+            OpenFlags::default()
+        } else {
+            OpenFlags::default() - OpenFlags::SQLITE_OPEN_CREATE
+        };
+        let mut connection = Connection::open_with_flags(&path, flags).map_err(open_error)?;
+        check_identity(&path, &connection, self.create)?;
         connection
             .busy_timeout(self.busy_timeout)
             .map_err(open_error)?;
@@ -125,6 +159,7 @@ impl SqliteStoreBuilder {
             |pragma| read_pragma(&connection, pragma),
         )?;
         migrate(&path, &mut connection)?;
+        backfill_checksums(&mut connection).map_err(open_error)?;
         Ok(SqliteStore {
             path,
             connection: Mutex::new(connection),
@@ -136,6 +171,7 @@ impl Default for SqliteStoreBuilder {
     fn default() -> Self {
         Self {
             busy_timeout: Duration::from_secs(5),
+            create: true,
         }
     }
 }
@@ -170,58 +206,331 @@ impl SqliteStore {
             .unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn write(&self, run: &RunId, bodies: &[(&JournalEntry, String)]) -> rusqlite::Result<()> {
+    /// Appends in one transaction, each append in a savepoint of its own: one that is
+    /// refused leaves the others. If the commit itself fails, every append fails.
+    fn write(&self, appends: &[Encoded<'_>], until: DateTime<Utc>) -> Vec<Result<(), StoreError>> {
+        let failed = |source: &rusqlite::Error, append: &Encoded<'_>| StoreError::Write {
+            run: append.run.clone(),
+            step: first_step(append.entries),
+            fault: fault(source),
+            source: source.to_string().into(),
+        };
         let mut connection = self.connection();
-        let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let mut seq: i64 = transaction.query_row(
-            "SELECT COALESCE(MAX(seq) + 1, 0) FROM events WHERE run_id = ?1",
-            [run.as_str()],
-            |row| row.get(0),
-        )?;
-        {
-            let mut insert = transaction
-                .prepare_cached("INSERT INTO events (run_id, seq, body) VALUES (?1, ?2, ?3)")?;
-            for (entry, body) in bodies {
-                insert.execute(params![run.as_str(), seq, body])?;
-                seq += 1;
-                match entry {
-                    JournalEntry::RunStarted {
-                        workflow_id,
-                        version,
-                        ..
-                    } => {
-                        transaction
-                            .prepare_cached(
-                                "INSERT OR IGNORE INTO runs (run_id, workflow_id, version, started_seq)
-                                 VALUES (?1, ?2, ?3,
-                                         (SELECT COALESCE(MAX(started_seq) + 1, 0) FROM runs))",
-                            )?
-                            .execute(params![run.as_str(), workflow_id, version])?;
+        let mut transaction =
+            match connection.transaction_with_behavior(TransactionBehavior::Immediate) {
+                Ok(transaction) => transaction,
+                Err(error) => {
+                    return appends
+                        .iter()
+                        .map(|append| Err(failed(&error, append)))
+                        .collect();
+                }
+            };
+        let mut results: Vec<Result<(), StoreError>> = Vec::with_capacity(appends.len());
+        for append in appends {
+            let result = match transaction.savepoint() {
+                Ok(mut savepoint) => match write_one(&savepoint, append, until) {
+                    Ok(Ok(())) => savepoint.commit().map_err(|error| failed(&error, append)),
+                    Ok(Err(refused)) => {
+                        let _ = savepoint.rollback();
+                        Err(refused)
                     }
-                    JournalEntry::RunEnded { .. } => {
-                        transaction
-                            .prepare_cached("UPDATE runs SET finished = 1 WHERE run_id = ?1")?
-                            .execute([run.as_str()])?;
+                    Err(error) => {
+                        let _ = savepoint.rollback();
+                        Err(failed(&error, append))
                     }
-                    _ => {}
+                },
+                Err(error) => Err(failed(&error, append)),
+            };
+            // Some errors (a full disk, an I/O error) make SQLite roll the whole
+            // transaction back: then nothing of it is stored, and every append fails.
+            if let (Err(StoreError::Write { fault, source, .. }), true) =
+                (&result, transaction.is_autocommit())
+            {
+                let (fault, why) = (*fault, source.to_string());
+                return appends
+                    .iter()
+                    .map(|append| {
+                        Err(StoreError::Write {
+                            run: append.run.clone(),
+                            step: first_step(append.entries),
+                            fault,
+                            source: why.clone().into(),
+                        })
+                    })
+                    .collect();
+            }
+            results.push(result);
+        }
+        if let Err(error) = transaction.commit() {
+            return appends
+                .iter()
+                .zip(results)
+                .map(|(append, result)| result.and(Err(failed(&error, append))))
+                .collect();
+        }
+        results
+    }
+
+    /// Reads run `run`'s journal, checking every entry's position and checksum and the
+    /// journal's head.
+    fn read(&self, run: &RunId) -> Result<Vec<JournalEntry>, StoreError> {
+        let read_error = |source: rusqlite::Error| StoreError::Read {
+            run: Some(run.clone()),
+            source: source.into(),
+        };
+        let (rows, head, started) = {
+            let connection = self.connection();
+            let mut select = connection
+                .prepare_cached("SELECT seq, body, crc FROM events WHERE run_id = ?1 ORDER BY seq")
+                .map_err(read_error)?;
+            let rows: Vec<(i64, String, Option<i64>)> = select
+                .query_map([run.as_str()], |row| {
+                    Ok((row.get(0)?, row.get(1)?, row.get(2)?))
+                })
+                .and_then(Iterator::collect)
+                .map_err(read_error)?;
+            let head = read_head(&connection, run).map_err(read_error)?;
+            let started = connection
+                .prepare_cached("SELECT 1 FROM runs WHERE run_id = ?1")
+                .and_then(|mut select| select.exists([run.as_str()]))
+                .map_err(read_error)?;
+            (rows, head, started)
+        };
+        let damaged = |position: usize, problem: String| StoreError::Damaged {
+            run: run.clone(),
+            position,
+            problem,
+        };
+        let mut crc = 0;
+        let mut entries = Vec::with_capacity(rows.len());
+        for (position, (seq, body, stored)) in rows.into_iter().enumerate() {
+            if usize::try_from(seq).ok() != Some(position) {
+                return Err(damaged(
+                    position,
+                    format!("entry {seq} where entry {position} belongs (an entry is missing)"),
+                ));
+            }
+            crc = checksum(run, seq, crc, &body);
+            if stored != Some(i64::from(crc)) {
+                return Err(damaged(
+                    position,
+                    "its checksum does not match (changed, added or reordered)".to_owned(),
+                ));
+            }
+            let entry: JournalEntry =
+                serde_json::from_str(&body).map_err(|source| StoreError::Corrupt {
+                    run: run.clone(),
+                    position,
+                    source: source.into(),
+                })?;
+            if position == 0 && matches!(entry, JournalEntry::RunStarted { .. }) && !started {
+                return Err(damaged(0, "the run's record is missing".to_owned()));
+            }
+            entries.push(entry);
+        }
+        match head {
+            None if entries.is_empty() => Ok(entries),
+            None => Err(damaged(
+                entries.len().saturating_sub(1),
+                "the journal's head is missing".to_owned(),
+            )),
+            Some((last, last_crc)) => {
+                let count = entries.len();
+                if usize::try_from(last + 1).ok() != Some(count) || last_crc != i64::from(crc) {
+                    Err(damaged(
+                        count,
+                        format!(
+                            "the journal ends at entry {}, but its head says {last}",
+                            count as i64 - 1
+                        ),
+                    ))
+                } else {
+                    Ok(entries)
                 }
             }
         }
-        // Dropping the transaction on any `?` above rolls it back: all or nothing.
-        transaction.commit()
     }
 }
 
-impl RunStore for SqliteStore {
-    fn append(&self, run: &RunId, entries: &[JournalEntry]) -> Result<(), StoreError> {
-        check_entries(run, entries)?;
-        if entries.is_empty() {
-            return Ok(());
+/// One run's append, encoded before the store's lock is taken.
+struct Encoded<'a> {
+    run: &'a RunId,
+    /// `None`: unfenced (allowed while no one owns the run).
+    lease: Option<&'a Lease>,
+    entries: &'a [JournalEntry],
+    bodies: Vec<String>,
+}
+
+/// Writes one append inside `transaction`: `Ok(Err(_))` when the store refuses it.
+fn write_one(
+    transaction: &Connection,
+    append: &Encoded<'_>,
+    until: DateTime<Utc>,
+) -> rusqlite::Result<Result<(), StoreError>> {
+    let run = append.run;
+    let creates = matches!(
+        append.entries.first(),
+        Some(JournalEntry::RunStarted { .. })
+    );
+    let head = read_head(transaction, run)?;
+    let owned: Option<(Option<String>, i64)> = transaction
+        .prepare_cached("SELECT owner, epoch FROM runs WHERE run_id = ?1")?
+        .query_row([run.as_str()], |row| Ok((row.get(0)?, row.get(1)?)))
+        .optional()?;
+    if creates && (head.is_some() || owned.is_some()) {
+        return Ok(Err(StoreError::RunExists { run: run.clone() }));
+    }
+    if let Some(refused) = fence(run, append.lease, creates, owned.as_ref()) {
+        return Ok(Err(refused));
+    }
+    if head.is_none() && !creates {
+        let orphaned = transaction
+            .prepare_cached("SELECT 1 FROM events WHERE run_id = ?1")?
+            .exists([run.as_str()])?;
+        if orphaned {
+            return Ok(Err(StoreError::Damaged {
+                run: run.clone(),
+                position: 0,
+                problem: "the journal's head is missing".to_owned(),
+            }));
         }
-        // Encode before taking the lock, to hold it only for the transaction.
+    }
+    let (mut seq, mut crc) = head.map_or((0, 0), |(last, crc)| (last + 1, crc as u32));
+    let mut insert = transaction
+        .prepare_cached("INSERT INTO events (run_id, seq, body, crc) VALUES (?1, ?2, ?3, ?4)")?;
+    for (entry, body) in append.entries.iter().zip(&append.bodies) {
+        crc = checksum(run, seq, crc, body);
+        insert.execute(params![run.as_str(), seq, body, i64::from(crc)])?;
+        seq += 1;
+        match entry {
+            JournalEntry::RunStarted {
+                workflow_id,
+                version,
+                ..
+            } => {
+                transaction
+                    .prepare_cached(
+                        "INSERT INTO runs (run_id, workflow_id, version, started_seq, owner, epoch, lease_until)
+                         VALUES (?1, ?2, ?3, (SELECT COALESCE(MAX(started_seq) + 1, 0) FROM runs), ?4, ?5, ?6)",
+                    )?
+                    .execute(params![
+                        run.as_str(),
+                        workflow_id,
+                        version,
+                        append.lease.map(Lease::owner),
+                        append.lease.map_or(0, |lease| lease.epoch() as i64),
+                        until.timestamp_millis(),
+                    ])?;
+            }
+            JournalEntry::RunEnded { .. } => {
+                transaction
+                    .prepare_cached("UPDATE runs SET finished = 1, owner = NULL WHERE run_id = ?1")?
+                    .execute([run.as_str()])?;
+            }
+            _ => {}
+        }
+    }
+    transaction
+        .prepare_cached(
+            "INSERT INTO heads (run_id, last_seq, last_crc) VALUES (?1, ?2, ?3)
+             ON CONFLICT (run_id) DO UPDATE SET last_seq = ?2, last_crc = ?3",
+        )?
+        .execute(params![run.as_str(), seq - 1, i64::from(crc)])?;
+    if append.lease.is_some() && !creates {
+        transaction
+            .prepare_cached(
+                "UPDATE runs SET lease_until = ?2 WHERE run_id = ?1 AND owner IS NOT NULL",
+            )?
+            .execute(params![run.as_str(), until.timestamp_millis()])?;
+    }
+    Ok(Ok(()))
+}
+
+/// Extends `lease` to `until`: `Ok(Err(_))` when the lease was lost.
+fn renew_one(
+    connection: &Connection,
+    lease: &Lease,
+    until: DateTime<Utc>,
+) -> rusqlite::Result<Result<(), StoreError>> {
+    let run = lease.run();
+    let changed = connection
+        .prepare_cached(
+            "UPDATE runs SET lease_until = ?4 WHERE run_id = ?1 AND owner = ?2 AND epoch = ?3",
+        )?
+        .execute(params![
+            run.as_str(),
+            lease.owner(),
+            lease.epoch() as i64,
+            until.timestamp_millis()
+        ])?;
+    if changed == 1 {
+        return Ok(Ok(()));
+    }
+    let now: Option<(Option<String>, i64)> = connection
+        .prepare_cached("SELECT owner, epoch FROM runs WHERE run_id = ?1")?
+        .query_row([run.as_str()], |row| Ok((row.get(0)?, row.get(1)?)))
+        .optional()?;
+    Ok(Err(fence(run, Some(lease), false, now.as_ref())
+        .unwrap_or_else(|| StoreError::NoRun { run: run.clone() })))
+}
+
+/// Why `lease` may not append to `run` (owned as `owned`: owner and epoch), if it may not.
+fn fence(
+    run: &RunId,
+    lease: Option<&Lease>,
+    creates: bool,
+    owned: Option<&(Option<String>, i64)>,
+) -> Option<StoreError> {
+    let fenced = |(owner, epoch): &(Option<String>, i64)| StoreError::Fenced {
+        run: run.clone(),
+        owner: owner.clone(),
+        epoch: u64::try_from(*epoch).unwrap_or(0),
+    };
+    match (lease, owned) {
+        (_, None) if creates => None,
+        (Some(_), None) => Some(fenced(&(None, 0))),
+        (None, None) => None,
+        (Some(lease), Some(owned)) => {
+            let admitted = owned.0.as_deref() == Some(lease.owner())
+                && u64::try_from(owned.1).ok() == Some(lease.epoch());
+            (!admitted).then(|| fenced(owned))
+        }
+        (None, Some(owned)) => owned.0.is_some().then(|| fenced(owned)),
+    }
+}
+
+/// The journal head of `run`: its last entry's position and checksum.
+fn read_head(connection: &Connection, run: &RunId) -> rusqlite::Result<Option<(i64, i64)>> {
+    connection
+        .prepare_cached("SELECT last_seq, last_crc FROM heads WHERE run_id = ?1")?
+        .query_row([run.as_str()], |row| Ok((row.get(0)?, row.get(1)?)))
+        .optional()
+}
+
+/// The checksum of entry `seq` of `run`, chained to the one before (`previous`): CRC-32
+/// of the run id, the position, the previous checksum and the entry's JSON.
+fn checksum(run: &RunId, seq: i64, previous: u32, body: &str) -> u32 {
+    let mut hasher = crc32fast::Hasher::new();
+    hasher.update(run.as_str().as_bytes());
+    hasher.update(&[0]);
+    hasher.update(&seq.to_le_bytes());
+    hasher.update(&previous.to_le_bytes());
+    hasher.update(body.as_bytes());
+    hasher.finalize()
+}
+
+impl SqliteStore {
+    /// Encodes `entries` for `run` (checked first, so nothing is written for a bad one).
+    fn encode<'a>(
+        run: &'a RunId,
+        lease: Option<&'a Lease>,
+        entries: &'a [JournalEntry],
+    ) -> Result<Encoded<'a>, StoreError> {
+        check_entries(run, entries)?;
         let bodies = entries
             .iter()
-            .map(|entry| serde_json::to_string(entry).map(|body| (entry, body)))
+            .map(serde_json::to_string)
             .collect::<Result<Vec<_>, _>>()
             .map_err(|source| StoreError::Write {
                 run: run.clone(),
@@ -229,39 +538,28 @@ impl RunStore for SqliteStore {
                 fault: WriteFault::Other,
                 source: source.into(),
             })?;
-        self.write(run, &bodies)
-            .map_err(|source| StoreError::Write {
-                run: run.clone(),
-                step: first_step(entries),
-                fault: fault(&source),
-                source: source.into(),
-            })
+        Ok(Encoded {
+            run,
+            lease,
+            entries,
+            bodies,
+        })
+    }
+}
+
+impl RunStore for SqliteStore {
+    fn append(&self, run: &RunId, entries: &[JournalEntry]) -> Result<(), StoreError> {
+        let encoded = Self::encode(run, None, entries)?;
+        if entries.is_empty() {
+            return Ok(());
+        }
+        self.write(std::slice::from_ref(&encoded), DateTime::<Utc>::MIN_UTC)
+            .pop()
+            .unwrap_or(Ok(()))
     }
 
     fn load(&self, run: &RunId) -> Result<Vec<JournalEntry>, StoreError> {
-        let read_error = |source: rusqlite::Error| StoreError::Read {
-            run: Some(run.clone()),
-            source: source.into(),
-        };
-        let rows: Vec<(i64, String)> = {
-            let connection = self.connection();
-            let mut select = connection
-                .prepare_cached("SELECT seq, body FROM events WHERE run_id = ?1 ORDER BY seq")
-                .map_err(read_error)?;
-            select
-                .query_map([run.as_str()], |row| Ok((row.get(0)?, row.get(1)?)))
-                .and_then(Iterator::collect)
-                .map_err(read_error)?
-        };
-        rows.into_iter()
-            .map(|(seq, body)| {
-                serde_json::from_str(&body).map_err(|source| StoreError::Corrupt {
-                    run: run.clone(),
-                    position: usize::try_from(seq).unwrap_or(usize::MAX),
-                    source: source.into(),
-                })
-            })
-            .collect()
+        self.read(run)
     }
 
     fn unfinished_runs(&self) -> Result<Vec<RunId>, StoreError> {
@@ -270,13 +568,151 @@ impl RunStore for SqliteStore {
             source: source.into(),
         };
         let connection = self.connection();
+        // Started journals whose run record is missing are listed too: loading them
+        // reports the damage.
         let mut select = connection
-            .prepare_cached("SELECT run_id FROM runs WHERE finished = 0 ORDER BY started_seq")
+            .prepare_cached(
+                r#"SELECT run_id FROM (
+                     SELECT run_id, 0 AS orphan, started_seq AS n FROM runs WHERE finished = 0
+                     UNION ALL
+                     SELECT heads.run_id, 1, 0 FROM heads JOIN events
+                         ON events.run_id = heads.run_id AND events.seq = 0
+                     WHERE heads.run_id NOT IN (SELECT run_id FROM runs)
+                       AND events.body LIKE '{"type":"runStarted"%'
+                 ) ORDER BY orphan, n, run_id"#,
+            )
             .map_err(read_error)?;
         select
             .query_map([], |row| Ok(RunId::from(row.get::<_, String>(0)?)))
             .and_then(Iterator::collect)
             .map_err(read_error)
+    }
+
+    fn commit(&self, appends: &[Append<'_>], until: DateTime<Utc>) -> Vec<Result<(), StoreError>> {
+        let mut results: Vec<Option<Result<(), StoreError>>> = Vec::with_capacity(appends.len());
+        let mut encoded = Vec::with_capacity(appends.len());
+        for append in appends {
+            match Self::encode(append.lease.run(), Some(append.lease), append.entries) {
+                Ok(one) if one.entries.is_empty() => results.push(Some(Ok(()))),
+                Ok(one) => {
+                    results.push(None);
+                    encoded.push(one);
+                }
+                Err(error) => results.push(Some(Err(error))),
+            }
+        }
+        let mut written = self.write(&encoded, until).into_iter();
+        results
+            .into_iter()
+            .map(|result| result.unwrap_or_else(|| written.next().unwrap_or(Ok(()))))
+            .collect()
+    }
+
+    fn claim(
+        &self,
+        run: &RunId,
+        owner: &str,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<Lease, StoreError> {
+        let failed = |source: rusqlite::Error| StoreError::Write {
+            run: run.clone(),
+            step: None,
+            fault: fault(&source),
+            source: source.into(),
+        };
+        let mut connection = self.connection();
+        let transaction = connection
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(failed)?;
+        let held: Option<(Option<String>, i64, i64)> = transaction
+            .prepare_cached("SELECT owner, epoch, lease_until FROM runs WHERE run_id = ?1")
+            .and_then(|mut select| {
+                select
+                    .query_row([run.as_str()], |row| {
+                        Ok((row.get(0)?, row.get(1)?, row.get(2)?))
+                    })
+                    .optional()
+            })
+            .map_err(failed)?;
+        let Some((held_by, epoch, ends)) = held else {
+            return Err(StoreError::NoRun { run: run.clone() });
+        };
+        let epoch = match held_by {
+            Some(held_by) if held_by == owner => epoch,
+            Some(held_by) if ends >= now.timestamp_millis() && !owner_is_gone(&held_by) => {
+                return Err(StoreError::Held {
+                    run: run.clone(),
+                    owner: held_by,
+                    until: DateTime::from_timestamp_millis(ends)
+                        .unwrap_or(DateTime::<Utc>::MAX_UTC),
+                });
+            }
+            _ => epoch.saturating_add(1),
+        };
+        transaction
+            .execute(
+                "UPDATE runs SET owner = ?2, epoch = ?3, lease_until = ?4 WHERE run_id = ?1",
+                params![run.as_str(), owner, epoch, until.timestamp_millis()],
+            )
+            .and_then(|_| transaction.commit())
+            .map_err(failed)?;
+        Ok(Lease::new(
+            run.clone(),
+            owner,
+            u64::try_from(epoch).unwrap_or(0),
+        ))
+    }
+
+    fn renew(&self, leases: &[&Lease], until: DateTime<Utc>) -> Vec<Result<(), StoreError>> {
+        let failed = |lease: &Lease, source: &rusqlite::Error| StoreError::Write {
+            run: lease.run().clone(),
+            step: None,
+            fault: fault(source),
+            source: source.to_string().into(),
+        };
+        let mut connection = self.connection();
+        let transaction = match connection.transaction_with_behavior(TransactionBehavior::Immediate)
+        {
+            Ok(transaction) => transaction,
+            Err(error) => {
+                return leases
+                    .iter()
+                    .map(|lease| Err(failed(lease, &error)))
+                    .collect();
+            }
+        };
+        let results: Vec<Result<(), StoreError>> = leases
+            .iter()
+            .map(|lease| {
+                renew_one(&transaction, lease, until).map_err(|error| failed(lease, &error))?
+            })
+            .collect();
+        match transaction.commit() {
+            Ok(()) => results,
+            Err(error) => leases
+                .iter()
+                .map(|lease| Err(failed(lease, &error)))
+                .collect(),
+        }
+    }
+
+    fn release(&self, lease: &Lease) -> Result<(), StoreError> {
+        let run = lease.run();
+        self.connection()
+            .prepare_cached(
+                "UPDATE runs SET owner = NULL WHERE run_id = ?1 AND owner = ?2 AND epoch = ?3",
+            )
+            .and_then(|mut update| {
+                update.execute(params![run.as_str(), lease.owner(), lease.epoch() as i64])
+            })
+            .map(|_| ())
+            .map_err(|source| StoreError::Write {
+                run: run.clone(),
+                step: None,
+                fault: fault(&source),
+                source: source.into(),
+            })
     }
 
     fn put_definition(
@@ -399,6 +835,82 @@ fn apply_settings(
         }
     }
     Ok(())
+}
+
+/// Refuses a file that is not a tradeflow store (another program's database, not SQLite
+/// at all) and, without `create`, an empty one, before anything is written to it.
+fn check_identity(path: &Path, connection: &Connection, create: bool) -> Result<(), StoreError> {
+    let not_a_store = |why: &str| StoreError::NotAStore {
+        path: path.to_path_buf(),
+        why: why.to_owned(),
+    };
+    let read = |sql: &str| connection.query_row(sql, [], |row| row.get::<_, i64>(0));
+    let found = read("PRAGMA user_version").and_then(|version| {
+        Ok((
+            version,
+            read("SELECT count(*) FROM sqlite_master")?,
+            read("PRAGMA application_id")?,
+        ))
+    });
+    let (version, tables, application) = match found {
+        Ok(found) => found,
+        Err(error) if error.sqlite_error_code() == Some(ErrorCode::NotADatabase) => {
+            return Err(not_a_store("the file is not an SQLite database"));
+        }
+        Err(source) => {
+            return Err(StoreError::Open {
+                path: path.to_path_buf(),
+                source: source.into(),
+            });
+        }
+    };
+    match (version, tables) {
+        (0, 0) if create => Ok(()),
+        (0, 0) => Err(not_a_store("it is empty")),
+        (0, _) => Err(not_a_store("it is another program's SQLite database")),
+        // A newer schema is refused as such, by `migrate`.
+        (2.., _) if version <= MIGRATIONS.len() as i64 && application != APPLICATION_ID => {
+            Err(not_a_store("its application id is another program's"))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Computes the checksums and heads of journals written before schema version 2.
+fn backfill_checksums(connection: &mut Connection) -> rusqlite::Result<()> {
+    let pending = connection
+        .prepare("SELECT 1 FROM events WHERE crc IS NULL LIMIT 1")?
+        .exists([])?;
+    if !pending {
+        return Ok(());
+    }
+    let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let runs: Vec<String> = transaction
+        .prepare("SELECT DISTINCT run_id FROM events")?
+        .query_map([], |row| row.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    for run in runs {
+        let rows: Vec<(i64, String)> = transaction
+            .prepare_cached("SELECT seq, body FROM events WHERE run_id = ?1 ORDER BY seq")?
+            .query_map([&run], |row| Ok((row.get(0)?, row.get(1)?)))?
+            .collect::<rusqlite::Result<_>>()?;
+        let id = RunId::from(run.as_str());
+        let mut crc = 0;
+        let mut last = -1;
+        for (seq, body) in rows {
+            crc = checksum(&id, seq, crc, &body);
+            last = seq;
+            transaction
+                .prepare_cached("UPDATE events SET crc = ?3 WHERE run_id = ?1 AND seq = ?2")?
+                .execute(params![run, seq, i64::from(crc)])?;
+        }
+        transaction
+            .prepare_cached(
+                "INSERT OR REPLACE INTO heads (run_id, last_seq, last_crc) VALUES (?1, ?2, ?3)",
+            )?
+            .execute(params![run, last, i64::from(crc)])?;
+    }
+    transaction.commit()
 }
 
 /// Brings the schema to the newest version, one transaction per migration.

@@ -18,7 +18,8 @@ use tradeflow::agent::{Agent, AgentDescriptor, AgentError, AgentErrorKind, TaskR
 use tradeflow::clock::{Clock, VirtualClock};
 use tradeflow::definition::{StepId, WorkflowDefinition};
 use tradeflow::engine::{
-    Engine, EngineBuilder, EventStream, Run, RunEvent, RunOptions, RunReport, RunStatus, StepReport,
+    Engine, EngineBuilder, EventStream, Run, RunEvent, RunIds, RunOptions, RunReport, RunStatus,
+    StepReport,
 };
 
 /// 2026-01-05T09:00:00Z, where every test clock starts.
@@ -345,8 +346,10 @@ impl Harness {
     ) -> Self {
         let events: Arc<Mutex<Vec<RunEvent>>> = Arc::default();
         let sink = Arc::clone(&events);
+        // Runs on the virtual clock are simulations: numbered, so reports do not change.
         let builder = Engine::builder()
             .clock(clock.clone())
+            .run_ids(RunIds::Numbered)
             .on_event(move |event| lock(&sink).push(event.clone()));
         Self {
             engine: configure(builder).build(),

@@ -5,6 +5,7 @@
 #![allow(dead_code, unused_macros, unused_imports)]
 
 pub mod engine;
+pub mod forward;
 
 use serde_json::{Value, json};
 use tradeflow::definition::DefinitionError;

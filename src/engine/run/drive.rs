@@ -20,12 +20,12 @@ use super::{Execution, Running, Start};
 use crate::clock::Sleep;
 use crate::engine::RunEvent;
 use crate::engine::control::{Command, RunControl};
-use crate::engine::durable::Batch;
+use crate::engine::durable::{Batch, Lost};
 use crate::engine::report::RunReport;
 use crate::engine::step::StepResult;
 use crate::resource::{AllocationGuard, ResourceError};
 use crate::run::{FailureKind, RunError, RunStatus};
-use crate::store::JournalEntry;
+use crate::store::{JournalEntry, StoreError};
 
 use super::transition::Transition;
 
@@ -41,6 +41,8 @@ enum Wake {
     Flush,
     /// The wait for the workflow's resources ended.
     Admitted(Result<AllocationGuard, ResourceError>),
+    /// The run's journal can no longer be written: the run must stop.
+    Lost(Lost),
 }
 
 /// What the loop waits on besides commands.
@@ -61,6 +63,9 @@ impl Waits {
         poll_fn(|cx| {
             if let Poll::Ready(command) = control.poll_command(cx) {
                 return Poll::Ready(Wake::Command(command));
+            }
+            if let Some(Poll::Ready(lost)) = batch.map(|batch| batch.poll_lost(cx)) {
+                return Poll::Ready(Wake::Lost(lost));
             }
             if let Some(timer) = self.deadline.as_mut() {
                 if timer.poll_unpin(cx).is_ready() {
@@ -144,7 +149,15 @@ impl Execution {
         match wake {
             Wake::Ended((index, result)) => self.settle(index, result),
             Wake::Command(command) => self.command(command),
-            Wake::Flush => self.flush().await,
+            Wake::Flush => {
+                if let Err(lost) = self.flush().await {
+                    self.journal_lost(&lost);
+                }
+            }
+            Wake::Lost(lost) => {
+                self.journal_lost(&lost);
+                return false;
+            }
             Wake::Admitted(granted) => {
                 waits.admission = None;
                 match granted {
@@ -264,10 +277,30 @@ impl Execution {
     }
 
     /// Appends what the batch holds (group commit); see `durable`.
-    async fn flush(&self) {
-        if let Some(batch) = &self.batch {
-            self.inner.flush(&self.run_id, batch, Vec::new()).await;
+    async fn flush(&self) -> Result<(), Lost> {
+        match &self.batch {
+            Some(batch) => self.inner.flush(batch).await,
+            None => Ok(()),
         }
+    }
+
+    /// The run's journal can no longer be written: the run ends `FAILED`, kind `STORE`.
+    fn journal_lost(&mut self, lost: &StoreError) {
+        let mut message = format!("the run's journal cannot be written: {lost}");
+        let mut source = std::error::Error::source(lost);
+        while let Some(cause) = source {
+            message.push_str(&format!(": {cause}"));
+            source = cause.source();
+        }
+        message.push_str("; the run stopped and stays unfinished in the store");
+        self.book.end_with(
+            RunStatus::Failed,
+            RunError {
+                step_id: None,
+                kind: FailureKind::Store,
+                message,
+            },
+        );
     }
 
     /// The run ends `status`: one append for the end (what the batch holds, unstarted
@@ -294,7 +327,21 @@ impl Execution {
             };
             skipped.chain([ended]).collect()
         });
-        self.flush().await;
+        let status = match self.flush().await {
+            Ok(()) => {
+                if let Some(held) = self.held.take() {
+                    held.ended();
+                }
+                status
+            }
+            Err(lost) => {
+                // The end is not journaled: the run stays unfinished in the store (and
+                // its lease is given up, below, so it can be resumed at once).
+                self.journal_lost(&lost);
+                drop(self.held.take());
+                RunStatus::Failed
+            }
+        };
         for &(index, cancelled) in &stopped {
             let Some((step_id, report)) = self.book.report(index) else {
                 continue;

@@ -44,7 +44,7 @@ use super::step::StepResult;
 use crate::expr::Context;
 use crate::plan::ExecutionPlan;
 use crate::run::{RunId, RunStatus, StepStatus};
-use crate::store::RunState as Journaled;
+use crate::store::{Lease, RunState as Journaled};
 
 /// The futures of the steps in flight, each ending with its step index.
 type Running = FuturesUnordered<BoxFuture<'static, (usize, StepResult)>>;
@@ -67,6 +67,7 @@ pub(super) async fn resume(
     inner: Arc<Inner>,
     plan: Arc<ExecutionPlan>,
     journaled: Journaled,
+    lease: Lease,
     context: Arc<Context>,
     control: ControlGuard,
 ) -> RunReport {
@@ -88,6 +89,7 @@ pub(super) async fn resume(
         seed,
         started_at,
         trigger,
+        lease: Some(lease),
     };
     let mut run = Execution::new(inner, Arc::clone(&plan), identity, context, control);
     run.book.paused = status == RunStatus::Paused;
@@ -137,6 +139,8 @@ pub(super) struct Identity {
     pub(super) started_at: DateTime<Utc>,
     /// The trigger that started it, if one did.
     pub(super) trigger: Option<String>,
+    /// For a recovered run, the lease this engine claimed it under.
+    pub(super) lease: Option<Lease>,
 }
 
 /// How a run's future begins.
@@ -168,6 +172,33 @@ struct Execution {
     control: ControlGuard,
     /// With a store: the entries journaled and not yet appended (group commit).
     batch: Option<Arc<Batch>>,
+    /// With a store: gives the run's lease up if the run is dropped before its end.
+    held: Option<Held>,
+}
+
+/// A run's hold on its lease while it is driven here: dropped before the run's end is
+/// journaled (the run's future dropped, or its journal lost), it gives the lease up so
+/// that the run can be taken at once.
+struct Held {
+    inner: Arc<Inner>,
+    batch: Arc<Batch>,
+    ended: bool,
+}
+
+impl Held {
+    /// The run's end is journaled: the store released the run.
+    fn ended(mut self) {
+        self.ended = true;
+        self.inner.ended(&self.batch);
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        if !self.ended {
+            self.inner.give_up(&self.batch);
+        }
+    }
 }
 
 impl Execution {
@@ -184,7 +215,17 @@ impl Execution {
             seed,
             started_at,
             trigger,
+            lease,
         } = identity;
+        let batch = match lease {
+            Some(lease) => inner.has_store().then(|| Arc::new(Batch::new(lease))),
+            None => inner.new_batch(&run_id),
+        };
+        let held = batch.as_ref().map(|batch| Held {
+            inner: Arc::clone(&inner),
+            batch: Arc::clone(batch),
+            ended: false,
+        });
         Self {
             run_id,
             context,
@@ -195,7 +236,8 @@ impl Execution {
             decision_parameters: HashMap::new(),
             answers: HashMap::new(),
             control,
-            batch: inner.has_store().then(Arc::default),
+            batch,
+            held,
             inner,
         }
     }

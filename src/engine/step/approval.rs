@@ -7,6 +7,7 @@ use super::{Failure, StepCtx, StepResult, Success};
 use crate::definition::OnTimeout;
 use crate::engine::RunEvent;
 use crate::engine::approvals::Verdict;
+use crate::engine::durable::Lost;
 use crate::plan::PlanStep;
 use crate::run::FailureKind;
 use crate::store::JournalEntry;
@@ -23,7 +24,14 @@ pub(super) async fn approval(
     let verdict = match ctx.answer.clone() {
         // Journaled and announced before a restart; only acting on it is left.
         Some(verdict) => verdict,
-        None => wait_for_verdict(ctx, step, &parameters, on_timeout).await,
+        None => wait_for_verdict(ctx, step, &parameters, on_timeout)
+            .await
+            .map_err(|lost| {
+                Failure::before_calls(
+                    FailureKind::Store,
+                    format!("step `{}`: not asked or not acted on: {lost}", step.id()),
+                )
+            })?,
     };
     if !verdict.approved {
         let why = verdict
@@ -53,12 +61,15 @@ pub(super) async fn approval(
 
 /// Waits for `Engine::approve`/`reject` or the step's timeout; the wait and the answer
 /// are journaled, then announced.
+///
+/// # Errors
+/// The journal was lost: nobody is asked, or the answer is not acted on.
 async fn wait_for_verdict(
     ctx: &StepCtx,
     step: &PlanStep,
     parameters: &Value,
     on_timeout: OnTimeout,
-) -> Verdict {
+) -> Result<Verdict, Lost> {
     let inner = &ctx.inner;
     inner
         .journal_durably(ctx.batch.as_deref(), || {
@@ -68,7 +79,7 @@ async fn wait_for_verdict(
                 at: inner.clock.now(),
             }]
         })
-        .await;
+        .await?;
     let (answer, _registration) = inner.approvals.wait(&ctx.run_id, step.id());
     inner.emit(|| RunEvent::StepWaiting {
         run_id: ctx.run_id.clone(),
@@ -101,7 +112,7 @@ async fn wait_for_verdict(
                 at: inner.clock.now(),
             }]
         })
-        .await;
+        .await?;
     inner.emit(|| RunEvent::StepAnswered {
         run_id: ctx.run_id.clone(),
         step_id: step.id().clone(),
@@ -110,5 +121,5 @@ async fn wait_for_verdict(
         comment: verdict.comment.clone(),
         at: inner.clock.now(),
     });
-    verdict
+    Ok(verdict)
 }

@@ -180,7 +180,7 @@ impl<'a> LogicalCall<'a> {
         );
         let iteration = (self.iteration > 0).then_some(self.iteration);
         // Journaled before the agent is called: a restart re-makes the call, same key.
-        inner
+        let journaled = inner
             .journal_durably(ctx.batch.as_deref(), || {
                 vec![JournalEntry::StepStarted {
                     step_id: self.step.id().clone(),
@@ -193,6 +193,11 @@ impl<'a> LogicalCall<'a> {
                 }]
             })
             .await;
+        // A call that cannot be journaled is not made: the run stops.
+        if let Err(lost) = journaled {
+            let error = AgentError::permanent(format!("not called: {lost}"));
+            return Err((error, FailureKind::Store));
+        }
         inner.emit(|| RunEvent::StepStarted {
             run_id: ctx.run_id.clone(),
             step_id: self.step.id().clone(),
