@@ -78,9 +78,10 @@ impl StallDetectingClock {
     /// woken.
     ///
     /// Stalled is final only when everything the future waits for is driven by this
-    /// thread or by this clock's sleeps (an engine and scripted agents on this clock
-    /// are): a future that waits for another thread with no sleep pending is reported as
-    /// stalled too. The future can be polled again after `Pending`.
+    /// thread or by this clock's sleeps (an engine, scripted agents and a
+    /// [`ScriptedApprover`](crate::sim::ScriptedApprover) on this clock are): a future
+    /// that waits for another thread with no sleep pending is reported as stalled too.
+    /// The future can be polled again after `Pending`.
     ///
     /// # Panics
     /// If `future` panics.
