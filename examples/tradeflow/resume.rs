@@ -4,6 +4,7 @@ use std::cell::RefCell;
 use std::path::Path;
 use std::sync::Arc;
 
+use chrono::{DateTime, SecondsFormat, Utc};
 use futures::StreamExt as _;
 use futures::future::join;
 use futures::stream::FuturesUnordered;
@@ -12,10 +13,9 @@ use tradeflow::clock::{Clock, StallDetectingClock};
 use tradeflow::engine::{Engine, Run, RunReport};
 use tradeflow::plan::ExecutionPlan;
 use tradeflow::sim::{AgentsFile, ScriptedApprover};
-use tradeflow::store::{RunState, RunStore};
 
 use crate::agents::{self, Effects};
-use crate::files::{self, chain};
+use crate::files;
 use crate::progress::Progress;
 use crate::{NOT_COMPLETED, Problems, cli, exit_code, store};
 
@@ -63,13 +63,6 @@ impl Args {
     }
 }
 
-/// A run to resume: the run, its workflow and its journal's fold.
-struct Resumed {
-    run: Run,
-    plan: Arc<ExecutionPlan>,
-    journaled: RunState,
-}
-
 /// `resume`: recovers every unfinished run of the store, drives them all to their end
 /// on the real clock, prints one compact report per line as each ends, and returns 0
 /// when all completed (or there was none), else 1.
@@ -112,79 +105,33 @@ pub(crate) fn resume(args: Args) -> Result<u8, Problems> {
         )));
     };
     let agents_path = args.agents.as_deref().unwrap_or_default();
-    let resumed = fold(&engine, store.as_ref(), runs, &args.store)?;
-    check(&resumed, &agents, agents_path, &args.store)?;
+    check(&runs, &agents, agents_path, &args.store)?;
     let registered = Arc::new(clock.clone());
     agents::register(&engine, &agents, agents_path, registered, effects.as_ref())?;
-    finish(&engine, &clock, resumed, &agents, &args.store)
-}
-
-/// Each recovered run with its plan and its journal's fold.
-fn fold(
-    engine: &Engine,
-    store: &dyn RunStore,
-    runs: Vec<Run>,
-    store_path: &str,
-) -> Result<Vec<Resumed>, Problems> {
-    let mut resumed = Vec::with_capacity(runs.len());
-    for run in runs {
-        let journal = store
-            .load(run.id())
-            .map_err(|error| store::problem(store_path, &error))?;
-        let journaled = RunState::fold(&journal).map_err(|error| {
-            vec![format!(
-                "{store_path}: run `{}`: {}",
-                run.id(),
-                chain(&error)
-            )]
-        })?;
-        // Recovery kept the plan the run started with.
-        let plan = engine
-            .workflow_version(&journaled.workflow_id, &journaled.version)
-            .ok_or_else(|| {
-                vec![format!(
-                    "{store_path}: run `{}`: workflow `{}` version `{}` was not recovered",
-                    run.id(),
-                    journaled.workflow_id,
-                    journaled.version
-                )]
-            })?;
-        resumed.push(Resumed {
-            run,
-            plan,
-            journaled,
-        });
-    }
-    Ok(resumed)
+    finish(&engine, &clock, runs, &agents, &args.store)
 }
 
 /// Checks the agents file against the workflows of the runs to resume (all problems at
 /// once).
 fn check(
-    resumed: &[Resumed],
+    runs: &[Run],
     agents: &AgentsFile,
     agents_path: &str,
     store_path: &str,
 ) -> Result<(), Problems> {
-    let plans: Vec<&ExecutionPlan> = resumed.iter().map(|one| &*one.plan).collect();
+    // Each run's plan is the version it started with, as recovery kept it.
+    let plans: Vec<&ExecutionPlan> = runs.iter().map(|run| &**run.plan()).collect();
     let mut problems = files::check_approvals(
         &plans,
         agents,
         agents_path,
         "the workflows of the runs to resume",
     );
-    for one in resumed {
-        let label = format!(
-            "{store_path} (run `{}`, workflow `{}`)",
-            one.run.id(),
-            one.journaled.workflow_id
-        );
-        problems.extend(files::check_resources(
-            &one.plan,
-            agents,
-            &label,
-            agents_path,
-        ));
+    for run in runs {
+        let plan = run.plan();
+        let workflow = plan.workflow_id();
+        let label = format!("{store_path} (run `{}`, workflow `{workflow}`)", run.id());
+        problems.extend(files::check_resources(plan, agents, &label, agents_path));
     }
     if problems.is_empty() {
         Ok(())
@@ -198,41 +145,20 @@ fn check(
 fn finish(
     engine: &Engine,
     clock: &StallDetectingClock,
-    resumed: Vec<Resumed>,
+    runs: Vec<Run>,
     agents: &AgentsFile,
     store_path: &str,
 ) -> Result<u8, Problems> {
     let now = clock.now();
-    let progress = Progress::new(
-        now,
-        false,
-        agents,
-        resumed.iter().map(|one| (one.run.id(), &*one.plan)),
-    );
-    for one in &resumed {
-        let state = &one.journaled;
-        let ended = state
-            .steps
-            .values()
-            .filter(|step| step.status.is_final())
-            .count();
-        let in_flight: usize = state.steps.values().map(|step| step.in_flight.len()).sum();
-        eprintln!(
-            "{}  run {} of {} resumed (started {}): {ended} of {} steps ended, {in_flight} \
-             call(s) to make again",
-            progress.time(now),
-            state.run_id,
-            state.workflow_id,
-            state
-                .started_at
-                .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-            one.plan.steps().len(),
-        );
+    let plans = runs.iter().map(|run| (run.id(), &**run.plan()));
+    let progress = Progress::new(now, false, agents, plans);
+    for run in &runs {
+        print_resumed(&progress, now, run);
     }
-    let ids: Vec<RunId> = resumed.iter().map(|one| one.run.id().clone()).collect();
+    let ids: Vec<RunId> = runs.iter().map(|run| run.id().clone()).collect();
     let events = engine.subscribe();
     let approver = ScriptedApprover::new(engine, agents.approvals.clone());
-    let mut running: FuturesUnordered<Run> = resumed.into_iter().map(|one| one.run).collect();
+    let mut running: FuturesUnordered<Run> = runs.into_iter().collect();
     let reports = RefCell::new(Vec::new());
     let reported = async {
         while let Some(report) = running.next().await {
@@ -256,6 +182,27 @@ fn finish(
         return Ok(NOT_COMPLETED);
     }
     Ok(exit_code(&reports.iter().collect::<Vec<_>>()))
+}
+
+/// Says where a recovered run's journal left it, as [`Run::resumed`] tells.
+fn print_resumed(progress: &Progress, now: DateTime<Utc>, run: &Run) {
+    let Some(resumed) = run.resumed() else {
+        return;
+    };
+    let plan = run.plan();
+    eprintln!(
+        "{}  run {} of {} resumed (started {}): {} of {} steps ended, {} call(s) to make \
+         again",
+        progress.time(now),
+        run.id(),
+        plan.workflow_id(),
+        resumed
+            .started_at()
+            .to_rfc3339_opts(SecondsFormat::Millis, true),
+        resumed.steps_ended(),
+        plan.steps().len(),
+        resumed.calls_to_remake(),
+    );
 }
 
 /// Says which runs are stuck: those of `ids` that have no report.
