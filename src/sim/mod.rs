@@ -1,4 +1,4 @@
-//! Scripted agents: agents whose behaviour is data, for dry runs and tests.
+//! Scripted agents and approvers: behaviour as data, for dry runs and tests.
 //!
 //! Before a workflow touches a market, a trading team runs it against agents that answer
 //! as a file says: this analysis returns these signals, the venue is busy once and then
@@ -42,6 +42,11 @@
 //! Unknown fields are errors, and [`AgentsFile::from_json`] reports every problem of a
 //! file at once, located like workflow problems
 //! (`agents[0].tasks.ORDER_EXECUTION.fail.kind: unknown value …`).
+//!
+//! The file's `approvals` are given by a [`ScriptedApprover`]: polled next to the runs,
+//! it reads the engine's events and answers each waiting `human_approval` step that has
+//! a scripted answer, `afterMs` after it started waiting; an [`ApprovalObserver`] sees
+//! what it reads (to print progress) and the answers the engine refused.
 //!
 //! # Behaviour
 //! [`ScriptedAgent`] documents a call step by step. Two choices are worth knowing:
@@ -107,8 +112,10 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+mod approvals;
 mod file;
 mod scripted;
 
+pub use approvals::{ApprovalObserver, ScriptedApprover};
 pub use file::{AgentScript, AgentsFile, FailScript, ScriptedApproval, TaskScript};
 pub use scripted::{ScriptedAgent, scripted_agents};

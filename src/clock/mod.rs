@@ -1,12 +1,15 @@
 //! Time as an injected dependency: the engine asks a [`Clock`] for the time and for
 //! sleeps, and never reads the OS clock itself.
 //!
-//! Two clocks ship with the crate:
+//! Three clocks ship with the crate:
 //! - [`SystemClock`]: the real time ([`Utc::now`]); sleeps use `futures-timer`, which has
 //!   its own timer thread, so they work under tokio, async-std, smol or
 //!   `futures::executor::block_on` alike.
 //! - [`VirtualClock`]: time that moves only when told to. Tests, `simulate` and `replay`
 //!   use it, so a simulated hour takes microseconds and every run is deterministic.
+//! - [`StallDetectingClock`]: the real time, counting its pending sleeps, so that a host
+//!   driving a run on its own thread (`tradeflow run`) sees when the run waits for
+//!   nothing that can ever come.
 //!
 //! # How the virtual clock works
 //! The clock holds its current time and a table of live timers ordered by
@@ -76,6 +79,10 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use futures::future::BoxFuture;
+
+mod stall;
+
+pub use stall::StallDetectingClock;
 
 /// A future that completes when a [`Clock`]'s sleep is over. Dropping it cancels the
 /// sleep.

@@ -1,0 +1,181 @@
+//! Reading and checking the files the verbs take: workflows, agents files, inputs and
+//! timelines, every problem one line `PATH: problem`.
+
+use std::fmt::Display;
+
+use serde_json::Value;
+use tradeflow::definition::{DefinitionError, Location};
+use tradeflow::engine::EngineBuilder;
+use tradeflow::plan::{ExecutionPlan, StepKind};
+use tradeflow::resource::{ResourceError, ResourcePool};
+use tradeflow::scheduler::Timeline;
+use tradeflow::sim::AgentsFile;
+
+use crate::Problems;
+
+/// An error and its sources, `: `-separated (`cannot recover run `r`: its journal …`).
+pub(crate) fn chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+/// Reads a file; an unreadable one is a problem line `PATH: cannot read: …`.
+fn read(path: &str) -> Result<String, Problems> {
+    std::fs::read_to_string(path).map_err(|error| vec![format!("{path}: cannot read: {error}")])
+}
+
+/// Every one of `errors`, as a line `PATH: error`.
+fn located<E: Display>(path: &str, errors: impl IntoIterator<Item = E>) -> Problems {
+    errors
+        .into_iter()
+        .map(|error| format!("{path}: {error}"))
+        .collect()
+}
+
+/// Reads and compiles a workflow file.
+pub(crate) fn load(path: &str) -> Result<ExecutionPlan, Problems> {
+    ExecutionPlan::from_json(&read(path)?).map_err(|errors| located(path, errors.iter()))
+}
+
+/// Reads and checks an agents file.
+pub(crate) fn load_agents(path: &str) -> Result<AgentsFile, Problems> {
+    AgentsFile::from_json(&read(path)?).map_err(|errors| located(path, errors.iter()))
+}
+
+/// Reads an input file: any JSON value (its paths are checked when the run starts).
+fn load_input(path: &str) -> Result<Value, Problems> {
+    serde_json::from_str(&read(path)?).map_err(|error| {
+        // Located like the syntax errors of workflow and agents files.
+        let position = format!(" at line {} column {}", error.line(), error.column());
+        let text = error.to_string();
+        let syntax = DefinitionError::Syntax {
+            line: error.line(),
+            column: error.column(),
+            message: text.strip_suffix(&position).unwrap_or(&text).to_owned(),
+        };
+        located(path, [syntax])
+    })
+}
+
+/// Reads and checks a timeline file; a problem of the file's top level comes without the
+/// `workflow` location the crate gives the root of any file.
+pub(crate) fn load_timeline(path: &str) -> Result<Timeline, Problems> {
+    Timeline::from_json(&read(path)?).map_err(|errors| {
+        let root = format!("{}: ", Location::root());
+        let lines = errors.iter().map(|error| {
+            let text = error.to_string();
+            match error.location() {
+                Some(at) if *at == Location::root() => {
+                    text.strip_prefix(&root).unwrap_or(&text).to_owned()
+                }
+                _ => text,
+            }
+        });
+        located(path, lines)
+    })
+}
+
+/// The checked files of a run (`simulate`, `run`, `replay`).
+pub(crate) type RunFiles = (ExecutionPlan, AgentsFile, Value);
+
+/// Loads and checks the files of a run, reporting every problem of all of them at once:
+/// the workflow, the agents, the input (`{}` without one), and the workflow and agents
+/// against each other.
+pub(crate) fn load_run_files(
+    workflow: &str,
+    agents: &str,
+    input: Option<&str>,
+) -> Result<RunFiles, Problems> {
+    let mut problems = Vec::new();
+    let plan = load(workflow).map_err(|p| problems.extend(p)).ok();
+    let scripts = load_agents(agents).map_err(|p| problems.extend(p)).ok();
+    let input = match input {
+        None => Some(Value::Object(serde_json::Map::new())),
+        Some(path) => load_input(path).map_err(|p| problems.extend(p)).ok(),
+    };
+    if let (Some(plan), Some(scripts)) = (&plan, &scripts) {
+        problems.extend(check_approvals(&[plan], scripts, agents, "the workflow"));
+        problems.extend(check_resources(plan, scripts, workflow, agents));
+    }
+    match (plan, scripts, input, problems.is_empty()) {
+        (Some(plan), Some(scripts), Some(input), true) => Ok((plan, scripts, input)),
+        _ => Err(problems),
+    }
+}
+
+/// Checks that every scripted approval of `agents` (read from `agents_path`) answers a
+/// `human_approval` step of one of `plans` (`where_` names them in the message).
+pub(crate) fn check_approvals(
+    plans: &[&ExecutionPlan],
+    agents: &AgentsFile,
+    agents_path: &str,
+    where_: &str,
+) -> Problems {
+    let mut problems = Vec::new();
+    for step in agents.approvals.keys() {
+        let found: Vec<_> = plans
+            .iter()
+            .filter_map(|plan| plan.index_of(step).and_then(|index| plan.step(index)))
+            .collect();
+        if found
+            .iter()
+            .any(|found| matches!(found.kind(), StepKind::HumanApproval { .. }))
+        {
+            continue;
+        }
+        let why = found
+            .first()
+            .map(|found| format!(" (`{step}` is a {} step)", found.step_type().as_str()))
+            .unwrap_or_default();
+        problems.push(format!(
+            "{agents_path}: approvals.{step}: no human_approval step `{step}` in {where_}{why}"
+        ));
+    }
+    problems
+}
+
+/// Checks that every step's resource requirements (and the workflow's, held for the
+/// whole run) fit the pool of `agents` (a resource the pool does not name is not
+/// limited). `workflow` names the plan in messages.
+pub(crate) fn check_resources(
+    plan: &ExecutionPlan,
+    agents: &AgentsFile,
+    workflow: &str,
+    agents_path: &str,
+) -> Problems {
+    let pool = match resource_pool(agents) {
+        Ok(Some(pool)) => pool,
+        Ok(None) => return Vec::new(),
+        Err(error) => return vec![format!("{agents_path}: resources: {error}")],
+    };
+    match pool.check_plan(plan) {
+        Ok(()) => Vec::new(),
+        Err(errors) => errors
+            .iter()
+            .map(|error| format!("{workflow}: {error} (the pool of {agents_path})"))
+            .collect(),
+    }
+}
+
+/// The agents file's resource pool, if it has one.
+fn resource_pool(agents: &AgentsFile) -> Result<Option<ResourcePool>, ResourceError> {
+    agents
+        .resources
+        .as_ref()
+        .map(|pool| ResourcePool::new(pool.iter().map(|(kind, &amount)| (kind.clone(), amount))))
+        .transpose()
+}
+
+/// `builder` with the agents file's pool, when it has one (checked when loaded).
+pub(crate) fn with_pool(builder: EngineBuilder, agents: &AgentsFile) -> EngineBuilder {
+    match resource_pool(agents) {
+        Ok(Some(pool)) => builder.resource_pool(pool),
+        _ => builder,
+    }
+}

@@ -1,0 +1,77 @@
+//! `help`: the usage, every verb, the options and the exit codes.
+
+use crate::{plan, replay, resume, run, schedule, simulate, validate};
+
+/// The usage: one line per verb.
+pub(crate) fn usage() -> String {
+    let verbs = [
+        validate::USAGE,
+        plan::USAGE,
+        simulate::USAGE,
+        run::USAGE,
+        resume::USAGE,
+        schedule::USAGE,
+        replay::USAGE,
+        "tradeflow help",
+    ];
+    format!("usage:\n  {}", verbs.join("\n  "))
+}
+
+/// What `help` (and `tradeflow --help`) prints: the usage, then [`DETAILS`].
+pub(crate) fn text() -> String {
+    format!("{}\n\n{DETAILS}", usage())
+}
+
+/// What `help` prints after the usage.
+const DETAILS: &str = r#"verbs:
+  validate  checks a workflow file; prints a one-line summary.
+  plan      prints the workflow's execution DAG (Graphviz dot by default).
+  simulate  runs the workflow against the scripted agents of AGENTS.json on a virtual
+            clock starting at --start (default 2026-01-05T09:00:00Z): delays take no
+            time. The input defaults to {}, the seed to 0. Prints the run report (pretty
+            JSON) on stdout, progress on stderr.
+  run       the same run on the real clock: scripted delays and approval afterMs are
+            real milliseconds. Every step is journaled to the SQLite file PATH (created
+            if missing) before it counts as done, with the workflow's definition. The run
+            id is new, so that it never collides with runs already in PATH:
+            run-<UTC start time>-<process id>, e.g. run-20260105T090000.123Z-4242.
+            Prints the run report (pretty JSON) on stdout, progress on stderr.
+  resume    finishes every unfinished run in the existing store PATH (after a crash or a
+            kill -9), each from its journal, with the definition kept in the store: steps
+            journaled as done are not run again; calls cut off are made again with the
+            same idempotency key (a parallel or loop step cut off runs again from its
+            first item or iteration, same keys); approvals that waited wait again and
+            are answered as AGENTS.json says. Prints one compact JSON report per line on
+            stdout, in the order the runs end; progress on stderr. With nothing to
+            resume, prints nothing on stdout (stderr says so) and exits 0. --agents is
+            required as soon as there is a run to finish (exit 2 without it).
+  schedule  lists every time a SCHEDULED trigger of the workflow fires in [--from, --to),
+            one RFC 3339 UTC time a line (2026-11-23T09:00:00Z), in time order (one line
+            per trigger when several fire at once). Only the cron patterns are read, each
+            in its trigger's timezone: trigger conditions are NOT evaluated (they read a
+            host context, which only a running host or a replay's timeline supplies), so
+            these are the cron firings, some of which a condition may hold back.
+  replay    plays TIMELINE.json (a context, its changes, events and metric reports from
+            start to end) through the workflow's triggers on a virtual clock that starts
+            at the timeline's start: at each instant, context changes first, then the
+            triggers (events and metrics in file order, cron occurrences), each condition
+            evaluated against the context of that instant. Every trigger that fires starts
+            a run with the timeline's input against the scripted agents of AGENTS.json
+            (approvals answered as the file says); every run is run to its end. Prints
+            {"runs": [{"trigger", "firedAt", "report"}]} (pretty JSON) on stdout, ordered
+            by firedAt (ties: trigger index, then timeline order); on stderr, one line per
+            trigger considered (fired, or why not). The seed defaults to 0; the same
+            files and seed print the same bytes.
+
+options:
+  --effects FILE  (run, resume) before each agent call, appends one JSON line to FILE and
+            syncs it: {"runId","stepId","item","attempt","agentId","idempotencyKey"}
+            (item: null outside parallel steps). A call made again by resume carries the
+            idempotencyKey of the interrupted one.
+
+exit codes:
+  0  success (simulate, run: the run COMPLETED; resume: every resumed run COMPLETED, or
+     nothing to resume; schedule; replay, however its runs ended)
+  1  a run ended otherwise, or is stuck (a step waits for an approval with no scripted
+     answer and no timeout; after run and resume it stays unfinished in the store)
+  2  invalid files or arguments, every problem on stderr, one a line (PATH: problem)"#;

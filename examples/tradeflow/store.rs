@@ -1,0 +1,41 @@
+//! The SQLite store of `run` and `resume`.
+
+use std::sync::Arc;
+
+use tradeflow::store::RunStore;
+#[cfg(feature = "sqlite")]
+use tradeflow::store::{SqliteStore, StoreError};
+
+use crate::Problems;
+use crate::files::chain;
+
+/// Opens the SQLite store at `path`, creating it when `create` says so.
+#[cfg(feature = "sqlite")]
+pub(crate) fn open(path: &str, create: bool) -> Result<Arc<dyn RunStore>, Problems> {
+    match SqliteStore::builder().create(create).open(path) {
+        Ok(store) => Ok(Arc::new(store)),
+        // The error names the path already (`cannot open store `PATH``); its source says
+        // why.
+        Err(StoreError::Open { source, .. }) => Err(vec![format!(
+            "{path}: cannot open the store: {}",
+            chain(&*source)
+        )]),
+        Err(StoreError::NotAStore { why, .. }) => Err(vec![format!(
+            "{path}: cannot open the store: it is not a tradeflow store: {why}"
+        )]),
+        Err(error) => Err(vec![format!("{path}: {}", chain(&error))]),
+    }
+}
+
+/// Without the `sqlite` feature there is no store to open.
+#[cfg(not(feature = "sqlite"))]
+pub(crate) fn open(path: &str, _create: bool) -> Result<Arc<dyn RunStore>, Problems> {
+    Err(vec![format!(
+        "{path}: this build has no SQLite store (build with the `sqlite` feature)"
+    )])
+}
+
+/// `PATH: error and its sources`, for a store's errors.
+pub(crate) fn problem(path: &str, error: &dyn std::error::Error) -> Problems {
+    vec![format!("{path}: {}", chain(error))]
+}
