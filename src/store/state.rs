@@ -138,6 +138,19 @@ pub enum FoldError {
         /// Its type.
         kind: &'static str,
     },
+    /// A step entry the step's state does not allow: a step completing, failing or being
+    /// skipped after it ended (a completion journaled twice, say).
+    #[error("entry {index} (`{kind}`) for step `{step}`, which had ended ({status})")]
+    NotAllowed {
+        /// The entry.
+        index: usize,
+        /// Its type.
+        kind: &'static str,
+        /// The step.
+        step: StepId,
+        /// The step's status before the entry.
+        status: StepStatus,
+    },
     /// `runEnded` with a status that is not final.
     #[error("entry {index} ends the run as `{status}`, which is not a final status")]
     NotFinal {
@@ -152,7 +165,8 @@ impl RunState {
     /// Folds a run's journal, in append order, into its state.
     ///
     /// The journal's grammar is checked: one `runStarted` first, nothing after
-    /// `runEnded`, which gives a final status. Step entries are taken as the engine
+    /// `runEnded`, which gives a final status, and no step completing, failing or being
+    /// skipped once it has ended (only a recovery or a rollback starts it again). Step entries are taken as the engine
     /// wrote them (an approval step completes without a call; a failed step may start
     /// again after a recovery). A step started again after it ended is being re-run:
     /// its old output and skip reason are dropped. A new call on an item ends the
@@ -226,6 +240,20 @@ impl RunState {
                 step_entry => {
                     if let Some(step_id) = step_entry.step_id() {
                         let step = state.steps.entry(step_id.clone()).or_default();
+                        let ends = matches!(
+                            step_entry,
+                            JournalEntry::StepCompleted { .. }
+                                | JournalEntry::StepFailed { .. }
+                                | JournalEntry::StepSkipped { .. }
+                        );
+                        if ends && step.status.is_final() {
+                            return Err(FoldError::NotAllowed {
+                                index,
+                                kind: step_entry.kind(),
+                                step: step_id.clone(),
+                                status: step.status,
+                            });
+                        }
                         step.apply(step_entry);
                     }
                 }
