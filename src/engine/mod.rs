@@ -242,9 +242,10 @@ impl Engine {
             .seed
             .unwrap_or_else(|| mix(self.inner.seed, id.as_str()));
         let control = self.inner.controls.register(&id);
+        let (input, refused_input) = run::checked_input(options.input);
         let identity = run::Identity {
             run_id: id.clone(),
-            input: options.input,
+            input,
             seed,
             started_at,
             trigger: options.trigger,
@@ -257,6 +258,7 @@ impl Engine {
             identity,
             Arc::new(options.context),
             control,
+            refused_input,
         );
         Run {
             id,

@@ -4,6 +4,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
 
+use crate::run::MAX_VALUE_DEPTH;
 use evalexpr::{EvalexprError, Value as ExprValue};
 use serde_json::{Number, Value};
 
@@ -57,12 +58,28 @@ impl Context {
     }
 
     /// Sets variable `name`; an object defines one dotted variable per leaf.
+    ///
+    /// A value nested deeper than [`MAX_VALUE_DEPTH`] is not set (a warning is logged):
+    /// conditions compare scalars and arrays, and converting a value thousands deep
+    /// would exhaust the stack.
     pub fn set_variable(&mut self, name: impl Into<String>, value: Value) {
         let name = name.into();
+        match crate::run::bounded(value) {
+            Ok(value) => self.set_bounded(name, value),
+            Err(depth) => tracing::warn!(
+                variable = name,
+                depth,
+                "context variable not set: it nests deeper than {MAX_VALUE_DEPTH} levels"
+            ),
+        }
+    }
+
+    /// Sets variable `name` to `value`, which nests at most [`MAX_VALUE_DEPTH`] deep.
+    fn set_bounded(&mut self, name: String, value: Value) {
         match value {
             Value::Object(fields) => {
                 for (key, field) in fields {
-                    self.set_variable(format!("{name}.{key}"), field);
+                    self.set_bounded(format!("{name}.{key}"), field);
                 }
             }
             other => {
@@ -114,6 +131,11 @@ impl Context {
         };
         let result = function(&arguments).map_err(|message| {
             EvalexprError::CustomMessage(format!("function `{name}` failed: {message}"))
+        })?;
+        let result = crate::run::bounded(result).map_err(|depth| {
+            EvalexprError::CustomMessage(format!(
+                "function `{name}` returned a value {depth} levels deep, more than the {MAX_VALUE_DEPTH} allowed"
+            ))
         })?;
         to_expr(&result).map_err(|_| {
             EvalexprError::CustomMessage(format!(

@@ -46,4 +46,5 @@ pub use id::RunId;
 pub(crate) use id::shared_id;
 pub use recovery::RecoveryDecision;
 pub use status::{RunStatus, StepStatus};
+pub(crate) use value::bounded;
 pub use value::{MAX_VALUE_DEPTH, value_depth};

@@ -6,7 +6,7 @@ use serde_json::Value;
 
 use crate::agent::AgentId;
 use crate::definition::StepId;
-use crate::run::{FailureKind, RecoveryDecision, RunError, RunId, RunStatus};
+use crate::run::{FailureKind, RecoveryDecision, RunError, RunId, RunStatus, value_depth};
 
 /// One thing that happened to a run, as the engine journals it.
 ///
@@ -289,7 +289,27 @@ impl JournalEntry {
             {
                 Some("`confidence`, `cost` and `score` must be finite")
             }
-            _ => None,
+            _ => self
+                .values()
+                .any(|value| value_depth(value, MAX_JOURNAL_DEPTH) > MAX_JOURNAL_DEPTH)
+                .then_some("a value nests deeper than 100 levels: it would not read back"),
         }
     }
+
+    /// The JSON values the entry carries (input, output, parameters).
+    fn values(&self) -> impl Iterator<Item = &Value> {
+        match self {
+            Self::RunStarted { input: value, .. }
+            | Self::StepCompleted { output: value, .. }
+            | Self::StepWaiting {
+                parameters: value, ..
+            } => Some(value),
+            _ => None,
+        }
+        .into_iter()
+    }
 }
+
+/// How deep a value in a journal entry may nest: the entry adds a level or two, and JSON
+/// parsers bound their recursion (serde_json's at 128).
+const MAX_JOURNAL_DEPTH: usize = 100;

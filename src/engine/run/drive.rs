@@ -104,6 +104,17 @@ impl Execution {
         {
             return self.finish(RunStatus::Cancelled).await;
         }
+        if let Start::Fresh {
+            refused_input: Some(depth),
+        } = start
+        {
+            let message = format!(
+                "the run's input nests {depth} levels deep, more than the {} allowed",
+                crate::run::MAX_VALUE_DEPTH
+            );
+            let refused = self.stop_before_steps(FailureKind::Binding, message);
+            return self.finish(refused).await;
+        }
         if !matches!(start, Start::Resumed { began: true, .. }) {
             if let Some(early) = self.check_start() {
                 return self.finish(early).await;
@@ -203,7 +214,7 @@ impl Execution {
     /// it); every run announces `RunStarted`.
     fn begin(&mut self, start: Start) {
         let at = self.started_at;
-        if let Start::Fresh = start {
+        if let Start::Fresh { .. } = start {
             let plan = &self.book.plan;
             self.inner.defer(&self.batch, || {
                 let started = JournalEntry::RunStarted {

@@ -50,15 +50,27 @@ use crate::store::{Lease, RunState as Journaled};
 type Running = FuturesUnordered<BoxFuture<'static, (usize, StepResult)>>;
 
 /// Runs a new run to its end.
+/// A run's input as the host gave it: kept if it nests at most
+/// [`MAX_VALUE_DEPTH`](crate::run::MAX_VALUE_DEPTH) deep, else replaced by `null` (and the
+/// run fails before any step: see [`execute`]).
+pub(super) fn checked_input(input: Value) -> (Value, Option<usize>) {
+    match crate::run::bounded(input) {
+        Ok(input) => (input, None),
+        Err(depth) => (Value::Null, Some(depth)),
+    }
+}
+
+/// Runs a new run to its end; `refused_input` as [`checked_input`] says.
 pub(super) async fn execute(
     inner: Arc<Inner>,
     plan: Arc<ExecutionPlan>,
     identity: Identity,
     context: Arc<Context>,
     control: ControlGuard,
+    refused_input: Option<usize>,
 ) -> RunReport {
     let run = Execution::new(inner, plan, identity, context, control);
-    run.drive(Start::Fresh).await
+    run.drive(Start::Fresh { refused_input }).await
 }
 
 /// Continues a run from its journal's fold: steps that ended keep their status, output
@@ -146,8 +158,10 @@ pub(super) struct Identity {
 /// How a run's future begins.
 #[derive(Clone, Copy)]
 enum Start {
-    /// A new run: journal `runStarted`, check the workflow's conditions.
-    Fresh,
+    /// A new run: journal `runStarted`, check the workflow's conditions. `refused_input`:
+    /// how deep the host's input nested, when it was refused for its depth (the run
+    /// fails before any step).
+    Fresh { refused_input: Option<usize> },
     /// A run recovered from its journal; `began` when a step entry was journaled (the
     /// workflow's conditions were checked then); `cancelled` when its cancellation was
     /// journaled (it ends `CANCELLED` at once).

@@ -147,8 +147,16 @@ fn prepare(book: &Book, context: &crate::expr::Context, step: &PlanStep) -> Prep
             }
         },
     };
-    match parameters.resolve(book) {
-        Ok(parameters) => Prepared::Start(parameters),
+    match parameters.resolve(book).map(crate::run::bounded) {
+        Ok(Ok(parameters)) => Prepared::Start(parameters),
+        Ok(Err(depth)) => Prepared::Fail(
+            FailureKind::Binding,
+            format!(
+                "step `{}`: its parameters nest {depth} levels deep, more than the {} allowed",
+                step.id(),
+                crate::run::MAX_VALUE_DEPTH
+            ),
+        ),
         Err(error) => Prepared::Fail(
             FailureKind::Binding,
             format!("step `{}`: {error}", step.id()),

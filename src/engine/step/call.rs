@@ -418,7 +418,8 @@ async fn call_agent(
     }
 }
 
-/// Rejects output over the size limit (measured as compact JSON, without building it).
+/// Rejects output nested deeper than [`MAX_VALUE_DEPTH`](crate::run::MAX_VALUE_DEPTH) or
+/// over the size limit (measured as compact JSON, without building it).
 fn check_output(
     output: Value,
     limit: usize,
@@ -441,6 +442,15 @@ fn check_output(
             Ok(())
         }
     }
+    // Depth first: measuring the size walks the value recursively.
+    let output = crate::run::bounded(output).map_err(|depth| {
+        let error = AgentError::permanent(format!(
+            "output of agent `{agent}` for step `{}` nests {depth} levels deep, more than the {} allowed",
+            step.id(),
+            crate::run::MAX_VALUE_DEPTH
+        ));
+        (error, FailureKind::InvalidOutput)
+    })?;
     let mut counter = Counter { written: 0, limit };
     if serde_json::to_writer(&mut counter, &output).is_err() {
         let error = AgentError::permanent(format!(
