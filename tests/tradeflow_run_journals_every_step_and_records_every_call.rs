@@ -12,21 +12,11 @@ use std::process::Output;
 #[path = "support/command.rs"]
 mod command;
 
-use command::{json_lines, run, scratch_dir, stderr_lines, stdout};
+use command::{assert_exit, json_lines, run, scratch_dir, stderr_lines, stdout, text, write};
 
 use serde_json::{Value, json};
 use tradeflow::engine::RunStatus;
 use tradeflow::store::{RunState, RunStore, SqliteStore};
-
-fn assert_exit(output: &Output, code: i32) {
-    assert_eq!(
-        output.status.code(),
-        Some(code),
-        "stdout:\n{}\nstderr:\n{}",
-        stdout(output),
-        stderr_lines(output).join("\n")
-    );
-}
 
 /// The pretty report `run` prints.
 fn report(output: &Output) -> Value {
@@ -41,17 +31,6 @@ fn reports(output: &Output) -> Vec<Value> {
         .lines()
         .map(|line| serde_json::from_str(line).unwrap_or_else(|error| panic!("{error}: {line}")))
         .collect()
-}
-
-fn text(path: &Path) -> &str {
-    path.to_str().expect("a UTF-8 path")
-}
-
-/// Writes `value` as JSON to `dir/name` and returns the path.
-fn write(dir: &Path, name: &str, value: &Value) -> String {
-    let path = dir.join(name);
-    std::fs::write(&path, value.to_string()).expect("write a test file");
-    text(&path).to_owned()
 }
 
 /// The runs the store lists as unfinished.

@@ -127,3 +127,27 @@ pub fn json_lines(path: &Path) -> Vec<serde_json::Value> {
         })
         .collect()
 }
+
+/// Asserts that `output` exited with `code`, showing stdout and stderr otherwise.
+#[track_caller]
+pub fn assert_exit(output: &Output, code: i32) {
+    assert_eq!(
+        output.status.code(),
+        Some(code),
+        "stdout:\n{}\nstderr:\n{}",
+        stdout(output),
+        stderr_lines(output).join("\n")
+    );
+}
+
+/// `path` as text.
+pub fn text(path: &Path) -> &str {
+    path.to_str().expect("a UTF-8 path")
+}
+
+/// Writes `value` as JSON to `dir/name` and returns the path.
+pub fn write(dir: &Path, name: &str, value: &serde_json::Value) -> String {
+    let path = dir.join(name);
+    std::fs::write(&path, value.to_string()).expect("write a test file");
+    text(&path).to_owned()
+}
