@@ -12,8 +12,11 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use support::engine::{Harness, Reply, TestAgent, assert_status, step, step_on, t0, waiting_steps};
-use support::{task_with, with};
+use support::engine::{
+    Harness, Reply, TestAgent, approval_then_execute, assert_status, executor, step, step_on, t0,
+    waiting_steps,
+};
+use support::with;
 use tradeflow::agent::RunId;
 use tradeflow::clock::VirtualClock;
 use tradeflow::engine::{RunOptions, RunReport, RunStatus, StepStatus};
@@ -169,21 +172,6 @@ fn a_restart_reruns_only_the_step_in_flight_with_the_same_key() {
     assert!(store.unfinished_runs().unwrap().is_empty());
 }
 
-/// `approve` (a human approval of the input amount) then `execute`, bound to it.
-fn approval() -> Value {
-    json!({"id": "approval", "steps": [
-        {"id": "approve", "type": "human_approval",
-         "task": {"type": "APPROVAL_REQUEST", "parameters": {"amount": "${input.amount}"}}},
-        task_with("execute", json!({"approvedBy": "${approve.output.approvedBy}"})),
-    ]})
-}
-
-fn executor(clock: &VirtualClock) -> Arc<TestAgent> {
-    Arc::new(TestAgent::new("exec-1", clock).replies(|request, _| {
-        Reply::ok(json!({"executed": true, "by": request.parameters["approvedBy"]}))
-    }))
-}
-
 #[test]
 fn a_step_waiting_for_approval_waits_again_after_a_restart() {
     let clock = VirtualClock::starting_at(t0());
@@ -192,7 +180,10 @@ fn a_step_waiting_for_approval_waits_again_after_a_restart() {
 
     let first = durable(&clock, &store);
     first.register_shared(&exec);
-    let mut run = first.start(&approval(), RunOptions::new(json!({"amount": 5})));
+    let mut run = first.start(
+        &approval_then_execute(),
+        RunOptions::new(json!({"amount": 5})),
+    );
     let id = run.id().clone();
     assert!(clock.run_until_stalled(&mut run).is_pending());
     assert_eq!(waiting_steps(&first.events()), ["approve"]);
@@ -241,7 +232,7 @@ fn a_journaled_answer_is_acted_on_without_waiting_again() {
     let store = Arc::new(MemoryStore::new());
     let exec = executor(&clock);
     let first = durable(&clock, &store);
-    first.workflow(&approval());
+    first.workflow(&approval_then_execute());
     drop(first);
     // The previous engine journaled the answer, then stopped before acting on it.
     let id = RunId::from("run-1");

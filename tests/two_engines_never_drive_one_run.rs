@@ -7,28 +7,12 @@ mod support;
 use std::sync::Arc;
 
 use chrono::Duration as TimeDelta;
-use serde_json::{Value, json};
-use support::engine::{Harness, Reply, TestAgent, assert_status, t0, waiting_steps};
-use support::task_with;
+use serde_json::json;
+use support::engine::{Harness, approval_then_execute, assert_status, executor, t0, waiting_steps};
 use tradeflow::clock::VirtualClock;
 use tradeflow::engine::{RunOptions, RunStatus};
 use tradeflow::run::FailureKind;
 use tradeflow::store::{MemoryStore, RunStore, StoreError};
-
-/// `approve` (a person), then `execute` with who approved.
-fn approval() -> Value {
-    json!({"id": "approval", "steps": [
-        {"id": "approve", "type": "human_approval",
-         "task": {"type": "APPROVAL_REQUEST", "parameters": {"amount": "${input.amount}"}}},
-        task_with("execute", json!({"approvedBy": "${approve.output.approvedBy}"})),
-    ]})
-}
-
-fn executor(clock: &VirtualClock) -> Arc<TestAgent> {
-    Arc::new(TestAgent::new("exec-1", clock).replies(|request, _| {
-        Reply::ok(json!({"executed": true, "by": request.parameters["approvedBy"]}))
-    }))
-}
 
 /// An engine on `clock` journaling to `store`, named `owner` as the holder of runs.
 fn engine(clock: &VirtualClock, store: &Arc<MemoryStore>, owner: &str) -> Harness {
@@ -46,7 +30,10 @@ fn a_run_held_by_a_live_engine_is_left_to_it_and_taken_once_it_is_let_go() {
     let exec = executor(&clock);
     let first = engine(&clock, &store, "first");
     first.register_shared(&exec);
-    let mut run = first.start(&approval(), RunOptions::new(json!({"amount": 5})));
+    let mut run = first.start(
+        &approval_then_execute(),
+        RunOptions::new(json!({"amount": 5})),
+    );
     let id = run.id().clone();
     assert!(clock.run_until_stalled(&mut run).is_pending());
 
@@ -79,7 +66,10 @@ fn an_engine_that_lost_its_run_stops_driving_it_and_calls_nothing() {
     let exec = executor(&clock);
     let first = engine(&clock, &store, "first");
     first.register_shared(&exec);
-    let mut run = first.start(&approval(), RunOptions::new(json!({"amount": 5})));
+    let mut run = first.start(
+        &approval_then_execute(),
+        RunOptions::new(json!({"amount": 5})),
+    );
     let id = run.id().clone();
     assert!(clock.run_until_stalled(&mut run).is_pending());
 
@@ -125,7 +115,10 @@ fn a_fenced_append_is_refused_by_the_store_and_the_new_owner_writes() {
     let first = engine(&clock, &store, "first");
     let exec = executor(&clock);
     first.register_shared(&exec);
-    let mut run = first.start(&approval(), RunOptions::new(json!({"amount": 5})));
+    let mut run = first.start(
+        &approval_then_execute(),
+        RunOptions::new(json!({"amount": 5})),
+    );
     let id = run.id().clone();
     assert!(clock.run_until_stalled(&mut run).is_pending());
     let now = chrono::Utc::now();

@@ -504,3 +504,21 @@ pub fn run_approving(
 pub fn assert_status(report: &RunReport, status: RunStatus) {
     assert_eq!(report.status, status, "{}", report.to_json_pretty());
 }
+
+/// `approve` (a person, asked to approve `${input.amount}`), then `execute` with who
+/// approved: the smallest workflow that waits for a person.
+pub fn approval_then_execute() -> Value {
+    json!({"id": "approval", "steps": [
+        {"id": "approve", "type": "human_approval",
+         "task": {"type": "APPROVAL_REQUEST", "parameters": {"amount": "${input.amount}"}}},
+        {"id": "execute", "type": "task", "agentCriteria": {"type": "AGENT"},
+         "task": {"type": "TASK", "parameters": {"approvedBy": "${approve.output.approvedBy}"}}},
+    ]})
+}
+
+/// The agent of [`approval_then_execute`]'s `execute`: answers with who approved.
+pub fn executor(clock: &VirtualClock) -> Arc<TestAgent> {
+    Arc::new(TestAgent::new("exec-1", clock).replies(|request, _| {
+        Reply::ok(json!({"executed": true, "by": request.parameters["approvedBy"]}))
+    }))
+}
