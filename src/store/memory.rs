@@ -116,9 +116,6 @@ impl Memory {
         if let (true, Some(lease)) = (creates, lease) {
             journal.epoch = lease.epoch();
             journal.owner = Some((Arc::from(lease.owner()), until));
-        } else if let (Some(lease), Some((_, held))) = (lease, journal.owner.as_mut()) {
-            debug_assert_eq!(lease.epoch(), journal.epoch);
-            *held = until;
         }
         for entry in entries {
             match entry {

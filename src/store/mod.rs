@@ -157,7 +157,8 @@ pub trait RunStore: Send + Sync + fmt::Debug {
     /// An append whose first entry is `runStarted` creates the run, owned by its lease's
     /// owner at its epoch ([`StoreError::RunExists`] if the run exists). Any other is
     /// refused with [`StoreError::Fenced`] unless the run's owner and epoch are the
-    /// lease's. Each append extends its run's lease to `until`.
+    /// lease's. A run created here is leased until `until`; leases are extended by
+    /// [`renew`](Self::renew).
     fn commit(&self, appends: &[Append<'_>], until: DateTime<Utc>) -> Vec<Result<(), StoreError>>;
 
     /// Takes run `run` for `owner` until `until`, when it has no owner, its lease ended

@@ -92,13 +92,6 @@ pub(super) fn write_one(
              ON CONFLICT (run_id) DO UPDATE SET last_seq = ?2, last_crc = ?3",
         )?
         .execute(params![run.as_str(), seq - 1, i64::from(crc)])?;
-    if append.lease.is_some() && !creates {
-        transaction
-            .prepare_cached(
-                "UPDATE runs SET lease_until = ?2 WHERE run_id = ?1 AND owner IS NOT NULL",
-            )?
-            .execute(params![run.as_str(), until.timestamp_millis()])?;
-    }
     Ok(Ok(()))
 }
 

@@ -149,8 +149,8 @@ impl SqliteStore {
             .unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Appends in one transaction, each append in a savepoint of its own: one that is
-    /// refused leaves the others. If the commit itself fails, every append fails.
+    /// Appends in one transaction: one that is refused leaves the others; if a write or
+    /// the commit itself fails, every append fails.
     fn write(&self, appends: &[Encoded<'_>], until: DateTime<Utc>) -> Vec<Result<(), StoreError>> {
         let failed = |source: &rusqlite::Error, append: &Encoded<'_>| StoreError::Write {
             run: append.run.clone(),
@@ -159,51 +159,31 @@ impl SqliteStore {
             source: source.to_string().into(),
         };
         let mut connection = self.connection();
-        let mut transaction =
-            match connection.transaction_with_behavior(TransactionBehavior::Immediate) {
-                Ok(transaction) => transaction,
+        let transaction = match connection.transaction_with_behavior(TransactionBehavior::Immediate)
+        {
+            Ok(transaction) => transaction,
+            Err(error) => {
+                return appends
+                    .iter()
+                    .map(|append| Err(failed(&error, append)))
+                    .collect();
+            }
+        };
+        // Each append is checked before anything of it is written, so a refused one
+        // writes nothing. A write that fails (a full disk, an I/O error) fails them all:
+        // the transaction is rolled back, and nothing of it is stored.
+        let mut results: Vec<Result<(), StoreError>> = Vec::with_capacity(appends.len());
+        for append in appends {
+            match write_one(&transaction, append, until) {
+                Ok(result) => results.push(result),
                 Err(error) => {
+                    drop(transaction);
                     return appends
                         .iter()
                         .map(|append| Err(failed(&error, append)))
                         .collect();
                 }
-            };
-        let mut results: Vec<Result<(), StoreError>> = Vec::with_capacity(appends.len());
-        for append in appends {
-            let result = match transaction.savepoint() {
-                Ok(mut savepoint) => match write_one(&savepoint, append, until) {
-                    Ok(Ok(())) => savepoint.commit().map_err(|error| failed(&error, append)),
-                    Ok(Err(refused)) => {
-                        let _ = savepoint.rollback();
-                        Err(refused)
-                    }
-                    Err(error) => {
-                        let _ = savepoint.rollback();
-                        Err(failed(&error, append))
-                    }
-                },
-                Err(error) => Err(failed(&error, append)),
-            };
-            // Some errors (a full disk, an I/O error) make SQLite roll the whole
-            // transaction back: then nothing of it is stored, and every append fails.
-            if let (Err(StoreError::Write { fault, source, .. }), true) =
-                (&result, transaction.is_autocommit())
-            {
-                let (fault, why) = (*fault, source.to_string());
-                return appends
-                    .iter()
-                    .map(|append| {
-                        Err(StoreError::Write {
-                            run: append.run.clone(),
-                            step: first_step(append.entries),
-                            fault,
-                            source: why.clone().into(),
-                        })
-                    })
-                    .collect();
             }
-            results.push(result);
         }
         if let Err(error) = transaction.commit() {
             return appends
