@@ -52,7 +52,7 @@
 //! /// A bot's agent: only `descriptor` and `execute` are required.
 //! struct Signals(AgentDescriptor);
 //!
-//! #[async_trait::async_trait]
+//! #[tradeflow::async_trait]
 //! impl Agent for Signals {
 //!     fn descriptor(&self) -> &AgentDescriptor { &self.0 }
 //!     async fn execute(&self, request: TaskRequest) -> Result<Value, AgentError> {
@@ -73,6 +73,11 @@
 //! assert_eq!(report.status, RunStatus::Completed);
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
+//!
+//! `use tradeflow::prelude::*;` brings in what a bot needs (the `Agent` trait, the
+//! `#[async_trait]` attribute its implementations take, the engine, run options and
+//! events, `StreamExt` for event streams); the crate re-exports `async_trait` and
+//! `futures`, so a bot needs neither as a dependency of its own.
 //!
 //! # Concepts
 //! - [`definition`]: the JSON format as serde types ([`WorkflowDefinition`](definition::WorkflowDefinition)),
@@ -109,8 +114,11 @@
 //!   [`MemoryStore`](store::MemoryStore) is the only store.
 //!
 //! # Runtime support
-//! The library depends on no async runtime: it uses the `futures` crate only, so runs can
-//! be driven by tokio, async-std, smol or `futures::executor::block_on`.
+//! The library depends on no async runtime: it uses the `futures` crate only (timers on
+//! `futures-timer`'s thread, journal appends on a thread of the engine's own), so runs
+//! can be driven by any executor. The test suite drives durable runs on tokio's
+//! multi-threaded runtime, on smol, with `futures::executor::block_on` and on the
+//! crate's [`VirtualClock`](clock::VirtualClock).
 //!
 //! # MSRV
 //! Rust 1.85 (edition 2024), as declared in `Cargo.toml`.
@@ -126,8 +134,17 @@ pub mod definition;
 pub mod engine;
 pub mod expr;
 pub mod plan;
+pub mod prelude;
 pub mod resource;
 pub mod run;
 pub mod scheduler;
 pub mod sim;
 pub mod store;
+
+/// The attribute every [`Agent`](agent::Agent) implementation (and any other implementation
+/// of the crate's async traits) needs: `#[tradeflow::async_trait]`, so that a bot does not
+/// depend on `async-trait` itself.
+pub use async_trait::async_trait;
+/// The `futures` crate the public API uses (`Stream`, `StreamExt` for
+/// [`Engine::subscribe`](engine::Engine::subscribe) and [`Run::events`](engine::Run::events)).
+pub use futures;

@@ -24,7 +24,7 @@ use crate::run::{FailureKind, RunId};
 ///
 /// struct Echo(AgentDescriptor);
 ///
-/// #[async_trait::async_trait]
+/// #[tradeflow::async_trait]
 /// impl Agent for Echo {
 ///     fn descriptor(&self) -> &AgentDescriptor {
 ///         &self.0

@@ -41,7 +41,7 @@ pub const DEFAULT_MARGIN: f64 = 0.05;
 ///
 /// struct Venue(AgentDescriptor);
 ///
-/// #[async_trait::async_trait]
+/// #[tradeflow::async_trait]
 /// impl Agent for Venue {
 ///     fn descriptor(&self) -> &AgentDescriptor {
 ///         &self.0

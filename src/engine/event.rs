@@ -215,6 +215,79 @@ impl RunEvent {
 /// A stream of every event of every run, from [`Engine::subscribe`](super::Engine::subscribe).
 pub type EventStream = mpsc::UnboundedReceiver<RunEvent>;
 
+/// The events of one run, from [`Run::events`](super::Run::events): in order, ending
+/// after its `RunEnded`. Subscribed when created: create it before the run is first
+/// polled to see every event.
+///
+/// ```
+/// use futures::StreamExt;
+/// # use std::sync::Arc;
+/// # use serde_json::{Value, json};
+/// # use tradeflow::agent::{Agent, AgentDescriptor, AgentError, TaskRequest};
+/// # use tradeflow::definition::WorkflowDefinition;
+/// use tradeflow::engine::{Engine, RunEvent, RunOptions};
+/// # struct Echo(AgentDescriptor);
+/// # #[tradeflow::async_trait]
+/// # impl Agent for Echo {
+/// #     fn descriptor(&self) -> &AgentDescriptor { &self.0 }
+/// #     async fn execute(&self, _: TaskRequest) -> Result<Value, AgentError> { Ok(json!({})) }
+/// # }
+///
+/// let engine = Engine::builder().build();
+/// # engine.register_agent(Arc::new(Echo(AgentDescriptor::new("e-1", "T"))))?;
+/// # engine.create_workflow(WorkflowDefinition::from_json(r#"{"id": "w", "steps": [
+/// #     {"id": "a", "type": "task", "agentCriteria": {"type": "T"}, "task": {"type": "T"}}]}"#)?)?;
+/// let run = engine.start("w", RunOptions::new(json!({})))?;
+/// let events = run.events();
+/// let report = futures::executor::block_on(run);
+/// let seen: Vec<RunEvent> = futures::executor::block_on(events.collect());
+/// assert!(matches!(seen.first(), Some(RunEvent::RunStarted { .. })));
+/// assert!(matches!(seen.last(), Some(RunEvent::RunEnded { .. })));
+/// assert!(seen.iter().all(|event| event.run_id() == &report.run_id));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug)]
+#[must_use = "streams do nothing unless polled"]
+pub struct RunEvents {
+    stream: EventStream,
+    run: RunId,
+    ended: bool,
+}
+
+impl RunEvents {
+    pub(super) fn new(stream: EventStream, run: RunId) -> Self {
+        Self {
+            stream,
+            run,
+            ended: false,
+        }
+    }
+}
+
+impl futures::Stream for RunEvents {
+    type Item = RunEvent;
+
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<RunEvent>> {
+        use futures::StreamExt as _;
+        use std::task::Poll;
+        while !self.ended {
+            match self.stream.poll_next_unpin(cx) {
+                Poll::Ready(Some(event)) if event.run_id() == &self.run => {
+                    self.ended = matches!(event, RunEvent::RunEnded { .. });
+                    return Poll::Ready(Some(event));
+                }
+                Poll::Ready(Some(_)) => {}
+                Poll::Ready(None) => self.ended = true,
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+        Poll::Ready(None)
+    }
+}
+
 type Callback = Arc<dyn Fn(&RunEvent) + Send + Sync>;
 
 /// The subscribers of an engine. Events are built only when someone listens.

@@ -128,7 +128,7 @@ pub use crate::run::{FailureKind, RecoveryDecision, RunError, RunStatus, StepErr
 pub use builder::EngineBuilder;
 pub use catalogue::WorkflowRef;
 pub use error::{EngineError, RecoveryError};
-pub use event::{EventStream, RunEvent};
+pub use event::{EventStream, RunEvent, RunEvents};
 pub use heal::MAX_RECOVERIES;
 pub use options::{RunIds, RunOptions};
 pub use orchestration::OrchestrationEngine;
@@ -149,7 +149,7 @@ pub(crate) use inner::Inner;
 ///
 /// struct Doubler(AgentDescriptor);
 ///
-/// #[async_trait::async_trait]
+/// #[tradeflow::async_trait]
 /// impl Agent for Doubler {
 ///     fn descriptor(&self) -> &AgentDescriptor { &self.0 }
 ///     async fn execute(&self, request: TaskRequest) -> Result<Value, AgentError> {
@@ -262,6 +262,7 @@ impl Engine {
         );
         Run {
             id,
+            inner: Arc::clone(&self.inner),
             plan: Arc::clone(&plan_for_run),
             resumed: None,
             future: Box::pin(future),
@@ -303,6 +304,7 @@ impl Engine {
 #[must_use = "a run makes progress only while it is polled"]
 pub struct Run {
     id: RunId,
+    inner: Arc<Inner>,
     plan: Arc<ExecutionPlan>,
     resumed: Option<Resumed>,
     future: BoxFuture<'static, RunReport>,
@@ -312,6 +314,12 @@ impl Run {
     /// The run's id.
     pub fn id(&self) -> &RunId {
         &self.id
+    }
+
+    /// The run's own events, from now on: create the stream before the run is first
+    /// polled to see every one (see [`RunEvents`]).
+    pub fn events(&self) -> RunEvents {
+        RunEvents::new(self.inner.listeners.subscribe(), self.id.clone())
     }
 
     /// The plan the run executes (for a recovered run: the version it started with).

@@ -170,6 +170,7 @@ impl Engine {
         );
         Run {
             id,
+            inner: Arc::clone(&self.inner),
             plan,
             resumed: Some(resumed),
             future: Box::pin(future),

@@ -69,8 +69,12 @@ impl fmt::Display for FailureKind {
 }
 
 /// A step's failure: what kind and what happened.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+///
+/// Prints as `KIND: message` (`TIMEOUT: step `trade`, agent `exec-1`: no answer within
+/// the step's timeout`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
 #[serde(rename_all = "camelCase")]
+#[error("{kind}: {message}")]
 pub struct StepError {
     /// The kind.
     pub kind: FailureKind,
@@ -79,8 +83,12 @@ pub struct StepError {
 }
 
 /// The failure that ended a run.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+///
+/// Prints as `step `id` failed: KIND: message`, or `KIND: message` for a failure before
+/// any step (a missing input, the workflow's timeout).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
 #[serde(rename_all = "camelCase")]
+#[error("{}{kind}: {message}", failed_step(.step_id.as_ref()))]
 pub struct RunError {
     /// The step that failed; `None` for failures before any step (a missing input path).
     pub step_id: Option<StepId>,
@@ -88,4 +96,36 @@ pub struct RunError {
     pub kind: FailureKind,
     /// What happened.
     pub message: String,
+}
+
+/// `step `id` failed: ` for a run error that names its step.
+fn failed_step(step: Option<&StepId>) -> String {
+    step.map(|step| format!("step `{step}` failed: "))
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_print_kind_and_message_and_are_errors() {
+        let step = StepError {
+            kind: FailureKind::Timeout,
+            message: "no answer".into(),
+        };
+        assert_eq!(step.to_string(), "TIMEOUT: no answer");
+        let run = RunError {
+            step_id: Some("trade".into()),
+            kind: FailureKind::Timeout,
+            message: "no answer".into(),
+        };
+        assert_eq!(run.to_string(), "step `trade` failed: TIMEOUT: no answer");
+        let early = RunError {
+            step_id: None,
+            ..run
+        };
+        assert_eq!(early.to_string(), "TIMEOUT: no answer");
+        let _: &dyn std::error::Error = &early;
+    }
 }

@@ -272,7 +272,7 @@ impl Timeline {
     ///
     /// struct Rebalancer(AgentDescriptor);
     ///
-    /// #[async_trait::async_trait]
+    /// #[tradeflow::async_trait]
     /// impl Agent for Rebalancer {
     ///     fn descriptor(&self) -> &AgentDescriptor { &self.0 }
     ///     async fn execute(&self, _: TaskRequest) -> Result<Value, AgentError> {

@@ -121,7 +121,7 @@ pub enum TriggerError {
 ///
 /// struct Trader(AgentDescriptor);
 ///
-/// #[async_trait::async_trait]
+/// #[tradeflow::async_trait]
 /// impl Agent for Trader {
 ///     fn descriptor(&self) -> &AgentDescriptor { &self.0 }
 ///     async fn execute(&self, _: TaskRequest) -> Result<Value, AgentError> {
