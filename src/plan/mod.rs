@@ -507,11 +507,14 @@ impl Retry {
     }
 
     /// The delay before retry `n` with jitter applied; `unit` is a uniform draw from
-    /// `[0, 1)` (the run's seeded RNG supplies it).
+    /// `[0, 1)` (the run's seeded RNG supplies it). Jitter only shortens a delay. Never
+    /// panics: `jitter` and `unit` are clamped to 0 to 1, and a NaN leaves the delay as
+    /// it is.
     pub fn jittered_delay(&self, n: u32, unit: f64) -> Duration {
         let delay = self.delay_before_retry(n);
-        let factor = 1.0 - self.jitter * unit.clamp(0.0, 1.0);
-        Duration::from_secs_f64(delay.as_secs_f64() * factor)
+        let factor = 1.0 - self.jitter.clamp(0.0, 1.0) * unit.clamp(0.0, 1.0);
+        Duration::try_from_secs_f64(delay.as_secs_f64() * factor)
+            .map_or(delay, |jittered| jittered.min(delay))
     }
 }
 
@@ -577,5 +580,26 @@ mod tests {
         assert_eq!(delays, [100, 300, 900, 1000]);
         assert_eq!(retry.jittered_delay(2, 0.0), Duration::from_millis(300));
         assert_eq!(retry.jittered_delay(2, 1.0), Duration::from_millis(150));
+    }
+
+    #[test]
+    fn retry_delays_never_panic_or_overflow() {
+        let huge = Retry {
+            max_attempts: u32::MAX,
+            initial_delay: Duration::MAX,
+            backoff_multiplier: f64::MAX,
+            max_delay: Duration::MAX,
+            jitter: 0.5,
+            explicit: true,
+        };
+        let longest = Duration::from_millis(u64::MAX);
+        assert_eq!(huge.delay_before_retry(u32::MAX), longest);
+        assert!(huge.jittered_delay(u32::MAX, 0.99) <= longest);
+        // Settings validation would refuse, built by hand: clamped, or left unjittered.
+        for jitter in [-1.0, 2.0, f64::NAN, f64::INFINITY] {
+            let odd = Retry { jitter, ..huge };
+            assert!(odd.jittered_delay(3, 0.5) <= longest, "jitter {jitter}");
+        }
+        assert_eq!(huge.jittered_delay(1, f64::NAN), longest);
     }
 }
