@@ -33,6 +33,23 @@ use crate::expr::{Binding, Condition, Template};
 pub use draw::DrawFormat;
 pub use trigger::{CronError, Schedule, Trigger, TriggerKind};
 
+/// The longest duration a definition may give, in milliseconds: 100 years of 365.25
+/// days (3,155,760,000,000 ms). Every `timeout` (of the workflow, a step, an approval's
+/// wait), `retryPolicy.initialDelayMs` and `maxDelayMs`, `loop.intervalMs` and trigger
+/// `cooldownMs` is at most this; a longer one is a validation error.
+///
+/// Far beyond any wait a bot means, and small enough that every computation with it is
+/// exact and in range: it is below 2^53, so back-off computed in floating point is
+/// exact to the millisecond, and added to any time before the year 262,000 it stays
+/// within what `chrono` represents. (Time arithmetic saturates even so: a clock may
+/// start anywhere.)
+pub const MAX_DURATION_MS: u64 = 36_525 * 24 * 60 * 60 * 1000;
+
+/// The most iterations a `loop` step may have (`loop.maxIterations`): a million, a loop
+/// polling every second for more than eleven days. Each iteration is an agent call and
+/// a journal entry, so the bound keeps a loop's work and its journal finite.
+pub const MAX_LOOP_ITERATIONS: u32 = 1_000_000;
+
 /// A workflow definition that passed validation, compiled once: graph built, bindings
 /// parsed, conditions compiled. There is no way to build an invalid one.
 ///
