@@ -179,12 +179,19 @@ impl<C: Clock + ?Sized> Clock for Box<C> {
     }
 }
 
-/// `time + duration`, or the latest representable time if that overflows.
-fn add_saturating(time: DateTime<Utc>, duration: Duration) -> DateTime<Utc> {
+/// `time + duration`, or `None` when the sum is past the latest time chrono represents
+/// ([`DateTime::<Utc>::MAX_UTC`], in the year 262143) or `duration` is longer than a
+/// [`chrono::TimeDelta`] holds (about 292 million years).
+pub(crate) fn checked_add(time: DateTime<Utc>, duration: Duration) -> Option<DateTime<Utc>> {
     chrono::TimeDelta::from_std(duration)
         .ok()
         .and_then(|delta| time.checked_add_signed(delta))
-        .unwrap_or(DateTime::<Utc>::MAX_UTC)
+}
+
+/// `time + duration`, or the latest representable time if that overflows: every deadline
+/// and wake-up in the library is computed with it, so no duration can make time panic.
+pub(crate) fn add_saturating(time: DateTime<Utc>, duration: Duration) -> DateTime<Utc> {
+    checked_add(time, duration).unwrap_or(DateTime::<Utc>::MAX_UTC)
 }
 
 /// The real time: [`Utc::now`], with sleeps on `futures-timer`'s timer thread, so no
@@ -387,13 +394,13 @@ impl VirtualClock {
         Driver::new().run(self, Pin::new(future))
     }
 
-    /// Fires the earliest live timer (and any others with the same deadline). Returns
-    /// whether there was one.
     /// Whether work outside the clock is held ([`Clock::hold`]).
     fn is_held(&self) -> bool {
         self.inner.lock().holds > 0
     }
 
+    /// Fires the earliest live timer (and any others with the same deadline). Returns
+    /// whether there was one.
     fn fire_next(&self) -> bool {
         match self.next_deadline() {
             Some(deadline) => {
@@ -710,6 +717,27 @@ mod tests {
         clock.advance(Duration::MAX);
         assert_eq!(clock.now(), DateTime::<Utc>::MAX_UTC);
         assert_eq!(clock.pending_timers(), 0);
+    }
+
+    #[test]
+    fn adding_a_duration_saturates_at_the_latest_time() {
+        let max = DateTime::<Utc>::MAX_UTC;
+        let century = Duration::from_millis(3_155_760_000_000);
+        assert_eq!(add_saturating(t0(), secs(90)), t0() + secs(90));
+        assert_eq!(add_saturating(t0(), Duration::ZERO), t0());
+        assert_eq!(add_saturating(t0(), century), t0() + century);
+        assert_eq!(checked_add(t0(), century), Some(t0() + century));
+        // Past chrono's last year, and longer than a `TimeDelta`: the latest time.
+        let near_the_end = max - secs(1);
+        assert_eq!(add_saturating(near_the_end, secs(1)), max);
+        assert_eq!(add_saturating(near_the_end, century), max);
+        assert_eq!(add_saturating(t0(), Duration::MAX), max);
+        assert_eq!(add_saturating(max, secs(1)), max);
+        assert_eq!(checked_add(near_the_end, century), None);
+        assert_eq!(checked_add(t0(), Duration::MAX), None);
+        // Time before the common era adds as well.
+        let min = DateTime::<Utc>::MIN_UTC;
+        assert_eq!(add_saturating(min, century), min + century);
     }
 
     #[test]

@@ -73,6 +73,10 @@ pub enum ExpressionProblem {
     /// It chains expressions with `;`.
     #[error("conditions cannot chain expressions with `;`")]
     Chain,
+    /// A number literal is beyond the range of a float (`1e999`): it would be an
+    /// infinity, which every comparison would take at face value.
+    #[error("a number is too large for a float (beyond ±1.8e308)")]
+    NumberTooLarge,
     /// It uses an identifier reserved for bindings.
     #[error("identifiers starting with `{0}` are reserved")]
     ReservedName(String),

@@ -1,10 +1,12 @@
 //! Conditions: boolean expressions compiled once to evalexpr operator trees.
 
+use std::cell::Cell;
 use std::fmt::Write as _;
 use std::panic::catch_unwind;
 
 use evalexpr::{EvalexprError, EvalexprResult, Node, Operator, Value as ExprValue};
 
+use super::arithmetic::{self, Fault};
 use super::binding::{Binding, BindingValues, Locate, Scope, compile_pieces, compile_whole};
 use super::context::Context;
 use super::program::{Env, Program};
@@ -117,8 +119,9 @@ impl Condition {
     /// # Errors
     /// An unresolvable binding ([`EvalError::MissingPath`], [`EvalError::NoOutput`]), an
     /// object where a value is needed ([`EvalError::ObjectValue`]), a result that is not
-    /// a boolean ([`EvalError::NotBoolean`]) or any other evaluation failure
-    /// ([`EvalError::Evaluation`]). Never panics.
+    /// a boolean ([`EvalError::NotBoolean`]), arithmetic with no finite result
+    /// ([`EvalError::DivisionByZero`], [`EvalError::NotFinite`]) or any other evaluation
+    /// failure ([`EvalError::Evaluation`]). Never panics.
     pub fn evaluate(
         &self,
         values: &dyn BindingValues,
@@ -395,6 +398,11 @@ fn build(normalized: &str) -> Result<Node, ExpressionProblem> {
                 if let ExprValue::Int(int) = value {
                     *value = ExprValue::Float(*int as f64);
                 }
+                if let ExprValue::Float(number) = value {
+                    if !number.is_finite() {
+                        return Err(ExpressionProblem::NumberTooLarge);
+                    }
+                }
             }
             Operator::Assign
             | Operator::AddAssign
@@ -417,6 +425,7 @@ fn build(normalized: &str) -> Result<Node, ExpressionProblem> {
                 .map(|child| (child, depth + 1)),
         );
     }
+    arithmetic::guard(&mut tree);
     Ok(tree)
 }
 
@@ -455,19 +464,40 @@ pub(super) fn describe(error: &EvalexprError) -> String {
     }
 }
 
+/// Why evaluating an evalexpr tree failed.
+#[derive(Debug)]
+pub(super) enum TreeError {
+    /// evalexpr's own error (an unknown name, a type mismatch, a host function's error).
+    Evalexpr(EvalexprError),
+    /// Arithmetic with no finite answer, found by a guard (see `arithmetic.rs`).
+    Arithmetic(Fault),
+}
+
 /// Evaluates an evalexpr (sub)tree with bound slot values and the host context.
 pub(super) fn eval_tree(
     tree: &Node,
     bound: &[ExprValue],
     host: &Context,
-) -> EvalexprResult<ExprValue> {
-    tree.eval_with_context(&EvalContext { bound, host })
+) -> Result<ExprValue, TreeError> {
+    let context = EvalContext {
+        bound,
+        host,
+        fault: Cell::new(None),
+    };
+    // A failing guard fails the evaluation; its fault says why.
+    tree.eval_with_context(&context)
+        .map_err(|error| match context.fault.take() {
+            Some(fault) => TreeError::Arithmetic(fault),
+            None => TreeError::Evalexpr(error),
+        })
 }
 
-/// The evalexpr context of one evaluation: bound values by slot, then the host.
+/// The evalexpr context of one evaluation: bound values by slot, then the host; and
+/// the arithmetic guards, which leave their fault here.
 struct EvalContext<'a> {
     bound: &'a [ExprValue],
     host: &'a Context,
+    fault: Cell<Option<Fault>>,
 }
 
 static NULL: ExprValue = ExprValue::Empty;
@@ -487,6 +517,16 @@ impl evalexpr::Context for EvalContext<'_> {
     }
 
     fn call_function(&self, identifier: &str, argument: &ExprValue) -> EvalexprResult<ExprValue> {
+        match arithmetic::check(identifier, argument) {
+            Some(Ok(())) => return Ok(argument.clone()),
+            Some(Err(fault)) => {
+                self.fault.set(Some(fault));
+                return Err(EvalexprError::CustomMessage(
+                    "arithmetic without a finite result".to_owned(),
+                ));
+            }
+            None => {}
+        }
         match builtin(identifier, argument) {
             Some(result) => result,
             None => self.host.call(identifier, argument),
@@ -777,6 +817,24 @@ mod tests {
             holds("unknown.flag == 1", &v),
             Err(EvalError::Evaluation { .. })
         ));
+        assert_eq!(
+            holds("1 / ${input.qty} - 1 > 0", &v),
+            Ok(false),
+            "arithmetic with a finite result is untouched"
+        );
+        for (text, by_zero, operator) in [
+            ("${input.qty} / 0 > 1e308", true, '/'),
+            ("5 % (${input.qty} - 1) == 0", true, '%'),
+            ("1e308 * 10 / 1e308 > 1", false, '*'),
+            ("(-8) ^ 0.5 != 0", false, '^'),
+        ] {
+            let found = match holds(text, &v) {
+                Err(EvalError::DivisionByZero { operator, .. }) => (true, operator),
+                Err(EvalError::NotFinite { operator, .. }) => (false, operator),
+                other => panic!("{text}: {other:?}"),
+            };
+            assert_eq!(found, (by_zero, operator), "{text}");
+        }
         // Builtins of evalexpr that are not vetted are unreachable.
         assert!(matches!(
             holds("str::substring(\"héllo\", 0, 2) == \"h\"", &v),
@@ -798,6 +856,10 @@ mod tests {
         assert!(matches!(problem("!"), ExpressionProblem::Syntax(_)));
         assert!(compile("market.isOpen()").is_ok());
         assert!(matches!(problem("a = 1"), ExpressionProblem::Assignment));
+        assert!(matches!(
+            problem("1e999 > 1"),
+            ExpressionProblem::NumberTooLarge
+        ));
         assert!(matches!(problem("a == 1; b"), ExpressionProblem::Chain));
         assert!(matches!(
             problem("__tf0 == 1"),
@@ -838,9 +900,21 @@ mod tests {
             ),
             format!("{}true", "!".repeat(MAX_EXPRESSION_DEPTH)),
             format!("{}1 == 1", "1 + ".repeat(MAX_EXPRESSION_DEPTH * 2 - 4)),
+            // Arithmetic is guarded, up to two more levels per operation: the deepest
+            // accepted chains of guarded operations.
+            format!("{}1 == 1", "1 / ".repeat(MAX_EXPRESSION_DEPTH * 2 - 4)),
+            format!("{}2 == 1", "2 ^ ".repeat(MAX_EXPRESSION_DEPTH * 2 - 4)),
+            format!(
+                "{}1{} == 1",
+                "1 / (".repeat(MAX_EXPRESSION_DEPTH - 2),
+                ")".repeat(MAX_EXPRESSION_DEPTH - 2)
+            ),
             format!("{}1 == 1", "1+".repeat(MAX_EXPRESSION_LENGTH / 2 - 4)),
             format!("{}1 == 1", "-".repeat(MAX_EXPRESSION_LENGTH - 10)),
         ];
+        for guarded in &worst[3..6] {
+            assert!(compile(guarded).is_ok(), "{guarded}");
+        }
         std::thread::Builder::new()
             .stack_size(256 * 1024)
             .spawn(move || {

@@ -32,6 +32,12 @@
 //! host's own; evalexpr's built-ins are disabled (some panic on non-ASCII text). Any
 //! panic inside evalexpr is contained and reported as an error.
 //!
+//! Arithmetic never yields an infinity or NaN: a division or remainder by zero fails
+//! the evaluation ([`EvalError::DivisionByZero`]), and so does an operation whose result
+//! is not a finite number ([`EvalError::NotFinite`], `1e308 * 10`), where evalexpr
+//! would go on and compare it (`1 / 0 > 1e308` would hold). A number literal beyond a
+//! float's range is refused at compile time ([`ExpressionProblem::NumberTooLarge`]).
+//!
 //! # Values
 //! | JSON | in a condition |
 //! |---|---|
@@ -50,6 +56,7 @@
 //! (see `benches/definition.rs`); compiling costs a few microseconds and happens once per
 //! definition.
 
+mod arithmetic;
 mod binding;
 mod condition;
 mod context;
@@ -111,4 +118,33 @@ pub enum EvalError {
         /// What went wrong.
         message: String,
     },
+    /// A division or remainder by zero (`1 / 0`, `${x} % 0`): no number is the answer,
+    /// so the evaluation fails rather than compare an infinity or NaN.
+    #[error("condition `{expression}`: {} by zero", division_name(*.operator))]
+    DivisionByZero {
+        /// The expression as written.
+        expression: String,
+        /// `/` or `%`.
+        operator: char,
+    },
+    /// Arithmetic gave a result that is not a finite number: it overflowed to an
+    /// infinity (`1e308 * 10`) or is no number at all (NaN: `(-8) ^ 0.5`).
+    #[error("condition `{expression}`: `{operator}` gave {result}, not a finite number")]
+    NotFinite {
+        /// The expression as written.
+        expression: String,
+        /// The operator (`+ - * / % ^`).
+        operator: char,
+        /// What it gave: `inf`, `-inf` or `NaN`.
+        result: String,
+    },
+}
+
+/// What dividing by zero is called for `operator` (`/` or `%`).
+fn division_name(operator: char) -> &'static str {
+    if operator == '%' {
+        "remainder"
+    } else {
+        "division"
+    }
 }

@@ -17,7 +17,7 @@ use serde_json::Value;
 
 use super::EvalError;
 use super::binding::{Binding, BindingValues};
-use super::condition::{SLOT_PREFIX, describe, eval_tree};
+use super::condition::{SLOT_PREFIX, TreeError, describe, eval_tree};
 use super::context::{Context, ObjectValue, from_expr, to_expr};
 
 /// A condition's compiled evaluation plan.
@@ -253,7 +253,8 @@ impl<'a> Env<'a> {
                     from_expr(&other).map_or_else(|_| format!("{other}"), |json| json.to_string());
                 Err(self.not_boolean(&found, root))
             }
-            Err(error) => Err(self.evaluation(describe(&error))),
+            Err(TreeError::Arithmetic(fault)) => Err(fault.error(self.text)),
+            Err(TreeError::Evalexpr(error)) => Err(self.evaluation(describe(&error))),
         }
     }
 

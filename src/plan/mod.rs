@@ -33,6 +33,23 @@ use crate::expr::{Binding, Condition, Template};
 pub use draw::DrawFormat;
 pub use trigger::{CronError, Schedule, Trigger, TriggerKind};
 
+/// The longest duration a definition may give, in milliseconds: 100 years of 365.25
+/// days (3,155,760,000,000 ms). Every `timeout` (of the workflow, a step, an approval's
+/// wait), `retryPolicy.initialDelayMs` and `maxDelayMs`, `loop.intervalMs` and trigger
+/// `cooldownMs` is at most this; a longer one is a validation error.
+///
+/// Far beyond any wait a bot means, and small enough that every computation with it is
+/// exact and in range: it is below 2^53, so back-off computed in floating point is
+/// exact to the millisecond, and added to any time before the year 262,000 it stays
+/// within what `chrono` represents. (Time arithmetic saturates even so: a clock may
+/// start anywhere.)
+pub const MAX_DURATION_MS: u64 = 36_525 * 24 * 60 * 60 * 1000;
+
+/// The most iterations a `loop` step may have (`loop.maxIterations`): a million, a loop
+/// polling every second for more than eleven days. Each iteration is an agent call and
+/// a journal entry, so the bound keeps a loop's work and its journal finite.
+pub const MAX_LOOP_ITERATIONS: u32 = 1_000_000;
+
 /// A workflow definition that passed validation, compiled once: graph built, bindings
 /// parsed, conditions compiled. There is no way to build an invalid one.
 ///
@@ -507,11 +524,14 @@ impl Retry {
     }
 
     /// The delay before retry `n` with jitter applied; `unit` is a uniform draw from
-    /// `[0, 1)` (the run's seeded RNG supplies it).
+    /// `[0, 1)` (the run's seeded RNG supplies it). Jitter only shortens a delay. Never
+    /// panics: `jitter` and `unit` are clamped to 0 to 1, and a NaN leaves the delay as
+    /// it is.
     pub fn jittered_delay(&self, n: u32, unit: f64) -> Duration {
         let delay = self.delay_before_retry(n);
-        let factor = 1.0 - self.jitter * unit.clamp(0.0, 1.0);
-        Duration::from_secs_f64(delay.as_secs_f64() * factor)
+        let factor = 1.0 - self.jitter.clamp(0.0, 1.0) * unit.clamp(0.0, 1.0);
+        Duration::try_from_secs_f64(delay.as_secs_f64() * factor)
+            .map_or(delay, |jittered| jittered.min(delay))
     }
 }
 
@@ -577,5 +597,26 @@ mod tests {
         assert_eq!(delays, [100, 300, 900, 1000]);
         assert_eq!(retry.jittered_delay(2, 0.0), Duration::from_millis(300));
         assert_eq!(retry.jittered_delay(2, 1.0), Duration::from_millis(150));
+    }
+
+    #[test]
+    fn retry_delays_never_panic_or_overflow() {
+        let huge = Retry {
+            max_attempts: u32::MAX,
+            initial_delay: Duration::MAX,
+            backoff_multiplier: f64::MAX,
+            max_delay: Duration::MAX,
+            jitter: 0.5,
+            explicit: true,
+        };
+        let longest = Duration::from_millis(u64::MAX);
+        assert_eq!(huge.delay_before_retry(u32::MAX), longest);
+        assert!(huge.jittered_delay(u32::MAX, 0.99) <= longest);
+        // Settings validation would refuse, built by hand: clamped, or left unjittered.
+        for jitter in [-1.0, 2.0, f64::NAN, f64::INFINITY] {
+            let odd = Retry { jitter, ..huge };
+            assert!(odd.jittered_delay(3, 0.5) <= longest, "jitter {jitter}");
+        }
+        assert_eq!(huge.jittered_delay(1, f64::NAN), longest);
     }
 }

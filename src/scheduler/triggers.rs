@@ -16,6 +16,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 use futures::stream::{self, BoxStream, StreamExt};
 use serde_json::{Map, Value};
 
+use crate::clock::add_saturating;
 use crate::definition::{Location, TriggerType};
 use crate::engine::{Engine, Run, RunOptions, RunReport};
 use crate::expr::{Context, EvalError};
@@ -463,12 +464,7 @@ impl Triggers {
                 continue;
             }
             let until = match (state.last_fired, cooldown) {
-                (Some(last), Some(cooldown)) => Some(
-                    TimeDelta::from_std(*cooldown)
-                        .ok()
-                        .and_then(|cooldown| last.checked_add_signed(cooldown))
-                        .unwrap_or(DateTime::<Utc>::MAX_UTC),
-                ),
+                (Some(last), Some(cooldown)) => Some(add_saturating(last, *cooldown)),
                 _ => None,
             };
             let verdict = match until {

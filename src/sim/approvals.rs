@@ -2,13 +2,15 @@
 //! agents file's `approvals` say.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
 
-use chrono::{DateTime, TimeDelta, Utc};
+use chrono::{DateTime, Utc};
 use futures::select_biased;
 use futures::stream::{FusedStream, FuturesUnordered, StreamExt};
 
 use super::ScriptedApproval;
 use crate::agent::RunId;
+use crate::clock::add_saturating;
 use crate::definition::StepId;
 use crate::engine::{Engine, EngineError, RunEvent};
 
@@ -181,11 +183,7 @@ impl ScriptedApprover {
         // On the virtual clock, events are read before the clock moves on (block_on
         // polls every woken future before it fires a timer), so this is `afterMs` from
         // now; on the real clock, from when the step started waiting.
-        let deadline = i64::try_from(script.after_ms)
-            .ok()
-            .and_then(TimeDelta::try_milliseconds)
-            .and_then(|after| waiting_since.checked_add_signed(after))
-            .unwrap_or(DateTime::<Utc>::MAX_UTC);
+        let deadline = add_saturating(waiting_since, Duration::from_millis(script.after_ms));
         let clock = self.engine.clock();
         clock.sleep_until(deadline).await;
         let comment = script.comment.as_deref();

@@ -17,6 +17,7 @@ use chrono::Utc;
 use futures::channel::oneshot;
 
 use super::{Batch, Lost};
+use crate::clock::add_saturating;
 use crate::run::RunId;
 use crate::store::{Append, JournalEntry, Lease, RunStore, StoreError, WriteFault};
 
@@ -233,10 +234,7 @@ fn retry_after(error: &StoreError, tries: u32) -> Option<Duration> {
 
 /// When a lease taken or renewed now ends (saturating).
 pub(crate) fn lease_until(lease: Duration) -> chrono::DateTime<Utc> {
-    chrono::TimeDelta::from_std(lease)
-        .ok()
-        .and_then(|lease| Utc::now().checked_add_signed(lease))
-        .unwrap_or(chrono::DateTime::<Utc>::MAX_UTC)
+    add_saturating(Utc::now(), lease)
 }
 
 /// The error of an append the store gave no result for.

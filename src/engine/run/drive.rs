@@ -17,7 +17,7 @@ use futures::{FutureExt, StreamExt};
 
 use super::resources::WorkflowAdmission;
 use super::{Execution, Running, Start};
-use crate::clock::Sleep;
+use crate::clock::{Sleep, add_saturating};
 use crate::engine::RunEvent;
 use crate::engine::control::{Command, RunControl};
 use crate::engine::durable::{Batch, Lost};
@@ -201,13 +201,11 @@ impl Execution {
     /// deadline it started with.
     fn deadline(&self) -> Option<Sleep> {
         let timeout = self.book.plan.timeout()?;
-        let at = chrono::Duration::from_std(timeout)
-            .ok()
-            .and_then(|timeout| self.started_at.checked_add_signed(timeout));
-        Some(match at {
-            Some(at) => self.inner.clock.sleep_until(at),
-            None => self.inner.clock.sleep(timeout),
-        })
+        Some(
+            self.inner
+                .clock
+                .sleep_until(add_saturating(self.started_at, timeout)),
+        )
     }
 
     /// The run begins: a fresh run journals `runStarted` (and the trigger that started

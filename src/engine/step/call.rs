@@ -31,6 +31,7 @@ use super::{Failure, StepCtx, StepResult, Success};
 use crate::agent::{
     AgentError, AgentErrorKind, AgentId, Outcome, SelectError, Selection, TaskRequest,
 };
+use crate::clock::add_saturating;
 use crate::engine::RunEvent;
 use crate::plan::{AgentTask, PlanStep};
 use crate::run::{FailureKind, RunId};
@@ -366,11 +367,7 @@ fn attempt_deadline(
     timeout: Option<Duration>,
     deadline: Option<DateTime<Utc>>,
 ) -> Option<DateTime<Utc>> {
-    let own = timeout.and_then(|timeout| {
-        chrono::Duration::from_std(timeout)
-            .ok()
-            .map(|timeout| started + timeout)
-    });
+    let own = timeout.map(|timeout| add_saturating(started, timeout));
     match (own, deadline) {
         (Some(a), Some(b)) => Some(a.min(b)),
         (a, b) => a.or(b),

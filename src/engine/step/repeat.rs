@@ -6,6 +6,7 @@ use serde_json::Value;
 
 use super::{Failure, LogicalCall, Snapshot, StepCtx, StepResult, Success};
 use crate::agent::AgentId;
+use crate::clock::add_saturating;
 use crate::expr::BindingValues;
 use crate::plan::{AgentTask, PlanStep, Until};
 use crate::run::FailureKind;
@@ -30,20 +31,16 @@ pub(super) async fn repeat(
     let clock = &ctx.inner.clock;
     let deadline = step
         .timeout()
-        .and_then(|timeout| chrono::Duration::from_std(timeout).ok())
-        .map(|timeout| clock.now() + timeout);
+        .map(|timeout| add_saturating(clock.now(), timeout));
     let mut last: Option<Value> = None;
     let mut agent: Option<AgentId> = None;
     let mut attempts = 0;
     let mut iterations = 0;
     while iterations < bounds.max_iterations {
         if iterations > 0 && !bounds.interval.is_zero() {
-            let resume =
-                chrono::Duration::from_std(bounds.interval).map(|interval| clock.now() + interval);
-            if let (Ok(resume), Some(deadline)) = (resume, deadline) {
-                if resume >= deadline {
-                    break;
-                }
+            let resume = add_saturating(clock.now(), bounds.interval);
+            if deadline.is_some_and(|deadline| resume >= deadline) {
+                break;
             }
             clock.sleep(bounds.interval).await;
         }

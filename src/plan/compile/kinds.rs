@@ -8,7 +8,9 @@
 //! may be an array (named by `forEach`, or else the only such parameter), at most
 //! `maxConcurrency` items at once (not 0). A `loop` step repeats its task until `until`
 //! holds (a condition that may read the iteration's output) or, without one, until the
-//! output says it is done; at most `maxIterations` times (default 100, not 0). A
+//! output says it is done; at most `maxIterations` times (default 100, not 0, at most
+//! [`MAX_LOOP_ITERATIONS`]), `intervalMs` apart (at most
+//! [`MAX_DURATION_MS`](crate::plan::MAX_DURATION_MS)). A
 //! `condition` step compiles each branch's `when`; the branch taken when none matches is
 //! `default` unless named. A `human_approval` step compiles its parameters and what to
 //! do on timeout. A missing field was reported by the shape check (`steps.rs`); here it
@@ -20,7 +22,7 @@ use std::time::Duration;
 use super::Compiler;
 use crate::definition::{DefinitionError, StepDefinition, StepType};
 use crate::expr::{Condition, Locate, Scope, Template};
-use crate::plan::{AgentTask, Branch, StepKind, Until};
+use crate::plan::{AgentTask, Branch, MAX_LOOP_ITERATIONS, StepKind, Until};
 
 impl Compiler {
     /// Compiles what the step does, by its type; `None` if that has a problem.
@@ -146,9 +148,13 @@ impl KindCompilation<'_> {
     /// A `loop` step: its task, when it stops, how often it may run and the pause
     /// between iterations.
     fn repeat(&mut self) -> Option<StepKind> {
-        let task = self.agent_task()?;
+        let task = self.agent_task();
         let at = self.at;
         let settings = self.step.loop_settings.as_ref();
+        let max_iterations = self.max_iterations();
+        let interval_ms = settings.and_then(|settings| settings.interval_ms);
+        self.compiler
+            .duration(interval_ms, &|| at().field("loop").field("intervalMs"));
         let until = match settings.and_then(|settings| settings.until.as_deref()) {
             Some(text) => Until::Condition(Condition::compile(
                 text,
@@ -158,27 +164,34 @@ impl KindCompilation<'_> {
             )?),
             None => Until::Done,
         };
-        let max_iterations = settings
+        Some(StepKind::Loop {
+            task: task?,
+            until,
+            max_iterations: max_iterations?,
+            interval: Duration::from_millis(interval_ms.unwrap_or(0)),
+        })
+    }
+
+    /// A `loop` step's `maxIterations` (100 when absent): at least 1 and at most
+    /// [`MAX_LOOP_ITERATIONS`]; `None` when out of range.
+    fn max_iterations(&mut self) -> Option<u32> {
+        let max_iterations = self
+            .step
+            .loop_settings
+            .as_ref()
             .and_then(|settings| settings.max_iterations)
             .unwrap_or(100);
-        if max_iterations == 0 {
-            self.compiler.errors.push(DefinitionError::InvalidValue {
-                at: at().field("loop").field("maxIterations"),
-                value: "0".to_owned(),
-                reason: "a loop runs at least once".to_owned(),
-            });
-            return None;
-        }
-        Some(StepKind::Loop {
-            task,
-            until,
-            max_iterations,
-            interval: Duration::from_millis(
-                settings
-                    .and_then(|settings| settings.interval_ms)
-                    .unwrap_or(0),
-            ),
-        })
+        let reason = match max_iterations {
+            0 => "a loop runs at least once".to_owned(),
+            1..=MAX_LOOP_ITERATIONS => return Some(max_iterations),
+            _ => format!("a loop runs at most {MAX_LOOP_ITERATIONS} times"),
+        };
+        self.compiler.invalid(
+            (self.at)().field("loop").field("maxIterations"),
+            &max_iterations.to_string(),
+            &reason,
+        );
+        None
     }
 
     /// A `condition` step: each branch whose `when` compiles, and the default branch.

@@ -33,7 +33,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::{Edge, ExecutionPlan, PlanStep};
+use super::{Edge, ExecutionPlan, MAX_DURATION_MS, PlanStep};
 use crate::definition::{
     ConditionDefinition, DefinitionError, Location, Partial, StepId, ValidationErrors,
     WorkflowDefinition,
@@ -161,10 +161,23 @@ impl Compiler {
         Condition::compile(&block.expression, scope, &at, &mut self.errors)
     }
 
-    /// Checks that a timeout in milliseconds is not 0.
-    fn positive(&mut self, millis: u64, at: Locate<'_>) {
-        if millis == 0 {
+    /// Checks a timeout in milliseconds, if there is one: at least 1 and at most
+    /// [`MAX_DURATION_MS`].
+    fn timeout(&mut self, millis: Option<u64>, at: Locate<'_>) {
+        if millis == Some(0) {
             self.invalid(at(), "0", "a timeout is at least 1 ms");
+        }
+        self.duration(millis, at);
+    }
+
+    /// Checks a duration in milliseconds, if there is one: at most [`MAX_DURATION_MS`].
+    fn duration(&mut self, millis: Option<u64>, at: Locate<'_>) {
+        if let Some(millis) = millis.filter(|millis| *millis > MAX_DURATION_MS) {
+            self.invalid(
+                at(),
+                &millis.to_string(),
+                &format!("a duration is at most {MAX_DURATION_MS} ms (100 years)"),
+            );
         }
     }
 

@@ -6,7 +6,8 @@
 //! (`retryPolicy`, or `errorHandling.retryPolicy`; a step may not have both), then the
 //! workflow's `errorHandling.retryPolicy`, then [`Retry::DEFAULT`]. Values are checked
 //! where they are written: `maxAttempts` at least 1, `backoffMultiplier` at least 1,
-//! `jitter` between 0 and 1. Strategies are the step's, else the workflow's, else all but
+//! `jitter` between 0 and 1, delays at most
+//! [`MAX_DURATION_MS`](crate::plan::MAX_DURATION_MS). Strategies are the step's, else the workflow's, else all but
 //! `ROLLBACK`; weights are the step's, then the workflow's for strategies the step does
 //! not weigh, each finite and not negative. A `fallbackStep` names another step. Once
 //! every step has compiled, each fallback is marked with the step it stands in for; a
@@ -79,6 +80,8 @@ impl Compiler {
 
     /// Checks the values of one retry policy.
     fn retry_values(&mut self, policy: &RetryPolicy, at: Locate<'_>) {
+        self.duration(policy.initial_delay_ms, &|| at().field("initialDelayMs"));
+        self.duration(policy.max_delay_ms, &|| at().field("maxDelayMs"));
         if policy.max_attempts == Some(0) {
             self.invalid(
                 at().field("maxAttempts"),

@@ -70,9 +70,7 @@ impl Compiler {
         });
         let output_mapping = self.output_mapping(step, &scope, &at);
         let kind = self.step_kind(step, &at, &scope);
-        if let Some(timeout) = step.timeout {
-            self.positive(timeout, &|| at().field("timeout"));
-        }
+        self.timeout(step.timeout, &|| at().field("timeout"));
         let retry = self.retry(step, definition, &at);
         let recovery = self.recovery(step, definition, &at, lookup);
         let resources = step.resource_requirements.as_ref().and_then(|requirement| {

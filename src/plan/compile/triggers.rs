@@ -4,7 +4,8 @@
 //! A trigger may carry only its own type's fields (`schedule` and `timezone` for
 //! `SCHEDULED`; `eventType` for `EVENT`; `metric`, `threshold` and `cooldownMs` for
 //! `THRESHOLD`) and must carry those its type needs: a schedule, a non-empty event
-//! type, a non-empty metric and a finite threshold. A schedule is parsed as a cron
+//! type, a non-empty metric, a finite threshold and a cooldown of at most
+//! [`MAX_DURATION_MS`](crate::plan::MAX_DURATION_MS). A schedule is parsed as a cron
 //! pattern in its time zone ([`Schedule::parse`]); an unknown zone and a bad pattern are
 //! reported as different problems. The optional `condition` is compiled against the
 //! host context only (no bindings). A trigger with a problem yields no `Trigger`, but
@@ -144,6 +145,7 @@ impl Compiler {
         at: Locate<'_>,
         required: String,
     ) -> Option<TriggerKind> {
+        self.duration(trigger.cooldown_ms, &|| at().field("cooldownMs"));
         let metric = trigger.metric.clone().filter(|metric| !metric.is_empty());
         if metric.is_none() {
             self.required(at, "metric", required.clone());

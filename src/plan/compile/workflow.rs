@@ -4,7 +4,8 @@
 //! Workflow conditions are checked before any step runs, so they are compiled against
 //! the run's input only (`${input…}`). The workflow's `errorHandling` is checked as a
 //! step's is (`recovery.rs`), but `fallbackStep` belongs to steps and is refused here.
-//! A timeout is at least 1 ms, and a workflow has at least one step. Absent
+//! A timeout is at least 1 ms and at most [`MAX_DURATION_MS`](crate::plan::MAX_DURATION_MS),
+//! and a workflow has at least one step. Absent
 //! `concurrency` and `failureHandling` take their defaults (`PARALLEL`,
 //! `STOP_ON_FAILURE`).
 
@@ -55,9 +56,7 @@ impl Compiler {
 
     /// Checks the workflow's `timeout`.
     pub(super) fn workflow_timeout(&mut self, definition: &WorkflowDefinition) {
-        if let Some(timeout) = definition.timeout {
-            self.positive(timeout, &|| Location::root().field("timeout"));
-        }
+        self.timeout(definition.timeout, &|| Location::root().field("timeout"));
     }
 
     /// Reports a workflow without steps.

@@ -9,14 +9,14 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll, Waker};
 
-use chrono::{DateTime, TimeDelta, Utc};
+use chrono::{DateTime, Utc};
 use futures::future;
 use serde_json::Value;
 
 use super::filter::{Reschedule, TaskFilter, TimeRange};
 use super::policy::{Deadline, Recurrence, SchedulePolicy, When};
 use super::{DueStatus, DueTask, ScheduleError, ScheduledTask, Slot, Task, TaskId, TaskScheduler};
-use crate::clock::{Clock, SystemClock};
+use crate::clock::{Clock, SystemClock, checked_add};
 
 /// Tasks in memory, ordered in a B-tree by `(due, priority, scheduling order)`: O(log n)
 /// to schedule, pop, cancel and find by id, O(log n + k) to list the k tasks of a time
@@ -345,14 +345,11 @@ impl<T> TaskQueue<T> {
             When::At(instant) => *instant,
             When::After(delay) => {
                 let from = self.clock.now();
-                TimeDelta::from_std(*delay)
-                    .ok()
-                    .and_then(|delay| from.checked_add_signed(delay))
-                    .ok_or_else(|| ScheduleError::DelayOutOfRange {
-                        task: task.name().to_owned(),
-                        from,
-                        delay: *delay,
-                    })?
+                checked_add(from, *delay).ok_or_else(|| ScheduleError::DelayOutOfRange {
+                    task: task.name().to_owned(),
+                    from,
+                    delay: *delay,
+                })?
             }
             When::Recurring(recurrence) => {
                 if let Some(Deadline::At(deadline)) = policy.deadline {
@@ -610,6 +607,8 @@ mod tests {
     use std::hash::BuildHasher;
     use std::panic::{AssertUnwindSafe, catch_unwind};
     use std::sync::atomic::{AtomicBool, Ordering};
+
+    use chrono::TimeDelta;
 
     use super::*;
     use crate::clock::VirtualClock;
