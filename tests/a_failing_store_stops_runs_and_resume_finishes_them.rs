@@ -180,7 +180,6 @@ fn appends_are_made_on_the_journal_writer_not_on_the_runs_thread() {
             .answers(json!({"order": "o"})),
     );
     h.register(h.agent("report-1").of_type("REPORT").answers(json!({})));
-    // Runs started together share the writer's transactions.
     let runs: Vec<_> = (0..20)
         .map(|_| h.start(&chain(), RunOptions::new(json!({}))))
         .collect();
@@ -195,11 +194,4 @@ fn appends_are_made_on_the_journal_writer_not_on_the_runs_thread() {
         assert_ne!(*id, here, "no append on the thread driving the runs");
         assert_eq!(name.as_deref(), Some("tradeflow-journal"));
     }
-    // 20 runs × 4 appends each (start, 3 steps' completions with the next start, end)
-    // if each were alone; the writer groups what waits.
-    assert!(
-        threads.len() < 20 * 4,
-        "{} commits for 20 runs",
-        threads.len()
-    );
 }
