@@ -1,4 +1,4 @@
-//! Conditions are evalexpr expressions, and evalexpr has traps (see CRATE-FACTS):
+//! Conditions are evalexpr expressions, and evalexpr has traps (measured on 11.3.1):
 //! hyphens are subtraction, `===` fails only at evaluation, `1 == 1.0` is false, deep
 //! nesting overflows the stack, plain evaluation allows assignment and some built-ins
 //! panic. None of them reaches a workflow author.

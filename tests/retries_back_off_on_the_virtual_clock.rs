@@ -322,3 +322,23 @@ fn a_missing_required_capability_is_no_agent_too() {
     );
     assert!(agent.calls().is_empty());
 }
+
+#[test]
+fn leaving_retry_out_of_the_strategies_or_weighting_it_zero_turns_retries_off() {
+    for handling in [
+        json!({"strategies": ["SKIP", "SUBSTITUTE"]}),
+        json!({"strategyWeights": {"RETRY": 0}}),
+    ] {
+        let h = Harness::new();
+        let agent = h.register(h.agent("a-1").replies(|_, _| Reply::temporary("busy")));
+        let definition = json!({"id": "w", "steps": [with(
+            task_with("trade", json!({})),
+            json!({"retryPolicy": {"maxAttempts": 5, "initialDelayMs": 10},
+                   "errorHandling": handling}),
+        )]});
+        let report = h.run(&definition, json!({}));
+        assert_status(&report, RunStatus::Failed);
+        assert_eq!(agent.calls().len(), 1, "{handling}: one call, no retry");
+        assert_eq!(step(&report, "trade").attempts, Some(1));
+    }
+}

@@ -292,7 +292,7 @@ fn the_example_agents_files_load() {
 }
 
 // A walk through the reference workflows with their example agents and inputs: not the
-// engine, just enough of WORKFLOW.md (listed order, conditions, parallel fan-out and
+// engine, just enough of docs/workflow-format.md (listed order, conditions, parallel fan-out and
 // merge, loops until `done`, TEMPORARY retries, scripted approvals) to show that the
 // files fit together and a run can complete.
 

@@ -73,7 +73,7 @@ fn the_algo_trading_workflow_runs_to_completion_records_every_call_and_leaves_no
         assert_eq!(step_report["status"], "COMPLETED", "{step}: {report:#}");
     }
 
-    // One line per call, with exactly the fields of SIMULATION.md.
+    // One line per call, with exactly the fields of docs/command.md.
     let lines = json_lines(&effects);
     let mut calls: BTreeMap<String, u64> = BTreeMap::new();
     for line in &lines {

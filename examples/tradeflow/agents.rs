@@ -61,7 +61,7 @@ pub(crate) struct Effects {
     file: Mutex<File>,
 }
 
-/// One line of the effects file, fields in the order SIMULATION.md lists them.
+/// One line of the effects file, fields in the order `docs/command.md` lists them.
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 struct Effect<'a> {

@@ -14,7 +14,7 @@
 //!     --timeline TIMELINE.json [--seed N]
 //! ```
 //!
-//! `simulate` is the dry run of SIMULATION.md: the workflow runs against the scripted
+//! `simulate` is the dry run of `docs/command.md`: the workflow runs against the scripted
 //! agents of the agents file ([`tradeflow::sim`]) on a [`VirtualClock`] that starts at
 //! `--start` (default `2026-01-05T09:00:00Z`), so delays, back-offs and approval waits
 //! take no real time. The input defaults to `{}` and the seed to 0. A

@@ -13,7 +13,7 @@
 //!    capability and are not excluded by the caller. None: [`SelectError::NoAgent`]
 //!    (kind `NO_AGENT`; the step fails and is not retried).
 //! 2. **Scored**: each eligible agent gets a [`ScoreBreakdown`], four components in
-//!    [0, 1] and their weighted sum, as in the original design:
+//!    [0, 1] and their weighted sum:
 //!
 //!    `total = 0.40 × capability + 0.25 × performance + 0.20 × load + 0.15 × availability`
 //!

@@ -305,7 +305,7 @@ pub struct ErrorHandling {
     pub fallback_step: Option<StepId>,
 }
 
-/// Self-healing strategies, as in the original design.
+/// Self-healing strategies (see `docs/workflow-format.md`, self-healing).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum RecoveryStrategy {

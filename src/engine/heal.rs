@@ -3,8 +3,8 @@
 //! The public part is [`RecoveryDecision`] (in the journal, events and reports) and
 //! [`MAX_RECOVERIES`].
 //!
-//! `RETRY` comes first and is the retry policy itself (WORKFLOW.md: without a
-//! `retryPolicy`, the original design's 4 calls): a transient failure (`TEMPORARY`,
+//! `RETRY` comes first and is the retry policy itself (`docs/workflow-format.md`:
+//! without a `retryPolicy`, 4 calls; left out of `strategies`, or weighted 0, one call): a transient failure (`TEMPORARY`,
 //! `TIMEOUT`, `AGENT_UNAVAILABLE`, `PANIC`) is retried while the step's calls are fewer
 //! than `maxAttempts`, each retry announced by a `StepRetrying` event and journaled as
 //! the next attempt's `stepStarted`. It never makes more calls than `maxAttempts`.

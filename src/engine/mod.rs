@@ -7,7 +7,7 @@
 //! inside it, ready steps are advanced together with `FuturesUnordered`.
 //!
 //! # Semantics
-//! Exactly those of `docs/workflow-format.md` (WORKFLOW.md): ordering by the plan's
+//! Exactly those of `docs/workflow-format.md`: ordering by the plan's
 //! edges; `SEQUENTIAL` runs one step at a time in plan order; a step is skipped when its
 //! `condition` is false, its `skipCondition` true, or a step it binds to did not
 //! complete (a skipped step does not block steps that only follow it in order); retries

@@ -42,7 +42,8 @@ pub struct StepReport {
 
 /// The outcome of a run: every step of the definition with its final status.
 ///
-/// Serializes to the run report of SIMULATION.md; `steps` keep the definition's order.
+/// Serializes to the run report `tradeflow simulate` prints (`docs/command.md`); `steps`
+/// keep the definition's order.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct RunReport {

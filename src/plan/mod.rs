@@ -490,8 +490,18 @@ pub struct Retry {
 }
 
 impl Retry {
-    /// The original design's default: up to 4 calls (3 retries), 1 s doubling to 30 s,
-    /// no jitter.
+    /// The policy as self-healing allows it: `RETRY` left out of `recovery`'s strategies,
+    /// or weighted 0, means no retry (one call).
+    pub(crate) fn unless_disallowed(mut self, recovery: &Recovery) -> Self {
+        let retry = RecoveryStrategy::Retry;
+        if !recovery.allows(retry) || recovery.weight(retry) <= 0.0 {
+            self.max_attempts = 1;
+            self.explicit = true;
+        }
+        self
+    }
+
+    /// The default: up to 4 calls (3 retries), 1 s doubling to 30 s, no jitter.
     pub const DEFAULT: Self = Self {
         max_attempts: 4,
         initial_delay: Duration::from_secs(1),

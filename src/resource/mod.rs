@@ -51,7 +51,8 @@
 //! # Semantics of [`PriorityResourceManager`]
 //! - **All or nothing.** A request is granted whole or not at all; a waiting request holds
 //!   nothing, so requests cannot deadlock each other inside the pool and nothing leaks
-//!   when a wait is abandoned (the original design could hand out part of a request).
+//!   when a wait is abandoned (handing out part of a request could leave two waiting
+//!   requests each holding what the other needs).
 //! - **Order.** Requests are served by priority (lower number first) and, within a
 //!   priority, in order of arrival. By default ([`Admission::InOrder`]) the order is
 //!   strict: while the first waiting request does not fit, nothing behind it is granted,

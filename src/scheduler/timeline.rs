@@ -22,7 +22,7 @@ use crate::engine::RunReport;
 
 /// A timeline as written.
 ///
-/// The file format is the Timeline of SIMULATION.md:
+/// The file format is the timeline of `tradeflow replay` (`docs/command.md`):
 /// ```json
 /// {
 ///   "start": "2026-11-23T00:00:00Z", "end": "2026-11-28T00:00:00Z",

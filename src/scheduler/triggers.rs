@@ -84,7 +84,7 @@ pub enum TriggerError {
 /// ([`NotFiredReason::ConditionFailed`]).
 ///
 /// # Host context
-/// [`Triggers::set_value`] sets a name as the timeline of SIMULATION.md does: the value
+/// [`Triggers::set_value`] sets a name as a timeline's `context` does: the value
 /// is both a variable and a function returning it, so `market.isOpen` and
 /// `market.isOpen()` read the same value (a name written `market.isOpen()` is stripped of
 /// its `()`); an object sets one name per leaf (`"market": {"isOpen": true}` sets

@@ -13,6 +13,7 @@
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
 
 use chrono::{DateTime, Utc};
 use serde_json::Value;
@@ -45,6 +46,9 @@ pub(super) struct Book {
     pub(super) paused: bool,
     /// Self-healing's bookkeeping.
     pub(super) healing: Healing,
+    /// The calls each running step has made since it last started (its future counts
+    /// them), for the report of a step the run's end cancels.
+    calls: Vec<Option<Arc<AtomicU32>>>,
 }
 
 impl BindingValues for Book {
@@ -82,6 +86,7 @@ impl Book {
             end: None,
             paused: false,
             healing: Healing::default(),
+            calls: vec![None; count],
         }
     }
 
@@ -183,8 +188,18 @@ impl Book {
         self.ready.is_empty()
     }
 
-    /// Step `index` started: `WAITING` for a person, else `RUNNING`.
-    pub(super) fn start(&mut self, index: usize, waiting: bool) {
+    /// Step `index` started: `WAITING` for a person, else `RUNNING`. Returns the counter
+    /// its future counts its calls on.
+    pub(super) fn start(&mut self, index: usize, waiting: bool) -> Arc<AtomicU32> {
+        let calls = Arc::new(AtomicU32::new(0));
+        if let Some(slot) = self.calls.get_mut(index) {
+            *slot = Some(Arc::clone(&calls));
+        }
+        self.mark_started(index, waiting);
+        calls
+    }
+
+    fn mark_started(&mut self, index: usize, waiting: bool) {
         let status = if waiting {
             StepStatus::Waiting
         } else {
@@ -299,6 +314,14 @@ impl Book {
                     self.status[index] = StepStatus::Cancelled;
                     report.status = StepStatus::Cancelled;
                     report.reason = Some(format!("the run ended {status}"));
+                    // The calls it made count, those before a recovery or a restart too.
+                    let made = self.calls[index]
+                        .as_ref()
+                        .map_or(0, |calls| calls.load(Ordering::Relaxed));
+                    let calls = self.healing.prior_attempts(index).saturating_add(made);
+                    if calls > 0 {
+                        report.attempts = Some(calls);
+                    }
                     stopped.push((index, true));
                 }
                 StepStatus::Pending => {

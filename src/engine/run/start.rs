@@ -62,7 +62,8 @@ impl Execution {
     /// Starts `step`'s work with its resolved `parameters`: its future joins `running`.
     fn launch(&mut self, step: &PlanStep, parameters: Value, running: &mut Running) {
         let index = step.index();
-        self.book
+        let calls = self
+            .book
             .start(index, matches!(step.kind(), StepKind::HumanApproval { .. }));
         if matches!(step.kind(), StepKind::Decision(_)) {
             self.decision_parameters.insert(index, parameters.clone());
@@ -84,6 +85,7 @@ impl Execution {
             excluded: self.book.healing.failed_agents(index).to_vec(),
             generation: self.book.healing.generation(index),
             batch: self.batch.clone(),
+            calls,
         };
         let work = self.with_resources(step, run_step(ctx, parameters));
         running.push(work.map(move |result| (index, result)).boxed());

@@ -209,9 +209,14 @@ impl Book {
 
     fn skipped(&mut self, index: usize, reason: String) {
         self.set_status(index, StepStatus::Skipped);
+        // A step skipped after calls (self-healing's SKIP) says how many it made.
+        let calls = self.healing.prior_attempts(index);
         if let Some(report) = self.report_mut(index) {
             report.status = StepStatus::Skipped;
             report.reason = Some(reason);
+            if calls > 0 {
+                report.attempts = Some(calls);
+            }
         }
         self.release(index);
     }

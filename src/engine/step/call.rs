@@ -218,6 +218,7 @@ impl<'a> LogicalCall<'a> {
             task_type: self.task.task_type.clone(),
             parameters: self.parameters.clone(),
         };
+        ctx.calls.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let started = inner.clock.now();
         let limit = attempt_deadline(started, self.step.timeout(), self.deadline);
         let result = call_agent(ctx, selection, request, limit).await;

@@ -51,6 +51,8 @@ pub(super) struct StepCtx {
     pub(super) generation: u32,
     /// The run's journal batch (with a store): entries the step must see durable.
     pub(super) batch: Option<Arc<Batch>>,
+    /// Counts the calls made (for the report, should the run end while the step runs).
+    pub(super) calls: Arc<std::sync::atomic::AtomicU32>,
 }
 
 /// Values a loop's `until` may read besides its own output.

@@ -80,6 +80,8 @@ impl Compiler {
         if self.errors.len() > errors_before {
             return None;
         }
+        let recovery = recovery?;
+        let retry = retry.unless_disallowed(&recovery);
         let mut plan_step = PlanStep {
             index,
             id: step.id.clone(),
@@ -89,7 +91,7 @@ impl Compiler {
             skip_condition,
             timeout: step.timeout.map(Duration::from_millis),
             retry,
-            recovery: recovery?,
+            recovery,
             output_mapping,
             optional: step.optional.unwrap_or(false),
             resources,
