@@ -13,11 +13,12 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use support::engine::{Harness, Reply, TestAgent, assert_status, step, step_on, t0, waiting_steps};
+use support::journal::{assert_journal_matches, folded};
 use support::{task_with, with};
 use tradeflow::agent::RunId;
 use tradeflow::clock::VirtualClock;
-use tradeflow::engine::{RunOptions, RunReport, RunStatus, StepStatus};
-use tradeflow::store::{JournalEntry, MemoryStore, RunState, RunStore, StoreError, WriteFault};
+use tradeflow::engine::{RunOptions, RunStatus, StepStatus};
+use tradeflow::store::{JournalEntry, MemoryStore, RunStore, StoreError, WriteFault};
 
 /// An engine on `clock` journaling to `store`.
 fn durable(clock: &VirtualClock, store: &Arc<MemoryStore>) -> Harness {
@@ -62,40 +63,6 @@ fn chain_agents(clock: &VirtualClock) -> [Arc<TestAgent>; 3] {
                 .answers(json!({"sent": true})),
         ),
     ]
-}
-
-/// The status of every step of `report` as `store`'s journal of the run folds.
-#[track_caller]
-fn folded(store: &dyn RunStore, run: &RunId) -> RunState {
-    RunState::fold(&store.load(run).expect("the journal loads")).expect("the journal folds")
-}
-
-/// Checks that the fold of the run's journal says what `report` says.
-#[track_caller]
-fn assert_journal_matches(store: &dyn RunStore, report: &RunReport) {
-    let state = folded(store, &report.run_id);
-    let shown = report.to_json_pretty();
-    assert_eq!(state.status, report.status, "{shown}");
-    assert_eq!(state.error, report.error, "{shown}");
-    assert_eq!(state.ended_at, Some(report.ended_at), "{shown}");
-    for (id, step) in &report.steps {
-        let journaled = state.steps.get(id).cloned().unwrap_or_default();
-        assert_eq!(journaled.status, step.status, "step `{id}` in {shown}");
-        assert_eq!(journaled.output, step.output, "step `{id}` in {shown}");
-        assert_eq!(journaled.error, step.error, "step `{id}` in {shown}");
-        assert!(journaled.in_flight.is_empty(), "step `{id}` in {shown}");
-        if let Some(attempts) = step.attempts {
-            assert_eq!(journaled.attempts, attempts, "step `{id}` in {shown}");
-        }
-        if step.status == StepStatus::Skipped {
-            assert_eq!(journaled.reason, step.reason, "step `{id}` in {shown}");
-        }
-    }
-    assert_eq!(
-        state.steps.len(),
-        report.steps.len(),
-        "every step is journaled"
-    );
 }
 
 #[test]
