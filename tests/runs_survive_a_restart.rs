@@ -16,11 +16,12 @@ use support::engine::{
     Harness, Reply, TestAgent, approval_then_execute, assert_status, executor, step, step_on, t0,
     waiting_steps,
 };
+use support::journal::{assert_journal_matches, folded};
 use support::with;
 use tradeflow::agent::RunId;
 use tradeflow::clock::VirtualClock;
-use tradeflow::engine::{RunOptions, RunReport, RunStatus, StepStatus};
-use tradeflow::store::{JournalEntry, MemoryStore, RunState, RunStore, StoreError, WriteFault};
+use tradeflow::engine::{RunOptions, RunStatus, StepStatus};
+use tradeflow::store::{JournalEntry, MemoryStore, RunStore, StoreError, WriteFault};
 
 /// An engine on `clock` journaling to `store`.
 fn durable(clock: &VirtualClock, store: &Arc<MemoryStore>) -> Harness {
@@ -65,40 +66,6 @@ fn chain_agents(clock: &VirtualClock) -> [Arc<TestAgent>; 3] {
                 .answers(json!({"sent": true})),
         ),
     ]
-}
-
-/// The status of every step of `report` as `store`'s journal of the run folds.
-#[track_caller]
-fn folded(store: &dyn RunStore, run: &RunId) -> RunState {
-    RunState::fold(&store.load(run).expect("the journal loads")).expect("the journal folds")
-}
-
-/// Checks that the fold of the run's journal says what `report` says.
-#[track_caller]
-fn assert_journal_matches(store: &dyn RunStore, report: &RunReport) {
-    let state = folded(store, &report.run_id);
-    let shown = report.to_json_pretty();
-    assert_eq!(state.status, report.status, "{shown}");
-    assert_eq!(state.error, report.error, "{shown}");
-    assert_eq!(state.ended_at, Some(report.ended_at), "{shown}");
-    for (id, step) in &report.steps {
-        let journaled = state.steps.get(id).cloned().unwrap_or_default();
-        assert_eq!(journaled.status, step.status, "step `{id}` in {shown}");
-        assert_eq!(journaled.output, step.output, "step `{id}` in {shown}");
-        assert_eq!(journaled.error, step.error, "step `{id}` in {shown}");
-        assert!(journaled.in_flight.is_empty(), "step `{id}` in {shown}");
-        if let Some(attempts) = step.attempts {
-            assert_eq!(journaled.attempts, attempts, "step `{id}` in {shown}");
-        }
-        if step.status == StepStatus::Skipped {
-            assert_eq!(journaled.reason, step.reason, "step `{id}` in {shown}");
-        }
-    }
-    assert_eq!(
-        state.steps.len(),
-        report.steps.len(),
-        "every step is journaled"
-    );
 }
 
 #[test]
@@ -378,6 +345,57 @@ fn the_journal_folds_to_the_report() {
     assert_journal_matches(&*store, &report);
 }
 
+/// Found by `crashes_at_every_journal_position_lose_nothing` (seed 119): under
+/// `PARALLEL` and `STOP_ON_FAILURE`, `fetch` completes and `after` starts in the instant
+/// `bad` fails. `after` is launched in the turn that settles `bad`'s failure, before its
+/// future is first polled: the report says `CANCELLED`, but nothing of `after` reaches
+/// the journal (no `stepStarted`, no `stepSkipped`), so the finished run's journal leaves
+/// it pending. The same happens to a step started again after a recovery (`SUBSTITUTE`,
+/// seed 19828): its journal stops at the `recoveryDecided` that made it pending.
+#[test]
+#[ignore = "library bug: a step started as the run stops is reported cancelled but never journaled"]
+fn a_step_started_as_the_run_stops_is_journaled() {
+    let clock = VirtualClock::starting_at(t0());
+    let store = Arc::new(MemoryStore::new());
+    let h = durable(&clock, &store);
+    h.register(
+        h.agent("x-1")
+            .capacity(4)
+            .replies(|request, _| match request.step_id.as_str() {
+                "bad" => Reply::permanent("refused").after_ms(5),
+                _ => Reply::ok(json!({"ok": true})).after_ms(5),
+            }),
+    );
+    let workflow = json!({"id": "w", "dependencies": [{"from": "fetch", "to": "after"}],
+    "steps": [
+        step_on("fetch", "AGENT"),
+        with(step_on("bad", "AGENT"), json!({"retryPolicy": {"maxAttempts": 1}})),
+        step_on("after", "AGENT"),
+    ]});
+    let report = h.run(&workflow, json!({}));
+
+    assert_status(&report, RunStatus::Failed);
+    assert_eq!(step(&report, "after").status, StepStatus::Cancelled);
+    assert_journal_matches(&*store, &report);
+
+    // `price` fails, and is started again on the other agent in the turn that settles
+    // `risk`'s failure.
+    let store = Arc::new(MemoryStore::new());
+    let h = durable(&clock, &store);
+    for id in ["x-1", "x-2"] {
+        h.register(h.agent(id).replies(|_, _| Reply::permanent("refused")));
+    }
+    let once = json!({"retryPolicy": {"maxAttempts": 1}});
+    let workflow = json!({"id": "v", "dependencies": [], "steps": [
+        with(step_on("price", "AGENT"), once.clone()),
+        with(with(step_on("risk", "AGENT"), once), json!({"errorHandling": {"strategies": ["RETRY"]}})),
+    ]});
+    let report = h.run(&workflow, json!({}));
+
+    assert_eq!(step(&report, "price").status, StepStatus::Cancelled);
+    assert_journal_matches(&*store, &report);
+}
+
 /// A store whose first `failures` appends (or commits) fail (busy), then works as
 /// `inner`.
 #[derive(Debug)]
@@ -479,5 +497,106 @@ fn busy_appends_are_retried_off_the_run_and_nothing_is_lost() {
             "runEnded"
         ],
         "each transition once, in order"
+    );
+}
+
+/// Found by `crashes_at_every_journal_position_lose_nothing` (seed 384): under
+/// `CONTINUE_ON_FAILURE`, the run's error is its first failure (`b`), but after a restart
+/// it names the failed step that comes first by id (`a`): `resume` restores steps from the
+/// fold's map, in id order, and the book keeps the first failure it restores.
+#[test]
+#[ignore = "library bug: after a restart the run's error names the first failed step by id"]
+fn the_runs_error_is_its_first_failure_after_a_restart_too() {
+    let clock = VirtualClock::starting_at(t0());
+    let store = Arc::new(MemoryStore::new());
+    let first = durable(&clock, &store);
+    let agent = Arc::new(
+        TestAgent::new("x-1", &clock)
+            .capacity(3)
+            .replies(|request, _| match request.step_id.as_str() {
+                "b" => Reply::permanent("b failed first"),
+                "a" => Reply::permanent("a failed later").after_ms(10),
+                _ => Reply::hang(),
+            }),
+    );
+    first.register_shared(&agent);
+    let once = |id: &str| {
+        with(
+            step_on(id, "AGENT"),
+            json!({"retryPolicy": {"maxAttempts": 1}}),
+        )
+    };
+    let workflow = json!({"id": "w", "dependencies": [],
+        "executionPolicy": {"failureHandling": "CONTINUE_ON_FAILURE"},
+        "steps": [once("a"), once("b"), step_on("c", "AGENT")]});
+    let mut run = first.start(&workflow, RunOptions::new(json!({})));
+    let id = run.id().clone();
+    assert!(clock.run_until_stalled(&mut run).is_pending(), "c hangs");
+    let before = folded(&*store, &id);
+    assert_eq!(before.steps["a"].status, StepStatus::Failed);
+    assert_eq!(before.steps["b"].status, StepStatus::Failed);
+    drop(run);
+    drop(first);
+
+    let second = durable(&clock, &store);
+    second.register(second.agent("x-2").answers(json!({})));
+    let mut runs = second.engine.recover().unwrap();
+    let outcome = clock.block_on(runs.remove(0));
+    assert_status(&outcome, RunStatus::Failed);
+    let error = outcome.error.expect("the run failed");
+    assert_eq!(error.step_id.as_ref().map(|step| step.as_str()), Some("b"));
+}
+
+/// Noticed in `crashes_at_every_journal_position_lose_nothing` (a recovered step's
+/// `attempts` above its `maxAttempts`): a logical call made again after a restart starts
+/// its attempts from 1 again, with a fresh retry budget. The agent is told `attempt: 1`
+/// for a key it has seen at attempts 1 and 2, and the step makes 5 calls with
+/// `maxAttempts: 3`, though "it never makes more calls than `maxAttempts`" and the call
+/// cut off by the restart counts.
+#[test]
+#[ignore = "library bug: a call made again after a restart starts its attempts afresh"]
+fn a_call_made_again_after_a_restart_goes_on_with_its_attempts() {
+    let clock = VirtualClock::starting_at(t0());
+    let store = Arc::new(MemoryStore::new());
+    let first = durable(&clock, &store);
+    // Fails the first two attempts; the second call of all hangs (the crash cuts it off).
+    let agent = Arc::new(TestAgent::new("x-1", &clock).replies(|request, number| {
+        match (number, request.attempt) {
+            (2, _) => Reply::hang(),
+            (_, 1 | 2) => Reply::temporary("busy"),
+            _ => Reply::ok(json!({"done": true})),
+        }
+    }));
+    first.register_shared(&agent);
+    let workflow = json!({"id": "w", "steps": [with(step_on("trade", "AGENT"),
+        json!({"retryPolicy": {"maxAttempts": 3, "initialDelayMs": 10}}))]});
+    let mut run = first.start(&workflow, RunOptions::new(json!({})));
+    let id = run.id().clone();
+    assert!(
+        clock.run_until_stalled(&mut run).is_pending(),
+        "attempt 2 hangs"
+    );
+    assert_eq!(folded(&*store, &id).steps["trade"].attempts, 2);
+    drop(run);
+    drop(first);
+
+    let second = durable(&clock, &store);
+    second.register_shared(&agent);
+    let mut runs = second.engine.recover().unwrap();
+    let outcome = clock.block_on(runs.remove(0));
+    let attempts: Vec<u32> = agent
+        .calls()
+        .iter()
+        .map(|call| call.request.attempt)
+        .collect();
+    assert_eq!(attempts[..2], [1, 2]);
+    assert!(
+        attempts[2..].iter().all(|&attempt| attempt > 2),
+        "attempts after the restart go on from the journal's: {attempts:?}"
+    );
+    assert!(
+        step(&outcome, "trade").attempts <= Some(3),
+        "{}",
+        outcome.to_json_pretty()
     );
 }

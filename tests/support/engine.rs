@@ -474,27 +474,53 @@ pub fn run_approving(
     clock: &VirtualClock,
     engine: &Engine,
     events: &mut EventStream,
-    mut run: Run,
+    run: Run,
     by: &str,
 ) -> RunReport {
+    run_answering(clock, engine, events, run, by, |_| true)
+}
+
+/// Drives `run` to its end on `clock`, answering (as `by`) each step of it that waits
+/// when the run can go no further: approved when `approves` says so, else rejected.
+/// `events` must have been subscribed before the run started.
+#[track_caller]
+pub fn run_answering(
+    clock: &VirtualClock,
+    engine: &Engine,
+    events: &mut EventStream,
+    mut run: Run,
+    by: &str,
+    approves: impl Fn(&StepId) -> bool,
+) -> RunReport {
+    // Steps that wait and have no answer yet (one may time out before the run stalls).
+    let mut waiting: Vec<StepId> = Vec::new();
     loop {
         if let Poll::Ready(report) = clock.run_until_stalled(&mut run) {
             return report;
         }
-        let seen: Vec<RunEvent> = drain(events)
-            .into_iter()
-            .filter(|event| event.run_id() == run.id())
-            .collect();
-        let waiting = waiting_steps(&seen);
+        for event in drain(events) {
+            match event {
+                RunEvent::StepWaiting {
+                    run_id, step_id, ..
+                } if &run_id == run.id() => waiting.push(step_id),
+                RunEvent::StepAnswered {
+                    run_id, step_id, ..
+                } if &run_id == run.id() => waiting.retain(|step| *step != step_id),
+                _ => {}
+            }
+        }
         assert!(
             !waiting.is_empty(),
             "run `{}` stalled with no step waiting for approval",
             run.id()
         );
-        for step in waiting {
-            engine
-                .approve(run.id(), step.as_str(), by, None)
-                .expect("the step waits for approval");
+        for step in std::mem::take(&mut waiting) {
+            let answer = if approves(&step) {
+                Engine::approve
+            } else {
+                Engine::reject
+            };
+            answer(engine, run.id(), step.as_str(), by, None).expect("the step waits for approval");
         }
     }
 }

@@ -1,11 +1,15 @@
 //! Shared helpers: small workflow builders, error lookups and run values; [`engine`]: an
-//! engine on a virtual clock with hand-written agents, for behaviour tests of runs.
+//! engine on a virtual clock with hand-written agents, for behaviour tests of runs;
+//! [`journal`]: a run's journal checked against its report; [`crash`]: a store that a
+//! crash cuts off.
 //!
 //! Each test file uses a different subset.
 #![allow(dead_code, unused_macros, unused_imports)]
 
+pub mod crash;
 pub mod engine;
 pub mod forward;
+pub mod journal;
 
 use serde_json::{Value, json};
 use tradeflow::definition::DefinitionError;

@@ -180,6 +180,8 @@ impl<'a> LogicalCall<'a> {
             ctx.generation,
         );
         let iteration = (self.iteration > 0).then_some(self.iteration);
+        // Counted as the journal counts it: from its `stepStarted` on.
+        ctx.calls.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         // Journaled before the agent is called: a restart re-makes the call, same key.
         let journaled = inner
             .journal_durably(ctx.batch.as_deref(), || {
@@ -218,7 +220,6 @@ impl<'a> LogicalCall<'a> {
             task_type: self.task.task_type.clone(),
             parameters: self.parameters.clone(),
         };
-        ctx.calls.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let started = inner.clock.now();
         let limit = attempt_deadline(started, self.step.timeout(), self.deadline);
         let result = call_agent(ctx, selection, request, limit).await;
