@@ -80,5 +80,6 @@ pub use ids::AgentId;
 pub use notify::CapacityChanged;
 pub use registry::{
     AgentRegistry, Candidate, DEFAULT_MARGIN, Lease, RegistryError, SelectError, Selection,
+    SelectionCounts,
 };
 pub use score::{Outcome, ScoreBreakdown};

@@ -2,7 +2,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use rand::Rng;
@@ -75,6 +75,14 @@ pub struct AgentRegistry {
     agents: RwLock<Agents>,
     notify: Arc<Notify>,
     margin: f64,
+    counts: Counts,
+}
+
+/// What selections found, counted as they happen.
+#[derive(Default)]
+struct Counts {
+    reserved: AtomicU64,
+    busy: AtomicU64,
 }
 
 /// Registered agents, indexed by type so that selection looks only at agents of the
@@ -162,6 +170,7 @@ impl AgentRegistry {
             } else {
                 margin.clamp(0.0, 1.0)
             },
+            counts: Counts::default(),
         }
     }
 
@@ -319,6 +328,7 @@ impl AgentRegistry {
             }
             let pool = self.best(&candidates);
             if pool.is_empty() {
+                self.counts.busy.fetch_add(1, Ordering::Relaxed);
                 return Err(SelectError::AllBusy {
                     agent_type: requirements.agent_type.clone(),
                     eligible: candidates.len(),
@@ -344,6 +354,15 @@ impl AgentRegistry {
                 });
             }
             // Another caller took the last slot (or the agent left) since scoring.
+        }
+    }
+
+    /// How selections have gone since the registry was created: a measure of contention
+    /// (and of what waiting costs), for monitoring.
+    pub fn selection_counts(&self) -> SelectionCounts {
+        SelectionCounts {
+            reserved: self.counts.reserved.load(Ordering::Relaxed),
+            busy: self.counts.busy.load(Ordering::Relaxed),
         }
     }
 
@@ -389,6 +408,7 @@ impl AgentRegistry {
         if !entry.registered.load(Ordering::Acquire) || !entry.try_reserve() {
             return None;
         }
+        self.counts.reserved.fetch_add(1, Ordering::Relaxed);
         Some(Lease {
             entry: Arc::clone(entry),
             notify: Arc::clone(&self.notify),
@@ -547,6 +567,20 @@ impl AgentRegistry {
             self.set_health(&id, health);
         }
     }
+}
+
+/// How selections have gone since a registry was created; from
+/// [`AgentRegistry::selection_counts`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+#[non_exhaustive]
+pub struct SelectionCounts {
+    /// Selections that reserved a slot (by [`AgentRegistry::select`] or
+    /// [`AgentRegistry::select_agent`]).
+    pub reserved: u64,
+    /// Selections that found every eligible agent busy (`AllBusy`): a caller about to
+    /// wait, or a woken one that found no slot it could use.
+    pub busy: u64,
 }
 
 /// An agent that may run a call, as scored for it.
@@ -863,6 +897,26 @@ mod tests {
     }
 
     #[test]
+    fn selections_are_counted() {
+        let registry = registry(&[("a", 1)]);
+        let mut rng = StdRng::seed_from_u64(1);
+        let any = task(&[], &[]);
+        let held = registry.select(&any, &RoundRobin::new(), &mut rng, &[]);
+        assert!(
+            registry
+                .select(&any, &RoundRobin::new(), &mut rng, &[])
+                .is_err()
+        );
+        drop(held);
+        assert!(registry.select_agent(&any, &AgentId::from("a")).is_some());
+        let counts = SelectionCounts {
+            reserved: 2,
+            busy: 1,
+        };
+        assert_eq!(registry.selection_counts(), counts);
+    }
+
+    #[test]
     fn margin_decides_who_the_balancer_sees() {
         // `b` has one call in flight of two: 0.1 below `a`.
         for (margin, expected) in [(0.05, 1), (0.15, 2)] {
@@ -892,6 +946,7 @@ mod tests {
         assert_send_sync::<Lease>();
         assert_send_sync::<CapacityChanged>();
         assert_send_sync::<Candidate>();
+        assert_send_sync::<SelectionCounts>();
         assert_send_sync::<SelectError>();
         assert_send_sync::<RegistryError>();
         fn assert_send<T: Send>(_: T) {}
