@@ -334,7 +334,8 @@ fn spread(x: u64) -> u64 {
     x ^ (x >> 31)
 }
 
-/// Picks an agent with a free slot, waiting for capacity when every eligible one is busy.
+/// Picks an agent with a free slot, waiting its turn when every eligible one is busy
+/// (first come, first served: a freed slot wakes one waiting call, not all of them).
 async fn choose(
     ctx: &StepCtx,
     task: &AgentTask,
@@ -347,16 +348,12 @@ async fn choose(
         return Ok(selection);
     }
     let balancer = ctx.inner.balancer(task.load_balancing);
-    let mut excluded = excluded;
-    loop {
-        // Armed before selecting, so a slot freed in between is not missed.
-        let changed = registry.capacity_changed();
-        match registry.select(task, balancer, rng, excluded) {
-            Err(SelectError::AllBusy { .. }) => changed.await,
-            // Every eligible agent was excluded (reported unavailable): try them again.
-            Err(SelectError::NoAgent { excluded: 1.., .. }) => excluded = &[],
-            other => return other,
+    match registry.acquire(task, balancer, rng, excluded).await {
+        // Every eligible agent was excluded (reported unavailable): try them again.
+        Err(SelectError::NoAgent { excluded: 1.., .. }) => {
+            registry.acquire(task, balancer, rng, &[]).await
         }
+        other => other,
     }
 }
 
