@@ -17,6 +17,7 @@
 
 use std::io;
 use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -49,6 +50,9 @@ pub(in crate::engine) struct LogicalCall<'a> {
     preferred: Option<&'a AgentId>,
     /// Bounds every attempt, besides the step's own `timeout` (a loop's deadline).
     deadline: Option<DateTime<Utc>>,
+    /// Set while the call waits for its first agent, cleared once it has one (or none
+    /// can be had): a `parallel` step starts its next item then.
+    choosing: Option<&'a AtomicBool>,
 }
 
 /// How the attempts of one logical call ended.
@@ -92,12 +96,15 @@ impl<'a> LogicalCall<'a> {
             iteration: 0,
             preferred: None,
             deadline: None,
+            choosing: None,
         }
     }
 
-    /// The call for item `item` of a `parallel` step.
-    pub(super) fn item(mut self, item: usize) -> Self {
+    /// The call for item `item` of a `parallel` step, which clears `choosing` once its
+    /// first agent is chosen (or none can be).
+    pub(super) fn item(mut self, item: usize, choosing: &'a AtomicBool) -> Self {
         self.item = Some(item);
+        self.choosing = Some(choosing);
         self
     }
 
@@ -121,6 +128,9 @@ impl<'a> LogicalCall<'a> {
         loop {
             let preferred = self.preferred.filter(|_| tries.count == 0);
             let chosen = choose(ctx, self.task, preferred, &tries.excluded, &mut tries.rng).await;
+            if let Some(choosing) = self.choosing.filter(|_| tries.count == 0) {
+                choosing.store(false, Ordering::Relaxed);
+            }
             let selection = match chosen {
                 Ok(selection) => selection,
                 Err(error) => {
