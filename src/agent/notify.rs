@@ -225,19 +225,21 @@ impl State {
             .find_map(|class| class.waiting.get_mut(&key))
     }
 
-    /// Takes turn `key` out of line, if it is in it.
-    fn dequeue(&mut self, key: u64) {
-        let found = self
+    /// Takes turn `key` out of line, if it is in it; returns its waker.
+    fn dequeue(&mut self, key: u64) -> Option<Waker> {
+        let (index, waker) = self
             .classes
             .iter_mut()
-            .position(|class| class.waiting.remove(&key).is_some());
-        if let Some(index) = found.filter(|&index| {
-            self.classes
-                .get(index)
-                .is_some_and(|class| class.waiting.is_empty())
-        }) {
+            .enumerate()
+            .find_map(|(index, class)| Some((index, class.waiting.remove(&key)?)))?;
+        if self
+            .classes
+            .get(index)
+            .is_some_and(|class| class.waiting.is_empty())
+        {
             self.classes.swap_remove(index);
         }
+        Some(waker)
     }
 }
 
@@ -278,20 +280,24 @@ impl Drop for Turn {
         if self.key.is_none() && self.grant.is_none() {
             return;
         }
-        let wakers: Vec<Waker> = {
+        let held = self.grant.take();
+        let (waker, woken, passed) = {
             let mut state = self.notify.state();
-            let mut grants = vec![self.grant.take()];
-            if let Some(key) = self.key {
-                state.dequeue(key);
-                grants.extend(state.woken.remove(&key));
-            }
-            grants
+            let (waker, woken) = match self.key {
+                Some(key) => (state.dequeue(key), state.woken.remove(&key).flatten()),
+                None => (None, None),
+            };
+            let passed: Vec<Waker> = [&held, &woken]
                 .into_iter()
                 .flatten()
-                .filter_map(|grant| state.settle(&grant))
-                .collect()
+                .filter_map(|grant| state.settle(grant))
+                .collect();
+            (waker, woken, passed)
         };
-        wakers.into_iter().for_each(Waker::wake);
+        // Dropped and woken outside the lock: dropping the last handle on an agent runs
+        // the host's code, and a waker may run its task inline.
+        drop((waker, woken, held));
+        passed.into_iter().for_each(Waker::wake);
     }
 }
 
@@ -340,13 +346,16 @@ impl Future for Wait<'_> {
         if state.generation != this.seen {
             return Poll::Ready(());
         }
-        let passed = turn.grant.take().and_then(|grant| state.settle(&grant));
+        // The caller could not use what it was woken for: it goes on.
+        let grant = turn.grant.take();
+        let passed = grant.as_ref().and_then(|grant| state.settle(grant));
         let key = *turn.key.get_or_insert_with(|| {
             state.next_key = state.next_key.wrapping_add(1);
             state.next_key
         });
         state.enqueue(key, wants, cx.waker().clone());
         drop(state);
+        drop(grant);
         if let Some(waker) = passed {
             waker.wake();
         }

@@ -373,20 +373,26 @@ impl AgentRegistry {
     /// # use futures::executor::block_on;
     /// # use rand::SeedableRng;
     /// # use rand::rngs::StdRng;
-    /// # use tradeflow::agent::{Agent, AgentDescriptor, AgentError, AgentRegistry, RoundRobin, TaskRequest};
+    /// # use tradeflow::agent::{
+    /// #     Agent, AgentDescriptor, AgentError, AgentRegistry, RoundRobin, TaskRequest,
+    /// # };
     /// # use tradeflow::plan::ExecutionPlan;
     /// # struct Venue(AgentDescriptor);
     /// # #[async_trait::async_trait]
     /// # impl Agent for Venue {
     /// #     fn descriptor(&self) -> &AgentDescriptor { &self.0 }
-    /// #     async fn execute(&self, r: TaskRequest) -> Result<serde_json::Value, AgentError> { Ok(r.parameters) }
+    /// #     async fn execute(&self, r: TaskRequest) -> Result<serde_json::Value, AgentError> {
+    /// #         Ok(r.parameters)
+    /// #     }
     /// # }
     /// # let plan = ExecutionPlan::from_json(r#"{"id": "w", "steps": [{"id": "trade", "type": "task",
     /// #     "agentCriteria": {"type": "TRADING_EXECUTION"}, "task": {"type": "ORDER_EXECUTION"}}]}"#)?;
     /// # let task = plan.steps()[0].agent_task().expect("a task step");
     /// let registry = AgentRegistry::new();
-    /// registry.register(Arc::new(Venue(AgentDescriptor::new("exec-1", "TRADING_EXECUTION"))))?;
-    /// let (balancer, mut rng, mut other_rng) = (RoundRobin::new(), StdRng::seed_from_u64(1), StdRng::seed_from_u64(2));
+    /// let venue = AgentDescriptor::new("exec-1", "TRADING_EXECUTION");
+    /// registry.register(Arc::new(Venue(venue)))?;
+    /// let balancer = RoundRobin::new();
+    /// let (mut rng, mut other_rng) = (StdRng::seed_from_u64(1), StdRng::seed_from_u64(2));
     ///
     /// let first = block_on(registry.acquire(task, &balancer, &mut rng, &[]))?;
     /// let mut second = Box::pin(registry.acquire(task, &balancer, &mut other_rng, &[]));
@@ -769,8 +775,9 @@ impl fmt::Debug for Selection {
     }
 }
 
-/// A slot reserved on an agent. Dropping it frees the slot and completes pending
-/// [`AgentRegistry::capacity_changed`] futures.
+/// A slot reserved on an agent. Dropping it frees the slot, completes pending
+/// [`AgentRegistry::capacity_changed`] futures and wakes the first caller of
+/// [`AgentRegistry::acquire`] in line that may use the agent.
 #[must_use = "dropping the lease frees the slot at once"]
 pub struct Lease {
     entry: Arc<Entry>,
