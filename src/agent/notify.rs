@@ -13,8 +13,8 @@
 //!
 //! - **A slot freed** on agent X wakes one turn: the first in line among the classes X
 //!   can serve. The turn carries X (its *grant*) and selects again. X's free slots that
-//!   woken turns are about to take are not granted twice, so each freed slot costs one
-//!   selection, however many wait.
+//!   woken turns are about to take are not granted twice, so a freed slot costs about
+//!   one selection, however many wait.
 //! - **A grant is never lost.** When the woken caller has selected (it may have chosen
 //!   another agent, or found none it may use) or is dropped, its grant is settled: if X
 //!   still has a free slot no other woken turn is about to take, it goes to the next turn
@@ -28,10 +28,14 @@
 //! A caller that selects without waiting (a newcomer, or [`AgentRegistry::select`]) may
 //! take a free slot before a woken turn selects; the turn then keeps its place in line.
 //!
-//! # Cost
+//! # Cost, and why classes
 //! A freed slot costs O(k) for the k classes waiting (usually one or two) plus O(log w)
 //! for the w turns in line; a turn costs a few words while it waits. A change of the
-//! registry wakes every turn, O(w).
+//! registry wakes every turn, O(w). One plain queue would be cheaper still, but callers
+//! wanting different agents (other capabilities, other exclusions) share a registry: the
+//! head of one queue may be unable to use the slot just freed, and the wake-up would then
+//! be lost, or passed along every such caller. Within a class, every turn can use the
+//! same slots, so only the heads need looking at.
 //!
 //! [`AgentRegistry::select`]: super::AgentRegistry::select
 
