@@ -6,6 +6,10 @@
 //!   output (target: at most 1 µs per step, and the 10,000-step chain at most 12 times
 //!   the 1,000-step one).
 //! - `fan_out/1000`: one `parallel` step over an input array of 1,000 items.
+//! - `fan_out_few_slots/10000`, `fan_out_few_slots/100000`: one `parallel` step over
+//!   10,000 or 100,000 items, no `maxConcurrency`, on two agents of four slots whose
+//!   calls take one turn of the executor (they yield once), so eight items run at once
+//!   and the others wait for a slot (target: linear in the items).
 //! - `layered/10x100`: 10 layers of 100 steps, each bound to two steps of the layer
 //!   before.
 //!
@@ -16,8 +20,10 @@
 //! Run with `cargo bench --bench executor`.
 
 use std::alloc::{GlobalAlloc, Layout, System};
+use std::future::poll_fn;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::task::Poll;
 use std::time::Duration;
 
 use criterion::{
@@ -89,16 +95,29 @@ unsafe impl GlobalAlloc for Counting {
 #[global_allocator]
 static ALLOCATOR: Counting = Counting;
 
-/// Answers every call at once with `{"v": 1}`.
-struct NoOp(AgentDescriptor);
+/// Answers every call with `{"v": 1}`: at once, or (`yields`) after yielding once to the
+/// executor, so that the call holds its slot while other tasks run.
+struct NoOp {
+    descriptor: AgentDescriptor,
+    yields: bool,
+}
 
 #[async_trait::async_trait]
 impl Agent for NoOp {
     fn descriptor(&self) -> &AgentDescriptor {
-        &self.0
+        &self.descriptor
     }
 
     async fn execute(&self, _request: TaskRequest) -> Result<Value, AgentError> {
+        let mut yielded = !self.yields;
+        poll_fn(|cx| {
+            if std::mem::replace(&mut yielded, true) {
+                return Poll::Ready(());
+            }
+            cx.waker().wake_by_ref();
+            Poll::Pending
+        })
+        .await;
         Ok(json!({"v": 1}))
     }
 }
@@ -109,6 +128,22 @@ const AGENTS: usize = 4;
 /// An engine keeping `steps` (with `"dependencies": []`, so only bindings order them) as
 /// workflow `bench`, with agents that never run out of slots.
 fn engine_with(steps: Vec<Value>) -> Engine {
+    let agents = (0..AGENTS).map(|agent| {
+        let descriptor =
+            AgentDescriptor::new(format!("noop-{agent}"), "BENCH").with_max_concurrency(1 << 30);
+        Arc::new(NoOp {
+            descriptor,
+            yields: false,
+        }) as Arc<dyn Agent>
+    });
+    engine_with_agents(steps, agents)
+}
+
+/// An engine keeping `steps` as workflow `bench` (as [`engine_with`]), with `agents`.
+fn engine_with_agents(
+    steps: Vec<Value>,
+    agents: impl IntoIterator<Item = Arc<dyn Agent>>,
+) -> Engine {
     let workflow = json!({
         "id": "bench",
         "steps": steps,
@@ -117,12 +152,8 @@ fn engine_with(steps: Vec<Value>) -> Engine {
     });
     let plan = ExecutionPlan::from_json(&workflow.to_string()).expect("the workflow compiles");
     let engine = Engine::builder().build();
-    for agent in 0..AGENTS {
-        let descriptor =
-            AgentDescriptor::new(format!("noop-{agent}"), "BENCH").with_max_concurrency(1 << 30);
-        engine
-            .register_agent(Arc::new(NoOp(descriptor)))
-            .expect("the agent registers");
+    for agent in agents {
+        engine.register_agent(agent).expect("the agent registers");
     }
     engine.add_plan(plan);
     engine
@@ -248,6 +279,37 @@ fn fan_out_items(c: &mut Criterion) {
     group.finish();
 }
 
+fn fan_out_over_few_slots(c: &mut Criterion) {
+    const SLOTS: u32 = 4;
+    let agents = (0..2).map(|agent| {
+        let descriptor =
+            AgentDescriptor::new(format!("venue-{agent}"), "BENCH").with_max_concurrency(SLOTS);
+        Arc::new(NoOp {
+            descriptor,
+            yields: true,
+        }) as Arc<dyn Agent>
+    });
+    let engine = engine_with_agents(fan_out(), agents);
+    let mut group = c.benchmark_group("fan_out_few_slots");
+    group
+        .sample_size(10)
+        .sampling_mode(SamplingMode::Flat)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(5));
+    for items in [10_000, 100_000] {
+        let input = input_items(items);
+        report_memory(
+            &format!("fan_out_few_slots/{items}"),
+            &engine,
+            input.clone(),
+            items,
+        );
+        group.throughput(Throughput::Elements(items as u64));
+        group.bench_function(items.to_string(), |b| bench_runs(b, &engine, &input));
+    }
+    group.finish();
+}
+
 fn layered_graph(c: &mut Criterion) {
     const LAYERS: usize = 10;
     const WIDTH: usize = 100;
@@ -266,5 +328,11 @@ fn layered_graph(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, chain_steps, fan_out_items, layered_graph);
+criterion_group!(
+    benches,
+    chain_steps,
+    fan_out_items,
+    fan_out_over_few_slots,
+    layered_graph
+);
 criterion_main!(benches);

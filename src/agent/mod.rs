@@ -34,8 +34,8 @@
 //!    Unhealthy agents are a last resort: open only when *every* eligible agent is
 //!    unhealthy, so a flagged agent is never preferred to waiting for a healthy one, and
 //!    a step does not fail just because every probe came back bad. None open:
-//!    [`SelectError::AllBusy`]; await [`AgentRegistry::capacity_changed`] and select
-//!    again.
+//!    [`SelectError::AllBusy`]; [`AgentRegistry::acquire`], which the engine calls,
+//!    then waits its turn (see *Waiting for capacity*).
 //! 4. **The best**: the open agents whose total is within the margin of the best open
 //!    total ([`DEFAULT_MARGIN`], 0.05: one call in flight on a four-slot agent). The
 //!    margin is what lets the balancer spread calls among near-equals instead of always
@@ -56,12 +56,30 @@
 //! Balancers see the best candidates in id order, and randomised ones draw only from
 //! the rng they are given, so a seed fixes the sequence of picks.
 //!
+//! # Waiting for capacity
+//! [`AgentRegistry::acquire`] selects and, when every eligible agent is busy, takes a
+//! place in line. Waiting callers are served first come, first served: a freed slot wakes
+//! one caller, the first in line that may use that agent (callers that need other
+//! agents, or that have a healthier one to wait for than an unhealthy agent, are passed
+//! over), and it selects again as above. If it does not take that slot (it chose another
+//! agent, or was dropped), the slot goes on to the next in line, so no wake-up is lost.
+//! An agent registering or leaving, or a health changing, wakes every waiting caller.
+//! A caller that selects without waiting may take a free slot before a woken one does;
+//! the woken one keeps its place. [`AgentRegistry::capacity_changed`] is the broadcast
+//! for callers that wait on their own: it completes on every change.
+//!
 //! # Cost
 //! Agents are indexed by type: a selection is O(a × c) for the a agents of the type and
 //! the c capabilities asked, holding the registry's read lock only while it matches
 //! capabilities and copies counters; scoring and the balancer run without it, and the
-//! reservation re-takes it briefly to order itself against deregistration. Dropping a lease is an
-//! atomic decrement plus waking the waiters. No lock is ever held across an `.await`.
+//! reservation re-takes it briefly to order itself against deregistration. Dropping a
+//! lease is an atomic decrement plus waking at most one waiting caller: O(k + log w) for
+//! the w callers waiting and the k kinds among them (callers with the same eligible
+//! agents are one kind, as the items of a `parallel` step are). A waiting caller selects
+//! when it starts waiting and again each time it is given a slot, so serving n waiting
+//! callers costs O(n) selections, not one per caller per freed slot; a change of the
+//! registry (an agent joining or leaving, a health changing) costs O(w). No lock is ever
+//! held across an `.await`.
 
 mod balance;
 mod contract;
@@ -80,5 +98,6 @@ pub use ids::AgentId;
 pub use notify::CapacityChanged;
 pub use registry::{
     AgentRegistry, Candidate, DEFAULT_MARGIN, Lease, RegistryError, SelectError, Selection,
+    SelectionCounts,
 };
 pub use score::{Outcome, ScoreBreakdown};

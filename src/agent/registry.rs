@@ -2,13 +2,13 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use rand::Rng;
 use serde::Serialize;
 
-use super::notify::{CapacityChanged, Notify};
+use super::notify::{CapacityChanged, Notify, Wants};
 use super::score::{self, History, Outcome, ScoreBreakdown};
 use super::{Agent, AgentDescriptor, AgentId, Health, LoadBalancer};
 use crate::definition::{AgentType, TaskType};
@@ -75,6 +75,14 @@ pub struct AgentRegistry {
     agents: RwLock<Agents>,
     notify: Arc<Notify>,
     margin: f64,
+    counts: Counts,
+}
+
+/// What selections found, counted as they happen.
+#[derive(Default)]
+struct Counts {
+    reserved: AtomicU64,
+    busy: AtomicU64,
 }
 
 /// Registered agents, indexed by type so that selection looks only at agents of the
@@ -83,6 +91,8 @@ pub struct AgentRegistry {
 struct Agents {
     by_type: HashMap<AgentType, BTreeMap<AgentId, Arc<Entry>>>,
     types: BTreeMap<AgentId, AgentType>,
+    /// The serial number of the last registration.
+    serial: u64,
 }
 
 impl Agents {
@@ -92,7 +102,10 @@ impl Agents {
     }
 }
 
-struct Entry {
+/// A registered agent and its counters (shared with its leases and the waiting line).
+pub(super) struct Entry {
+    /// Numbers registrations, so a line of waiting callers can name the agents it wants.
+    serial: u64,
     agent: Arc<dyn Agent>,
     /// Read once at registration.
     descriptor: AgentDescriptor,
@@ -118,6 +131,25 @@ impl Entry {
                 (n < max).then_some(n + 1)
             })
             .is_ok()
+    }
+
+    /// Its registration's serial number.
+    pub(super) fn serial(&self) -> u64 {
+        self.serial
+    }
+
+    /// Its slots free now; none once deregistered.
+    pub(super) fn free_slots(&self) -> u32 {
+        if !self.registered.load(Ordering::Acquire) {
+            return 0;
+        }
+        let in_flight = self.in_flight.load(Ordering::Acquire);
+        self.descriptor.max_concurrency.saturating_sub(in_flight)
+    }
+
+    /// Whether its health is [`Health::Unhealthy`].
+    pub(super) fn is_unhealthy(&self) -> bool {
+        self.stats().health == Health::Unhealthy
     }
 }
 
@@ -162,6 +194,7 @@ impl AgentRegistry {
             } else {
                 margin.clamp(0.0, 1.0)
             },
+            counts: Counts::default(),
         }
     }
 
@@ -197,7 +230,9 @@ impl AgentRegistry {
             }
             let id = descriptor.id.clone();
             let agent_type = descriptor.agent_type.clone();
+            agents.serial += 1;
             let entry = Arc::new(Entry {
+                serial: agents.serial,
                 agent,
                 descriptor,
                 in_flight: AtomicU32::new(0),
@@ -290,7 +325,8 @@ impl AgentRegistry {
     /// - [`SelectError::NoAgent`] when no registered agent meets the criteria
     ///   (`excluded` counts those that would have, but were excluded).
     /// - [`SelectError::AllBusy`] when eligible agents exist but all are at
-    ///   `max_concurrency` (or all usable ones are, with only unhealthy ones free): await
+    ///   `max_concurrency` (or all usable ones are, with only unhealthy ones free):
+    ///   [`AgentRegistry::acquire`] waits its turn instead; or await
     ///   [`AgentRegistry::capacity_changed`] and select again.
     ///
     /// # Complexity
@@ -303,6 +339,104 @@ impl AgentRegistry {
         rng: &mut dyn Rng,
         exclude: &[AgentId],
     ) -> Result<Selection, SelectError> {
+        self.try_select(requirements, balancer, rng, exclude)
+            .map_err(Refusal::into_error)
+    }
+
+    /// Picks and reserves as [`select`](Self::select) does, waiting its turn while every
+    /// eligible agent is busy. The engine calls agents through this.
+    ///
+    /// Waiting callers are served first come, first served: a freed slot wakes one of
+    /// them, the first in line among those that may use the agent it was freed on, which
+    /// then selects again (scores and balancer as usual). A caller that selects without
+    /// waiting may take a free slot first; the woken caller then keeps its place in line.
+    /// An agent registering or leaving, or a health changing, wakes every waiting caller.
+    ///
+    /// # Errors
+    /// [`SelectError::NoAgent`] when no registered agent meets the criteria, at first or
+    /// after agents left while the caller waited. Never [`SelectError::AllBusy`].
+    ///
+    /// # Cancellation
+    /// Dropping the future leaves the line; a wake-up it received and did not use passes
+    /// to the next caller in line.
+    ///
+    /// # Complexity
+    /// One selection (O(a × c)), and one more each time the caller is woken: once per
+    /// freed slot it is given, not once per freed slot anywhere. While it waits, a freed
+    /// slot costs O(k + log w) for the k kinds of waiting callers (callers with the same
+    /// eligible agents are one kind) and the w callers waiting.
+    ///
+    /// # Examples
+    /// ```
+    /// # use std::sync::Arc;
+    /// # use futures::FutureExt;
+    /// # use futures::executor::block_on;
+    /// # use rand::SeedableRng;
+    /// # use rand::rngs::StdRng;
+    /// # use tradeflow::agent::{
+    /// #     Agent, AgentDescriptor, AgentError, AgentRegistry, RoundRobin, TaskRequest,
+    /// # };
+    /// # use tradeflow::plan::ExecutionPlan;
+    /// # struct Venue(AgentDescriptor);
+    /// # #[async_trait::async_trait]
+    /// # impl Agent for Venue {
+    /// #     fn descriptor(&self) -> &AgentDescriptor { &self.0 }
+    /// #     async fn execute(&self, r: TaskRequest) -> Result<serde_json::Value, AgentError> {
+    /// #         Ok(r.parameters)
+    /// #     }
+    /// # }
+    /// # let plan = ExecutionPlan::from_json(r#"{"id": "w", "steps": [{"id": "trade", "type": "task",
+    /// #     "agentCriteria": {"type": "TRADING_EXECUTION"}, "task": {"type": "ORDER_EXECUTION"}}]}"#)?;
+    /// # let task = plan.steps()[0].agent_task().expect("a task step");
+    /// let registry = AgentRegistry::new();
+    /// let venue = AgentDescriptor::new("exec-1", "TRADING_EXECUTION");
+    /// registry.register(Arc::new(Venue(venue)))?;
+    /// let balancer = RoundRobin::new();
+    /// let (mut rng, mut other_rng) = (StdRng::seed_from_u64(1), StdRng::seed_from_u64(2));
+    ///
+    /// let first = block_on(registry.acquire(task, &balancer, &mut rng, &[]))?;
+    /// let mut second = Box::pin(registry.acquire(task, &balancer, &mut other_rng, &[]));
+    /// // The only slot is taken: the second caller waits its turn.
+    /// assert!((&mut second).now_or_never().is_none());
+    /// drop(first);
+    /// assert_eq!(block_on(second)?.candidate.agent, "exec-1");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub async fn acquire(
+        &self,
+        requirements: &AgentTask,
+        balancer: &dyn LoadBalancer,
+        rng: &mut (dyn Rng + Send),
+        exclude: &[AgentId],
+    ) -> Result<Selection, SelectError> {
+        let mut turn = self.notify.turn();
+        loop {
+            let seen = self.notify.generation();
+            match self.try_select(requirements, balancer, rng, exclude) {
+                Ok(selection) => return Ok(selection),
+                Err(Refusal::Busy(_, wants)) => turn.wait(seen, wants).await,
+                Err(Refusal::NoAgent(error)) => return Err(error),
+            }
+        }
+    }
+
+    /// How selections have gone since the registry was created: a measure of contention
+    /// (and of what waiting costs), for monitoring.
+    pub fn selection_counts(&self) -> SelectionCounts {
+        SelectionCounts {
+            reserved: self.counts.reserved.load(Ordering::Relaxed),
+            busy: self.counts.busy.load(Ordering::Relaxed),
+        }
+    }
+
+    /// [`select`](Self::select), saying on `AllBusy` what the caller could use.
+    fn try_select(
+        &self,
+        requirements: &AgentTask,
+        balancer: &dyn LoadBalancer,
+        rng: &mut dyn Rng,
+        exclude: &[AgentId],
+    ) -> Result<Selection, Refusal> {
         loop {
             let (entries, candidates) = self.scored(requirements, exclude);
             if candidates.is_empty() {
@@ -311,18 +445,24 @@ impl AgentRegistry {
                 } else {
                     self.scored(requirements, &[]).1.len()
                 };
-                return Err(SelectError::NoAgent {
+                return Err(Refusal::NoAgent(SelectError::NoAgent {
                     agent_type: requirements.agent_type.clone(),
                     required_capabilities: requirements.required_capabilities.to_vec(),
                     excluded,
-                });
+                }));
             }
             let pool = self.best(&candidates);
             if pool.is_empty() {
-                return Err(SelectError::AllBusy {
+                self.counts.busy.fetch_add(1, Ordering::Relaxed);
+                let error = SelectError::AllBusy {
                     agent_type: requirements.agent_type.clone(),
                     eligible: candidates.len(),
-                });
+                };
+                let serials = entries.iter().map(|entry| entry.serial).collect();
+                return Err(Refusal::Busy(
+                    error,
+                    Wants::new(serials, only_unhealthy(&candidates)),
+                ));
             }
             let picked = if pool.len() == candidates.len() {
                 // The usual case: every candidate is open and within the margin, so the
@@ -369,7 +509,7 @@ impl AgentRegistry {
 
     /// Indices in `candidates` of those the balancer chooses among.
     fn best(&self, candidates: &[Candidate]) -> Vec<usize> {
-        let only_unhealthy = candidates.iter().all(|c| c.health == Health::Unhealthy);
+        let only_unhealthy = only_unhealthy(candidates);
         let open =
             |c: &Candidate| !c.is_busy() && (only_unhealthy || c.health != Health::Unhealthy);
         let best = candidates
@@ -389,6 +529,7 @@ impl AgentRegistry {
         if !entry.registered.load(Ordering::Acquire) || !entry.try_reserve() {
             return None;
         }
+        self.counts.reserved.fetch_add(1, Ordering::Relaxed);
         Some(Lease {
             entry: Arc::clone(entry),
             notify: Arc::clone(&self.notify),
@@ -468,6 +609,10 @@ impl AgentRegistry {
     /// It is armed when created, so a change that happens before it is first polled is
     /// not missed. Race-free use, under any executor and with leases dropped on other
     /// threads: create it *before* selecting, await it on `AllBusy`.
+    ///
+    /// Every pending future completes on every change, so when many callers wait this
+    /// way each freed slot makes all of them select again; [`AgentRegistry::acquire`]
+    /// wakes one instead, and serves them in turn.
     ///
     /// ```
     /// # use tradeflow::agent::{AgentRegistry, LoadBalancer, Selection, SelectError};
@@ -549,6 +694,43 @@ impl AgentRegistry {
     }
 }
 
+/// Whether every candidate is unhealthy: then unhealthy agents are open (a last resort).
+fn only_unhealthy(candidates: &[Candidate]) -> bool {
+    candidates.iter().all(|c| c.health == Health::Unhealthy)
+}
+
+/// Why a selection reserved nothing.
+enum Refusal {
+    /// Every eligible agent is busy: the error, and what the caller could use.
+    Busy(SelectError, Wants),
+    /// No registered agent meets the criteria.
+    NoAgent(SelectError),
+}
+
+impl Refusal {
+    fn into_error(self) -> SelectError {
+        match self {
+            Self::Busy(error, _) | Self::NoAgent(error) => error,
+        }
+    }
+}
+
+/// How selections have gone since a registry was created; from
+/// [`AgentRegistry::selection_counts`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+#[non_exhaustive]
+pub struct SelectionCounts {
+    /// Selections that reserved a slot (by [`AgentRegistry::select`],
+    /// [`AgentRegistry::acquire`] or [`AgentRegistry::select_agent`]).
+    pub reserved: u64,
+    /// Selections that found every eligible agent busy (`AllBusy`): a caller about to
+    /// wait, or a woken one that found no slot it could use. With
+    /// [`AgentRegistry::acquire`], about one per caller that waited, plus one per
+    /// waiting caller each time an agent registers or leaves or a health changes.
+    pub busy: u64,
+}
+
 /// An agent that may run a call, as scored for it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -593,8 +775,9 @@ impl fmt::Debug for Selection {
     }
 }
 
-/// A slot reserved on an agent. Dropping it frees the slot and completes pending
-/// [`AgentRegistry::capacity_changed`] futures.
+/// A slot reserved on an agent. Dropping it frees the slot, completes pending
+/// [`AgentRegistry::capacity_changed`] futures and wakes the first caller of
+/// [`AgentRegistry::acquire`] in line that may use the agent.
 #[must_use = "dropping the lease frees the slot at once"]
 pub struct Lease {
     entry: Arc<Entry>,
@@ -618,7 +801,7 @@ impl Drop for Lease {
     fn drop(&mut self) {
         let before = self.entry.in_flight.fetch_sub(1, Ordering::AcqRel);
         debug_assert!(before > 0, "a lease always holds a slot");
-        self.notify.notify_all();
+        self.notify.released(&self.entry);
     }
 }
 
@@ -863,6 +1046,26 @@ mod tests {
     }
 
     #[test]
+    fn selections_are_counted() {
+        let registry = registry(&[("a", 1)]);
+        let mut rng = StdRng::seed_from_u64(1);
+        let any = task(&[], &[]);
+        let held = registry.select(&any, &RoundRobin::new(), &mut rng, &[]);
+        assert!(
+            registry
+                .select(&any, &RoundRobin::new(), &mut rng, &[])
+                .is_err()
+        );
+        drop(held);
+        assert!(registry.select_agent(&any, &AgentId::from("a")).is_some());
+        let counts = SelectionCounts {
+            reserved: 2,
+            busy: 1,
+        };
+        assert_eq!(registry.selection_counts(), counts);
+    }
+
+    #[test]
     fn margin_decides_who_the_balancer_sees() {
         // `b` has one call in flight of two: 0.1 below `a`.
         for (margin, expected) in [(0.05, 1), (0.15, 2)] {
@@ -892,6 +1095,7 @@ mod tests {
         assert_send_sync::<Lease>();
         assert_send_sync::<CapacityChanged>();
         assert_send_sync::<Candidate>();
+        assert_send_sync::<SelectionCounts>();
         assert_send_sync::<SelectError>();
         assert_send_sync::<RegistryError>();
         fn assert_send<T: Send>(_: T) {}

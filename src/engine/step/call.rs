@@ -17,6 +17,7 @@
 
 use std::io;
 use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -50,6 +51,9 @@ pub(in crate::engine) struct LogicalCall<'a> {
     preferred: Option<&'a AgentId>,
     /// Bounds every attempt, besides the step's own `timeout` (a loop's deadline).
     deadline: Option<DateTime<Utc>>,
+    /// Set while the call waits for its first agent, cleared once it has one (or none
+    /// can be had): a `parallel` step starts its next item then.
+    choosing: Option<&'a AtomicBool>,
 }
 
 /// How the attempts of one logical call ended.
@@ -93,12 +97,15 @@ impl<'a> LogicalCall<'a> {
             iteration: 0,
             preferred: None,
             deadline: None,
+            choosing: None,
         }
     }
 
-    /// The call for item `item` of a `parallel` step.
-    pub(super) fn item(mut self, item: usize) -> Self {
+    /// The call for item `item` of a `parallel` step, which clears `choosing` once its
+    /// first agent is chosen (or none can be).
+    pub(super) fn item(mut self, item: usize, choosing: &'a AtomicBool) -> Self {
         self.item = Some(item);
+        self.choosing = Some(choosing);
         self
     }
 
@@ -122,6 +129,9 @@ impl<'a> LogicalCall<'a> {
         loop {
             let preferred = self.preferred.filter(|_| tries.count == 0);
             let chosen = choose(ctx, self.task, preferred, &tries.excluded, &mut tries.rng).await;
+            if let Some(choosing) = self.choosing.filter(|_| tries.count == 0) {
+                choosing.store(false, Ordering::Relaxed);
+            }
             let selection = match chosen {
                 Ok(selection) => selection,
                 Err(error) => {
@@ -337,7 +347,8 @@ fn spread(x: u64) -> u64 {
     x ^ (x >> 31)
 }
 
-/// Picks an agent with a free slot, waiting for capacity when every eligible one is busy.
+/// Picks an agent with a free slot, waiting its turn when every eligible one is busy
+/// (first come, first served: a freed slot wakes one waiting call, not all of them).
 async fn choose(
     ctx: &StepCtx,
     task: &AgentTask,
@@ -350,16 +361,12 @@ async fn choose(
         return Ok(selection);
     }
     let balancer = ctx.inner.balancer(task.load_balancing);
-    let mut excluded = excluded;
-    loop {
-        // Armed before selecting, so a slot freed in between is not missed.
-        let changed = registry.capacity_changed();
-        match registry.select(task, balancer, rng, excluded) {
-            Err(SelectError::AllBusy { .. }) => changed.await,
-            // Every eligible agent was excluded (reported unavailable): try them again.
-            Err(SelectError::NoAgent { excluded: 1.., .. }) => excluded = &[],
-            other => return other,
+    match registry.acquire(task, balancer, rng, excluded).await {
+        // Every eligible agent was excluded (reported unavailable): try them again.
+        Err(SelectError::NoAgent { excluded: 1.., .. }) => {
+            registry.acquire(task, balancer, rng, &[]).await
         }
+        other => other,
     }
 }
 

@@ -1,4 +1,16 @@
 //! `parallel` steps: one logical call per item of an array parameter, outputs merged.
+//!
+//! Items start in input order, at most `maxConcurrency` in flight, and each only once the
+//! item before it has its agent (or could not have one). So while agents have free slots
+//! items keep starting, as many at once as before; once every slot is taken, one item
+//! waits in the registry's line for the next slot freed and the rest are not started:
+//! they cost nothing beyond their input until then. A fan-out of n items costs O(n)
+//! selections and holds futures only for the items with an agent, those waiting to retry
+//! and the one in line, however few the slots. An item waiting to retry holds no slot,
+//! so the next item may take it meanwhile.
+
+use std::future::poll_fn;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
@@ -9,8 +21,9 @@ use crate::agent::AgentId;
 use crate::plan::{AgentTask, PlanStep};
 use crate::run::FailureKind;
 
-/// A `parallel` step: one call per item of parameter `over`, at most `limit` at once.
-/// The first item that fails for good fails the step (the others are dropped).
+/// A `parallel` step: one call per item of parameter `over`, at most `limit` at once,
+/// started in input order as each one before has its agent. The first item that fails
+/// for good fails the step (the others are dropped, the items not started never start).
 pub(super) async fn fan_out(
     ctx: &StepCtx,
     step: &PlanStep,
@@ -37,24 +50,40 @@ pub(super) async fn fan_out(
         }
     };
     let count = items.len();
+    let limit = limit.max(1);
     let mut outputs: Vec<Option<(Value, Option<AgentId>)>> = (0..count).map(|_| None).collect();
+    // Whether the item started last still waits for its first agent.
+    let choosing = &AtomicBool::new(false);
     let mut pending = FuturesUnordered::new();
     let mut items = items.into_iter().enumerate();
     let mut attempts = 0;
     loop {
-        while pending.len() < limit.max(1) {
-            let Some((index, item)) = items.next() else {
-                break;
-            };
-            let mut parameters = base.clone();
-            parameters.insert(over.to_owned(), item);
-            pending.push(async move {
-                let parameters = Value::Object(parameters);
-                let call = LogicalCall::new(step, task, &parameters).item(index);
-                (index, call.make(ctx).await)
-            });
-        }
-        let Some((index, outcome)) = pending.next().await else {
+        let next = poll_fn(|cx| {
+            loop {
+                while pending.len() < limit && !choosing.load(Ordering::Relaxed) {
+                    let Some((index, item)) = items.next() else {
+                        break;
+                    };
+                    choosing.store(true, Ordering::Relaxed);
+                    let mut parameters = base.clone();
+                    parameters.insert(over.to_owned(), item);
+                    pending.push(async move {
+                        let parameters = Value::Object(parameters);
+                        let call = LogicalCall::new(step, task, &parameters).item(index, choosing);
+                        (index, call.make(ctx).await)
+                    });
+                }
+                let polled = pending.poll_next_unpin(cx);
+                // An item polled just now got its agent: the next one may start at once.
+                let more =
+                    items.len() > 0 && pending.len() < limit && !choosing.load(Ordering::Relaxed);
+                if polled.is_ready() || !more {
+                    return polled;
+                }
+            }
+        })
+        .await;
+        let Some((index, outcome)) = next else {
             break;
         };
         attempts += outcome.attempts;
