@@ -62,7 +62,9 @@
 //!
 //! let clock = VirtualClock::starting_at("2026-01-05T09:00:00Z".parse()?);
 //! let engine = Engine::builder().clock(clock.clone()).build();
-//! engine.register_agent(Arc::new(Signals(AgentDescriptor::new("sig-1", "MARKET_ANALYSIS"))))?;
+//! // An agent takes one call at a time unless it says more: say what it can serve at once.
+//! let signals = AgentDescriptor::new("sig-1", "MARKET_ANALYSIS").with_max_concurrency(16);
+//! engine.register_agent(Arc::new(Signals(signals)))?;
 //! engine.create_workflow(tradeflow::definition::WorkflowDefinition::from_json(r#"{
 //!     "id": "signal-only",
 //!     "steps": [{"id": "signal", "type": "task",

@@ -1,5 +1,6 @@
 //! The `tradeflow` example command: `validate` exits 0 on valid files and 2 on invalid
-//! ones, with one problem a line on stderr; `plan` draws the graph as DOT or Mermaid.
+//! ones, with one problem a line on stderr, and with `--agents` also when a step has no
+//! agent in the agents file; `plan` draws the graph as DOT or Mermaid.
 
 #[path = "support/command.rs"]
 mod command;
@@ -114,6 +115,100 @@ fn validate_reports_an_unreadable_file() {
             .first()
             .is_some_and(|line| line.starts_with("examples/workflows/no-such-file.json: ")),
         "{lines:#?}"
+    );
+}
+
+#[test]
+fn validate_with_agents_accepts_each_reference_workflow_with_its_agents() {
+    for (workflow, agents) in [
+        (ALGO_TRADING, "examples/agents/algo-trading.json"),
+        (
+            PORTFOLIO_REBALANCING,
+            "examples/agents/portfolio-rebalancing.json",
+        ),
+    ] {
+        let alone = run(&["validate", workflow]);
+        let output = run(&["validate", workflow, "--agents", agents]);
+        assert_eq!(
+            output.status.code(),
+            Some(0),
+            "{workflow}: {:?}",
+            stderr_lines(&output)
+        );
+        assert_eq!(
+            stdout(&output),
+            format!(
+                "{}; every step has an agent in {agents}\n",
+                stdout(&alone).trim_end()
+            )
+        );
+        assert!(output.stderr.is_empty());
+    }
+}
+
+#[test]
+fn validate_with_agents_names_every_step_no_agent_of_the_file_can_take() {
+    // The reference agents without the risk agent, and the analyst without the
+    // `technical-analysis` the workflow's first step requires.
+    let agents = scratch_file(
+        "agents-without-risk.json",
+        r#"{"agents": [
+          {"id": "ma-1", "type": "MARKET_ANALYSIS", "capabilities": ["momentum"], "tasks": {}},
+          {"id": "pm-1", "type": "PORTFOLIO_MANAGEMENT", "tasks": {}},
+          {"id": "exec-1", "type": "TRADING_EXECUTION", "capabilities": ["twap"], "tasks": {}}
+        ]}"#,
+    );
+    let agents = agents.to_str().expect("a UTF-8 path");
+    let output = run(&["validate", ALGO_TRADING, "--agents", agents]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(output.stdout.is_empty());
+    assert_eq!(
+        stderr_lines(&output),
+        [
+            format!(
+                "{ALGO_TRADING}: steps[0] (market-analysis): no agent of type `MARKET_ANALYSIS` \
+                 with capabilities [technical-analysis]; the type's 1 agent lacks \
+                 [technical-analysis] (the agents of {agents})"
+            ),
+            format!(
+                "{ALGO_TRADING}: steps[1] (risk-assessment): no agent of type `RISK_MANAGEMENT` \
+                 (the agents of {agents})"
+            ),
+        ]
+    );
+}
+
+#[test]
+fn validate_with_agents_reports_the_problems_of_both_files_at_once() {
+    let output = run(&[
+        "validate",
+        SEED_VERBATIM,
+        "--agents",
+        "examples/agents/none.json",
+    ]);
+    assert_eq!(output.status.code(), Some(2));
+    let lines = stderr_lines(&output);
+    assert_eq!(lines.len(), 2, "{lines:#?}");
+    assert!(
+        lines[0].starts_with(&format!("{SEED_VERBATIM}: ")),
+        "{lines:#?}"
+    );
+    assert!(
+        lines[1].starts_with("examples/agents/none.json: cannot read: "),
+        "{lines:#?}"
+    );
+
+    let help = run(&["validate", "--help"]);
+    assert!(
+        stdout(&help).contains("--agents <AGENTS.json>"),
+        "{}",
+        stdout(&help)
+    );
+    let no_value = run(&["validate", ALGO_TRADING, "--agents"]);
+    assert_eq!(no_value.status.code(), Some(2));
+    assert_eq!(
+        stderr_lines(&no_value).first().map(String::as_str),
+        Some("tradeflow: --agents needs a value")
     );
 }
 

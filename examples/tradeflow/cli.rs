@@ -26,6 +26,9 @@ pub(crate) enum Verb {
     /// Checks a workflow file; prints a one-line summary.
     ///
     /// Every problem goes to stderr, one a line (PATH: problem), and the exit code is 2.
+    /// With --agents, every step that calls an agent (task, decision, parallel, loop) must
+    /// have one in AGENTS.json of its agentCriteria type with every capability it
+    /// requires; each step that has none is a problem.
     Validate(validate::Args),
     /// Prints the workflow's execution DAG (Graphviz dot by default).
     ///
@@ -119,7 +122,9 @@ fn problem(args: &[String], error: &clap::Error) -> String {
             Some(first) => format!("unknown verb `{first}`"),
             None => "missing verb".to_owned(),
         },
-        // These two have one message for any wrong shape.
+        // These two have one message for any wrong shape, but for validate's option.
+        (Some("validate"), ErrorKind::InvalidValue) => format!("{} needs a value", option()),
+        (Some("validate"), ErrorKind::ArgumentConflict) => format!("{} is given twice", option()),
         (Some("validate"), _) => validate::TAKES.to_owned(),
         (Some("plan"), _) => plan::TAKES.to_owned(),
         (Some(verb), ErrorKind::UnknownArgument) => {

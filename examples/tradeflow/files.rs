@@ -5,11 +5,11 @@ use std::fmt::Display;
 
 use serde_json::Value;
 use tradeflow::definition::{DefinitionError, Location};
-use tradeflow::engine::EngineBuilder;
+use tradeflow::engine::{EngineBuilder, missing_agents};
 use tradeflow::plan::{ExecutionPlan, StepKind};
 use tradeflow::resource::{ResourceError, ResourcePool};
 use tradeflow::scheduler::Timeline;
-use tradeflow::sim::AgentsFile;
+use tradeflow::sim::{AgentScript, AgentsFile};
 
 use crate::Problems;
 
@@ -79,6 +79,43 @@ pub(crate) fn load_timeline(path: &str) -> Result<Timeline, Problems> {
         });
         located(path, lines)
     })
+}
+
+/// Reads and compiles a workflow file, and reads an agents file that must have an agent
+/// for every step that calls one (`validate --agents`); every problem of both at once.
+pub(crate) fn load_with_agents(workflow: &str, agents: &str) -> Result<ExecutionPlan, Problems> {
+    let plan = load(workflow);
+    let scripts = load_agents(agents);
+    match (plan, scripts) {
+        (Ok(plan), Ok(scripts)) => {
+            let problems = check_agents(&plan, &scripts, workflow, agents);
+            if problems.is_empty() {
+                Ok(plan)
+            } else {
+                Err(problems)
+            }
+        }
+        (plan, scripts) => Err([plan.err(), scripts.err()]
+            .into_iter()
+            .flatten()
+            .flatten()
+            .collect()),
+    }
+}
+
+/// Checks that every step of `plan` (read from `workflow`) that calls an agent has one
+/// in `agents` (read from `agents_path`) of its type with every capability it requires.
+pub(crate) fn check_agents(
+    plan: &ExecutionPlan,
+    agents: &AgentsFile,
+    workflow: &str,
+    agents_path: &str,
+) -> Problems {
+    let descriptors: Vec<_> = agents.agents.iter().map(AgentScript::descriptor).collect();
+    missing_agents(plan, &descriptors)
+        .iter()
+        .map(|missing| format!("{workflow}: {missing} (the agents of {agents_path})"))
+        .collect()
 }
 
 /// The checked files of a run (`simulate`, `run`, `replay`).

@@ -1,7 +1,7 @@
 //! The `tradeflow` command: validate, draw, simulate and run workflow files.
 //!
 //! ```text
-//! cargo run --example tradeflow -- validate WORKFLOW.json
+//! cargo run --example tradeflow -- validate WORKFLOW.json [--agents AGENTS.json]
 //! cargo run --example tradeflow -- plan WORKFLOW.json [--format dot|mermaid]
 //! cargo run --example tradeflow -- simulate WORKFLOW.json --agents AGENTS.json
 //!     [--input INPUT.json] [--seed N] [--start RFC3339]
@@ -13,6 +13,10 @@
 //! cargo run --example tradeflow -- replay WORKFLOW.json --agents AGENTS.json
 //!     --timeline TIMELINE.json [--seed N]
 //! ```
+//!
+//! `validate --agents` also checks the workflow against an agents file: every step that
+//! calls an agent must have one there that can take it ([`missing_agents`]), as
+//! [`AgentCheck::BeforeStart`] checks a host's registered agents before a run.
 //!
 //! `simulate` is the dry run of `docs/command.md`: the workflow runs against the scripted
 //! agents of the agents file ([`tradeflow::sim`]) on a [`VirtualClock`] that starts at
@@ -55,6 +59,8 @@
 //! [`scheduled_firings`]: tradeflow::scheduler::scheduled_firings
 //! [`Timeline`]: tradeflow::scheduler::Timeline
 //! [`Triggers`]: tradeflow::scheduler::Triggers
+//! [`missing_agents`]: tradeflow::engine::missing_agents
+//! [`AgentCheck::BeforeStart`]: tradeflow::engine::AgentCheck::BeforeStart
 //!
 //! Exit codes: 0 success (`simulate`, `run`: the run `COMPLETED`; `resume`: every resumed
 //! run `COMPLETED`, or none to resume; `schedule`; `replay`, however its runs ended); 1 a

@@ -15,8 +15,10 @@ use crate::run::{FailureKind, RunId};
 ///
 /// Agents are registered as `Arc<dyn Agent>` with an
 /// [`AgentRegistry`](super::AgentRegistry); the engine calls `execute` on whichever agent
-/// the registry selects, possibly many times at once (up to
-/// [`AgentDescriptor::max_concurrency`]).
+/// the registry selects, possibly many times at once: up to
+/// [`AgentDescriptor::max_concurrency`], which is **1 by default**, so an agent that does
+/// not raise it serves one call at a time across every run (see
+/// [Capacity](super#capacity)).
 ///
 /// # Examples
 /// ```
@@ -86,6 +88,12 @@ impl<A: Agent + ?Sized> Agent for Box<A> {
 /// (`id`, `type`, `capabilities`, `weight`, `maxConcurrency`); unknown fields are
 /// ignored so that richer agent entries can be read into it.
 ///
+/// `max_concurrency` defaults to **1**: one call at a time, across every run. An agent
+/// that can serve calls concurrently should say how many with
+/// [`with_max_concurrency`](Self::with_max_concurrency), or a bot's runs queue behind
+/// each other (100 runs together: 1.4–3.6 s at 1 slot, 0.12–0.17 s at 100, in a user's
+/// bot; see [Capacity](super#capacity)).
+///
 /// ```
 /// # use tradeflow::agent::AgentDescriptor;
 /// let exec = AgentDescriptor::new("exec-1", "TRADING_EXECUTION")
@@ -114,7 +122,8 @@ pub struct AgentDescriptor {
     /// Relative share of work under the `WEIGHTED` balancer; finite and > 0. Default 1.
     #[serde(default = "default_weight")]
     pub weight: f64,
-    /// Calls the agent takes at once; at least 1. Default 1.
+    /// Calls the agent takes at once, across every run; at least 1. Default 1: one at a
+    /// time, the others wait (raise it for an agent that can serve several).
     #[serde(default = "default_max_concurrency")]
     pub max_concurrency: u32,
 }
@@ -128,7 +137,8 @@ fn default_max_concurrency() -> u32 {
 }
 
 impl AgentDescriptor {
-    /// A descriptor with no capabilities, weight 1 and one call at a time.
+    /// A descriptor with no capabilities, weight 1 and one call at a time (raise it with
+    /// [`with_max_concurrency`](Self::with_max_concurrency)).
     pub fn new(id: impl Into<AgentId>, agent_type: impl Into<AgentType>) -> Self {
         Self {
             id: id.into(),
@@ -154,8 +164,9 @@ impl AgentDescriptor {
         self
     }
 
-    /// Sets how many calls the agent takes at once (at least 1; checked when
-    /// registered). Defaults to 1.
+    /// Sets how many calls the agent takes at once, across every run (at least 1;
+    /// checked when registered). Defaults to 1, which serialises every call of the
+    /// agent: set it to what the agent can really serve at once.
     pub fn with_max_concurrency(mut self, max_concurrency: u32) -> Self {
         self.max_concurrency = max_concurrency;
         self

@@ -10,7 +10,7 @@ use super::durable::{DEFAULT_LEASE, Journal, Writer};
 use super::event::{EventCallback, Listeners};
 use super::inner::Inner;
 use super::options::RunIds;
-use super::{Engine, RunEvent};
+use super::{AgentCheck, Engine, RunEvent};
 use crate::agent::{AgentRegistry, balancer_for};
 use crate::clock::{Clock, SystemClock};
 use crate::decision::{DecisionEngine, DecisionLog};
@@ -32,6 +32,7 @@ pub struct EngineBuilder {
     owner: Option<String>,
     run_ids: RunIds,
     resources: Option<Arc<dyn ResourceManager>>,
+    agent_check: AgentCheck,
 }
 
 impl fmt::Debug for EngineBuilder {
@@ -42,6 +43,7 @@ impl fmt::Debug for EngineBuilder {
             .field("seed", &self.seed)
             .field("store", &self.store)
             .field("resources", &self.resources.is_some())
+            .field("agent_check", &self.agent_check)
             .finish_non_exhaustive()
     }
 }
@@ -158,6 +160,30 @@ impl EngineBuilder {
         self.resources(PriorityResourceManager::new(pool))
     }
 
+    /// When a workflow's steps are checked for agents that can take them:
+    /// [`AgentCheck::BeforeStart`] makes [`Engine::start`] refuse a run with a step no
+    /// registered agent can take ([`EngineError::NoAgents`](super::EngineError::NoAgents)),
+    /// before anything runs. Defaults to [`AgentCheck::WhenReached`]: a step looks for its
+    /// agent when it is reached.
+    ///
+    /// ```
+    /// use tradeflow::definition::WorkflowDefinition;
+    /// use tradeflow::engine::{AgentCheck, Engine, EngineError, RunOptions};
+    ///
+    /// let engine = Engine::builder().agent_check(AgentCheck::BeforeStart).build();
+    /// engine.create_workflow(WorkflowDefinition::from_json(r#"{"id": "w", "steps": [
+    ///     {"id": "risk", "type": "task", "agentCriteria": {"type": "RISK_MANAGEMENT"},
+    ///      "task": {"type": "RISK_ASSESSMENT"}}]}"#)?)?;
+    /// let refused = engine.start("w", RunOptions::default()).unwrap_err();
+    /// assert!(matches!(refused, EngineError::NoAgents { .. }));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[must_use]
+    pub fn agent_check(mut self, check: AgentCheck) -> Self {
+        self.agent_check = check;
+        self
+    }
+
     /// The engine.
     pub fn build(self) -> Engine {
         let balancers = [
@@ -191,6 +217,7 @@ impl EngineBuilder {
                 run_ids: self.run_ids,
                 controls: Arc::default(),
                 resources: self.resources,
+                agent_check: self.agent_check,
             }),
         }
     }
@@ -212,6 +239,7 @@ impl Engine {
             owner: None,
             run_ids: RunIds::default(),
             resources: None,
+            agent_check: AgentCheck::default(),
         }
     }
 }

@@ -129,6 +129,12 @@ impl Engine {
         self.inner.catalogue.latest(id)
     }
 
+    /// The latest version of workflow `id`, or why there is none.
+    pub(super) fn known_workflow(&self, id: &str) -> Result<Arc<ExecutionPlan>, EngineError> {
+        self.workflow(id)
+            .ok_or_else(|| EngineError::UnknownWorkflow { id: id.to_owned() })
+    }
+
     /// Workflow `id` at `version`.
     pub fn workflow_version(&self, id: &str, version: &str) -> Option<Arc<ExecutionPlan>> {
         self.inner.catalogue.version(id, version)

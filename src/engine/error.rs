@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use super::MissingAgent;
 use crate::agent::RegistryError;
 use crate::definition::ValidationErrors;
 use crate::resource::CapacityError;
@@ -57,9 +58,19 @@ pub enum EngineError {
         /// workflow) and the resource.
         problems: Vec<CapacityError>,
     },
+    /// Steps of the workflow that no registered agent can take (none of their agent
+    /// type, or none with every capability they require): the run would fail there.
+    #[error("workflow `{workflow}` has steps no registered agent can take:\n{}", lines(.problems))]
+    NoAgents {
+        /// The workflow id.
+        workflow: String,
+        /// Every such step, in listed order, with its agent type and the capabilities
+        /// it requires.
+        problems: Vec<MissingAgent>,
+    },
 }
 
-fn lines(problems: &[CapacityError]) -> String {
+fn lines(problems: &[impl ToString]) -> String {
     problems
         .iter()
         .map(ToString::to_string)
@@ -86,6 +97,16 @@ impl PartialEq for EngineError {
                     problems: x,
                 },
                 Self::OverCapacity {
+                    workflow: b,
+                    problems: y,
+                },
+            ) => a == b && x == y,
+            (
+                Self::NoAgents {
+                    workflow: a,
+                    problems: x,
+                },
+                Self::NoAgents {
                     workflow: b,
                     problems: y,
                 },

@@ -5,13 +5,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use chrono::{DateTime, Utc};
 
-use super::RunEvent;
 use super::approvals::Approvals;
 use super::catalogue::Catalogue;
 use super::control::Controls;
 use super::durable::Journal;
 use super::event::Listeners;
 use super::options::RunIds;
+use super::{AgentCheck, RunEvent};
 use crate::agent::{AgentRegistry, LoadBalancer};
 use crate::clock::Clock;
 use crate::decision::DecisionEngine;
@@ -45,6 +45,8 @@ pub(crate) struct Inner {
     pub(super) controls: Arc<Controls>,
     /// Where `resourceRequirements` are taken from; none: they are not enforced.
     pub(crate) resources: Option<Arc<dyn ResourceManager>>,
+    /// Whether `start` checks a workflow's agents first.
+    pub(super) agent_check: AgentCheck,
 }
 
 impl Inner {

@@ -83,6 +83,16 @@
 //! not); size the pool for them, or give workflow-level and step-level needs different
 //! kinds.
 //!
+//! # Agents
+//! A step finds its agent when it is reached ([`crate::agent`]): a step no registered
+//! agent can take fails then, with kind `NO_AGENT`, after the steps before it ran.
+//! [`Engine::check_agents`] names every such step of a workflow at once, and
+//! [`AgentCheck::BeforeStart`] ([`EngineBuilder::agent_check`]) makes [`Engine::start`]
+//! refuse the run ([`EngineError::NoAgents`]) before anything runs. The check is made
+//! against the agents registered when the run starts; recovered runs are not checked,
+//! since a bot registers its agents after [`Engine::recover`] returns
+//! ([`Engine::check_plan_agents`] checks them once it has).
+//!
 //! # Cost
 //! Per step: one boxed future, one agent selection (O(agents of the type)), the
 //! parameter template resolved once, and events only when someone subscribes. A step
@@ -101,6 +111,7 @@ mod heal;
 mod inner;
 mod options;
 mod orchestration;
+mod preflight;
 mod recover;
 mod report;
 mod run;
@@ -132,6 +143,7 @@ pub use event::{EventStream, RunEvent, RunEvents};
 pub use heal::MAX_RECOVERIES;
 pub use options::{RunIds, RunOptions};
 pub use orchestration::OrchestrationEngine;
+pub use preflight::{AgentCheck, MissingAgent, missing_agents};
 pub use recover::{HeldRun, Recovery};
 pub use report::{RunReport, StepReport};
 
@@ -221,18 +233,23 @@ impl Engine {
     /// Starts a run of the latest version of workflow `workflow_id`. The run makes
     /// progress only while the returned [`Run`] is polled.
     ///
+    /// With [`AgentCheck::BeforeStart`] ([`EngineBuilder::agent_check`]), every step is
+    /// first checked against the agents registered now ([`Engine::check_agents`]).
+    ///
     /// # Errors
-    /// [`EngineError::UnknownWorkflow`].
+    /// [`EngineError::UnknownWorkflow`]; with [`AgentCheck::BeforeStart`],
+    /// [`EngineError::NoAgents`] naming every step no registered agent can take (then
+    /// nothing runs, nothing is journaled and no agent is called).
     pub fn start(&self, workflow_id: &str, options: RunOptions) -> Result<Run, EngineError> {
-        let plan = self
-            .workflow(workflow_id)
-            .ok_or_else(|| EngineError::UnknownWorkflow {
-                id: workflow_id.to_owned(),
-            })?;
+        let plan = self.known_workflow(workflow_id)?;
+        if self.inner.agent_check == AgentCheck::BeforeStart {
+            self.check_plan_agents(&plan)?;
+        }
         Ok(self.start_plan(plan, options))
     }
 
-    /// Starts a run of `plan` (which need not be kept by the engine).
+    /// Starts a run of `plan` (which need not be kept by the engine). Its agents are not
+    /// checked, whatever the [`AgentCheck`]: call [`Engine::check_plan_agents`] first to.
     pub fn start_plan(&self, plan: Arc<ExecutionPlan>, options: RunOptions) -> Run {
         let started_at = self.inner.clock.now();
         let id = options
@@ -272,7 +289,7 @@ impl Engine {
     /// Runs the latest version of `workflow_id` with `options` to its end.
     ///
     /// # Errors
-    /// [`EngineError::UnknownWorkflow`].
+    /// As [`start`](Self::start).
     pub async fn run(
         &self,
         workflow_id: &str,
@@ -284,8 +301,8 @@ impl Engine {
     /// Runs the latest version of `workflow_id` with `input` to its end.
     ///
     /// # Errors
-    /// [`EngineError::UnknownWorkflow`]. A run that fails is not an error: its report
-    /// says how it ended.
+    /// As [`start`](Self::start). A run that fails is not an error: its report says how
+    /// it ended.
     pub async fn execute_workflow(
         &self,
         workflow_id: &str,

@@ -24,8 +24,9 @@ pub trait OrchestrationEngine: Send + Sync {
     /// Runs the latest version of workflow `workflow_id` with `input` to its end.
     ///
     /// # Errors
-    /// [`EngineError::UnknownWorkflow`]. A run that fails is not an error: its report
-    /// says how it ended.
+    /// [`EngineError::UnknownWorkflow`]; [`EngineError::NoAgents`] when the engine checks
+    /// agents before a run ([`AgentCheck::BeforeStart`](super::AgentCheck::BeforeStart)).
+    /// A run that fails is not an error: its report says how it ended.
     async fn execute_workflow(
         &self,
         workflow_id: &str,

@@ -60,6 +60,11 @@ impl Engine {
     /// host [`Context`]; timeouts of steps restart, the workflow's timeout keeps its
     /// deadline. Without a store, there is nothing to recover.
     ///
+    /// Recovered runs are not checked for agents, whatever the
+    /// [`AgentCheck`](super::AgentCheck): register the agents, then check each run with
+    /// [`check_plan_agents`](Self::check_plan_agents)`(run.plan())` before polling it, if
+    /// you want a step with no agent found before the run goes on.
+    ///
     /// # Errors
     /// [`EngineError::Store`] when the store cannot list its runs.
     pub fn recover(&self) -> Result<Vec<Run>, EngineError> {
