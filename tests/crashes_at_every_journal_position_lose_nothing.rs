@@ -50,9 +50,8 @@
 //! # Known bugs
 //! Library bugs this simulation found are reproduced by ignored tests (run them with
 //! `cargo test -- --ignored`). Until they are fixed, two checks here leave out exactly
-//! what a bug breaks (marked `KNOWN BUG`: the run's error after a restart, and steps
-//! started as the run stops, whose start was never journaled), and the generator keeps
-//! fallback steps narrower than the format allows (see [`Generator::fallbacks`]).
+//! what timers decide, and the generator keeps fallback steps narrower than the format
+//! allows (see [`Generator::fallbacks`]).
 //!
 //! # Replay
 //! A failure prints the seed, the crash position and the workflow's JSON.
@@ -70,7 +69,7 @@ use std::sync::Arc;
 use serde_json::{Value, json};
 use support::crash::CrashingStore;
 use support::engine::{CallLog, Harness, Reply, run_answering, t0};
-use support::journal::{assert_journal_matches, folded};
+use support::journal::assert_journal_matches;
 use tradeflow::agent::TaskRequest;
 use tradeflow::clock::VirtualClock;
 use tradeflow::definition::{RecoveryStrategy, StepId};
@@ -218,9 +217,15 @@ fn crash_and_recover(simulation: &Arc<Simulation>, golden: &Golden, crash_at: us
     let report = simulation.recover(&second, &after);
 
     assert_every_step_ended_once(simulation, &report);
-    assert_same_outcome(&report, golden);
+    // A step with a `timeout` that was running at the crash starts its timer again after
+    // the restart (a documented limit), so it may end otherwise than in the golden run,
+    // and so may what follows it; the other invariants still hold.
+    let retimed = !simulation.timed_steps_running(&at_crash).is_empty();
+    if !retimed {
+        assert_same_outcome(&report, golden, &simulation.parallel_steps());
+    }
     assert_ended_steps_keep_their_end(&at_crash, &report, &after);
-    assert_calls_in_flight_are_made_again(&at_crash, &report, &after, golden);
+    assert_calls_in_flight_are_made_again(&at_crash, &report, &after, golden, retimed);
     let journal = disk.load(run).expect("the journal loads");
     assert_eq!(
         journal[..on_disk.len()],
@@ -237,31 +242,12 @@ fn crash_and_recover(simulation: &Arc<Simulation>, golden: &Golden, crash_at: us
 
 /// The journal in `store` folds to what `report` says (`assert_journal_matches`).
 ///
-/// KNOWN BUG (seed 119, the golden run; seed 19828 after a `SUBSTITUTE`): a step the run
-/// starts in the very turn a failure stops it (under `PARALLEL` and `STOP_ON_FAILURE`)
-/// is reported `CANCELLED` but that start never reaches the journal, which leaves the step
-/// pending (see `a_step_started_as_the_run_stops_is_journaled` in
-/// `runs_survive_a_restart.rs`). Until it is fixed, a step reported cancelled that the
-/// journal leaves pending is compared as pending (or left out, when the journal never
-/// mentions it).
+/// The journal in `store` folds to what `report` says (`assert_journal_matches`): a step
+/// the run started in the very turn a failure stopped it, before its future journaled
+/// anything, is reported skipped ("not started"), as the journal says.
 #[track_caller]
 fn assert_journal_matches_the_report(store: &dyn RunStore, report: &RunReport) {
-    let journaled = folded(store, &report.run_id);
-    let mut report = report.clone();
-    report.steps.retain_mut(|(id, step)| {
-        if step.status != StepStatus::Cancelled {
-            return true;
-        }
-        match journaled.steps.get(id) {
-            None => false,
-            Some(state) if state.status == StepStatus::Pending => {
-                step.status = StepStatus::Pending;
-                true
-            }
-            Some(_) => true,
-        }
-    });
-    assert_journal_matches(store, &report);
+    assert_journal_matches(store, report);
 }
 
 /// Every step of the workflow is in `report` once, in the definition's order, with a
@@ -281,8 +267,8 @@ fn assert_every_step_ended_once(simulation: &Simulation, report: &RunReport) {
 /// status, output, kind of failure and approver. Allowed to differ, because the journal
 /// and the docs say so:
 /// - `attempts`: calls cut off by the crash count ("a cut-off call was made"), and a
-///   logical call made again starts from its first attempt (its key tells the agent it
-///   is the same call);
+///   logical call made again goes on from the attempt it was at (its key tells the agent
+///   it is the same call);
 /// - agents, error messages (which name the agent) and recoveries: the new engine's
 ///   registry has no history of the agents, so it may choose another one first; and
 ///   self-healing's bookkeeping of a step is not journaled, only its decisions, so a
@@ -293,8 +279,10 @@ fn assert_every_step_ended_once(simulation: &Simulation, report: &RunReport) {
 ///   which failure stopped it. That depends on timers, and the timers of running steps
 ///   start again from the recovery (a known limit, in the engine's docs). The run still
 ///   fails, and a step that completed in both runs has the same output.
+/// - a `parallel` step that fails: which of its items fails first, and so the kind of the
+///   failure, depends on timers too (its items run again from the first after a restart).
 #[track_caller]
-fn assert_same_outcome(report: &RunReport, golden: &Golden) {
+fn assert_same_outcome(report: &RunReport, golden: &Golden, parallel: &[&str]) {
     let stopped = golden.stopped;
     let golden = &golden.report;
     let shown = || {
@@ -305,22 +293,29 @@ fn assert_same_outcome(report: &RunReport, golden: &Golden) {
         )
     };
     assert_eq!(report.status, golden.status, "{}", shown());
-    // KNOWN BUG (seed 384, a crash after entry 26): after a restart the run's error names
-    // the failed step that comes first by id, not the first that failed (see
-    // `the_runs_error_is_its_first_failure_after_a_restart_too` in
-    // `runs_survive_a_restart.rs`). Until it is fixed, the run's error is only checked to
-    // be the failure of a step that failed in the golden run; then compare the kind and
-    // step of `report.error` and `golden.error`.
+    // The run's error is its first failure, after a restart too. Which of several steps
+    // failing at about the same time fails first depends on timers when the restart cut
+    // their calls off (their timers start again): then the error is the failure of
+    // another step that failed in the golden run too, with its kind (any kind, for a
+    // `parallel` step: which of its items fails first depends on timers too).
     match (&report.error, &golden.error) {
         (Some(_), Some(_)) if stopped => {}
-        (Some(error), Some(_)) => {
-            let step = error
+        (Some(error), Some(reference)) if error.step_id == reference.step_id => {
+            let in_parallel = error
                 .step_id
                 .as_ref()
-                .and_then(|id| golden.step(id.as_str()));
-            let failed_so = step.is_some_and(|step| {
+                .is_some_and(|id| parallel.contains(&id.as_str()));
+            if !in_parallel {
+                assert_eq!(error.kind, reference.kind, "{}", shown());
+            }
+        }
+        (Some(error), Some(_)) => {
+            let id = error.step_id.as_ref().map(|id| id.as_str());
+            let in_parallel = id.is_some_and(|id| parallel.contains(&id));
+            let failed_so = id.and_then(|id| golden.step(id)).is_some_and(|step| {
                 step.status == StepStatus::Failed
-                    && step.error.as_ref().map(|failure| failure.kind) == Some(error.kind)
+                    && (in_parallel
+                        || step.error.as_ref().map(|failure| failure.kind) == Some(error.kind))
             });
             assert!(failed_so, "the run's error {error:?}: {}", shown());
         }
@@ -333,11 +328,15 @@ fn assert_same_outcome(report: &RunReport, golden: &Golden) {
         if stopped && !both_completed {
             continue;
         }
+        let kind_counts = !parallel.contains(&id.as_str());
         let outcome = |step: &tradeflow::engine::StepReport| {
             (
                 step.status,
                 step.output.clone(),
-                step.error.as_ref().map(|error| error.kind),
+                step.error
+                    .as_ref()
+                    .filter(|_| kind_counts)
+                    .map(|error| error.kind),
                 step.approved_by.clone(),
             )
         };
@@ -386,6 +385,7 @@ fn assert_calls_in_flight_are_made_again(
     report: &RunReport,
     after: &CallLog,
     golden: &Golden,
+    retimed: bool,
 ) {
     let keys = keys(after);
     for (id, call) in at_crash.in_flight() {
@@ -403,12 +403,29 @@ fn assert_calls_in_flight_are_made_again(
             call.attempt
         );
     }
-    if golden.stopped {
-        // Which calls are made before the run stops depends on timers (see
-        // `assert_same_outcome`): the recovered run may reach steps the golden one did not.
+    if golden.stopped || retimed {
+        // Which calls are made before the run stops, or after a step whose timer started
+        // again, depends on timers (see `assert_same_outcome`): the recovered run may reach
+        // steps the golden one did not.
         return;
     }
-    let new: Vec<&String> = keys.difference(&golden.keys).collect();
+    // A `parallel` step that failed: which of its items were called before the first
+    // failure depends on timers (its items run again from the first after a restart).
+    let failed_fan_out = |key: &str| {
+        golden.report.steps.iter().any(|(id, step)| {
+            step.status == StepStatus::Failed
+                && step.agent_ids.is_some()
+                && key.starts_with(&format!("{}/{id}/", golden.report.run_id))
+        }) || golden.report.steps.iter().any(|(id, step)| {
+            step.status == StepStatus::Failed
+                && key.starts_with(&format!("{}/{id}/", golden.report.run_id))
+                && key.split('/').nth(2).is_some_and(|item| item != "0")
+        })
+    };
+    let new: Vec<&String> = keys
+        .difference(&golden.keys)
+        .filter(|key| !failed_fan_out(key))
+        .collect();
     assert!(
         new.is_empty(),
         "calls after the restart with keys the golden run never used: {new:?}"
@@ -483,6 +500,33 @@ impl Simulation {
         policy["concurrency"] == "PARALLEL" && policy["failureHandling"] == "STOP_ON_FAILURE"
     }
 
+    /// The `parallel` steps.
+    fn parallel_steps(&self) -> Vec<&str> {
+        self.definition["steps"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|step| step["type"] == "parallel")
+            .filter_map(|step| step["id"].as_str())
+            .collect()
+    }
+
+    /// The steps with a `timeout` that were running (or waiting) at the crash.
+    fn timed_steps_running(&self, at_crash: &RunState) -> Vec<&str> {
+        self.definition["steps"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|step| step.get("timeout").is_some())
+            .filter_map(|step| step["id"].as_str())
+            .filter(|id| {
+                at_crash.steps.get(*id).is_some_and(|state| {
+                    matches!(state.status, StepStatus::Running | StepStatus::Waiting)
+                })
+            })
+            .collect()
+    }
+
     fn step_ids(&self) -> Vec<&str> {
         self.definition["steps"]
             .as_array()
@@ -500,16 +544,27 @@ impl Simulation {
             .copied()
             .unwrap_or_default();
         let call = hash(self.seed, &request.idempotency_key);
-        let roll = spread(call ^ u64::from(request.attempt));
+        // How slow the agent is on this logical call, whatever the attempt: a call made
+        // again after a crash takes as long as the one cut off would have.
+        let roll = spread(call);
         let delay = if roll % 1000 < behaviour.slow {
             1 + (roll >> 10) % 60
         } else {
             0
         };
-        let fate = (roll >> 20) % 1000;
-        let reply = if fate < behaviour.temporary {
+        // The first `busy` attempts of a logical call fail for a while; every later attempt
+        // gets the call's one final answer. Monotone in the attempt, so a call cut off by
+        // a crash and made again from the next attempt ends as it would have.
+        let mut busy = 0;
+        let mut draw = spread(call ^ 0x5eed);
+        while busy < 3 && draw % 1000 < behaviour.temporary {
+            busy += 1;
+            draw = spread(draw);
+        }
+        let fate = (spread(call ^ 0xfa7e) >> 20) % 1000;
+        let reply = if request.attempt <= busy {
             Reply::temporary("busy, try again")
-        } else if fate < behaviour.temporary + behaviour.permanent {
+        } else if fate < behaviour.permanent {
             Reply::permanent("refused")
         } else {
             Reply::ok(json!({
@@ -643,9 +698,7 @@ impl Generator {
         }
         // Without `dependencies`, steps run in listed order.
         let listed_order = self.dice.chance(200);
-        if !listed_order && failure_handling == "CONTINUE_ON_FAILURE" {
-            self.fallbacks(&mut steps, &mut dependencies);
-        }
+        self.fallbacks(&mut steps, &mut dependencies, listed_order);
         let mut workflow = json!({
             "id": "simulated",
             "version": "1",
@@ -768,26 +821,18 @@ impl Generator {
 
     /// Gives some steps that call agents a later `task` or `decision` step as their
     /// `fallbackStep` (each step the fallback of one step at most, and a fallback has
-    /// none of its own).
-    ///
-    /// Library bugs keep fallbacks narrower than the format allows; lift each restriction
-    /// once its bug is fixed (the tests named are in `failed_steps_heal_themselves.rs`):
-    /// - a fallback here is never skipped: it reads only the run's input, has no
-    ///   condition and is not optional. A skipped fallback leaves the step it stands in
-    ///   for unresolved (`a_fallback_that_is_skipped_fails_the_step_it_stood_in_for`);
-    /// - it waits for no step but the one it stands in for, and the workflow has
-    ///   `dependencies`: a fallback behind a successor of its step deadlocks
-    ///   (`a_fallback_that_waits_for_a_successor_of_its_step_does_not_leave_the_run_completed`);
-    /// - only under `CONTINUE_ON_FAILURE`, where the run never stops while a step stands
-    ///   aside for its fallback: such a step is reported `CANCELLED` but its journal says
-    ///   `PENDING` (`a_step_waiting_for_its_fallback_when_the_run_stops_is_journaled_cancelled`).
-    fn fallbacks(&mut self, steps: &mut [Value], dependencies: &mut Vec<Value>) {
+    /// none of its own). A fallback keeps its condition and may be optional (so it may be
+    /// skipped), but reads only the run's input and waits for no other step: one that
+    /// waited for a successor of the step it stands in for could never run, which
+    /// validation refuses. Under listed order that means the step right after.
+    fn fallbacks(&mut self, steps: &mut [Value], dependencies: &mut Vec<Value>, listed: bool) {
         let mut taken = BTreeSet::new();
         for index in 0..steps.len() {
             if !self.kinds[index].calls_agents() || taken.contains(&index) {
                 continue;
             }
-            let candidates: Vec<usize> = (index + 1..steps.len())
+            let last = if listed { index + 2 } else { steps.len() };
+            let candidates: Vec<usize> = (index + 1..last.min(steps.len()))
                 .filter(|&later| {
                     matches!(self.kinds[later], Kind::Task | Kind::Decision)
                         && !taken.contains(&later)
@@ -806,9 +851,10 @@ impl Generator {
             handling["fallbackStep"] = json!(name);
             let stand_in = &mut steps[fallback];
             stand_in["task"]["parameters"] = json!({"step": name, "a": "${input.base}"});
-            if let Some(fields) = stand_in.as_object_mut() {
-                fields.remove("condition");
-                fields.remove("optional");
+            if stand_in.get("condition").is_some() {
+                // On the input alone (the input's `base` is 42): it may be skipped.
+                let at = 30 + self.dice.below(30);
+                stand_in["condition"] = json!({"expression": format!("${{input.base}} > {at}")});
             }
             dependencies.retain(|dependency| dependency["to"] != json!(name));
         }

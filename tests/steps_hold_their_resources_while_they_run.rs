@@ -159,10 +159,16 @@ fn a_failed_step_gives_back_its_resources_and_so_do_the_steps_stop_on_failure_ca
 
     assert_status(&report, RunStatus::Failed);
     assert_eq!(step(&report, "bad").status, StepStatus::Failed);
-    // `slow-*` were running and `queued` was waiting for a core: all cancelled.
-    for id in ["slow-1", "slow-2", "queued"] {
+    // `slow-*` were running: cancelled. `queued` was waiting for a core and had not
+    // started (nothing of it was called or journaled): skipped, not started.
+    for id in ["slow-1", "slow-2"] {
         assert_eq!(step(&report, id).status, StepStatus::Cancelled, "{id}");
     }
+    assert_eq!(step(&report, "queued").status, StepStatus::Skipped);
+    assert_eq!(
+        step(&report, "queued").reason.as_deref(),
+        Some("not started: the run ended FAILED")
+    );
     assert_all_given_back(&h);
 }
 

@@ -14,7 +14,9 @@
 //! with exponential backoff and seeded jitter; `STOP_ON_FAILURE` cancels running steps
 //! and `CONTINUE_ON_FAILURE` skips the failed step's dependents; a failed `optional` step
 //! does not fail the run. Choices where the format is silent:
-//! - Steps that never started when a run ends are reported `SKIPPED`, with the reason.
+//! - Steps that never started when a run ends are reported `SKIPPED`, with the reason;
+//!   so is a step launched that had journaled nothing yet (it waited for resources or an
+//!   agent's slot). Steps that had begun are `CANCELLED`.
 //! - A `loop` step's `timeout` bounds the whole loop; when it passes after at least one
 //!   iteration, the loop ends with the last output (as `maxIterations` does).
 //! - An agent that panics fails that attempt; it is retried as a `TEMPORARY` failure
@@ -38,11 +40,13 @@
 //! commit): concurrent steps' completions and the starts they release cost one sync. A
 //! crash can lose only transitions nothing outside acted on: such a step runs again with
 //! the same idempotency key. Events are emitted as transitions are decided (at least once
-//! across a crash). An append that fails is retried on the engine's clock (10 ms doubling
-//! to 1 s) until it succeeds.
+//! across a crash). Appends are made by the engine's journal writer thread; an append
+//! that keeps failing (after about a second; a busy store, about two) stops the run,
+//! `FAILED` with kind `STORE` (see `EngineBuilder::store`).
 //! [`Engine::recover`] continues the store's unfinished runs after a restart: completed
 //! steps keep their outputs and are not called again; calls that were in flight are made
-//! again with the same idempotency key; waiting approvals wait again; paused runs stay
+//! again with the same idempotency key, from the attempt they were at (the cut-off call
+//! counts against `maxAttempts`); waiting approvals wait again; paused runs stay
 //! paused ([`Engine::pause_workflow`], [`Engine::resume_workflow`],
 //! [`Engine::cancel_workflow`] are journaled). Known limits: the
 //! host [`Context`](crate::expr::Context) is not journaled (recovered runs see an empty one), timers of running
@@ -63,8 +67,10 @@
 //!   fails, panics, times out or is cancelled (`STOP_ON_FAILURE`, a cancelled run, the
 //!   workflow's timeout) gives everything back. The requirements are held across the
 //!   step's retries and their delays; the step's `timeout` bounds each attempt, not the
-//!   wait for resources. A step that waits is `RUNNING` in the report and announces
-//!   `StepStarted` only once it has its resources and calls an agent.
+//!   wait for resources. A step that waits is `RUNNING` and announces `StepStarted`
+//!   only once it has its resources and calls an agent; if the run ends while it still
+//!   waits, it did not start: it is reported `SKIPPED` ("not started"), as its journal
+//!   says.
 //! - Waiting steps and runs are served lower `priority` number first, in order of
 //!   arrival within a priority ([`PriorityResourceManager`](crate::resource::PriorityResourceManager): strict order, so a large
 //!   request is not starved; see [`crate::resource`] for its bounded backfill).

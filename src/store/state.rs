@@ -7,7 +7,7 @@ use serde_json::Value;
 
 use super::JournalEntry;
 use crate::agent::AgentId;
-use crate::definition::StepId;
+use crate::definition::{RecoveryStrategy, StepId};
 use crate::run::{RecoveryDecision, RunError, RunId, RunStatus, StepError, StepStatus};
 
 /// The state of a run as its journal says: `RunState::fold(&entries)`.
@@ -77,6 +77,9 @@ pub struct StepState {
     pub in_flight: Vec<InFlightCall>,
     /// While the step waits for approval: what the approver is asked to approve.
     pub waiting: Option<Value>,
+    /// The position of the entry that last failed the step (its `stepFailed`): the order
+    /// failures happened in, so the run's error is its first failure.
+    pub failed_at: Option<usize>,
 }
 
 /// A call to an agent that started and has not ended.
@@ -254,7 +257,7 @@ impl RunState {
                                 status: step.status,
                             });
                         }
-                        step.apply(step_entry);
+                        step.apply(step_entry, index);
                     }
                 }
             }
@@ -364,8 +367,8 @@ impl RunState {
 }
 
 impl StepState {
-    /// Applies one entry about this step.
-    fn apply(&mut self, entry: &JournalEntry) {
+    /// Applies one entry about this step, entry `index` of the journal.
+    fn apply(&mut self, entry: &JournalEntry, index: usize) {
         match entry {
             JournalEntry::StepStarted {
                 item,
@@ -410,6 +413,7 @@ impl StepState {
                 ..
             } => {
                 self.status = StepStatus::Failed;
+                self.failed_at = Some(index);
                 self.attempts = *attempts;
                 self.error = Some(StepError {
                     kind: *kind,
@@ -439,9 +443,14 @@ impl StepState {
                 at: *at,
             }),
             JournalEntry::RecoveryDecided { decision, .. } => {
-                // The step recovers: it is not failed, and runs again (or is skipped,
-                // or stands aside for its fallback), as the next entries say.
-                self.status = StepStatus::Pending;
+                // The step recovers: it is not failed, and runs again (or is skipped), as
+                // the next entries say; a step standing aside for its fallback is running
+                // in spirit (the run's end cancels it).
+                self.status = if decision.strategy == RecoveryStrategy::AlternativePath {
+                    StepStatus::Running
+                } else {
+                    StepStatus::Pending
+                };
                 self.error = None;
                 self.recoveries.push(decision.clone());
             }

@@ -13,7 +13,6 @@
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, Ordering};
 
 use chrono::{DateTime, Utc};
 use serde_json::Value;
@@ -21,7 +20,7 @@ use serde_json::Value;
 use crate::definition::{FailureHandling, StepId};
 use crate::engine::heal::{Healing, RollbackScope};
 use crate::engine::report::{RunReport, StepReport};
-use crate::engine::step::Snapshot;
+use crate::engine::step::{Progress, Snapshot};
 use crate::expr::BindingValues;
 use crate::plan::{ExecutionPlan, PlanStep};
 use crate::run::{RunError, RunId, RunStatus, StepStatus};
@@ -46,9 +45,9 @@ pub(super) struct Book {
     pub(super) paused: bool,
     /// Self-healing's bookkeeping.
     pub(super) healing: Healing,
-    /// The calls each running step has made since it last started (its future counts
-    /// them), for the report of a step the run's end cancels.
-    calls: Vec<Option<Arc<AtomicU32>>>,
+    /// What each running step has journaled since it last started (its future tells),
+    /// for the report of a step the run's end stops.
+    progress: Vec<Option<Arc<Progress>>>,
 }
 
 impl BindingValues for Book {
@@ -86,7 +85,7 @@ impl Book {
             end: None,
             paused: false,
             healing: Healing::default(),
-            calls: vec![None; count],
+            progress: vec![None; count],
         }
     }
 
@@ -188,15 +187,22 @@ impl Book {
         self.ready.is_empty()
     }
 
-    /// Step `index` started: `WAITING` for a person, else `RUNNING`. Returns the counter
-    /// its future counts its calls on.
-    pub(super) fn start(&mut self, index: usize, waiting: bool) -> Arc<AtomicU32> {
-        let calls = Arc::new(AtomicU32::new(0));
-        if let Some(slot) = self.calls.get_mut(index) {
-            *slot = Some(Arc::clone(&calls));
+    /// Step `index` started: `WAITING` for a person, else `RUNNING`. Returns where its
+    /// future tells what it has journaled.
+    pub(super) fn start(&mut self, index: usize, waiting: bool) -> Arc<Progress> {
+        let progress = Arc::new(Progress::default());
+        if let Some(slot) = self.progress.get_mut(index) {
+            *slot = Some(Arc::clone(&progress));
         }
         self.mark_started(index, waiting);
-        calls
+        progress
+    }
+
+    /// Step `index`'s launch is settled: what its future counted is no longer its own.
+    pub(super) fn settled(&mut self, index: usize) {
+        if let Some(slot) = self.progress.get_mut(index) {
+            *slot = None;
+        }
     }
 
     fn mark_started(&mut self, index: usize, waiting: bool) {
@@ -304,37 +310,51 @@ impl Book {
     }
 
     /// The run ends `status`: steps running or waiting are cancelled, steps not started
-    /// are reported skipped. Returns those steps, `true` for the cancelled ones.
+    /// are reported skipped. A step launched but not begun (its future journaled nothing
+    /// yet: it waited for resources or an agent, or was never polled) did not start
+    /// either. Returns those steps, `true` for the cancelled ones.
     pub(super) fn stop(&mut self, status: RunStatus) -> Vec<(usize, bool)> {
         let mut stopped = Vec::new();
         for index in 0..self.status.len() {
+            let began = match self.status[index] {
+                StepStatus::Running | StepStatus::Waiting => self.has_begun(index),
+                StepStatus::Pending => false,
+                _ => continue,
+            };
+            // The calls it made count, those before a recovery or a restart too.
+            let made = self.progress[index]
+                .as_ref()
+                .map_or(0, |progress| progress.calls());
+            let calls = self.healing.prior_attempts(index).saturating_add(made);
             let report = &mut self.reports[index].1;
-            match self.status[index] {
-                StepStatus::Running | StepStatus::Waiting => {
-                    self.status[index] = StepStatus::Cancelled;
-                    report.status = StepStatus::Cancelled;
-                    report.reason = Some(format!("the run ended {status}"));
-                    // The calls it made count, those before a recovery or a restart too.
-                    let made = self.calls[index]
-                        .as_ref()
-                        .map_or(0, |calls| calls.load(Ordering::Relaxed));
-                    let calls = self.healing.prior_attempts(index).saturating_add(made);
-                    if calls > 0 {
-                        report.attempts = Some(calls);
-                    }
-                    stopped.push((index, true));
-                }
-                StepStatus::Pending => {
-                    report.status = StepStatus::Skipped;
-                    report
-                        .reason
-                        .get_or_insert_with(|| format!("not started: the run ended {status}"));
-                    stopped.push((index, false));
-                }
-                _ => {}
+            if calls > 0 {
+                report.attempts = Some(calls);
             }
+            if began {
+                self.status[index] = StepStatus::Cancelled;
+                report.status = StepStatus::Cancelled;
+                report.reason = Some(format!("the run ended {status}"));
+            } else {
+                report.status = StepStatus::Skipped;
+                report
+                    .reason
+                    .get_or_insert_with(|| format!("not started: the run ended {status}"));
+            }
+            stopped.push((index, began));
         }
         stopped
+    }
+
+    /// Whether running step `index` began: it journaled a call or a wait, or it stands
+    /// aside for its fallback (journaled with its recovery).
+    fn has_begun(&self, index: usize) -> bool {
+        self.healing
+            .standing_in
+            .values()
+            .any(|&owner| owner == index)
+            || self.progress[index]
+                .as_ref()
+                .is_some_and(|progress| progress.has_begun())
     }
 
     /// Step `index`'s id and report.
@@ -607,8 +627,8 @@ mod tests {
         ready(&mut book);
         book.apply(completed(0, json!({"v": 1})));
         ready(&mut book);
-        book.start(1, false);
-        book.start(2, true);
+        book.start(1, false).called();
+        book.start(2, true).began();
         let stopped = book.stop(RunStatus::Cancelled);
         assert_eq!(stopped, [(1, true), (2, true), (3, false)]);
         let at = Utc::now();
@@ -628,5 +648,25 @@ mod tests {
             report.steps[3].1.reason.as_deref(),
             Some("not started: the run ended CANCELLED")
         );
+        assert_eq!(
+            report.steps[1].1.attempts,
+            Some(1),
+            "the call it made counts"
+        );
+    }
+
+    #[test]
+    fn a_step_launched_but_not_begun_when_the_run_ends_did_not_start() {
+        let mut book = diamond("");
+        ready(&mut book);
+        let _progress = book.start(0, false);
+        assert_eq!(
+            book.stop(RunStatus::Failed),
+            [(0, false), (1, false), (2, false), (3, false)]
+        );
+        let at = Utc::now();
+        let report = book.into_report(RunId::from("run-1"), RunStatus::Failed, at, at);
+        assert_eq!(report.steps[0].1.status, StepStatus::Skipped);
+        assert_eq!(report.steps[0].1.attempts, None);
     }
 }

@@ -151,6 +151,12 @@ impl Execution {
         let idle = waits.admission.is_none()
             && waits.running.is_empty()
             && (!self.book.paused || self.book.nothing_ready());
+        if idle && self.book.end.is_none() && !self.book.healing.standing_in.is_empty() {
+            // Nothing can run any more, and steps still stand aside for fallbacks that
+            // never ran: they fail (and may recover), and the loop goes on.
+            self.fallbacks_never_ran();
+            return true;
+        }
         if self.book.end.is_some() || idle {
             return false;
         }

@@ -106,6 +106,9 @@ pub(super) async fn resume(
     let mut run = Execution::new(inner, Arc::clone(&plan), identity, context, control);
     run.book.paused = status == RunStatus::Paused;
     let began = !steps.is_empty();
+    // Failures in the order they happened, so the run's error is its first failure.
+    let mut steps: Vec<_> = steps.into_iter().collect();
+    steps.sort_by_key(|(_, step)| step.failed_at.unwrap_or(usize::MAX));
     for (id, mut step) in steps {
         let Some(index) = plan.index_of(id.as_str()) else {
             continue;
@@ -121,6 +124,10 @@ pub(super) async fn resume(
             _ => {
                 // Calls made before the restart count (a cut-off call was made).
                 run.book.healing.set_prior_attempts(index, step.attempts);
+                if !step.in_flight.is_empty() {
+                    run.cut_off
+                        .insert(index, std::mem::take(&mut step.in_flight));
+                }
                 // Answered but not yet acted on: the step uses the answer instead of
                 // waiting.
                 if let Some(answer) = step.answer {
@@ -182,6 +189,8 @@ struct Execution {
     decision_parameters: HashMap<usize, Value>,
     /// Answers journaled before a restart, for approval steps that had not acted on them.
     answers: HashMap<usize, Verdict>,
+    /// Calls a restart cut off, by step: made again from the attempt they were at.
+    cut_off: HashMap<usize, Vec<crate::store::InFlightCall>>,
     /// The host's pause, resume and cancel commands.
     control: ControlGuard,
     /// With a store: the entries journaled and not yet appended (group commit).
@@ -249,6 +258,7 @@ impl Execution {
             book: Book::new(plan, input),
             decision_parameters: HashMap::new(),
             answers: HashMap::new(),
+            cut_off: HashMap::new(),
             control,
             batch,
             held,

@@ -66,7 +66,7 @@ impl Execution {
                     "recovered by SKIP (the step is optional) after: {}",
                     failure.message
                 );
-                self.apply(Transition::Skipped { index, reason });
+                self.skip(index, reason);
             }
             RecoveryStrategy::AlternativePath => {
                 let Some(fallback) = recovery.fallback else {

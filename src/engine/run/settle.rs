@@ -108,6 +108,48 @@ impl Execution {
         });
     }
 
+    /// Step `index` does not run, because of `reason`. A fallback that is skipped (its
+    /// condition is false, a step it binds to did not complete, or it was optional and
+    /// failed) cannot stand in: the step it stood in for fails with its own failure.
+    pub(super) fn skip(&mut self, index: usize, reason: String) {
+        let owner = self.book.healing.standing_in.remove(&index);
+        let step_id = self.book.plan.step(index).map(|step| step.id().clone());
+        let why = owner.map(|_| reason.clone());
+        self.apply(Transition::Skipped { index, reason });
+        let (Some(owner), Some(why), Some(step_id)) = (owner, why, step_id) else {
+            return;
+        };
+        if let Some(mut failure) = self.book.healing.failures.remove(&owner) {
+            failure.message = format!(
+                "{}; its fallback step `{step_id}` was skipped: {why}",
+                failure.message
+            );
+            self.fail(owner, failure);
+        }
+    }
+
+    /// The run has nothing left to start or wait for, yet steps stand aside for their
+    /// fallbacks: those fallbacks can never run, so each step fails with its own failure.
+    pub(super) fn fallbacks_never_ran(&mut self) {
+        let mut standing: Vec<(usize, usize)> = self.book.healing.standing_in.drain().collect();
+        standing.sort_unstable_by_key(|&(_, owner)| owner);
+        for (fallback, owner) in standing {
+            let Some(mut failure) = self.book.healing.failures.remove(&owner) else {
+                continue;
+            };
+            let fallback_id = self
+                .book
+                .plan
+                .step(fallback)
+                .map_or("?", |step| step.id().as_str());
+            failure.message = format!(
+                "{}; its fallback step `{fallback_id}` could never run",
+                failure.message
+            );
+            self.fail(owner, failure);
+        }
+    }
+
     /// Step `index` failed: self-healing recovers it if a strategy fits, else it fails
     /// for good (and a fallback that fails fails the step it stands in for).
     pub(super) fn fail(&mut self, index: usize, failure: Failure) {

@@ -18,7 +18,6 @@ use futures::FutureExt;
 use serde_json::Value;
 
 use super::book::Book;
-use super::transition::Transition;
 use super::{Execution, Running};
 use crate::definition::{Concurrency, FailureHandling};
 use crate::engine::step::{Failure, StepCtx, Success, run_step};
@@ -49,7 +48,7 @@ impl Execution {
                 continue;
             };
             match prepare(&self.book, &self.context, step) {
-                Prepared::Skip(reason) => self.apply(Transition::Skipped { index, reason }),
+                Prepared::Skip(reason) => self.skip(index, reason),
                 Prepared::Fail(kind, message) => {
                     self.fail(index, Failure::before_calls(kind, message));
                 }
@@ -62,7 +61,7 @@ impl Execution {
     /// Starts `step`'s work with its resolved `parameters`: its future joins `running`.
     fn launch(&mut self, step: &PlanStep, parameters: Value, running: &mut Running) {
         let index = step.index();
-        let calls = self
+        let progress = self
             .book
             .start(index, matches!(step.kind(), StepKind::HumanApproval { .. }));
         if matches!(step.kind(), StepKind::Decision(_)) {
@@ -85,7 +84,8 @@ impl Execution {
             excluded: self.book.healing.failed_agents(index).to_vec(),
             generation: self.book.healing.generation(index),
             batch: self.batch.clone(),
-            calls,
+            progress,
+            cut_off: self.cut_off.remove(&index).unwrap_or_default(),
         };
         let work = self.with_resources(step, run_step(ctx, parameters));
         running.push(work.map(move |result| (index, result)).boxed());

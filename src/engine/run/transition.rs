@@ -71,6 +71,18 @@ impl Execution {
 }
 
 impl Transition {
+    /// The step the transition is about, if it is about one.
+    fn step(&self) -> Option<usize> {
+        match self {
+            Self::Skipped { index, .. }
+            | Self::Completed { index, .. }
+            | Self::Failed { index, .. }
+            | Self::Recovering { index, .. }
+            | Self::RolledBack { index, .. } => Some(*index),
+            Self::Paused | Self::Resumed | Self::Cancelled { .. } => None,
+        }
+    }
+
     /// The journal entries that record the transition.
     fn entries(&self, plan: &ExecutionPlan, at: DateTime<Utc>) -> Vec<JournalEntry> {
         let id = |index: usize| step_id(plan, index);
@@ -185,6 +197,11 @@ fn failed(step_id: StepId, failure: &Failure, at: DateTime<Utc>) -> JournalEntry
 impl Book {
     /// Changes the book as `transition` says.
     pub(super) fn apply(&mut self, transition: Transition) {
+        if let Some(index) = transition.step() {
+            // The step's launch is settled: its calls are in its report (or in the prior
+            // attempts of a recovery) from now on.
+            self.settled(index);
+        }
         match transition {
             Transition::Skipped { index, reason } => self.skipped(index, reason),
             Transition::Completed { index, success } => self.completed(index, success),

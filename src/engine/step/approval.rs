@@ -21,6 +21,7 @@ pub(super) async fn approval(
     parameters: Value,
     on_timeout: OnTimeout,
 ) -> StepResult {
+    ctx.progress.began();
     let verdict = match ctx.answer.clone() {
         // Journaled and announced before a restart; only acting on it is left.
         Some(verdict) => verdict,

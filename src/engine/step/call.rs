@@ -125,11 +125,16 @@ impl<'a> LogicalCall<'a> {
 
     /// Calls an agent until it succeeds, fails for good, or the retry policy is spent.
     pub(super) async fn make(&self, ctx: &StepCtx) -> CallOutcome {
-        let mut tries = Tries::new(ctx, self.item, self.iteration);
+        let mut tries = Tries::new(
+            ctx,
+            self.item,
+            self.iteration,
+            self.step.retry().max_attempts,
+        );
         loop {
-            let preferred = self.preferred.filter(|_| tries.count == 0);
+            let preferred = self.preferred.filter(|_| tries.count == tries.from);
             let chosen = choose(ctx, self.task, preferred, &tries.excluded, &mut tries.rng).await;
-            if let Some(choosing) = self.choosing.filter(|_| tries.count == 0) {
+            if let Some(choosing) = self.choosing.filter(|_| tries.count == tries.from) {
                 choosing.store(false, Ordering::Relaxed);
             }
             let selection = match chosen {
@@ -191,7 +196,7 @@ impl<'a> LogicalCall<'a> {
         );
         let iteration = (self.iteration > 0).then_some(self.iteration);
         // Counted as the journal counts it: from its `stepStarted` on.
-        ctx.calls.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        ctx.progress.called();
         // Journaled before the agent is called: a restart re-makes the call, same key.
         let journaled = inner
             .journal_durably(ctx.batch.as_deref(), || {
@@ -289,8 +294,11 @@ impl<'a> LogicalCall<'a> {
 
 /// What the attempts of one logical call carry from one to the next.
 struct Tries {
-    /// Attempts made.
+    /// The number of the last attempt made (from a call cut off by a restart, if any).
     count: u32,
+    /// The attempt this engine started from (0, or the cut-off call's): the calls made
+    /// here are `count - from`.
+    from: u32,
     /// Agents not to call: the step's excluded ones and those that were unavailable.
     excluded: Vec<AgentId>,
     /// Seeded per run, step, item and iteration: the same seed makes the same choices.
@@ -300,11 +308,20 @@ struct Tries {
 }
 
 impl Tries {
-    fn new(ctx: &StepCtx, item: Option<usize>, iteration: u32) -> Self {
+    /// The tries of one logical call; a call cut off by a restart goes on from the attempt
+    /// it was at (it may have been made: it counts), within the retry policy's budget.
+    fn new(ctx: &StepCtx, item: Option<usize>, iteration: u32, max_attempts: u32) -> Self {
         let logical = (item.map_or(0, |item| item as u64 + 1) << 32) | u64::from(iteration);
         let seed = spread(ctx.seed ^ spread(ctx.index as u64 ^ spread(logical)));
+        let cut_off = ctx
+            .cut_off
+            .iter()
+            .find(|call| call.item == item && call.iteration.unwrap_or(0) == iteration)
+            .map_or(0, |call| call.attempt);
+        let from = cut_off.min(max_attempts.saturating_sub(1));
         Self {
-            count: 0,
+            count: from,
+            from,
             excluded: ctx.excluded.clone(),
             rng: StdRng::seed_from_u64(seed),
             last_agent: None,
@@ -315,7 +332,7 @@ impl Tries {
     fn outcome(self, result: Result<Value, (FailureKind, String)>) -> CallOutcome {
         CallOutcome {
             result,
-            attempts: self.count,
+            attempts: self.count.saturating_sub(self.from),
             agent: self.last_agent,
         }
     }

@@ -51,8 +51,44 @@ pub(super) struct StepCtx {
     pub(super) generation: u32,
     /// The run's journal batch (with a store): entries the step must see durable.
     pub(super) batch: Option<Arc<Batch>>,
-    /// Counts the calls made (for the report, should the run end while the step runs).
-    pub(super) calls: Arc<std::sync::atomic::AtomicU32>,
+    /// What the step has done so far, for the report should the run end while it runs.
+    pub(super) progress: Arc<Progress>,
+    /// For a step recovered after a restart: the calls the restart cut off, which are made
+    /// again from the attempt they were at.
+    pub(super) cut_off: Vec<crate::store::InFlightCall>,
+}
+
+/// What a running step has journaled: its calls (each from its `stepStarted` on), and
+/// whether it began at all (a call, or an approval's wait). A step the run's end finds
+/// not begun is reported skipped ("not started"), as its journal says.
+#[derive(Debug, Default)]
+pub(super) struct Progress {
+    calls: std::sync::atomic::AtomicU32,
+    began: std::sync::atomic::AtomicBool,
+}
+
+impl Progress {
+    /// A call is journaled.
+    pub(super) fn called(&self) {
+        self.calls
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.began();
+    }
+
+    /// The step's first entry (a call, or an approval's wait) is journaled.
+    pub(super) fn began(&self) {
+        self.began.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// The calls journaled so far.
+    pub(super) fn calls(&self) -> u32 {
+        self.calls.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Whether the step began.
+    pub(super) fn has_begun(&self) -> bool {
+        self.began.load(std::sync::atomic::Ordering::Relaxed)
+    }
 }
 
 /// Values a loop's `until` may read besides its own output.

@@ -60,6 +60,10 @@ pub(super) async fn fan_out(
     loop {
         let next = poll_fn(|cx| {
             loop {
+                if pending.is_empty() {
+                    // No item is in flight, so none can still be choosing its agent.
+                    choosing.store(false, Ordering::Relaxed);
+                }
                 while pending.len() < limit && !choosing.load(Ordering::Relaxed) {
                     let Some((index, item)) = items.next() else {
                         break;
@@ -102,6 +106,15 @@ pub(super) async fn fan_out(
                 });
             }
         }
+    }
+    if let Some(missing) = outputs.iter().position(Option::is_none) {
+        // Every item is called before the loop ends; never report a partial result.
+        return Err(Failure {
+            kind: FailureKind::Permanent,
+            message: format!("step `{}`: item {missing} was never called", step.id()),
+            attempts,
+            agent: None,
+        });
     }
     let (results, agents): (Vec<Value>, Vec<Option<AgentId>>) =
         outputs.into_iter().flatten().unzip();

@@ -122,6 +122,7 @@ impl Compiler {
         }
         let mut steps: Vec<PlanStep> = steps.into_iter().collect::<Option<_>>()?;
         self.fallbacks(&mut steps, definition);
+        self.fallbacks_can_run(&steps, &graph, definition);
         if !self.errors.is_empty() {
             return None;
         }

@@ -18,10 +18,12 @@ use std::time::Duration;
 use super::Compiler;
 use crate::definition::{
     DefinitionError, ErrorHandling, Location, RecoveryStrategy, RetryPolicy, StepDefinition,
-    WorkflowDefinition,
+    StepId, WorkflowDefinition,
 };
 use crate::expr::{Locate, StepLookup};
-use crate::plan::{PlanStep, Recovery, Retry};
+use crate::plan::{Edge, PlanStep, Recovery, Retry};
+use petgraph::Direction;
+use petgraph::graph::{DiGraph, NodeIndex};
 
 /// The strategies allowed when `errorHandling` lists none: all but `ROLLBACK`, which
 /// runs completed steps again (a workflow opts in to it by listing it).
@@ -106,6 +108,45 @@ impl Compiler {
                     "must be between 0 and 1",
                 );
             }
+        }
+    }
+
+    /// Refuses a fallback that waits, through other steps, for the step it stands in
+    /// for: it could never run while that step stands aside for it (the run would wait
+    /// for nothing). Only the fallback edge itself, and edges from the step straight to
+    /// the fallback, may lead from the step to its fallback.
+    pub(super) fn fallbacks_can_run(
+        &mut self,
+        steps: &[PlanStep],
+        graph: &DiGraph<StepId, Edge>,
+        definition: &WorkflowDefinition,
+    ) {
+        for (index, step) in steps.iter().enumerate() {
+            let Some(fallback) = step.recovery.fallback else {
+                continue;
+            };
+            let Some(through) = path_around(graph, index, fallback) else {
+                continue;
+            };
+            let name = |i: usize| {
+                definition
+                    .steps
+                    .get(i)
+                    .map_or_else(|| "?".to_owned(), |step| step.id.to_string())
+            };
+            self.errors.push(DefinitionError::InvalidValue {
+                at: Location::step(index, definition.steps.get(index).map(|step| &step.id))
+                    .field("errorHandling")
+                    .field("fallbackStep"),
+                value: name(fallback),
+                reason: format!(
+                    "step `{}` runs after `{}` (through `{}`), so it could never stand in for it; \
+                     order it after the step's own predecessors only",
+                    name(fallback),
+                    name(index),
+                    name(through)
+                ),
+            });
         }
     }
 
@@ -247,4 +288,28 @@ fn first_set<T>(
     get: impl Fn(&RetryPolicy) -> Option<T>,
 ) -> Option<T> {
     layers.iter().flatten().find_map(|policy| get(policy))
+}
+
+/// A step on a path from `from` to `to` other than the direct edge, if there is one
+/// (breadth first from `from`'s other successors; O(steps + edges)).
+fn path_around(graph: &DiGraph<StepId, Edge>, from: usize, to: usize) -> Option<usize> {
+    let mut seen = vec![false; graph.node_count()];
+    let mut queue: std::collections::VecDeque<(usize, usize)> = graph
+        .neighbors_directed(NodeIndex::new(from), Direction::Outgoing)
+        .map(NodeIndex::index)
+        .filter(|&next| next != to)
+        .map(|next| (next, next))
+        .collect();
+    while let Some((at, first)) = queue.pop_front() {
+        if std::mem::replace(seen.get_mut(at)?, true) {
+            continue;
+        }
+        for next in graph.neighbors_directed(NodeIndex::new(at), Direction::Outgoing) {
+            if next.index() == to {
+                return Some(first);
+            }
+            queue.push_back((next.index(), first));
+        }
+    }
+    None
 }
