@@ -1,5 +1,7 @@
 //! `validate`: checks a workflow file and prints a one-line summary.
 
+use tradeflow::definition::Quoted;
+
 use crate::cli::usage;
 use crate::{Problems, files};
 
@@ -29,15 +31,16 @@ pub(crate) fn validate(args: Args) -> Result<u8, Problems> {
     };
     let plan = files::load(&path)?;
     let definition = plan.definition();
+    // The id, version and name are free text: shown on one line, like problems.
     let version = definition
         .version
         .as_deref()
-        .map(|v| format!(" v{v}"))
+        .map(|v| format!(" v{}", Quoted(v)))
         .unwrap_or_default();
     println!(
         "{path}: valid: {}{version} ({}): {} steps, {} edges, {} triggers",
-        definition.id,
-        definition.name(),
+        Quoted(&definition.id),
+        Quoted(definition.name()),
         plan.steps().len(),
         plan.graph().edge_count(),
         plan.triggers().len(),

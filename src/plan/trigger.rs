@@ -9,7 +9,7 @@ use chrono_tz::Tz;
 use croner::Cron;
 use croner::parser::{CronParser, Seconds, Year};
 
-use crate::definition::TriggerType;
+use crate::definition::{Quoted, TriggerType};
 use crate::expr::Condition;
 
 /// A compiled trigger.
@@ -85,12 +85,13 @@ impl fmt::Debug for Schedule {
     }
 }
 
-/// Why a cron schedule is not usable.
+/// Why a cron schedule is not usable. Messages show the pattern, name and reason
+/// through [`Quoted`]: one line of bounded length.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum CronError {
     /// The pattern does not parse, or never matches a date.
-    #[error("invalid cron pattern `{pattern}`: {reason}")]
+    #[error("invalid cron pattern `{}`: {}", Quoted(.pattern), Quoted(.reason))]
     Pattern {
         /// The pattern as given.
         pattern: String,
@@ -98,7 +99,10 @@ pub enum CronError {
         reason: String,
     },
     /// The time zone is not an IANA name.
-    #[error("unknown time zone `{name}` (an IANA name such as America/New_York)")]
+    #[error(
+        "unknown time zone `{}` (an IANA name such as America/New_York)",
+        Quoted(.name)
+    )]
     Timezone {
         /// The name as given.
         name: String,

@@ -17,8 +17,8 @@ use std::time::Duration;
 
 use super::Compiler;
 use crate::definition::{
-    DefinitionError, ErrorHandling, Location, RecoveryStrategy, RetryPolicy, StepDefinition,
-    WorkflowDefinition,
+    DefinitionError, ErrorHandling, Location, Quoted, RecoveryStrategy, RetryPolicy,
+    StepDefinition, WorkflowDefinition,
 };
 use crate::expr::{Locate, StepLookup};
 use crate::plan::{PlanStep, Recovery, Retry};
@@ -135,8 +135,8 @@ impl Compiler {
                         value: name(fallback),
                         reason: format!(
                             "step `{}` is already the fallback of step `{}`; a step stands in for one step only",
-                            name(fallback),
-                            name(owner)
+                            Quoted(&name(fallback)),
+                            Quoted(&name(owner))
                         ),
                     });
                 }
