@@ -66,11 +66,15 @@ pub(super) fn with_structural_problems(partial: Partial) -> ValidationErrors {
         mut errors,
     } = partial;
     let steps_at = Location::root().field("steps");
+    // A set: a file can lose many steps and name them many times.
+    let lost_step_ids: HashSet<&str> = lost_step_ids.iter().map(String::as_str).collect();
     if let Err(semantic) = compile(Arc::new(definition)) {
         for mut error in semantic {
             let about_lost_step = match &error {
                 DefinitionError::UnknownStep { step, .. }
-                | DefinitionError::UnknownBindingStep { step, .. } => lost_step_ids.contains(step),
+                | DefinitionError::UnknownBindingStep { step, .. } => {
+                    lost_step_ids.contains(step.as_str())
+                }
                 DefinitionError::InvalidValue { at, .. } => lost_steps > 0 && *at == steps_at,
                 _ => false,
             };
