@@ -1,12 +1,15 @@
 //! Validation does bounded work on hostile input: never-matching cron patterns are found
 //! by reasoning on their fields (not by croner's search to its limit), an unknown field
 //! name too long to be a typo gets no edit-distance suggestion, a string of malformed
-//! bindings reports a few, and steps that did not load are looked up in a set.
+//! bindings reports a few, problems past 1,000 are counted rather than kept, and steps
+//! that did not load are looked up in a set.
 //!
 //! Each input here took the old code seconds (release build) and gigabytes for some;
 //! the tests check what is deterministic (counts of problems, sizes of messages), never
 //! the time taken.
 
+#[path = "support/command.rs"]
+mod command;
 mod support;
 
 use serde_json::{Value, json};
@@ -84,6 +87,32 @@ fn a_string_of_malformed_bindings_reports_a_few() {
 }
 
 #[test]
+fn problems_past_a_thousand_are_counted_not_kept() {
+    let steps = (0..5000).map(|i| json!({"id": format!("s{i}"), "type": "tsk"}));
+    let errors = problems(&workflow(steps));
+    assert_eq!(errors.len(), ValidationErrors::MAX_PROBLEMS);
+    assert_eq!(errors.omitted(), 4000);
+    let text = errors.to_string();
+    assert_eq!(text.lines().count(), 1001);
+    assert_eq!(text.lines().last(), Some("… and 4000 more problems"));
+}
+
+#[test]
+fn tradeflow_validate_ends_with_the_count_of_problems_omitted() {
+    let dir = command::scratch_dir("problems-omitted");
+    let steps = (0..1500).map(|i| json!({"id": format!("s{i}"), "type": "tsk"}));
+    let path = command::write(&dir, "broken.json", &workflow(steps));
+    let output = command::run(&["validate", &path]);
+    command::assert_exit(&output, 2);
+    let lines = command::stderr_lines(&output);
+    assert_eq!(lines.len(), 1001);
+    assert_eq!(
+        lines.last().map(String::as_str),
+        Some(format!("{path}: … and 500 more problems").as_str())
+    );
+}
+
+#[test]
 fn references_to_steps_that_did_not_load_are_dropped_in_linear_time() {
     // Was 0.5 s for 20,000 and 1.7 s for 40,000: a list searched once per problem.
     let mut steps: Vec<Value> = (0..20_000)
@@ -97,7 +126,7 @@ fn references_to_steps_that_did_not_load_are_dropped_in_linear_time() {
         workflow(steps),
         json!({"dependencies": dependencies}),
     ));
-    assert_eq!(errors.len(), 20_000);
+    assert_eq!(errors.len() + errors.omitted(), 20_000);
     assert!(
         errors
             .iter()

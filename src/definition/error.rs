@@ -424,32 +424,43 @@ fn cycle_hint(through_listed_order: bool) -> &'static str {
 
 /// Every problem found in a definition, in the order of the file.
 ///
-/// `Display` prints one problem a line.
+/// At most [`ValidationErrors::MAX_PROBLEMS`] problems are kept, the first ones found;
+/// [`ValidationErrors::omitted`] counts the others. `Display` prints one problem a line,
+/// then `… and N more problems` when some were omitted.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ValidationErrors {
     errors: Vec<DefinitionError>,
+    omitted: usize,
 }
 
 impl ValidationErrors {
-    pub(crate) fn new(errors: Vec<DefinitionError>) -> Self {
+    /// How many problems are kept: a file with more is broken throughout, and its first
+    /// problems are what its author needs (and a bounded report is what a terminal can
+    /// show).
+    pub const MAX_PROBLEMS: usize = 1000;
+
+    pub(crate) fn new(mut errors: Vec<DefinitionError>) -> Self {
         debug_assert!(
             !errors.is_empty(),
             "a validation failure has at least one problem"
         );
-        Self { errors }
+        let omitted = errors.len().saturating_sub(Self::MAX_PROBLEMS);
+        errors.truncate(Self::MAX_PROBLEMS);
+        Self { errors, omitted }
     }
 
-    /// The problems.
+    /// The problems kept (the first [`ValidationErrors::MAX_PROBLEMS`]).
     pub fn errors(&self) -> &[DefinitionError] {
         &self.errors
     }
 
-    /// Iterates over the problems.
+    /// Iterates over the problems kept.
     pub fn iter(&self) -> std::slice::Iter<'_, DefinitionError> {
         self.errors.iter()
     }
 
-    /// How many problems there are (at least one).
+    /// How many problems are kept: at least one, at most
+    /// [`ValidationErrors::MAX_PROBLEMS`].
     pub fn len(&self) -> usize {
         self.errors.len()
     }
@@ -459,7 +470,22 @@ impl ValidationErrors {
         self.errors.is_empty()
     }
 
-    /// The problems, by value.
+    /// How many more problems were found than are kept (0 for most files).
+    pub fn omitted(&self) -> usize {
+        self.omitted
+    }
+
+    /// The line that stands for the omitted problems, `… and 5 more problems`; `None`
+    /// when none were omitted.
+    pub fn omitted_line(&self) -> Option<String> {
+        match self.omitted {
+            0 => None,
+            1 => Some("… and 1 more problem".to_owned()),
+            n => Some(format!("… and {n} more problems")),
+        }
+    }
+
+    /// The problems kept, by value.
     pub fn into_vec(self) -> Vec<DefinitionError> {
         self.errors
     }
@@ -472,6 +498,9 @@ impl fmt::Display for ValidationErrors {
                 f.write_str("\n")?;
             }
             write!(f, "{error}")?;
+        }
+        if let Some(line) = self.omitted_line() {
+            write!(f, "\n{line}")?;
         }
         Ok(())
     }
@@ -561,6 +590,31 @@ mod tests {
             "steps[0] (s0): dependency cycle: s0 -> s1 -> s2 -> s3 -> s4 -> s5 -> s6 -> s7 -> \
              s8 -> s9 -> s10 -> … -> s0 (100 steps)"
         );
+    }
+
+    #[test]
+    fn problems_past_the_bound_are_counted_not_kept() {
+        let problem = |i: usize| DefinitionError::MissingField {
+            at: Location::root().field("steps").index(i),
+            field: "id".to_owned(),
+        };
+        let errors = ValidationErrors::new(
+            (0..ValidationErrors::MAX_PROBLEMS + 5)
+                .map(problem)
+                .collect(),
+        );
+        assert_eq!(errors.len(), ValidationErrors::MAX_PROBLEMS);
+        assert_eq!(errors.omitted(), 5);
+        let text = errors.to_string();
+        assert_eq!(text.lines().count(), ValidationErrors::MAX_PROBLEMS + 1);
+        assert_eq!(text.lines().last(), Some("… and 5 more problems"));
+        let one = ValidationErrors::new(
+            (0..ValidationErrors::MAX_PROBLEMS + 1)
+                .map(problem)
+                .collect(),
+        );
+        assert_eq!(one.omitted_line().as_deref(), Some("… and 1 more problem"));
+        assert_eq!(ValidationErrors::new(vec![problem(0)]).omitted_line(), None);
     }
 
     #[test]
