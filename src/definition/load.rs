@@ -16,8 +16,8 @@ use serde::de::{self, DeserializeOwned, IntoDeserializer, Unexpected, Visitor};
 use serde_json::{Map, Value};
 
 use super::{
-    DefinitionError, Dependency, Location, StepDefinition, StepId, TriggerDefinition, TriggerType,
-    ValidationErrors, WorkflowDefinition,
+    DefinitionError, Dependency, Location, Quoted, StepDefinition, StepId, TriggerDefinition,
+    TriggerType, ValidationErrors, WorkflowDefinition,
 };
 
 /// Upper bound on the problems reported for one part (one step, one trigger).
@@ -405,8 +405,10 @@ impl DeError {
 impl fmt::Display for DeError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::UnknownField { field, .. } => write!(f, "unknown field `{field}`"),
-            Self::UnknownVariant { variant, .. } => write!(f, "unknown variant `{variant}`"),
+            Self::UnknownField { field, .. } => write!(f, "unknown field `{}`", Quoted(field)),
+            Self::UnknownVariant { variant, .. } => {
+                write!(f, "unknown variant `{}`", Quoted(variant))
+            }
             Self::MissingField(field) => write!(f, "missing field `{field}`"),
             Self::InvalidType { found, expected } => {
                 write!(f, "invalid type: {found}, expected {expected}")
