@@ -4,7 +4,7 @@
 use std::fmt::Display;
 
 use serde_json::Value;
-use tradeflow::definition::{DefinitionError, Location};
+use tradeflow::definition::{DefinitionError, Location, ValidationErrors};
 use tradeflow::engine::{EngineBuilder, missing_agents};
 use tradeflow::plan::{ExecutionPlan, StepKind};
 use tradeflow::resource::{ResourceError, ResourcePool};
@@ -38,14 +38,26 @@ fn located<E: Display>(path: &str, errors: impl IntoIterator<Item = E>) -> Probl
         .collect()
 }
 
+/// Every problem of `errors`, as a line `PATH: problem`, and the line that stands for
+/// those omitted (`PATH: … and 5 more problems`), if any.
+fn validation_problems(path: &str, errors: &ValidationErrors) -> Problems {
+    located(
+        path,
+        errors
+            .iter()
+            .map(ToString::to_string)
+            .chain(errors.omitted_line()),
+    )
+}
+
 /// Reads and compiles a workflow file.
 pub(crate) fn load(path: &str) -> Result<ExecutionPlan, Problems> {
-    ExecutionPlan::from_json(&read(path)?).map_err(|errors| located(path, errors.iter()))
+    ExecutionPlan::from_json(&read(path)?).map_err(|errors| validation_problems(path, &errors))
 }
 
 /// Reads and checks an agents file.
 pub(crate) fn load_agents(path: &str) -> Result<AgentsFile, Problems> {
-    AgentsFile::from_json(&read(path)?).map_err(|errors| located(path, errors.iter()))
+    AgentsFile::from_json(&read(path)?).map_err(|errors| validation_problems(path, &errors))
 }
 
 /// Reads an input file: any JSON value (its paths are checked when the run starts).
@@ -77,7 +89,7 @@ pub(crate) fn load_timeline(path: &str) -> Result<Timeline, Problems> {
                 _ => text,
             }
         });
-        located(path, lines)
+        located(path, lines.chain(errors.omitted_line()))
     })
 }
 

@@ -1,6 +1,8 @@
 //! `validate`: checks a workflow file and prints a one-line summary; with `--agents`,
 //! also checks that every step that calls an agent has one in the agents file.
 
+use tradeflow::definition::Quoted;
+
 use crate::cli::usage;
 use crate::{Problems, files};
 
@@ -40,10 +42,11 @@ pub(crate) fn validate(args: Args) -> Result<u8, Problems> {
         Some(agents) => files::load_with_agents(&path, agents)?,
     };
     let definition = plan.definition();
+    // The id, version and name are free text: shown on one line, like problems.
     let version = definition
         .version
         .as_deref()
-        .map(|v| format!(" v{v}"))
+        .map(|v| format!(" v{}", Quoted(v)))
         .unwrap_or_default();
     let agents = args
         .agents
@@ -51,8 +54,8 @@ pub(crate) fn validate(args: Args) -> Result<u8, Problems> {
         .unwrap_or_default();
     println!(
         "{path}: valid: {}{version} ({}): {} steps, {} edges, {} triggers{agents}",
-        definition.id,
-        definition.name(),
+        Quoted(&definition.id),
+        Quoted(definition.name()),
         plan.steps().len(),
         plan.graph().edge_count(),
         plan.triggers().len(),

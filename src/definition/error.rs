@@ -4,13 +4,15 @@ use std::borrow::Cow;
 use std::fmt;
 
 use super::syntax::{BindingError, ExpressionProblem};
-use super::{StepId, TriggerType};
+use super::{Quoted, StepId, TriggerType};
 
 /// Where in a definition a problem is: `steps[3] (order-execution).condition`,
 /// `triggers[0] (SCHEDULED).schedule`, `dependencies[2].to`.
 ///
 /// Steps and triggers are named by index and, when known, by id or type, so that a
-/// message is readable even when the ids themselves are what is wrong.
+/// message is readable even when the ids themselves are what is wrong. Ids and field
+/// names are shown through [`Quoted`]: a location is one line of bounded length however
+/// long or strange they are.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
 pub struct Location {
     segments: Vec<Segment>,
@@ -108,13 +110,13 @@ impl fmt::Display for Location {
         }
         for (i, segment) in self.segments.iter().enumerate() {
             match segment {
-                Segment::Field(name) if i == 0 => f.write_str(name)?,
-                Segment::Field(name) => write!(f, ".{name}")?,
+                Segment::Field(name) if i == 0 => write!(f, "{}", Quoted(name))?,
+                Segment::Field(name) => write!(f, ".{}", Quoted(name))?,
                 Segment::Index(index) => write!(f, "[{index}]")?,
                 Segment::Step { index, id } => {
                     write!(f, "steps[{index}]")?;
                     if let Some(id) = id {
-                        write!(f, " ({id})")?;
+                        write!(f, " ({})", Quoted(id.as_str()))?;
                     }
                 }
                 Segment::Trigger { index, kind } => {
@@ -132,12 +134,15 @@ impl fmt::Display for Location {
 /// One problem in a workflow definition.
 ///
 /// Every variant says where the problem is and quotes the offending text; callers
-/// match on variants, never on message text.
+/// match on variants, never on message text. The fields hold the text in full; the
+/// message shows it through [`Quoted`] (control characters escaped, cut after
+/// [`Quoted::MAX_CHARS`] characters), so that every message is one line of bounded
+/// length.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[non_exhaustive]
 pub enum DefinitionError {
     /// The text is not well-formed JSON.
-    #[error("line {line}, column {column}: malformed JSON: {message}")]
+    #[error("line {line}, column {column}: malformed JSON: {}", Quoted(.message))]
     Syntax {
         /// 1-based line of the error.
         line: usize,
@@ -147,7 +152,7 @@ pub enum DefinitionError {
         message: String,
     },
     /// An object has a field the format does not know (often a typo).
-    #[error("{at}: unknown field `{field}`{}", suggestion_text(.suggestion))]
+    #[error("{at}: unknown field `{}`{}", Quoted(.field), suggestion_text(.suggestion))]
     UnknownField {
         /// The object holding the field.
         at: Location,
@@ -157,7 +162,7 @@ pub enum DefinitionError {
         suggestion: Option<&'static str>,
     },
     /// A value is not one of the names the format allows (a step type, a policy, …).
-    #[error("{at}: unknown value `{value}`, expected one of {}", quoted_list(.expected))]
+    #[error("{at}: unknown value `{}`, expected one of {}", Quoted(.value), quoted_list(.expected))]
     UnknownVariant {
         /// The field holding the value.
         at: Location,
@@ -167,7 +172,7 @@ pub enum DefinitionError {
         expected: &'static [&'static str],
     },
     /// A required field is absent.
-    #[error("{at}: missing required field `{field}`")]
+    #[error("{at}: missing required field `{}`", Quoted(.field))]
     MissingField {
         /// The object missing the field.
         at: Location,
@@ -195,7 +200,7 @@ pub enum DefinitionError {
         reason: String,
     },
     /// A value has the wrong JSON type.
-    #[error("{at}: invalid type: found {found}, expected {expected}")]
+    #[error("{at}: invalid type: found {}, expected {expected}", Quoted(.found))]
     InvalidType {
         /// The field holding the value.
         at: Location,
@@ -205,7 +210,7 @@ pub enum DefinitionError {
         expected: String,
     },
     /// A value has the right type but is out of range or otherwise unusable.
-    #[error("{at}: invalid value {value}: {reason}")]
+    #[error("{at}: invalid value {}: {reason}", Quoted(.value))]
     InvalidValue {
         /// The field holding the value.
         at: Location,
@@ -215,7 +220,7 @@ pub enum DefinitionError {
         reason: String,
     },
     /// Two steps share an id.
-    #[error("{at}: duplicate step id `{id}` (first used by steps[{first}])")]
+    #[error("{at}: duplicate step id `{}` (first used by steps[{first}])", Quoted(.id.as_str()))]
     DuplicateStepId {
         /// The second (or later) step with the id.
         at: Location,
@@ -225,7 +230,7 @@ pub enum DefinitionError {
         first: usize,
     },
     /// A step id has characters that bindings cannot name.
-    #[error("{at}: invalid step id `{id}`: {reason}")]
+    #[error("{at}: invalid step id `{}`: {reason}", Quoted(.id))]
     InvalidStepId {
         /// The `id` field.
         at: Location,
@@ -235,7 +240,7 @@ pub enum DefinitionError {
         reason: &'static str,
     },
     /// A dependency or fallback names a step that does not exist.
-    #[error("{at}: unknown step `{step}`")]
+    #[error("{at}: unknown step `{}`", Quoted(.step))]
     UnknownStep {
         /// The field naming the step.
         at: Location,
@@ -243,7 +248,7 @@ pub enum DefinitionError {
         step: String,
     },
     /// A binding refers to a step that does not exist.
-    #[error("{at}: binding `{binding}` refers to unknown step `{step}`")]
+    #[error("{at}: binding `{}` refers to unknown step `{}`", Quoted(.binding), Quoted(.step))]
     UnknownBindingStep {
         /// The field holding the binding.
         at: Location,
@@ -254,7 +259,7 @@ pub enum DefinitionError {
     },
     /// A step binds to its own output outside `loop.until` and `outputMapping`, or
     /// depends on itself.
-    #[error("{at}: `{binding}` refers to the step itself{}", self_reference_hint(.binding))]
+    #[error("{at}: `{}` refers to the step itself{}", Quoted(.binding), self_reference_hint(.binding))]
     SelfReference {
         /// Where the reference is.
         at: Location,
@@ -263,7 +268,7 @@ pub enum DefinitionError {
     },
     /// A binding is not allowed in this place (`${output…}` outside `loop.until` and
     /// `outputMapping`, step outputs in workflow conditions, any binding in a trigger).
-    #[error("{at}: binding `{binding}` is not allowed here: {reason}")]
+    #[error("{at}: binding `{}` is not allowed here: {reason}", Quoted(.binding))]
     BindingNotAllowed {
         /// The field holding the binding.
         at: Location,
@@ -273,7 +278,7 @@ pub enum DefinitionError {
         reason: &'static str,
     },
     /// A `${…}` binding is malformed.
-    #[error("{at}: invalid binding in `{text}`: {error}")]
+    #[error("{at}: invalid binding in `{}`: {error}", Quoted(.text))]
     InvalidBinding {
         /// The field holding the text.
         at: Location,
@@ -283,7 +288,7 @@ pub enum DefinitionError {
         error: BindingError,
     },
     /// An expression (condition, branch, `loop.until`, trigger condition) cannot be compiled.
-    #[error("{at}: invalid expression `{expression}`: {problem}")]
+    #[error("{at}: invalid expression `{}`: {problem}", Quoted(.expression))]
     Expression {
         /// The field holding the expression.
         at: Location,
@@ -303,7 +308,7 @@ pub enum DefinitionError {
         through_listed_order: bool,
     },
     /// A `SCHEDULED` trigger's cron pattern is invalid or never fires.
-    #[error("{at}: invalid cron pattern `{schedule}`: {reason}")]
+    #[error("{at}: invalid cron pattern `{}`: {}", Quoted(.schedule), Quoted(.reason))]
     InvalidCron {
         /// The `schedule` field.
         at: Location,
@@ -313,7 +318,10 @@ pub enum DefinitionError {
         reason: String,
     },
     /// A trigger names a time zone that is not in the IANA database.
-    #[error("{at}: unknown time zone `{timezone}` (use an IANA name such as `America/New_York`)")]
+    #[error(
+        "{at}: unknown time zone `{}` (use an IANA name such as `America/New_York`)",
+        Quoted(.timezone)
+    )]
     UnknownTimezone {
         /// The `timezone` field.
         at: Location,
@@ -384,9 +392,26 @@ fn self_reference_hint(binding: &str) -> &'static str {
     }
 }
 
+/// The steps of a cycle, `a -> b -> a`; a long cycle shows its first steps, then `…`,
+/// the step it ends with and how many steps it has.
 fn cycle_text(steps: &[StepId]) -> String {
-    let names: Vec<&str> = steps.iter().map(StepId::as_str).collect();
-    names.join(" -> ")
+    const SHOWN: usize = 12;
+    let name = |id: &StepId| Quoted(id.as_str()).to_string();
+    match steps {
+        [shown @ .., last] if steps.len() > SHOWN => {
+            let first: Vec<String> = shown.iter().take(SHOWN - 1).map(name).collect();
+            format!(
+                "{} -> … -> {} ({} steps)",
+                first.join(" -> "),
+                name(last),
+                steps.len() - 1
+            )
+        }
+        _ => {
+            let names: Vec<String> = steps.iter().map(name).collect();
+            names.join(" -> ")
+        }
+    }
 }
 
 fn cycle_hint(through_listed_order: bool) -> &'static str {
@@ -399,32 +424,43 @@ fn cycle_hint(through_listed_order: bool) -> &'static str {
 
 /// Every problem found in a definition, in the order of the file.
 ///
-/// `Display` prints one problem a line.
+/// At most [`ValidationErrors::MAX_PROBLEMS`] problems are kept, the first ones found;
+/// [`ValidationErrors::omitted`] counts the others. `Display` prints one problem a line,
+/// then `… and N more problems` when some were omitted.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ValidationErrors {
     errors: Vec<DefinitionError>,
+    omitted: usize,
 }
 
 impl ValidationErrors {
-    pub(crate) fn new(errors: Vec<DefinitionError>) -> Self {
+    /// How many problems are kept: a file with more is broken throughout, and its first
+    /// problems are what its author needs (and a bounded report is what a terminal can
+    /// show).
+    pub const MAX_PROBLEMS: usize = 1000;
+
+    pub(crate) fn new(mut errors: Vec<DefinitionError>) -> Self {
         debug_assert!(
             !errors.is_empty(),
             "a validation failure has at least one problem"
         );
-        Self { errors }
+        let omitted = errors.len().saturating_sub(Self::MAX_PROBLEMS);
+        errors.truncate(Self::MAX_PROBLEMS);
+        Self { errors, omitted }
     }
 
-    /// The problems.
+    /// The problems kept (the first [`ValidationErrors::MAX_PROBLEMS`]).
     pub fn errors(&self) -> &[DefinitionError] {
         &self.errors
     }
 
-    /// Iterates over the problems.
+    /// Iterates over the problems kept.
     pub fn iter(&self) -> std::slice::Iter<'_, DefinitionError> {
         self.errors.iter()
     }
 
-    /// How many problems there are (at least one).
+    /// How many problems are kept: at least one, at most
+    /// [`ValidationErrors::MAX_PROBLEMS`].
     pub fn len(&self) -> usize {
         self.errors.len()
     }
@@ -434,7 +470,22 @@ impl ValidationErrors {
         self.errors.is_empty()
     }
 
-    /// The problems, by value.
+    /// How many more problems were found than are kept (0 for most files).
+    pub fn omitted(&self) -> usize {
+        self.omitted
+    }
+
+    /// The line that stands for the omitted problems, `… and 5 more problems`; `None`
+    /// when none were omitted.
+    pub fn omitted_line(&self) -> Option<String> {
+        match self.omitted {
+            0 => None,
+            1 => Some("… and 1 more problem".to_owned()),
+            n => Some(format!("… and {n} more problems")),
+        }
+    }
+
+    /// The problems kept, by value.
     pub fn into_vec(self) -> Vec<DefinitionError> {
         self.errors
     }
@@ -447,6 +498,9 @@ impl fmt::Display for ValidationErrors {
                 f.write_str("\n")?;
             }
             write!(f, "{error}")?;
+        }
+        if let Some(line) = self.omitted_line() {
+            write!(f, "\n{line}")?;
         }
         Ok(())
     }
@@ -505,6 +559,62 @@ mod tests {
         );
         assert_eq!(Location::root().to_string(), "workflow");
         assert_eq!(Location::step(1, None).step_index(), Some(1));
+    }
+
+    #[test]
+    fn locations_show_ids_and_names_on_one_line() {
+        let id = StepId::new("a\nb\u{1b}[31m");
+        assert_eq!(
+            Location::step(0, Some(&id)).field("x\ty").to_string(),
+            r"steps[0] (a\nb\u{1b}[31m).x\ty"
+        );
+        let huge = StepId::new("x".repeat(1 << 20));
+        let shown = Location::step(0, Some(&huge)).to_string();
+        assert!(
+            shown.len() < 200 && shown.ends_with("…(1048576 bytes))"),
+            "{shown}"
+        );
+    }
+
+    #[test]
+    fn long_cycles_are_shortened() {
+        let mut steps: Vec<StepId> = (0..100).map(|i| StepId::new(format!("s{i}"))).collect();
+        steps.push(StepId::new("s0"));
+        let error = DefinitionError::Cycle {
+            at: Location::step(0, steps.first()),
+            steps,
+            through_listed_order: false,
+        };
+        assert_eq!(
+            error.to_string(),
+            "steps[0] (s0): dependency cycle: s0 -> s1 -> s2 -> s3 -> s4 -> s5 -> s6 -> s7 -> \
+             s8 -> s9 -> s10 -> … -> s0 (100 steps)"
+        );
+    }
+
+    #[test]
+    fn problems_past_the_bound_are_counted_not_kept() {
+        let problem = |i: usize| DefinitionError::MissingField {
+            at: Location::root().field("steps").index(i),
+            field: "id".to_owned(),
+        };
+        let errors = ValidationErrors::new(
+            (0..ValidationErrors::MAX_PROBLEMS + 5)
+                .map(problem)
+                .collect(),
+        );
+        assert_eq!(errors.len(), ValidationErrors::MAX_PROBLEMS);
+        assert_eq!(errors.omitted(), 5);
+        let text = errors.to_string();
+        assert_eq!(text.lines().count(), ValidationErrors::MAX_PROBLEMS + 1);
+        assert_eq!(text.lines().last(), Some("… and 5 more problems"));
+        let one = ValidationErrors::new(
+            (0..ValidationErrors::MAX_PROBLEMS + 1)
+                .map(problem)
+                .collect(),
+        );
+        assert_eq!(one.omitted_line().as_deref(), Some("… and 1 more problem"));
+        assert_eq!(ValidationErrors::new(vec![problem(0)]).omitted_line(), None);
     }
 
     #[test]

@@ -16,8 +16,8 @@ use serde::de::{self, DeserializeOwned, IntoDeserializer, Unexpected, Visitor};
 use serde_json::{Map, Value};
 
 use super::{
-    DefinitionError, Dependency, Location, StepDefinition, StepId, TriggerDefinition, TriggerType,
-    ValidationErrors, WorkflowDefinition,
+    DefinitionError, Dependency, Location, Quoted, StepDefinition, StepId, TriggerDefinition,
+    TriggerType, ValidationErrors, WorkflowDefinition,
 };
 
 /// Upper bound on the problems reported for one part (one step, one trigger).
@@ -242,14 +242,17 @@ fn load_part<T: DeserializeOwned>(
             Ok(loaded) => return pruned.is_none().then_some(loaded),
             Err(error) => error,
         };
-        let mut path = path_keys(error.path());
-        let error = error.into_inner();
-        if let DeError::UnknownField { field, .. } = &error {
-            // The path ends at the unknown key; the problem is located at its object.
-            if path.last() == Some(&PathKey::Field(field.clone())) {
-                path.pop();
+        let mut segments: Vec<_> = error.path().iter().collect();
+        if let DeError::UnknownField { field, .. } = error.inner() {
+            // The path ends at the unknown key; the problem is located at its object. (The
+            // key is not copied again: it can be long.)
+            if matches!(segments.last(), Some(serde_path_to_error::Segment::Map { key }) if key == field)
+            {
+                segments.pop();
             }
         }
+        let path = path_keys(segments);
+        let error = error.into_inner();
         if let DeError::MissingField(field) = &error {
             // A field we pruned for being invalid is now missing: already reported.
             if removed
@@ -263,11 +266,20 @@ fn load_part<T: DeserializeOwned>(
             PathKey::Field(name) => location.field(name.clone()),
             PathKey::Index(index) => location.index(*index),
         });
-        let raw = value_at(current, &path).cloned();
+        // Only values are quoted, and only in bounded form (see `render`).
+        let raw = match &error {
+            DeError::InvalidValue { .. } | DeError::Custom(_) => {
+                value_at(current, &path).map(render)
+            }
+            _ => None,
+        };
         let target = pruned.get_or_insert_with(|| value.clone());
         let removal = prune(target, &path, &error);
-        errors.push(error.into_definition_error(location, raw.as_ref()));
+        let unknown_field = matches!(error, DeError::UnknownField { .. });
+        errors.push(error.into_definition_error(location, raw));
         match removal {
+            // An unknown field can never be missing later: no need to remember it.
+            Some(_) if unknown_field => {}
             Some(removal) => removed.push(removal),
             None => return None,
         }
@@ -281,8 +293,9 @@ enum PathKey {
     Index(usize),
 }
 
-fn path_keys(path: &serde_path_to_error::Path) -> Vec<PathKey> {
-    path.iter()
+fn path_keys(segments: Vec<&serde_path_to_error::Segment>) -> Vec<PathKey> {
+    segments
+        .into_iter()
         .filter_map(|segment| match segment {
             serde_path_to_error::Segment::Map { key } => Some(PathKey::Field(key.clone())),
             serde_path_to_error::Segment::Seq { index } => Some(PathKey::Index(*index)),
@@ -351,8 +364,10 @@ enum DeError {
 }
 
 impl DeError {
-    fn into_definition_error(self, at: Location, raw: Option<&Value>) -> DefinitionError {
-        let raw_text = || raw.map(render).unwrap_or_default();
+    /// The problem at `at`; `raw` is the offending value, rendered, for the kinds that
+    /// quote it.
+    fn into_definition_error(self, at: Location, raw: Option<String>) -> DefinitionError {
+        let raw_text = || raw.unwrap_or_default();
         match self {
             Self::UnknownField { field, expected } => {
                 let suggestion = closest(&field, expected);
@@ -390,8 +405,10 @@ impl DeError {
 impl fmt::Display for DeError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::UnknownField { field, .. } => write!(f, "unknown field `{field}`"),
-            Self::UnknownVariant { variant, .. } => write!(f, "unknown variant `{variant}`"),
+            Self::UnknownField { field, .. } => write!(f, "unknown field `{}`", Quoted(field)),
+            Self::UnknownVariant { variant, .. } => {
+                write!(f, "unknown variant `{}`", Quoted(variant))
+            }
             Self::MissingField(field) => write!(f, "missing field `{field}`"),
             Self::InvalidType { found, expected } => {
                 write!(f, "invalid type: {found}, expected {expected}")
@@ -546,18 +563,64 @@ fn unexpected(value: &Value) -> Unexpected<'_> {
     }
 }
 
-/// Compact JSON of a value, shortened for messages.
+/// Compact JSON of a value, shortened for messages: at most [`RENDERED`] characters,
+/// then `…`. Serialization stops there, so a huge value costs no more than a small one.
 fn render(value: &Value) -> String {
-    const LIMIT: usize = 80;
-    let text = value.to_string();
-    match text.char_indices().nth(LIMIT) {
-        Some((cut, _)) => format!("{}…", &text[..cut]),
-        None => text,
+    let mut text = Bounded(String::new());
+    // A full `Bounded` fails the write on purpose; what was written is kept.
+    let complete = serde_json::to_writer(&mut text, value).is_ok();
+    let mut text = text.0;
+    match text.char_indices().nth(RENDERED) {
+        Some((cut, _)) => {
+            text.truncate(cut);
+            text.push('…');
+        }
+        None if !complete => text.push('…'),
+        None => {}
+    }
+    text
+}
+
+/// How many characters of a value [`render`] shows.
+const RENDERED: usize = 80;
+
+/// A writer that takes text until it holds more than [`RENDERED`] characters' worth of
+/// bytes (4 per character at most), then fails every write.
+struct Bounded(String);
+
+impl std::io::Write for Bounded {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        let room = (RENDERED + 1) * 4 - self.0.len().min((RENDERED + 1) * 4);
+        if room == 0 {
+            return Err(std::io::ErrorKind::WriteZero.into());
+        }
+        // serde_json writes whole characters at a time, never more than a few bytes of
+        // one, so `bytes` is valid UTF-8 unless it was cut; lossy keeps it safe anyway.
+        let taken = bytes.len().min(room);
+        self.0.push_str(&String::from_utf8_lossy(
+            bytes.get(..taken).unwrap_or_default(),
+        ));
+        Ok(taken)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
     }
 }
 
+/// Names longer than this get no suggestion: a typo is a few characters off a known
+/// name, and the known names are short. It bounds the work of [`closest`].
+const MAX_SUGGESTED_LENGTH: usize = 64;
+
 /// The known name closest to `name`, if one is close enough to be a likely typo.
+///
+/// # Complexity
+/// O(known × 64²) at most: names longer than [`MAX_SUGGESTED_LENGTH`] bytes are not
+/// compared at all.
 fn closest(name: &str, known: &'static [&'static str]) -> Option<&'static str> {
+    if name.len() > MAX_SUGGESTED_LENGTH {
+        return None;
+    }
     let normalized = |s: &str| s.replace(['_', '-'], "").to_ascii_lowercase();
     let wanted = normalized(name);
     if let Some(exact) = known
@@ -576,32 +639,35 @@ fn closest(name: &str, known: &'static [&'static str]) -> Option<&'static str> {
 }
 
 /// Edit distance (optimal string alignment: insertions, deletions, substitutions and
-/// transpositions of neighbours), O(a × b).
+/// transpositions of neighbours), O(a × b) time and O(b) space (three rows).
 fn edit_distance(a: &str, b: &str) -> usize {
     let (a, b): (Vec<char>, Vec<char>) = (a.chars().collect(), b.chars().collect());
-    let width = b.len() + 1;
-    let mut table = vec![0usize; (a.len() + 1) * width];
-    for (i, row) in table.chunks_mut(width).enumerate() {
-        if let Some(first) = row.first_mut() {
-            *first = i;
+    // Rows i - 2, i - 1 and i of the table; row 0 is the distance from "" to b[..j].
+    let mut before: Vec<usize> = (0..=b.len()).collect();
+    let mut previous = before.clone();
+    let mut current = vec![0; b.len() + 1];
+    for (i, &ca) in a.iter().enumerate() {
+        if let Some(first) = current.first_mut() {
+            *first = i + 1;
         }
-    }
-    for (j, cell) in table.iter_mut().take(width).enumerate() {
-        *cell = j;
-    }
-    for i in 1..=a.len() {
-        for j in 1..=b.len() {
-            let cost = usize::from(a[i - 1] != b[j - 1]);
-            let mut best = (table[(i - 1) * width + j] + 1)
-                .min(table[i * width + j - 1] + 1)
-                .min(table[(i - 1) * width + j - 1] + cost);
-            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
-                best = best.min(table[(i - 2) * width + j - 2] + 1);
+        for (j, &cb) in b.iter().enumerate() {
+            let cost = usize::from(ca != cb);
+            let deletion = previous.get(j + 1).map_or(usize::MAX, |d| d + 1);
+            let insertion = current.get(j).map_or(usize::MAX, |d| d + 1);
+            let substitution = previous.get(j).map_or(usize::MAX, |d| d + cost);
+            let mut best = deletion.min(insertion).min(substitution);
+            let swapped = i > 0 && j > 0 && a.get(i - 1) == Some(&cb) && b.get(j - 1) == Some(&ca);
+            if swapped {
+                best = best.min(before.get(j - 1).map_or(usize::MAX, |d| d + 1));
             }
-            table[i * width + j] = best;
+            if let Some(cell) = current.get_mut(j + 1) {
+                *cell = best;
+            }
         }
+        std::mem::swap(&mut before, &mut previous);
+        std::mem::swap(&mut previous, &mut current);
     }
-    table[a.len() * width + b.len()]
+    previous.last().copied().unwrap_or(0)
 }
 
 #[cfg(test)]
@@ -738,5 +804,38 @@ mod tests {
         assert_eq!(closest("colour", KNOWN), None);
         assert_eq!(edit_distance("nmae", "name"), 1);
         assert_eq!(edit_distance("kitten", "sitting"), 3);
+        assert_eq!(edit_distance("", "abc"), 3);
+        assert_eq!(edit_distance("abc", ""), 3);
+        assert_eq!(edit_distance("ca", "abc"), 3);
+        assert_eq!(edit_distance("retryPolcy", "retryPolicy"), 1);
+    }
+
+    #[test]
+    fn long_names_get_no_suggestion() {
+        const KNOWN: &[&str] = &["name"];
+        let long = format!("{}name", "_".repeat(MAX_SUGGESTED_LENGTH));
+        assert_eq!(closest(&long, KNOWN), None);
+        assert_eq!(
+            closest(&long[long.len() - MAX_SUGGESTED_LENGTH..], KNOWN),
+            Some("name")
+        );
+        assert_eq!(closest(&"y".repeat(10 * 1024 * 1024), KNOWN), None);
+    }
+
+    #[test]
+    fn rendered_values_are_bounded() {
+        assert_eq!(
+            render(&serde_json::json!({"a": [1, "x"]})),
+            r#"{"a":[1,"x"]}"#
+        );
+        let huge = Value::from("é".repeat(1024 * 1024));
+        let shown = render(&huge);
+        assert_eq!(shown.chars().count(), RENDERED + 1);
+        assert!(shown.starts_with("\"é") && shown.ends_with('…'), "{shown}");
+        let exact = Value::from("a".repeat(RENDERED - 2));
+        assert_eq!(render(&exact).chars().count(), RENDERED);
+        assert!(!render(&exact).ends_with('…'));
+        let long: Value = (0..100_000).map(Value::from).collect();
+        assert!(render(&long).ends_with('…'));
     }
 }

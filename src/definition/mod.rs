@@ -15,6 +15,7 @@
 mod error;
 mod ids;
 mod load;
+mod quoted;
 mod syntax;
 
 use serde::{Deserialize, Serialize};
@@ -23,6 +24,8 @@ use serde_json::{Map, Value};
 pub use error::{DefinitionError, Location, ValidationErrors};
 pub use ids::{AgentType, StepId, TaskType};
 pub(crate) use load::{Loaded, Partial, load_as, load_json, parse};
+pub use quoted::Quoted;
+pub(crate) use quoted::quoted_names;
 pub use syntax::{BindingError, BindingErrorKind, ExpressionProblem};
 
 /// A workflow as written in JSON. Not yet checked: compile it into an

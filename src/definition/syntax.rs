@@ -3,6 +3,10 @@
 //! The [`expr`](crate::expr) module parses bindings and expressions; what it finds wrong
 //! is described here, below it, because [`DefinitionError`](super::DefinitionError)s
 //! carry these errors with the location they were found at. `expr` re-exports them.
+//! Text quoted from the definition is shown through [`Quoted`]: on one line, of bounded
+//! length.
+
+use super::Quoted;
 
 /// A malformed `${…}` binding: what is wrong and at which character.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -25,16 +29,19 @@ pub enum BindingErrorKind {
     #[error("empty binding")]
     Empty,
     /// A step id not followed by `.output` (`${risk}` or `${risk.result}`).
-    #[error("expected `.output` after step id `{0}` (or `input`, `output` as the root)")]
+    #[error(
+        "expected `.output` after step id `{}` (or `input`, `output` as the root)",
+        Quoted(.0)
+    )]
     MissingOutput(String),
     /// `..`, a trailing `.`, or `[]`.
     #[error("empty path segment")]
     EmptySegment,
     /// `[x]` where `x` is not a non-negative integer.
-    #[error("array index `{0}` is not a non-negative integer")]
+    #[error("array index `{}` is not a non-negative integer", Quoted(.0))]
     BadIndex(String),
     /// A character that cannot appear in a binding path.
-    #[error("unexpected character `{0}`")]
+    #[error("unexpected character `{}`", Quoted(.0.encode_utf8(&mut [0; 4])))]
     UnexpectedChar(char),
 }
 
@@ -61,8 +68,9 @@ pub enum ExpressionProblem {
         /// The bound.
         max: usize,
     },
-    /// evalexpr cannot parse it.
-    #[error("{0}")]
+    /// evalexpr cannot parse it. (The message can quote the expression's tokens, so it
+    /// is shown through [`Quoted`].)
+    #[error("{}", Quoted(.0))]
     Syntax(String),
     /// A string literal is never closed.
     #[error("a string literal is never closed")]

@@ -244,9 +244,15 @@ pub(crate) fn compile_whole(
     compile_binding(text, 0, text, scope, at, errors)
 }
 
+/// How many binding problems one string reports: each malformed binding's problem
+/// holds the whole string, so without a bound a string of many would cost its length
+/// times their number.
+pub(crate) const MAX_BINDING_PROBLEMS_PER_STRING: usize = 8;
+
 /// Splits `text` into literal text and compiled bindings, checking each against `scope`.
-/// `$${` is a literal `${`. Problems are pushed to `errors` (located by `at`); the
-/// result is `None` when there was any.
+/// `$${` is a literal `${`. Problems are pushed to `errors` (located by `at`), up to
+/// [`MAX_BINDING_PROBLEMS_PER_STRING`] of them (then the rest of the string is not
+/// read); the result is `None` when there was any.
 pub(crate) fn compile_pieces(
     text: &str,
     scope: &Scope<'_>,
@@ -257,7 +263,11 @@ pub(crate) fn compile_pieces(
     let mut literal = String::new();
     let mut ok = true;
     let mut rest = text;
+    let errors_before = errors.len();
     while let Some(start) = rest.find("${") {
+        if errors.len() - errors_before >= MAX_BINDING_PROBLEMS_PER_STRING {
+            return None;
+        }
         if rest[..start].ends_with('$') {
             // `$${` escapes a literal `${`.
             literal.push_str(&rest[..start - 1]);

@@ -11,7 +11,7 @@ use super::binding::{Binding, BindingValues, Locate, Scope, compile_pieces, comp
 use super::context::Context;
 use super::program::{Env, Program};
 use super::{EvalError, ExpressionProblem};
-use crate::definition::{DefinitionError, Location};
+use crate::definition::{DefinitionError, Location, Quoted};
 
 /// Longest expression accepted, in bytes of the text as written. (The text handed to
 /// evalexpr is never longer: each binding becomes a shorter identifier.)
@@ -447,10 +447,16 @@ pub(super) fn describe(error: &EvalexprError) -> String {
             "an operator or function is missing an operand".to_owned()
         }
         EvalexprError::VariableIdentifierNotFound(name) => {
-            format!("unknown variable `{name}` (the host context does not define it)")
+            format!(
+                "unknown variable `{}` (the host context does not define it)",
+                Quoted(name)
+            )
         }
         EvalexprError::FunctionIdentifierNotFound(name) => {
-            format!("unknown function `{name}` (neither built in nor defined by the host context)")
+            format!(
+                "unknown function `{}` (neither built in nor defined by the host context)",
+                Quoted(name)
+            )
         }
         EvalexprError::CustomMessage(message) => message.clone(),
         other => {

@@ -72,14 +72,17 @@ pub use condition::{Condition, MAX_EXPRESSION_DEPTH, MAX_EXPRESSION_LENGTH};
 pub use context::Context;
 pub use template::Template;
 
-use crate::definition::StepId;
+use crate::definition::{Quoted, StepId};
 
 /// Why a binding or condition could not be evaluated at run time.
+///
+/// Messages show the bindings, expressions and values they quote through
+/// [`Quoted`]: one line of bounded length; the fields keep the full text.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum EvalError {
     /// A binding's path does not exist in the bound value.
-    #[error("binding `{binding}`: `{path}` does not exist")]
+    #[error("binding `{}`: `{}` does not exist", Quoted(.binding), Quoted(.path))]
     MissingPath {
         /// The binding as written.
         binding: String,
@@ -87,7 +90,7 @@ pub enum EvalError {
         path: String,
     },
     /// A binding reads a step that has no output (it was skipped, failed or has not run).
-    #[error("binding `{binding}`: step `{step}` has no output")]
+    #[error("binding `{}`: step `{}` has no output", Quoted(.binding), Quoted(.step.as_str()))]
     NoOutput {
         /// The binding as written.
         binding: String,
@@ -96,14 +99,15 @@ pub enum EvalError {
     },
     /// A binding in a condition names a JSON object, which conditions cannot compare.
     #[error(
-        "binding `{binding}` is an object; conditions compare scalars and arrays, so bind a field"
+        "binding `{}` is an object; conditions compare scalars and arrays, so bind a field",
+        Quoted(.binding)
     )]
     ObjectValue {
         /// The binding as written.
         binding: String,
     },
     /// The condition evaluated to something other than a boolean.
-    #[error("condition `{expression}` gave {found}, not a boolean")]
+    #[error("condition `{}` gave {}, not a boolean", Quoted(.expression), Quoted(.found))]
     NotBoolean {
         /// The expression as written.
         expression: String,
@@ -111,7 +115,7 @@ pub enum EvalError {
         found: String,
     },
     /// Evaluation failed (unknown variable or function, type mismatch, a host function's error).
-    #[error("condition `{expression}`: {message}")]
+    #[error("condition `{}`: {}", Quoted(.expression), Quoted(.message))]
     Evaluation {
         /// The expression as written.
         expression: String,
@@ -120,7 +124,11 @@ pub enum EvalError {
     },
     /// A division or remainder by zero (`1 / 0`, `${x} % 0`): no number is the answer,
     /// so the evaluation fails rather than compare an infinity or NaN.
-    #[error("condition `{expression}`: {} by zero", division_name(*.operator))]
+    #[error(
+        "condition `{}`: {} by zero",
+        Quoted(.expression),
+        division_name(*.operator)
+    )]
     DivisionByZero {
         /// The expression as written.
         expression: String,
@@ -129,7 +137,10 @@ pub enum EvalError {
     },
     /// Arithmetic gave a result that is not a finite number: it overflowed to an
     /// infinity (`1e308 * 10`) or is no number at all (NaN: `(-8) ^ 0.5`).
-    #[error("condition `{expression}`: `{operator}` gave {result}, not a finite number")]
+    #[error(
+        "condition `{}`: `{operator}` gave {result}, not a finite number",
+        Quoted(.expression)
+    )]
     NotFinite {
         /// The expression as written.
         expression: String,

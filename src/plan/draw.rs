@@ -8,7 +8,7 @@ use std::fmt::Write as _;
 use std::str::FromStr;
 
 use super::{Edge, ExecutionPlan, PlanStep, StepKind};
-use crate::definition::StepType;
+use crate::definition::{Quoted, StepType};
 
 /// The output formats of [`ExecutionPlan::draw`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -27,7 +27,8 @@ impl FromStr for DrawFormat {
             "dot" => Ok(Self::Dot),
             "mermaid" => Ok(Self::Mermaid),
             other => Err(format!(
-                "unknown format `{other}`, expected `dot` or `mermaid`"
+                "unknown format `{}`, expected `dot` or `mermaid`",
+                Quoted(other)
             )),
         }
     }

@@ -6,10 +6,11 @@ use std::time::Duration;
 
 use chrono::{DateTime, LocalResult, NaiveDateTime, TimeZone, Utc};
 use chrono_tz::Tz;
-use croner::Cron;
 use croner::parser::{CronParser, Seconds, Year};
+use croner::time::days_in_month;
+use croner::{Cron, CronPattern, Weekday};
 
-use crate::definition::TriggerType;
+use crate::definition::{Quoted, TriggerType};
 use crate::expr::Condition;
 
 /// A compiled trigger.
@@ -85,12 +86,13 @@ impl fmt::Debug for Schedule {
     }
 }
 
-/// Why a cron schedule is not usable.
+/// Why a cron schedule is not usable. Messages show the pattern, name and reason
+/// through [`Quoted`]: one line of bounded length.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum CronError {
     /// The pattern does not parse, or never matches a date.
-    #[error("invalid cron pattern `{pattern}`: {reason}")]
+    #[error("invalid cron pattern `{}`: {}", Quoted(.pattern), Quoted(.reason))]
     Pattern {
         /// The pattern as given.
         pattern: String,
@@ -98,7 +100,10 @@ pub enum CronError {
         reason: String,
     },
     /// The time zone is not an IANA name.
-    #[error("unknown time zone `{name}` (an IANA name such as America/New_York)")]
+    #[error(
+        "unknown time zone `{}` (an IANA name such as America/New_York)",
+        Quoted(.name)
+    )]
     Timezone {
         /// The name as given.
         name: String,
@@ -147,12 +152,19 @@ impl Schedule {
         let cron = parser
             .parse(pattern)
             .map_err(|error| invalid(error.to_string()))?;
+        // A pattern such as `0 0 30 2 *` parses but never fires. croner's search takes
+        // milliseconds to give up on one; reasoning on the fields takes microseconds.
+        if fires_on_no_day(&cron.pattern) == Some(true) {
+            return Err(invalid("the pattern never matches a date".to_owned()));
+        }
         let schedule = Self {
             pattern: pattern.to_owned(),
             cron,
             timezone,
         };
-        // A pattern such as `0 0 30 2 *` parses but never fires.
+        // A pattern that matches some day fires within about 40 years of any instant
+        // (the calendar's month shapes recur within that), so this search is short; it
+        // stays as the check of last resort.
         let reference = Utc
             .with_ymd_and_hms(2000, 1, 1, 0, 0, 0)
             .single()
@@ -213,6 +225,44 @@ impl Schedule {
         }
         None
     }
+}
+
+/// Whether `pattern` matches no day at all (`0 0 30 2 *`, `0 0 31 4,6,9,11 *`), or no
+/// time of day; `None` if croner cannot say (it never fails on a parsed pattern).
+///
+/// Whether a day matches depends only on its month's number, its length, the weekday it
+/// starts on and the day's number (`L`, `W` and `#` included), and every month starts on
+/// every weekday in some year, in common and leap years alike. So the 12 months × 7
+/// first weekdays (February in both lengths) stand for the whole calendar: at most
+/// 2,821 checks of a day, microseconds, where croner's search for a first firing runs
+/// to its limit (milliseconds) on such a pattern.
+fn fires_on_no_day(pattern: &CronPattern) -> Option<bool> {
+    let some_time = (0..24).try_fold(false, |found, hour| {
+        Some(found || pattern.hour_match(hour).ok()?)
+    })? && (0..60).try_fold(false, |found, minute| {
+        Some(found || pattern.minute_match(minute).ok()?)
+    })?;
+    if !some_time {
+        return Some(true);
+    }
+    for month in 1..=12 {
+        if !pattern.month_match(month).ok()? {
+            continue;
+        }
+        // A common and a leap year: February's two lengths.
+        let years: &[i32] = if month == 2 { &[2001, 2004] } else { &[2001] };
+        for &year in years {
+            for first in 0..7 {
+                for day in 1..=days_in_month(year, month) {
+                    let weekday = Weekday::from_days_from_sunday(first + day - 1);
+                    if pattern.day_match(year, month, day, weekday).ok()? {
+                        return Some(false);
+                    }
+                }
+            }
+        }
+    }
+    Some(true)
 }
 
 /// Bound on the local matches [`Schedule::next_after`] passes over in one call (those
@@ -284,6 +334,52 @@ mod tests {
     }
 
     #[test]
+    fn rare_days_are_found_by_the_calendar_check() {
+        // February 29th, the fifth Monday of February (leap years starting on a Monday),
+        // the last weekday of the month, the nearest weekday to the 31st.
+        for (pattern, first) in [
+            ("0 0 29 2 *", "2000-02-29T00:00:00Z"),
+            ("0 0 * 2 1#5", "2016-02-29T00:00:00Z"),
+            ("0 0 LW 2 *", "2000-02-29T00:00:00Z"),
+            ("0 0 31W * *", "2000-01-31T00:00:00Z"),
+            ("0 0 30 2 1", "2000-02-07T00:00:00Z"),
+        ] {
+            let schedule = Schedule::parse(pattern, None).unwrap();
+            assert!(
+                fires_on_no_day(&schedule.cron.pattern) == Some(false),
+                "{pattern}"
+            );
+            assert_eq!(
+                schedule.next_after(at("2000-01-01T00:00:00Z")),
+                Some(at(first)),
+                "{pattern}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_calendar_check_agrees_with_crons_search() {
+        let reference = at("2000-01-01T00:00:00Z");
+        let parser = CronParser::builder()
+            .seconds(Seconds::Disallowed)
+            .year(Year::Disallowed)
+            .build();
+        let mut never = 0;
+        for dom in ["*", "1", "29", "30", "31", "L", "LW", "30W", "31W", "?"] {
+            for month in ["*", "2", "4,6", "2,4"] {
+                for dow in ["*", "1", "5#5", "0L", "?"] {
+                    let pattern = format!("0 0 {dom} {month} {dow}");
+                    let cron = parser.parse(&pattern).unwrap();
+                    let searched = cron.find_next_occurrence(&reference, false).is_err();
+                    assert_eq!(fires_on_no_day(&cron.pattern), Some(searched), "{pattern}");
+                    never += usize::from(searched);
+                }
+            }
+        }
+        assert!(never > 0);
+    }
+
+    #[test]
     fn bad_patterns() {
         assert!(matches!(
             Schedule::parse("0 9 * *", None),
@@ -301,6 +397,22 @@ mod tests {
             Schedule::parse("0 0 30 2 *", None),
             Err(CronError::Pattern { .. })
         ));
+        for never in [
+            "0 0 31 2 *",
+            "0 0 30,31 2 *",
+            "0 0 31 4,6,9,11 *",
+            "0 0 31W 2 *",
+            "0 0 30 2 ?",
+        ] {
+            assert_eq!(
+                Schedule::parse(never, None).unwrap_err(),
+                CronError::Pattern {
+                    pattern: never.to_owned(),
+                    reason: "the pattern never matches a date".to_owned()
+                },
+                "{never}"
+            );
+        }
         assert_eq!(
             Schedule::parse("0 9 * * *", Some("Mars/Olympus")).unwrap_err(),
             CronError::Timezone {

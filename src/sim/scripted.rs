@@ -10,7 +10,7 @@ use serde_json::Value;
 use super::{AgentScript, AgentsFile, FailScript, TaskScript};
 use crate::agent::{Agent, AgentDescriptor, AgentError, TaskRequest};
 use crate::clock::Clock;
-use crate::definition::{DefinitionError, Location, ValidationErrors};
+use crate::definition::{DefinitionError, Location, Quoted, ValidationErrors};
 use crate::expr::{BindingValues, EvalError, Template};
 
 /// An agent whose behaviour is data: it waits, fails and answers as its [`AgentScript`]
@@ -179,7 +179,8 @@ impl ScriptedAgent {
     fn error(&self, request: &TaskRequest, problem: impl fmt::Display) -> AgentError {
         AgentError::permanent(format!(
             "agent `{}`, task type `{}`: {problem}",
-            self.descriptor.id, request.task_type
+            Quoted(self.descriptor.id.as_str()),
+            Quoted(request.task_type.as_str())
         ))
     }
 }
@@ -194,7 +195,8 @@ impl Agent for ScriptedAgent {
         let Some(script) = self.tasks.get(request.task_type.as_str()) else {
             return Err(AgentError::permanent(format!(
                 "agent `{}` has no script for task type `{}`",
-                self.descriptor.id, request.task_type
+                Quoted(self.descriptor.id.as_str()),
+                Quoted(request.task_type.as_str())
             )));
         };
         let call = {
@@ -232,7 +234,11 @@ fn unresolved(error: EvalError) -> String {
             let path = path
                 .strip_prefix("input")
                 .map_or_else(|| path.clone(), |rest| format!("params{rest}"));
-            format!("binding `{binding}`: `{path}` does not exist in the task's parameters")
+            format!(
+                "binding `{}`: `{}` does not exist in the task's parameters",
+                Quoted(&binding),
+                Quoted(&path)
+            )
         }
         other => other.to_string(),
     }

@@ -20,7 +20,7 @@ use std::num::NonZeroU32;
 use std::time::Duration;
 
 use super::Compiler;
-use crate::definition::{DefinitionError, StepDefinition, StepType};
+use crate::definition::{DefinitionError, StepDefinition, StepType, quoted_names};
 use crate::expr::{Condition, Locate, Scope, Template};
 use crate::plan::{AgentTask, Branch, MAX_LOOP_ITERATIONS, StepKind, Until};
 
@@ -235,7 +235,7 @@ impl KindCompilation<'_> {
             [] => "for parallel steps without an array parameter".to_owned(),
             several => format!(
                 "to choose among parameters {} that may be arrays",
-                several.join(", ")
+                quoted_names(several)
             ),
         };
         self.compiler.required(self.at, "parallel.forEach", reason);
@@ -249,7 +249,7 @@ impl KindCompilation<'_> {
             Some(false) => "that parameter is neither an array nor a binding".to_owned(),
             None => format!(
                 "the task has no such parameter (it has {})",
-                parameters.field_names().join(", ")
+                quoted_names(&parameters.field_names())
             ),
         };
         self.compiler.errors.push(DefinitionError::InvalidValue {

@@ -44,13 +44,21 @@ use crate::expr::{Binding, Condition, Locate, Scope, Source};
 pub(super) fn compile(
     definition: Arc<WorkflowDefinition>,
 ) -> Result<ExecutionPlan, ValidationErrors> {
+    compile_or_problems(&definition).map_err(ValidationErrors::new)
+}
+
+/// Validates and compiles a definition: the plan, or every problem found (not yet
+/// bounded to [`ValidationErrors::MAX_PROBLEMS`]).
+fn compile_or_problems(
+    definition: &Arc<WorkflowDefinition>,
+) -> Result<ExecutionPlan, Vec<DefinitionError>> {
     let mut compiler = Compiler {
         errors: Vec::new(),
         edges: Vec::new(),
     };
-    match compiler.compile(&definition) {
+    match compiler.compile(definition) {
         Some(plan) if compiler.errors.is_empty() => Ok(plan),
-        _ => Err(ValidationErrors::new(compiler.errors)),
+        _ => Err(compiler.errors),
     }
 }
 
@@ -66,11 +74,15 @@ pub(super) fn with_structural_problems(partial: Partial) -> ValidationErrors {
         mut errors,
     } = partial;
     let steps_at = Location::root().field("steps");
-    if let Err(semantic) = compile(Arc::new(definition)) {
+    // A set: a file can lose many steps and name them many times.
+    let lost_step_ids: HashSet<&str> = lost_step_ids.iter().map(String::as_str).collect();
+    if let Err(semantic) = compile_or_problems(&Arc::new(definition)) {
         for mut error in semantic {
             let about_lost_step = match &error {
                 DefinitionError::UnknownStep { step, .. }
-                | DefinitionError::UnknownBindingStep { step, .. } => lost_step_ids.contains(step),
+                | DefinitionError::UnknownBindingStep { step, .. } => {
+                    lost_step_ids.contains(step.as_str())
+                }
                 DefinitionError::InvalidValue { at, .. } => lost_steps > 0 && *at == steps_at,
                 _ => false,
             };

@@ -17,8 +17,8 @@ use std::time::Duration;
 
 use super::Compiler;
 use crate::definition::{
-    DefinitionError, ErrorHandling, Location, RecoveryStrategy, RetryPolicy, StepDefinition,
-    StepId, WorkflowDefinition,
+    DefinitionError, ErrorHandling, Location, Quoted, RecoveryStrategy, RetryPolicy,
+    StepDefinition, StepId, WorkflowDefinition,
 };
 use crate::expr::{Locate, StepLookup};
 use crate::plan::{Edge, PlanStep, Recovery, Retry};
@@ -128,26 +128,33 @@ impl Compiler {
             let Some(through) = path_around(graph, index, fallback) else {
                 continue;
             };
-            let name = |i: usize| {
-                definition
-                    .steps
-                    .get(i)
-                    .map_or_else(|| "?".to_owned(), |step| step.id.to_string())
-            };
-            self.errors.push(DefinitionError::InvalidValue {
-                at: Location::step(index, definition.steps.get(index).map(|step| &step.id))
-                    .field("errorHandling")
-                    .field("fallbackStep"),
-                value: name(fallback),
-                reason: format!(
-                    "step `{}` runs after `{}` (through `{}`), so it could never stand in for it; \
-                     order it after the step's own predecessors only",
-                    name(fallback),
-                    name(index),
-                    name(through)
-                ),
-            });
+            let name = |i: usize| step_name(definition, i);
+            let reason = format!(
+                "step `{}` runs after `{}` (through `{}`), so it could never stand in for it; \
+                 order it after the step's own predecessors only",
+                Quoted(&name(fallback)),
+                Quoted(&name(index)),
+                Quoted(&name(through))
+            );
+            self.fallback_problem(definition, index, fallback, reason);
         }
+    }
+
+    /// A problem of step `index`'s `fallbackStep` (naming step `fallback`).
+    fn fallback_problem(
+        &mut self,
+        definition: &WorkflowDefinition,
+        index: usize,
+        fallback: usize,
+        reason: String,
+    ) {
+        self.errors.push(DefinitionError::InvalidValue {
+            at: Location::step(index, definition.steps.get(index).map(|step| &step.id))
+                .field("errorHandling")
+                .field("fallbackStep"),
+            value: step_name(definition, fallback),
+            reason,
+        });
     }
 
     /// Marks every fallback step with the step it stands in for; a step may be the
@@ -163,23 +170,13 @@ impl Compiler {
             match standby.fallback_for {
                 None => standby.fallback_for = Some(index),
                 Some(owner) => {
-                    let name = |i: usize| {
-                        definition
-                            .steps
-                            .get(i)
-                            .map_or_else(|| "?".to_owned(), |step| step.id.to_string())
-                    };
-                    self.errors.push(DefinitionError::InvalidValue {
-                        at: Location::step(index, definition.steps.get(index).map(|step| &step.id))
-                            .field("errorHandling")
-                            .field("fallbackStep"),
-                        value: name(fallback),
-                        reason: format!(
-                            "step `{}` is already the fallback of step `{}`; a step stands in for one step only",
-                            name(fallback),
-                            name(owner)
-                        ),
-                    });
+                    let name = |i: usize| step_name(definition, i);
+                    let reason = format!(
+                        "step `{}` is already the fallback of step `{}`; a step stands in for one step only",
+                        Quoted(&name(fallback)),
+                        Quoted(&name(owner))
+                    );
+                    self.fallback_problem(definition, index, fallback, reason);
                 }
             }
         }
@@ -312,4 +309,12 @@ fn path_around(graph: &DiGraph<StepId, Edge>, from: usize, to: usize) -> Option<
         }
     }
     None
+}
+
+/// Step `index`'s id as written, `?` for an index the definition does not have.
+fn step_name(definition: &WorkflowDefinition, index: usize) -> String {
+    definition
+        .steps
+        .get(index)
+        .map_or_else(|| "?".to_owned(), |step| step.id.to_string())
 }
