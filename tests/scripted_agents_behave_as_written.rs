@@ -10,7 +10,7 @@ use chrono::{DateTime, TimeZone, Utc};
 use serde_json::{Value, json};
 use tradeflow::agent::{Agent, AgentError, AgentErrorKind, TaskRequest};
 use tradeflow::clock::{Clock, VirtualClock};
-use tradeflow::definition::{DefinitionError, TaskType};
+use tradeflow::definition::DefinitionError;
 use tradeflow::expr::{BindingValues, Context};
 use tradeflow::plan::{AgentTask, ExecutionPlan, StepKind, Until};
 use tradeflow::sim::{AgentsFile, ScriptedAgent, scripted_agents};
@@ -31,15 +31,7 @@ fn agent(tasks: Value) -> (ScriptedAgent, VirtualClock) {
 }
 
 fn request(task_type: &str, parameters: Value) -> TaskRequest {
-    TaskRequest {
-        run_id: "run-1".into(),
-        step_id: "step".into(),
-        item: None,
-        attempt: 1,
-        idempotency_key: "run-1/step".to_owned(),
-        task_type: TaskType::new(task_type),
-        parameters,
-    }
+    TaskRequest::new("run-1", "step", "run-1/step", task_type, parameters)
 }
 
 fn call(
@@ -336,12 +328,8 @@ async fn call_task(
         .first()
         .unwrap_or_else(|| panic!("no agent for {:?}", task.agent_type));
     for attempt in 1..=4 {
-        let request = TaskRequest {
-            attempt,
-            task_type: task.task_type.clone(),
-            parameters: parameters.clone(),
-            ..request("", Value::Null)
-        };
+        let mut request = request(task.task_type.as_str(), parameters.clone());
+        request.attempt = attempt;
         match agent.execute(request).await {
             Ok(output) => return (output, agent.descriptor().id.to_string(), attempt),
             Err(error) if error.kind == AgentErrorKind::Temporary => continue,

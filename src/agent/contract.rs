@@ -190,8 +190,13 @@ impl AgentDescriptor {
 }
 
 /// One call of an agent: which run, step, item and attempt it belongs to, and the task.
+///
+/// The engine builds requests; fields may be added in later releases (the struct is
+/// `#[non_exhaustive]`), so code outside the crate builds one with [`TaskRequest::new`]
+/// (tests of an agent, say) and reads the fields.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
+#[non_exhaustive]
 pub struct TaskRequest {
     /// The run the call belongs to.
     pub run_id: RunId,
@@ -210,9 +215,42 @@ pub struct TaskRequest {
     pub parameters: Value,
 }
 
+impl TaskRequest {
+    /// The first call (`attempt` 1, no item) of run `run_id`'s step `step_id`, with key
+    /// `idempotency_key`, for `task_type` with `parameters`; change the public fields for
+    /// an item or a later attempt.
+    ///
+    /// ```
+    /// # use serde_json::json;
+    /// use tradeflow::agent::TaskRequest;
+    ///
+    /// let mut request = TaskRequest::new("run-1", "trade", "run-1/trade/0/0", "ORDER", json!({"qty": 5}));
+    /// request.attempt = 2;
+    /// assert_eq!(request.parameters["qty"], 5);
+    /// ```
+    pub fn new(
+        run_id: impl Into<RunId>,
+        step_id: impl Into<StepId>,
+        idempotency_key: impl Into<String>,
+        task_type: impl Into<TaskType>,
+        parameters: Value,
+    ) -> Self {
+        Self {
+            run_id: run_id.into(),
+            step_id: step_id.into(),
+            item: None,
+            attempt: 1,
+            idempotency_key: idempotency_key.into(),
+            task_type: task_type.into(),
+            parameters,
+        }
+    }
+}
+
 /// Why an agent call failed, which decides what the engine does next.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+#[non_exhaustive]
 pub enum AgentErrorKind {
     /// A transient problem (venue busy, rate limit): retrying can help.
     Temporary,

@@ -11,6 +11,7 @@ use crate::run::{RecoveryDecision, RunError, RunId, RunStatus, StepError, StepSt
 /// How one step of a run ended.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
+#[non_exhaustive]
 pub struct StepReport {
     /// The final status.
     pub status: StepStatus,
@@ -46,6 +47,7 @@ pub struct StepReport {
 /// keep the definition's order.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
+#[non_exhaustive]
 pub struct RunReport {
     /// The run.
     pub run_id: RunId,

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 /// Where a run is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+#[non_exhaustive]
 pub enum RunStatus {
     /// Created, not started.
     Pending,
@@ -62,6 +63,7 @@ impl fmt::Display for RunStatus {
 /// Where a step is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+#[non_exhaustive]
 pub enum StepStatus {
     /// Not started.
     #[default]

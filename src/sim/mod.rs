@@ -88,14 +88,16 @@
 //! }
 //!
 //! let monitor = registry.agent(&"monitor-1".into()).expect("registered");
-//! let poll = |attempt| TaskRequest {
-//!     run_id: "run-1".into(),
-//!     step_id: StepId::new("execution-monitoring"),
-//!     item: None,
-//!     attempt,
-//!     idempotency_key: format!("run-1/execution-monitoring/{attempt}"),
-//!     task_type: TaskType::EXECUTION_MONITORING,
-//!     parameters: json!({"orderIds": ["o-1", "o-2"]}),
+//! let poll = |attempt| {
+//!     let mut request = TaskRequest::new(
+//!         "run-1",
+//!         StepId::new("execution-monitoring"),
+//!         format!("run-1/execution-monitoring/{attempt}"),
+//!         TaskType::EXECUTION_MONITORING,
+//!         json!({"orderIds": ["o-1", "o-2"]}),
+//!     );
+//!     request.attempt = attempt;
+//!     request
 //! };
 //! let answers: Vec<_> = (1..=3)
 //!     .map(|attempt| clock.block_on(monitor.execute(poll(attempt))))
@@ -106,7 +108,8 @@
 //! assert_eq!(clock.now(), start + Duration::from_secs(3)); // Virtual seconds, instantly.
 //!
 //! // A task type with no script is a permanent failure.
-//! let other = TaskRequest { task_type: TaskType::ORDER_EXECUTION, ..poll(4) };
+//! let mut other = poll(4);
+//! other.task_type = TaskType::ORDER_EXECUTION;
 //! let error = clock.block_on(monitor.execute(other)).unwrap_err();
 //! assert_eq!(error.kind, AgentErrorKind::Permanent);
 //! # Ok::<(), Box<dyn std::error::Error>>(())

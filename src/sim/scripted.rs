@@ -54,15 +54,14 @@ use crate::expr::{BindingValues, EvalError, Template};
 /// let clock = VirtualClock::starting_at(start);
 /// let agent = ScriptedAgent::new(&file.agents[0], Arc::new(clock.clone()));
 ///
-/// let request = TaskRequest {
-///     run_id: "run-1".into(),
-///     step_id: StepId::new("order-execution"),
-///     item: Some(0),
-///     attempt: 1,
-///     idempotency_key: "run-1/order-execution/0".to_owned(),
-///     task_type: TaskType::ORDER_EXECUTION,
-///     parameters: json!({"orders": {"id": "o-1", "qty": 100}}),
-/// };
+/// let mut request = TaskRequest::new(
+///     "run-1",
+///     StepId::new("order-execution"),
+///     "run-1/order-execution/0",
+///     TaskType::ORDER_EXECUTION,
+///     json!({"orders": {"id": "o-1", "qty": 100}}),
+/// );
+/// request.item = Some(0);
 /// let first = clock.block_on(agent.execute(request.clone()));
 /// assert_eq!(first.unwrap_err().kind, AgentErrorKind::Temporary);
 /// let second = clock.block_on(agent.execute(request));
@@ -261,7 +260,6 @@ mod tests {
     use super::*;
     use crate::agent::AgentErrorKind;
     use crate::clock::VirtualClock;
-    use crate::definition::TaskType;
 
     fn clock() -> VirtualClock {
         VirtualClock::starting_at(Utc.with_ymd_and_hms(2026, 1, 5, 9, 0, 0).unwrap())
@@ -272,15 +270,7 @@ mod tests {
     }
 
     fn request(task_type: &str, parameters: Value) -> TaskRequest {
-        TaskRequest {
-            run_id: "r".into(),
-            step_id: "s".into(),
-            item: None,
-            attempt: 1,
-            idempotency_key: "r/s".to_owned(),
-            task_type: TaskType::new(task_type),
-            parameters,
-        }
+        TaskRequest::new("r", "s", "r/s", task_type, parameters)
     }
 
     #[test]
