@@ -111,6 +111,49 @@ impl Desk {
         });
         (id.clone(), new)
     }
+
+    /// Prints every call and the calls per step; whether each of the steps that had
+    /// ended before the crash was called once and the venue holds exactly one order.
+    fn report(&self) -> bool {
+        println!("== every agent call, over both engines");
+        let calls = lock(&self.calls);
+        for call in calls.iter() {
+            let note = if call.note.is_empty() {
+                String::new()
+            } else {
+                format!(": {}", call.note)
+            };
+            println!(
+                "  engine {}  {:<13} attempt {}  key {}{note}",
+                call.engine, call.step, call.attempt, call.key
+            );
+        }
+        println!("== per step, in the order first called");
+        let mut per_step: Vec<(&str, usize, BTreeSet<&str>)> = Vec::new();
+        for call in calls.iter() {
+            match per_step.iter_mut().find(|(step, ..)| *step == call.step) {
+                Some((_, count, keys)) => {
+                    *count += 1;
+                    keys.insert(&call.key);
+                }
+                None => per_step.push((&call.step, 1, BTreeSet::from([call.key.as_str()]))),
+            }
+        }
+        for (step, count, keys) in &per_step {
+            println!(
+                "  {step:<13} calls: {count}, idempotency keys: {}",
+                keys.len()
+            );
+        }
+        let once = |name: &str| {
+            per_step
+                .iter()
+                .any(|(step, count, _)| *step == name && *count == 1)
+        };
+        let orders = lock(&self.orders).len();
+        println!("orders at the venue: {orders}");
+        once("fetch-quotes") && once("risk-check") && orders == 1
+    }
 }
 
 /// An agent of the bot: answers its task type after [`LATENCY`], on the engine's clock.
@@ -299,44 +342,7 @@ fn main() -> Result<ExitCode, Box<dyn Error>> {
         completed &= report.status == RunStatus::Completed;
     }
 
-    println!("== every agent call, over both engines");
-    let calls = lock(&desk.calls);
-    for call in calls.iter() {
-        let note = if call.note.is_empty() {
-            String::new()
-        } else {
-            format!(": {}", call.note)
-        };
-        println!(
-            "  engine {}  {:<13} attempt {}  key {}{note}",
-            call.engine, call.step, call.attempt, call.key
-        );
-    }
-    println!("== per step, in the order first called");
-    let mut per_step: Vec<(&str, usize, BTreeSet<&str>)> = Vec::new();
-    for call in calls.iter() {
-        match per_step.iter_mut().find(|(step, ..)| *step == call.step) {
-            Some((_, count, keys)) => {
-                *count += 1;
-                keys.insert(&call.key);
-            }
-            None => per_step.push((&call.step, 1, BTreeSet::from([call.key.as_str()]))),
-        }
-    }
-    for (step, count, keys) in &per_step {
-        println!(
-            "  {step:<13} calls: {count}, idempotency keys: {}",
-            keys.len()
-        );
-    }
-    let once = |name: &str| {
-        per_step
-            .iter()
-            .any(|(step, count, _)| *step == name && *count == 1)
-    };
-    let orders = lock(&desk.orders).len();
-    println!("orders at the venue: {orders}");
-    let recovered = completed && once("fetch-quotes") && once("risk-check") && orders == 1;
+    let recovered = desk.report() && completed;
     Ok(if recovered {
         ExitCode::SUCCESS
     } else {

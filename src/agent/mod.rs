@@ -107,6 +107,7 @@ mod ids;
 mod notify;
 mod registry;
 mod score;
+mod select;
 
 /// The id of a run; defined in [`run`](crate::run), where the run vocabulary lives.
 pub use crate::run::RunId;
@@ -116,8 +117,6 @@ pub use balance::{
 pub use contract::{Agent, AgentDescriptor, AgentError, AgentErrorKind, Health, TaskRequest};
 pub use ids::AgentId;
 pub use notify::CapacityChanged;
-pub use registry::{
-    AgentRegistry, Candidate, DEFAULT_MARGIN, Lease, RegistryError, SelectError, Selection,
-    SelectionCounts,
-};
+pub use registry::{AgentRegistry, DEFAULT_MARGIN, Lease, Selection};
 pub use score::{Outcome, ScoreBreakdown};
+pub use select::{Candidate, RegistryError, SelectError, SelectionCounts};

@@ -6,10 +6,10 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use rand::Rng;
-use serde::Serialize;
 
 use super::notify::{CapacityChanged, Notify, Wants};
 use super::score::{self, History, Outcome, ScoreBreakdown};
+use super::select::{Candidate, RegistryError, SelectError, SelectionCounts};
 use super::{Agent, AgentDescriptor, AgentId, Health, LoadBalancer};
 use crate::definition::{AgentType, TaskType};
 use crate::plan::AgentTask;
@@ -715,47 +715,6 @@ impl Refusal {
     }
 }
 
-/// How selections have gone since a registry was created; from
-/// [`AgentRegistry::selection_counts`].
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "camelCase")]
-#[non_exhaustive]
-pub struct SelectionCounts {
-    /// Selections that reserved a slot (by [`AgentRegistry::select`],
-    /// [`AgentRegistry::acquire`] or [`AgentRegistry::select_agent`]).
-    pub reserved: u64,
-    /// Selections that found every eligible agent busy (`AllBusy`): a caller about to
-    /// wait, or a woken one that found no slot it could use. With
-    /// [`AgentRegistry::acquire`], about one per caller that waited, plus one per
-    /// waiting caller each time an agent registers or leaves or a health changes.
-    pub busy: u64,
-}
-
-/// An agent that may run a call, as scored for it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Candidate {
-    /// The agent.
-    pub agent: AgentId,
-    /// How it scored.
-    pub score: ScoreBreakdown,
-    /// Its calls in flight when scored.
-    pub in_flight: u32,
-    /// Its capacity.
-    pub max_concurrency: u32,
-    /// Its weight, for the `WEIGHTED` balancer.
-    pub weight: f64,
-    /// Its health when scored.
-    pub health: Health,
-}
-
-impl Candidate {
-    /// Whether it was at `max_concurrency` when scored (and so could not be chosen).
-    pub fn is_busy(&self) -> bool {
-        self.in_flight >= self.max_concurrency
-    }
-}
-
 /// The agent chosen for a call, with the slot reserved on it.
 pub struct Selection {
     /// The agent to call.
@@ -802,80 +761,6 @@ impl Drop for Lease {
         let before = self.entry.in_flight.fetch_sub(1, Ordering::AcqRel);
         debug_assert!(before > 0, "a lease always holds a slot");
         self.notify.released(&self.entry);
-    }
-}
-
-/// Why an agent could not be registered.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
-#[non_exhaustive]
-pub enum RegistryError {
-    /// An agent with this id is already registered.
-    #[error("agent `{id}` is already registered")]
-    DuplicateId {
-        /// The id.
-        id: AgentId,
-    },
-    /// The descriptor breaks a rule.
-    #[error("agent `{id}`: {problem}")]
-    InvalidDescriptor {
-        /// The agent's id.
-        id: AgentId,
-        /// The rule broken.
-        problem: &'static str,
-    },
-}
-
-/// Why no agent was selected.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
-#[non_exhaustive]
-pub enum SelectError {
-    /// No registered agent meets the criteria: the step fails with kind `NO_AGENT`.
-    #[error(
-        "no registered agent of type `{agent_type}`{} is available{}",
-        with_capabilities(required_capabilities),
-        excluded_note(*excluded)
-    )]
-    NoAgent {
-        /// The type asked for.
-        agent_type: AgentType,
-        /// The capabilities required.
-        required_capabilities: Vec<String>,
-        /// Agents that meet the criteria but were excluded by the caller.
-        excluded: usize,
-    },
-    /// Eligible agents exist but none can take a call now: all are at `max_concurrency`,
-    /// or the only free ones are unhealthy while healthier ones exist.
-    #[error("all {eligible} eligible agents of type `{agent_type}` are busy")]
-    AllBusy {
-        /// The type asked for.
-        agent_type: AgentType,
-        /// How many agents meet the criteria.
-        eligible: usize,
-    },
-}
-
-fn with_capabilities(capabilities: &[String]) -> String {
-    if capabilities.is_empty() {
-        String::new()
-    } else {
-        format!(" with capabilities [{}]", capabilities.join(", "))
-    }
-}
-
-fn excluded_note(excluded: usize) -> String {
-    match excluded {
-        0 => String::new(),
-        n => format!(" ({n} excluded)"),
-    }
-}
-
-impl SelectError {
-    /// The kind as written in reports: `NO_AGENT` or `ALL_BUSY`.
-    pub fn kind(&self) -> &'static str {
-        match self {
-            Self::NoAgent { .. } => "NO_AGENT",
-            Self::AllBusy { .. } => "ALL_BUSY",
-        }
     }
 }
 

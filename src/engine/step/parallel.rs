@@ -32,23 +32,7 @@ pub(super) async fn fan_out(
     over: &str,
     limit: usize,
 ) -> StepResult {
-    let mut base = match parameters {
-        Value::Object(object) => object,
-        _ => Map::new(),
-    };
-    let items = match base.remove(over) {
-        Some(Value::Array(items)) => items,
-        other => {
-            let found = other.map_or_else(|| "nothing".to_owned(), |value| value.to_string());
-            return Err(Failure::before_calls(
-                FailureKind::Binding,
-                format!(
-                    "step `{}`: parameter `{over}` is not an array (found {found})",
-                    step.id()
-                ),
-            ));
-        }
-    };
+    let (base, items) = split_items(step, parameters, over)?;
     let count = items.len();
     let limit = limit.max(1);
     let mut outputs: Vec<Option<(Value, Option<AgentId>)>> = (0..count).map(|_| None).collect();
@@ -126,6 +110,32 @@ pub(super) async fn fan_out(
         agents: Some(agents.into_iter().flatten().collect()),
         approved_by: None,
     })
+}
+
+/// The parameters but `over`, and the items of `over` (an array, else the step fails
+/// with kind `BINDING`).
+fn split_items(
+    step: &PlanStep,
+    parameters: Value,
+    over: &str,
+) -> Result<(Map<String, Value>, Vec<Value>), Failure> {
+    let mut base = match parameters {
+        Value::Object(object) => object,
+        _ => Map::new(),
+    };
+    match base.remove(over) {
+        Some(Value::Array(items)) => Ok((base, items)),
+        other => {
+            let found = other.map_or_else(|| "nothing".to_owned(), |value| value.to_string());
+            Err(Failure::before_calls(
+                FailureKind::Binding,
+                format!(
+                    "step `{}`: parameter `{over}` is not an array (found {found})",
+                    step.id()
+                ),
+            ))
+        }
+    }
 }
 
 /// `{"results": [...]}` plus, for each key of the item outputs, the values merged:
