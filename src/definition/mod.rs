@@ -12,6 +12,7 @@
 //! serializes back to what was written; the plan resolves them. The format and every
 //! default are described in `docs/workflow-format.md`.
 
+mod choice;
 mod error;
 mod ids;
 mod load;
@@ -21,6 +22,7 @@ mod syntax;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+pub use choice::{Criterion, DecisionOption, DecisionPolicy, DecisionSettings, Goal};
 pub use error::{DefinitionError, Location, ValidationErrors};
 pub use ids::{AgentType, StepId, TaskType};
 pub(crate) use load::{Loaded, Partial, load_as, load_json, parse};
@@ -172,6 +174,9 @@ pub struct StepDefinition {
     /// Approval settings (`human_approval` steps only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub approval: Option<ApprovalSettings>,
+    /// The options the step chooses among, and how it learns (`decision` steps only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decision: Option<DecisionSettings>,
 }
 
 impl StepDefinition {

@@ -11,6 +11,7 @@
 //! breaks ties, so `SEQUENTIAL` runs follow the file where the graph allows), Tarjan's
 //! algorithm finds cycles, each reported with the steps on it in order.
 
+mod choice;
 mod compile;
 mod draw;
 mod trigger;
@@ -30,6 +31,7 @@ use crate::definition::{
 };
 use crate::expr::{Binding, Condition, Template};
 
+pub use choice::{Choice, Policy};
 pub use draw::DrawFormat;
 pub use trigger::{CronError, Schedule, Trigger, TriggerKind};
 
