@@ -309,6 +309,7 @@ fn step(float: BoxedStrategy<f64>) -> impl Strategy<Value = StepDefinition> {
             branches,
             default,
             approval,
+            decision: None,
         },
     )
 }
