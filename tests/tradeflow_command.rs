@@ -64,6 +64,41 @@ fn validate_rejects_the_seed_copy_with_exit_code_2() {
 }
 
 #[test]
+fn validate_names_every_malformed_decision_block_at_its_field() {
+    const FILE: &str = "examples/workflows/invalid/malformed-decisions.json";
+    let output = run(&["validate", FILE]);
+    assert_eq!(output.status.code(), Some(2));
+    let lines = stderr_lines(&output);
+    let expected = [
+        "steps[1] (no-options).decision.options: invalid value []: a decision needs at least one option",
+        "steps[2] (bad-options).decision.criteria[0].weight: invalid value -0.7: ",
+        "steps[2] (bad-options).decision.criteria[1].name: invalid value cost: two criteria have this name",
+        "steps[2] (bad-options).decision.options[0].scores.sped: invalid value sped: no criterion has this name",
+        "steps[2] (bad-options).decision.options[1].id: invalid value twap: two options have this id",
+        "steps[2] (bad-options).decision.options[2].id: invalid value \"\": an option needs an id",
+        "steps[2] (bad-options).decision.options[2].parameters.algo: invalid binding in `${signal.output.algo`",
+        "steps[3] (bad-names).decision.criteria[0].goal: unknown value `FASTEST`, expected one of `MIN`, `MAX`",
+        "steps[3] (bad-names).decision.policy: unknown value `GREEDY`",
+        "steps[4] (bad-learning).decision: `exploration` is not allowed here: ",
+        "steps[4] (bad-learning).decision.contextKey: binding `${regime.output.name}` refers to unknown step `regime`",
+        "steps[4] (bad-learning).decision.reward: invalid value ${monitor.output.fillQuality} per fill: a reward is one binding",
+        "steps[5] (bad-exploration).decision.exploration: invalid value 1.5: ",
+        "steps[5] (bad-exploration).decision.reward: binding `${ghost.output.fillQuality}` refers to unknown step `ghost`",
+        "steps[6] (not-a-decision): `decision` is not allowed here: only decision steps have it",
+    ];
+    for wanted in expected {
+        assert!(
+            lines
+                .iter()
+                .any(|line| line.starts_with(&format!("{FILE}: {wanted}"))),
+            "no line starts with {wanted:?}: {lines:#?}"
+        );
+    }
+    assert_eq!(lines.len(), expected.len(), "{lines:#?}");
+    assert!(output.stdout.is_empty());
+}
+
+#[test]
 fn validate_prints_every_problem_on_its_own_line() {
     let file = scratch_file(
         "three-problems.json",

@@ -185,6 +185,19 @@ impl<'a> Scope<'a> {
         }
     }
 
+    /// In a decision's `reward`, evaluated when the run ends: the input and every step,
+    /// the step itself included (as `${id.output…}`); no step waits for it.
+    pub(crate) fn run_end(steps: StepLookup<'a>) -> Self {
+        Self {
+            steps: Some(steps),
+            this: None,
+            own_output: false,
+            input: true,
+            input_root: "input",
+            reason: "a reward reads the run's input and its steps' outputs, as `${step.output…}`",
+        }
+    }
+
     /// In workflow `conditions`: the input only (no step has run yet).
     pub(crate) fn workflow() -> Self {
         Self {

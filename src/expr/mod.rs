@@ -67,7 +67,7 @@ mod template;
 /// carry them.
 pub use crate::definition::{BindingError, BindingErrorKind, ExpressionProblem};
 pub use binding::{Binding, BindingValues, PathSegment, Source};
-pub(crate) use binding::{Locate, Scope, StepLookup};
+pub(crate) use binding::{Locate, Scope, StepLookup, is_whole_binding};
 pub use condition::{Condition, MAX_EXPRESSION_DEPTH, MAX_EXPRESSION_LENGTH};
 pub use context::Context;
 pub use template::Template;

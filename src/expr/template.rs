@@ -27,7 +27,6 @@ enum Node {
 
 impl Template {
     /// Compiles `value`; problems are pushed to `errors`, located under `at`.
-    #[cfg(test)]
     pub(crate) fn compile(
         value: &Value,
         scope: &Scope<'_>,

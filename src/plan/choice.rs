@@ -81,7 +81,6 @@ pub struct Choice {
 }
 
 impl Choice {
-    #[allow(dead_code)] // the compile pass uses it (next commit)
     pub(crate) fn new(
         settings: DecisionSettings,
         parameters: Box<[Option<Template>]>,

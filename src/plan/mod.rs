@@ -289,6 +289,7 @@ pub struct PlanStep {
     resources: Option<Resources>,
     data_inputs: Box<[usize]>,
     fallback_for: Option<usize>,
+    choice: Option<Arc<Choice>>,
 }
 
 impl PlanStep {
@@ -385,6 +386,11 @@ impl PlanStep {
     /// skipped otherwise.
     pub fn fallback_for(&self) -> Option<usize> {
         self.fallback_for
+    }
+
+    /// A `decision` step's choice among options, when it has a `decision` block.
+    pub fn choice(&self) -> Option<&Arc<Choice>> {
+        self.choice.as_ref()
     }
 
     /// The steps this one binds to (sorted, unique): if one of them is skipped or

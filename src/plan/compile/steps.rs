@@ -5,13 +5,15 @@
 //! two equal ids keeps the index, and bindings and `fallbackStep` resolve against this
 //! map. Then each step, in listed order: the fields and blocks its type requires and
 //! allows, `condition` and `skipCondition`, `outputMapping` (binding strings only, which
-//! may read the step's own output), its kind (`kinds.rs`), `timeout`, retry and recovery
+//! may read the step's own output), its kind (`kinds.rs`), a decision step's
+//! `decision` block (`choice.rs`), `timeout`, retry and recovery
 //! (`recovery.rs`) and `resourceRequirements` (`resources.rs`). A step with a problem
 //! yields no `PlanStep`, but all of its problems are reported. A step that compiles adds
 //! an edge to its fallback step and one from each step it reads data from; the latter
 //! are its `data_inputs`.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use super::Compiler;
@@ -70,6 +72,12 @@ impl Compiler {
         });
         let output_mapping = self.output_mapping(step, &scope, &at);
         let kind = self.step_kind(step, &at, &scope);
+        let choice = match (&step.decision, step.step_type) {
+            (Some(settings), StepType::Decision) => {
+                self.choice(settings, &at, &scope, lookup).map(Arc::new)
+            }
+            _ => None,
+        };
         self.timeout(step.timeout, &|| at().field("timeout"));
         let retry = self.retry(step, definition, &at);
         let recovery = self.recovery(step, definition, &at, lookup);
@@ -97,6 +105,7 @@ impl Compiler {
             resources,
             data_inputs: Box::new([]),
             fallback_for: None,
+            choice,
         };
         self.step_edges(&mut plan_step);
         Some(plan_step)
@@ -242,12 +251,13 @@ impl Compiler {
     fn type_blocks(&mut self, step: &StepDefinition, at: Locate<'_>) {
         let kind = step.step_type;
         let name = kind.as_str();
-        let blocks: [(&'static str, bool, StepType); 5] = [
+        let blocks: [(&'static str, bool, StepType); 6] = [
             ("parallel", step.parallel.is_some(), StepType::Parallel),
             ("loop", step.loop_settings.is_some(), StepType::Loop),
             ("branches", step.branches.is_some(), StepType::Condition),
             ("default", step.default.is_some(), StepType::Condition),
             ("approval", step.approval.is_some(), StepType::HumanApproval),
+            ("decision", step.decision.is_some(), StepType::Decision),
         ];
         for (field, present, owner) in blocks {
             if present && kind != owner {
@@ -275,7 +285,15 @@ pub(super) fn for_each_step_binding<'s>(step: &'s PlanStep, visit: &mut dyn FnMu
         .map(|task| &task.parameters)
         .into_iter()
         .chain(approval);
-    for template in templates.chain(step.output_mapping()) {
+    // A decision's option parameters and context key are resolved when the step
+    // starts, like its task's parameters; its reward is read when the run ends and is
+    // not a binding of the step.
+    let choice = step.choice().into_iter().flat_map(|choice| {
+        (0..choice.options().len())
+            .filter_map(|index| choice.option_parameters(index))
+            .chain(choice.context_key())
+    });
+    for template in templates.chain(choice).chain(step.output_mapping()) {
         template.for_each_binding(visit);
     }
     let own = step.condition().into_iter().chain(step.skip_condition());
