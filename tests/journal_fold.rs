@@ -2,7 +2,7 @@
 
 use chrono::{DateTime, Duration, Utc};
 use serde_json::{Value, json};
-use tradeflow::definition::RecoveryStrategy;
+use tradeflow::definition::{DecisionPolicy, RecoveryStrategy};
 use tradeflow::engine::{FailureKind, RecoveryDecision, RunError, RunStatus, StepStatus};
 use tradeflow::store::{FoldError, JournalEntry, RunState};
 
@@ -440,4 +440,102 @@ fn entries_keep_their_stored_format() {
     assert_eq!(entry.kind(), "stepStarted");
     assert_eq!(entry.step_id().map(|step| step.as_str()), Some("orders"));
     assert_eq!(entry.at(), at(0));
+}
+
+fn decided(step: &str, option: &str, t: i64) -> JournalEntry {
+    JournalEntry::DecisionMade {
+        step_id: step.into(),
+        option: option.into(),
+        context_key: "calm".into(),
+        policy: DecisionPolicy::Thompson,
+        prior_scores: [("twap".to_owned(), 0.25), ("vwap".to_owned(), 1.0)].into(),
+        at: at(t),
+    }
+}
+
+fn learned(step: &str, reward: f64, reported: bool, t: i64) -> JournalEntry {
+    JournalEntry::RewardLearned {
+        step_id: step.into(),
+        reward,
+        reported,
+        at: at(t),
+    }
+}
+
+#[test]
+fn decisions_and_their_rewards_fold_once_each_and_a_reported_reward_may_follow_the_end() {
+    let missing = JournalEntry::RewardMissing {
+        step_id: "algo".into(),
+        reason: "`monitor` was skipped".into(),
+        at: at(3),
+    };
+    let journal = [
+        started(),
+        decided("algo", "vwap", 1),
+        call("algo", None, 1, "exec-1", 1),
+        completed("algo", json!({"filled": true}), 1, "exec-1", 2),
+        missing,
+        ended(RunStatus::Completed, 3),
+        learned("algo", 0.8, true, 900),
+    ];
+    let state = RunState::fold(&journal).expect("a valid journal");
+    let decision = &state.decisions["algo"];
+    assert_eq!(decision.option, "vwap");
+    assert_eq!(decision.context_key, "calm");
+    assert_eq!(decision.policy, DecisionPolicy::Thompson);
+    assert_eq!(decision.prior_scores["twap"], 0.25);
+    assert_eq!(decision.reward, Some(0.8));
+    assert!(decision.reported);
+    assert_eq!(
+        decision.reward_missing.as_deref(),
+        Some("`monitor` was skipped")
+    );
+    assert_eq!(state.status, RunStatus::Completed);
+
+    let refused = |journal: &[JournalEntry]| RunState::fold(journal).expect_err("refused");
+    let twice = refused(&[
+        started(),
+        decided("algo", "vwap", 1),
+        decided("algo", "twap", 2),
+    ]);
+    assert!(
+        matches!(&twice, FoldError::Decision { index: 2, kind: "decisionMade", problem, .. } if problem.contains("decided already")),
+        "{twice}"
+    );
+    let without = refused(&[started(), learned("algo", 1.0, false, 1)]);
+    assert_eq!(
+        without.to_string(),
+        "entry 1 (`rewardLearned`) for step `algo`: the step made no decision"
+    );
+    let learned_twice = refused(&[
+        started(),
+        decided("algo", "vwap", 1),
+        learned("algo", 1.0, false, 2),
+        ended(RunStatus::Completed, 2),
+        learned("algo", 0.5, true, 3),
+    ]);
+    assert!(
+        matches!(&learned_twice, FoldError::Decision { index: 4, problem, .. } if problem.contains("learned from already")),
+        "{learned_twice}"
+    );
+    let missing_after_end = refused(&[
+        started(),
+        decided("algo", "vwap", 1),
+        ended(RunStatus::Completed, 2),
+        JournalEntry::RewardMissing {
+            step_id: "algo".into(),
+            reason: "late".into(),
+            at: at(3),
+        },
+    ]);
+    assert!(
+        matches!(
+            missing_after_end,
+            FoldError::AfterEnd {
+                index: 3,
+                kind: "rewardMissing"
+            }
+        ),
+        "{missing_after_end}"
+    );
 }

@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use chrono::{DateTime, Duration, Utc};
 use serde_json::json;
 use tradeflow::agent::RunId;
-use tradeflow::definition::RecoveryStrategy;
+use tradeflow::definition::{DecisionPolicy, RecoveryStrategy};
 use tradeflow::engine::{FailureKind, RecoveryDecision, RunStatus};
 use tradeflow::store::{JournalEntry, MemoryStore, RunState, RunStore, StoreError, WriteFault};
 
@@ -437,6 +437,65 @@ fn memory() -> Fixture<MemoryStore> {
 }
 
 #[cfg(feature = "sqlite")]
+fn decided(step: &str) -> JournalEntry {
+    JournalEntry::DecisionMade {
+        step_id: step.into(),
+        option: "vwap".into(),
+        context_key: String::new(),
+        policy: DecisionPolicy::Ucb1,
+        prior_scores: [("vwap".to_owned(), 1.0)].into(),
+        at: at(1),
+    }
+}
+
+fn learned(step: &str, reported: bool) -> JournalEntry {
+    JournalEntry::RewardLearned {
+        step_id: step.into(),
+        reward: 0.75,
+        reported,
+        at: at(2),
+    }
+}
+
+fn rewarded_runs_are_listed_in_start_order(store: &dyn RunStore) {
+    for run in ["b", "a", "c", "d"] {
+        store
+            .append(&RunId::from(run), &[run_started(run), decided("x")])
+            .unwrap();
+    }
+    store
+        .append(&RunId::from("c"), &[learned("x", false), run_ended(3)])
+        .unwrap();
+    // A reward the host reports after the run ended is kept, and lists the run.
+    store.append(&RunId::from("a"), &[run_ended(3)]).unwrap();
+    store
+        .append(&RunId::from("a"), &[learned("x", true)])
+        .unwrap();
+    // A missing reward does not.
+    let missing = JournalEntry::RewardMissing {
+        step_id: "x".into(),
+        reason: "skipped".into(),
+        at: at(2),
+    };
+    store.append(&RunId::from("d"), &[missing]).unwrap();
+    assert_eq!(store.rewarded_runs().unwrap(), ["a", "c"]);
+    let a = RunState::fold(&store.load(&RunId::from("a")).unwrap()).unwrap();
+    assert_eq!(a.decisions["x"].reward, Some(0.75));
+    // A reward that JSON cannot carry is refused, and nothing of its append is stored.
+    let nan = JournalEntry::RewardLearned {
+        step_id: "x".into(),
+        reward: f64::NAN,
+        reported: false,
+        at: at(2),
+    };
+    let refused = store.append(&RunId::from("b"), &[nan]);
+    assert!(
+        matches!(refused, Err(StoreError::Invalid { .. })),
+        "{refused:?}"
+    );
+    assert_eq!(store.rewarded_runs().unwrap(), ["a", "c"]);
+}
+
 fn sqlite() -> Fixture<tradeflow::store::SqliteStore> {
     let dir = TempDir::new();
     Fixture {
@@ -453,6 +512,7 @@ macro_rules! conformance {
                 appends_load_back_in_order,
                 an_invalid_entry_fails_the_whole_append,
                 unfinished_runs_are_listed_in_start_order,
+                rewarded_runs_are_listed_in_start_order,
                 definitions_are_kept_by_id_and_version,
                 a_failed_write_keeps_nothing_and_the_next_append_succeeds,
                 concurrent_appends_to_different_runs_all_land,
@@ -533,7 +593,7 @@ mod sqlite_only {
     }
 
     #[test]
-    fn the_file_is_in_wal_mode_at_schema_version_2() {
+    fn the_file_is_in_wal_mode_at_schema_version_3() {
         let dir = TempDir::new();
         let path = dir.0.join("runs.db");
         let _store = SqliteStore::open(&path).unwrap();
@@ -545,7 +605,7 @@ mod sqlite_only {
         let version: i64 = raw
             .query_row("PRAGMA user_version", [], |row| row.get(0))
             .unwrap();
-        assert_eq!(version, 2);
+        assert_eq!(version, 3);
         let tables: Vec<String> = raw
             .prepare("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")
             .unwrap()
@@ -553,7 +613,10 @@ mod sqlite_only {
             .unwrap()
             .collect::<Result<_, _>>()
             .unwrap();
-        assert_eq!(tables, ["definitions", "events", "heads", "runs"]);
+        assert_eq!(
+            tables,
+            ["definitions", "events", "heads", "rewarded", "runs"]
+        );
     }
 
     #[test]
@@ -584,7 +647,7 @@ mod sqlite_only {
                 error,
                 StoreError::Schema {
                     found: 99,
-                    supported: 2,
+                    supported: 3,
                     ..
                 }
             ),

@@ -1,11 +1,13 @@
 //! The entries of a run's journal.
 
+use std::collections::BTreeMap;
+
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::agent::AgentId;
-use crate::definition::StepId;
+use crate::definition::{DecisionPolicy, StepId};
 use crate::run::{FailureKind, RecoveryDecision, RunError, RunId, RunStatus, value_depth};
 
 /// One thing that happened to a run, as the engine journals it.
@@ -193,7 +195,48 @@ pub enum JournalEntry {
         /// When.
         at: DateTime<Utc>,
     },
-    /// The run ended. Always the last entry.
+    /// A `decision` step with options chose one, before its first call. A run
+    /// recovered after a crash keeps the choice.
+    DecisionMade {
+        /// The step.
+        step_id: StepId,
+        /// The option chosen.
+        option: String,
+        /// The value of the step's `contextKey` (`""` without one): which model chose.
+        context_key: String,
+        /// The policy that chose.
+        policy: DecisionPolicy,
+        /// Every option's prior score, by option id.
+        prior_scores: BTreeMap<String, f64>,
+        /// When.
+        at: DateTime<Utc>,
+    },
+    /// A decision's reward was learned from: evaluated when the run ended (before
+    /// `runEnded`, in the same append) or reported by the host later (after it). At
+    /// most once per decision.
+    RewardLearned {
+        /// The decision step.
+        step_id: StepId,
+        /// The reward (a finite number).
+        reward: f64,
+        /// Reported by the host (`Engine::report_outcome`) rather than evaluated.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        reported: bool,
+        /// When.
+        at: DateTime<Utc>,
+    },
+    /// A decision's reward could not be evaluated when the run ended (the step it reads
+    /// did not complete, the path is missing, the value is not a number): nothing was
+    /// learned. The host may still report one.
+    RewardMissing {
+        /// The decision step.
+        step_id: StepId,
+        /// Why.
+        reason: String,
+        /// When.
+        at: DateTime<Utc>,
+    },
+    /// The run ended. Always the last entry, but for rewards reported afterwards.
     RunEnded {
         /// How (a final status).
         status: RunStatus,
@@ -224,6 +267,9 @@ impl JournalEntry {
             Self::RunResumed { .. } => "runResumed",
             Self::RunCancelled { .. } => "runCancelled",
             Self::RunEnded { .. } => "runEnded",
+            Self::DecisionMade { .. } => "decisionMade",
+            Self::RewardLearned { .. } => "rewardLearned",
+            Self::RewardMissing { .. } => "rewardMissing",
         }
     }
 
@@ -238,6 +284,9 @@ impl JournalEntry {
             | Self::StepAnswered { step_id, .. }
             | Self::RecoveryDecided { step_id, .. }
             | Self::RolledBack { step_id, .. }
+            | Self::DecisionMade { step_id, .. }
+            | Self::RewardLearned { step_id, .. }
+            | Self::RewardMissing { step_id, .. }
             | Self::Checkpoint {
                 after_step: step_id,
                 ..
@@ -268,6 +317,9 @@ impl JournalEntry {
             | Self::RunPaused { at }
             | Self::RunResumed { at }
             | Self::RunCancelled { at, .. }
+            | Self::DecisionMade { at, .. }
+            | Self::RewardLearned { at, .. }
+            | Self::RewardMissing { at, .. }
             | Self::RunEnded { at, .. } => *at,
         }
     }
@@ -288,6 +340,14 @@ impl JournalEntry {
                     .all(|number| number.is_finite()) =>
             {
                 Some("`confidence`, `cost` and `score` must be finite")
+            }
+            Self::DecisionMade { prior_scores, .. }
+                if !prior_scores.values().all(|score| score.is_finite()) =>
+            {
+                Some("`priorScores` must be finite")
+            }
+            Self::RewardLearned { reward, .. } if !reward.is_finite() => {
+                Some("`reward` must be finite")
             }
             _ => self
                 .values()

@@ -26,6 +26,8 @@ struct Memory {
     journals: HashMap<RunId, Journal>,
     /// The runs that started and have not ended, by start order.
     unfinished: BTreeMap<u64, RunId>,
+    /// The runs with a learned reward, by start order.
+    rewarded: BTreeMap<u64, RunId>,
     next_start: u64,
     definitions: HashMap<(String, String), String>,
 }
@@ -109,6 +111,7 @@ impl Memory {
         let Memory {
             journals,
             unfinished,
+            rewarded,
             next_start,
             ..
         } = self;
@@ -129,6 +132,11 @@ impl Memory {
                         unfinished.remove(&start);
                     }
                     journal.owner = None;
+                }
+                JournalEntry::RewardLearned { .. } => {
+                    if let Some(start) = journal.start {
+                        rewarded.insert(start, run.clone());
+                    }
                 }
                 _ => {}
             }
@@ -155,6 +163,10 @@ impl RunStore for MemoryStore {
 
     fn unfinished_runs(&self) -> Result<Vec<RunId>, StoreError> {
         Ok(self.lock().unfinished.values().cloned().collect())
+    }
+
+    fn rewarded_runs(&self) -> Result<Vec<RunId>, StoreError> {
+        Ok(self.lock().rewarded.values().cloned().collect())
     }
 
     fn put_definition(

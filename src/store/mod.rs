@@ -97,7 +97,7 @@ pub(crate) use lease::{new_owner, owner_is_gone};
 pub use memory::MemoryStore;
 #[cfg(feature = "sqlite")]
 pub use sqlite::{SqliteStore, SqliteStoreBuilder};
-pub use state::{Answer, FoldError, InFlightCall, RunState, StepState};
+pub use state::{Answer, DecisionState, FoldError, InFlightCall, RunState, StepState};
 
 /// Where runs are journaled. Implementations must be usable from many threads at once.
 ///
@@ -130,6 +130,14 @@ pub trait RunStore: Send + Sync + fmt::Debug {
     /// # Errors
     /// [`StoreError::Read`] when the store cannot be read.
     fn unfinished_runs(&self) -> Result<Vec<RunId>, StoreError>;
+
+    /// The runs whose journals hold a learned reward (`rewardLearned`), finished or not,
+    /// oldest start first: what an engine reads to rebuild its decision model when it
+    /// opens the store.
+    ///
+    /// # Errors
+    /// [`StoreError::Read`] when the store cannot be read.
+    fn rewarded_runs(&self) -> Result<Vec<RunId>, StoreError>;
 
     /// Keeps a workflow definition (its JSON) under `id` and `version`. A version never
     /// changes: putting the same text again is a no-op.
@@ -213,6 +221,9 @@ macro_rules! forward_run_store {
 
             fn unfinished_runs(&self) -> Result<Vec<RunId>, StoreError> {
                 (**self).unfinished_runs()
+            }
+            fn rewarded_runs(&self) -> Result<Vec<RunId>, StoreError> {
+                (**self).rewarded_runs()
             }
 
             fn put_definition(

@@ -7,7 +7,7 @@ use serde_json::Value;
 
 use super::JournalEntry;
 use crate::agent::AgentId;
-use crate::definition::{RecoveryStrategy, StepId};
+use crate::definition::{DecisionPolicy, RecoveryStrategy, StepId};
 use crate::run::{RecoveryDecision, RunError, RunId, RunStatus, StepError, StepStatus};
 
 /// The state of a run as its journal says: `RunState::fold(&entries)`.
@@ -44,6 +44,27 @@ pub struct RunState {
     pub ended_at: Option<DateTime<Utc>>,
     /// The failure that ended it, if one did.
     pub error: Option<RunError>,
+    /// What each `decision` step with options chose, and what it learned.
+    pub decisions: BTreeMap<StepId, DecisionState>,
+}
+
+/// What a `decision` step chose and learned, as its run's journal says.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DecisionState {
+    /// The option chosen.
+    pub option: String,
+    /// The value of the step's context key (`""` without one).
+    pub context_key: String,
+    /// The policy that chose.
+    pub policy: DecisionPolicy,
+    /// Every option's prior score, by option id.
+    pub prior_scores: BTreeMap<String, f64>,
+    /// The reward learned from, once it is.
+    pub reward: Option<f64>,
+    /// Whether the host reported the reward (rather than the run's end evaluating it).
+    pub reported: bool,
+    /// Why no reward could be evaluated when the run ended, if none could.
+    pub reward_missing: Option<String>,
 }
 
 /// The state of one step of a run.
@@ -154,6 +175,19 @@ pub enum FoldError {
         /// The step's status before the entry.
         status: StepStatus,
     },
+    /// A decision entry the journal does not allow: a second decision for a step, a
+    /// reward without a decision, a second reward.
+    #[error("entry {index} (`{kind}`) for step `{step}`: {problem}")]
+    Decision {
+        /// Its position.
+        index: usize,
+        /// Its type.
+        kind: &'static str,
+        /// The step.
+        step: StepId,
+        /// What is wrong.
+        problem: &'static str,
+    },
     /// `runEnded` with a status that is not final.
     #[error("entry {index} ends the run as `{status}`, which is not a final status")]
     NotFinal {
@@ -210,7 +244,9 @@ impl RunState {
         let mut state = Self::started(first)?;
         let mut paused = false;
         for (index, entry) in rest.iter().enumerate().map(|(i, e)| (i + 1, e)) {
-            if state.ended_at.is_some() {
+            // Only a reward the host reports may follow the end.
+            let reported = matches!(entry, JournalEntry::RewardLearned { .. });
+            if state.ended_at.is_some() && !reported {
                 return Err(FoldError::AfterEnd {
                     index,
                     kind: entry.kind(),
@@ -231,6 +267,9 @@ impl RunState {
                     redo,
                     ..
                 } => state.roll_back(step_id, to_checkpoint.as_ref(), redo),
+                JournalEntry::DecisionMade { .. }
+                | JournalEntry::RewardLearned { .. }
+                | JournalEntry::RewardMissing { .. } => state.decision(entry, index)?,
                 JournalEntry::RunEnded { status, error, at } => {
                     if !status.is_final() {
                         return Err(FoldError::NotFinal {
@@ -298,6 +337,7 @@ impl RunState {
             started_at: *at,
             ended_at: None,
             error: None,
+            decisions: BTreeMap::new(),
         })
     }
 
@@ -325,6 +365,73 @@ impl RunState {
                 ..StepState::default()
             };
         }
+    }
+
+    /// A decision made, or its reward learned or missing: each at most once, a reward
+    /// only after its decision.
+    fn decision(&mut self, entry: &JournalEntry, index: usize) -> Result<(), FoldError> {
+        let refuse = |step: &StepId, problem: &'static str| FoldError::Decision {
+            index,
+            kind: entry.kind(),
+            step: step.clone(),
+            problem,
+        };
+        match entry {
+            JournalEntry::DecisionMade {
+                step_id,
+                option,
+                context_key,
+                policy,
+                prior_scores,
+                ..
+            } => {
+                if self.decisions.contains_key(step_id) {
+                    return Err(refuse(step_id, "the step had decided already"));
+                }
+                self.decisions.insert(
+                    step_id.clone(),
+                    DecisionState {
+                        option: option.clone(),
+                        context_key: context_key.clone(),
+                        policy: *policy,
+                        prior_scores: prior_scores.clone(),
+                        reward: None,
+                        reported: false,
+                        reward_missing: None,
+                    },
+                );
+            }
+            JournalEntry::RewardLearned {
+                step_id,
+                reward,
+                reported,
+                ..
+            } => {
+                let decision = self
+                    .decisions
+                    .get_mut(step_id)
+                    .ok_or_else(|| refuse(step_id, "the step made no decision"))?;
+                if decision.reward.is_some() {
+                    return Err(refuse(step_id, "the decision was learned from already"));
+                }
+                decision.reward = Some(*reward);
+                decision.reported = *reported;
+            }
+            JournalEntry::RewardMissing {
+                step_id, reason, ..
+            } => {
+                let decision = self
+                    .decisions
+                    .get_mut(step_id)
+                    .ok_or_else(|| refuse(step_id, "the step made no decision"))?;
+                if decision.reward.is_some() || decision.reward_missing.is_some() {
+                    return Err(refuse(step_id, "the decision's reward was settled already"));
+                }
+                decision.reward_missing = Some(reason.clone());
+            }
+            _ => {}
+        }
+        Ok(())
     }
 
     /// The run ended `status`: steps still running or waiting are cancelled, and

@@ -19,6 +19,12 @@ macro_rules! forward_store {
             self.$inner.unfinished_runs()
         }
 
+        fn rewarded_runs(
+            &self,
+        ) -> Result<Vec<tradeflow::run::RunId>, tradeflow::store::StoreError> {
+            self.$inner.rewarded_runs()
+        }
+
         fn put_definition(
             &self,
             id: &str,

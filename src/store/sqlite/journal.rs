@@ -83,6 +83,11 @@ pub(super) fn write_one(
                     .prepare_cached("UPDATE runs SET finished = 1, owner = NULL WHERE run_id = ?1")?
                     .execute([run.as_str()])?;
             }
+            JournalEntry::RewardLearned { .. } => {
+                transaction
+                    .prepare_cached("INSERT OR IGNORE INTO rewarded (run_id) VALUES (?1)")?
+                    .execute([run.as_str()])?;
+            }
             _ => {}
         }
     }

@@ -120,6 +120,20 @@ impl Default for SqliteStoreBuilder {
 }
 
 impl SqliteStore {
+    /// The run ids a query selects (its first column), in its order.
+    fn run_ids(&self, sql: &str) -> Result<Vec<RunId>, StoreError> {
+        let read_error = |source: rusqlite::Error| StoreError::Read {
+            run: None,
+            source: source.into(),
+        };
+        let connection = self.connection();
+        let mut select = connection.prepare_cached(sql).map_err(read_error)?;
+        select
+            .query_map([], |row| Ok(RunId::from(row.get::<_, String>(0)?)))
+            .and_then(Iterator::collect)
+            .map_err(read_error)
+    }
+
     /// Opens (or creates) the store at `path` with the default options.
     ///
     /// # Errors
@@ -319,29 +333,25 @@ impl RunStore for SqliteStore {
     }
 
     fn unfinished_runs(&self) -> Result<Vec<RunId>, StoreError> {
-        let read_error = |source: rusqlite::Error| StoreError::Read {
-            run: None,
-            source: source.into(),
-        };
-        let connection = self.connection();
         // Started journals whose run record is missing are listed too: loading them
         // reports the damage.
-        let mut select = connection
-            .prepare_cached(
-                r#"SELECT run_id FROM (
-                     SELECT run_id, 0 AS orphan, started_seq AS n FROM runs WHERE finished = 0
-                     UNION ALL
-                     SELECT heads.run_id, 1, 0 FROM heads JOIN events
-                         ON events.run_id = heads.run_id AND events.seq = 0
-                     WHERE heads.run_id NOT IN (SELECT run_id FROM runs)
-                       AND events.body LIKE '{"type":"runStarted"%'
-                 ) ORDER BY orphan, n, run_id"#,
-            )
-            .map_err(read_error)?;
-        select
-            .query_map([], |row| Ok(RunId::from(row.get::<_, String>(0)?)))
-            .and_then(Iterator::collect)
-            .map_err(read_error)
+        self.run_ids(
+            r#"SELECT run_id FROM (
+                 SELECT run_id, 0 AS orphan, started_seq AS n FROM runs WHERE finished = 0
+                 UNION ALL
+                 SELECT heads.run_id, 1, 0 FROM heads JOIN events
+                     ON events.run_id = heads.run_id AND events.seq = 0
+                 WHERE heads.run_id NOT IN (SELECT run_id FROM runs)
+                   AND events.body LIKE '{"type":"runStarted"%'
+             ) ORDER BY orphan, n, run_id"#,
+        )
+    }
+
+    fn rewarded_runs(&self) -> Result<Vec<RunId>, StoreError> {
+        self.run_ids(
+            "SELECT rewarded.run_id FROM rewarded LEFT JOIN runs USING (run_id)
+             ORDER BY runs.started_seq, rewarded.run_id",
+        )
     }
 
     fn commit(&self, appends: &[Append<'_>], until: DateTime<Utc>) -> Vec<Result<(), StoreError>> {

@@ -47,6 +47,9 @@ pub(super) const MIGRATIONS: &[&str] = &[
          last_crc INTEGER NOT NULL
      );
      PRAGMA application_id = 1953653350;",
+    // 3: the runs with a learned reward, which an engine reads to rebuild its decision
+    // model on open (no journal before this version has one).
+    "CREATE TABLE rewarded (run_id TEXT PRIMARY KEY);",
 ];
 
 /// `PRAGMA application_id` of a tradeflow store (`tflw` in ASCII).
