@@ -13,7 +13,7 @@ use super::options::RunIds;
 use super::{AgentCheck, Engine, RunEvent};
 use crate::agent::{AgentRegistry, balancer_for};
 use crate::clock::{Clock, SystemClock};
-use crate::decision::{DecisionEngine, DecisionLog};
+use crate::decision::{DecisionEngine, LearningDecisions};
 use crate::definition::LoadBalancing;
 use crate::resource::{PriorityResourceManager, ResourceManager, ResourcePool};
 use crate::store::{RunStore, new_owner};
@@ -63,7 +63,8 @@ impl EngineBuilder {
         self
     }
 
-    /// Where `decision` steps are recorded. Defaults to an in-memory [`DecisionLog`].
+    /// Where `decision` steps choose, learn and are recorded. Defaults to a new
+    /// [`LearningDecisions`] (in memory, default limits).
     #[must_use]
     pub fn decisions(mut self, decisions: Arc<dyn DecisionEngine>) -> Self {
         self.decisions = decisions;
@@ -229,7 +230,7 @@ impl Engine {
         EngineBuilder {
             clock: Arc::new(SystemClock),
             registry: None,
-            decisions: Arc::new(DecisionLog::new()),
+            decisions: Arc::new(LearningDecisions::new()),
             callbacks: Vec::new(),
             balancing: LoadBalancing::LeastConnections,
             seed: 0,

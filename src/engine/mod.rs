@@ -212,7 +212,7 @@ impl Engine {
         &self.inner.clock
     }
 
-    /// Where `decision` steps are recorded.
+    /// Where `decision` steps choose, learn and are recorded.
     pub fn decisions(&self) -> &Arc<dyn DecisionEngine> {
         &self.inner.decisions
     }
