@@ -1,16 +1,19 @@
 //! Each agent call carries a seed (`TaskRequest::seed`) derived from the run's seed and
 //! the call's identity, so random draws are reproducible: the same for the same call
 //! whatever order calls are made in and whatever the run is called, different for
-//! another item, attempt or run seed.
+//! another item, attempt or run seed. Scripted agents draw their `random` values from it.
 
 mod support;
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use serde_json::{Value, json};
 use support::engine::{Harness, Reply, assert_status};
 use support::{task_with, with, workflow};
+use tradeflow::agent::Agent;
 use tradeflow::engine::{RunOptions, RunStatus};
+use tradeflow::sim::{AgentsFile, scripted_agents};
 
 /// A parallel step over four orders whose first attempt of item 1 fails once.
 fn fan_out() -> Value {
@@ -71,4 +74,62 @@ fn every_item_and_attempt_has_its_own_seed_and_another_run_seed_changes_them_all
     for (call, seed) in &seeds_7 {
         assert_ne!(seeds_8[call], *seed, "{call:?}");
     }
+}
+
+/// A workflow that asks the scripted agent for a fill three times, in three steps.
+fn fills() -> Value {
+    let step = |id: &str| {
+        json!({"id": id, "type": "task", "agentCriteria": {"type": "EXEC"},
+               "task": {"type": "EXECUTE", "parameters": {"meanFill": "${input.meanFill}"}}})
+    };
+    workflow([step("first"), step("second"), step("third")])
+}
+
+/// The outputs of the steps of one run of [`fills`] against an agent whose fill is drawn
+/// at random, with run seed `seed`.
+fn drawn(seed: u64) -> Vec<Value> {
+    let agents = AgentsFile::from_json(
+        &json!({"agents": [{"id": "exec-1", "type": "EXEC", "tasks": {"EXECUTE": {
+            "random": {"fill": {"normal": ["${params.meanFill}", 0.05]},
+                       "jitter": {"uniform": [0, 1]}},
+            "output": {"fillQuality": "${random.fill}", "jitter": "${random.jitter}"}
+        }}}]})
+        .to_string(),
+    )
+    .expect("a valid agents file");
+    let h = Harness::new();
+    for agent in scripted_agents(&agents, Arc::new(h.clock.clone())) {
+        h.engine
+            .register_agent(agent as Arc<dyn Agent>)
+            .expect("the agent registers");
+    }
+    let report = h.run_with(
+        &fills(),
+        RunOptions::new(json!({"meanFill": 0.9})).seed(seed),
+    );
+    assert_status(&report, RunStatus::Completed);
+    ["first", "second", "third"]
+        .iter()
+        .map(|id| {
+            report
+                .step(id)
+                .and_then(|step| step.output.clone())
+                .unwrap_or_default()
+        })
+        .collect()
+}
+
+#[test]
+fn scripted_random_values_repeat_with_the_run_seed_and_differ_between_calls() {
+    let outputs = drawn(42);
+    assert_eq!(drawn(42), outputs);
+    for output in &outputs {
+        let fill = output["fillQuality"].as_f64().expect("a number");
+        assert!((fill - 0.9).abs() < 0.5, "{output}");
+        let jitter = output["jitter"].as_f64().expect("a number");
+        assert!((0.0..1.0).contains(&jitter), "{output}");
+    }
+    assert_ne!(outputs[0], outputs[1]);
+    assert_ne!(outputs[1], outputs[2]);
+    assert_ne!(drawn(43), outputs);
 }

@@ -218,7 +218,8 @@ pub struct TaskRequest {
     /// identity: its step, item, iteration, attempt and rollback generation (not the run
     /// id). The same call of a run with the same seed gets the same seed, whatever order
     /// the calls are made in; another attempt gets another. An agent that draws values at
-    /// random seeds its generator with it, so that a simulation is reproducible.
+    /// random (a scripted agent's `random`, see [`sim`](crate::sim)) seeds its generator
+    /// with it, so that a simulation is reproducible.
     #[serde(default)]
     pub seed: u64,
 }
