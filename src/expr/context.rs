@@ -95,7 +95,7 @@ impl Context {
     /// returns it, so that conditions read it as `market.isOpen` or `market.isOpen()`
     /// alike. A trailing `()` in `name` is dropped; an object sets each leaf under its
     /// dotted name (`"market": {"isOpen": true}` sets `market.isOpen`). This is how a
-    /// timeline's `context` sets names.
+    /// timeline's `context` and `tradeflow simulate --context` set names.
     ///
     /// A value nested deeper than [`MAX_VALUE_DEPTH`] is not set (a warning is logged),
     /// as in [`set_variable`](Self::set_variable).
