@@ -40,7 +40,11 @@ pub(crate) enum Verb {
     /// The agents of AGENTS.json answer as scripted, on a virtual clock starting at
     /// --start: delays, back-offs and approval waits take no time, and the same files and
     /// seed print the same bytes. Prints the run report (pretty JSON) on stdout, progress
-    /// on stderr. Exit code 0 when the run COMPLETED, 1 otherwise or when it is stuck.
+    /// on stderr. With --runs N > 1, N runs on one engine and one clock (run i starts when
+    /// run i - C ends, C = --concurrency; run i is seeded --seed + i - 1), printed as
+    /// {"runs": [report, ...], "decisions": {stepId: {contextKey: {optionId: {"chosen",
+    /// "meanReward"}}}}, "scaling": []}. Exit code 0 when every run COMPLETED, 1 otherwise
+    /// or when one is stuck.
     Simulate(simulate::Args),
     /// Runs the workflow on the real clock, journaled to a SQLite store.
     ///
@@ -82,7 +86,7 @@ pub(crate) enum Verb {
 /// What the arguments ask for: a verb, or help text to print (`--help`).
 #[derive(Debug)]
 pub(crate) enum Asked {
-    Verb(Verb),
+    Verb(Box<Verb>),
     Help(String),
 }
 
@@ -97,7 +101,7 @@ pub(crate) fn parse(args: &[String]) -> Result<Asked, Problems> {
         .try_get_matches_from(program.chain(args.iter().map(String::as_str)))
         .and_then(|matches| Cli::from_arg_matches(&matches));
     match parsed {
-        Ok(cli) => Ok(Asked::Verb(cli.verb)),
+        Ok(cli) => Ok(Asked::Verb(Box::new(cli.verb))),
         Err(error) if error.kind() == ErrorKind::DisplayHelp => {
             Ok(Asked::Help(error.render().to_string()))
         }

@@ -6,8 +6,10 @@ use std::fmt::Display;
 use serde_json::Value;
 use tradeflow::definition::{DefinitionError, Location, ValidationErrors};
 use tradeflow::engine::{EngineBuilder, missing_agents};
+use tradeflow::expr::Context;
 use tradeflow::plan::{ExecutionPlan, StepKind};
 use tradeflow::resource::{ResourceError, ResourcePool};
+use tradeflow::run::{MAX_VALUE_DEPTH, value_depth};
 use tradeflow::scheduler::Timeline;
 use tradeflow::sim::{AgentScript, AgentsFile};
 
@@ -62,17 +64,96 @@ pub(crate) fn load_agents(path: &str) -> Result<AgentsFile, Problems> {
 
 /// Reads an input file: any JSON value (its paths are checked when the run starts).
 fn load_input(path: &str) -> Result<Value, Problems> {
-    serde_json::from_str(&read(path)?).map_err(|error| {
-        // Located like the syntax errors of workflow and agents files.
-        let position = format!(" at line {} column {}", error.line(), error.column());
-        let text = error.to_string();
-        let syntax = DefinitionError::Syntax {
-            line: error.line(),
-            column: error.column(),
-            message: text.strip_suffix(&position).unwrap_or(&text).to_owned(),
-        };
-        located(path, [syntax])
-    })
+    serde_json::from_str(&read(path)?)
+        .map_err(|error| located(path, [syntax(&error, error.line())]))
+}
+
+/// A JSON parse error, located like the syntax errors of workflow and agents files, at
+/// line `line` of the file (in an inputs file, the line its value was on).
+fn syntax(error: &serde_json::Error, line: usize) -> DefinitionError {
+    let position = format!(" at line {} column {}", error.line(), error.column());
+    let text = error.to_string();
+    DefinitionError::Syntax {
+        line,
+        column: error.column(),
+        message: text.strip_suffix(&position).unwrap_or(&text).to_owned(),
+    }
+}
+
+/// Reads an inputs file (`simulate --inputs`): one JSON object a line, blank lines
+/// skipped; each bad line is a problem `PATH: line N…`.
+pub(crate) fn load_inputs(path: &str) -> Result<Vec<Value>, Problems> {
+    let text = read(path)?;
+    let mut inputs = Vec::new();
+    let mut problems = Vec::new();
+    for (index, line) in text.lines().enumerate() {
+        let number = index + 1;
+        if line.trim().is_empty() {
+            continue;
+        }
+        match serde_json::from_str::<Value>(line) {
+            Ok(input @ Value::Object(_)) => inputs.push(input),
+            Ok(other) => problems.push(format!(
+                "{path}: line {number}: expected a JSON object (one input a line), found {}",
+                kind(&other)
+            )),
+            Err(error) => problems.push(format!("{path}: {}", syntax(&error, number))),
+        }
+    }
+    if problems.is_empty() {
+        Ok(inputs)
+    } else {
+        Err(problems)
+    }
+}
+
+/// What kind of JSON value `value` is, for messages.
+fn kind(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// Reads a context file (`simulate --context`): a JSON object of host values by name,
+/// as a timeline's `context`.
+pub(crate) fn load_context(path: &str) -> Result<Context, Problems> {
+    let value: Value = serde_json::from_str(&read(path)?)
+        .map_err(|error| located(path, [syntax(&error, error.line())]))?;
+    let Value::Object(values) = value else {
+        return Err(vec![format!(
+            "{path}: expected a JSON object of host values by name \
+             ({{\"market.isOpen\": true}}), found {}",
+            kind(&value)
+        )]);
+    };
+    let mut problems = Vec::new();
+    let mut context = Context::new();
+    for (name, value) in values {
+        let bare = name.strip_suffix("()").unwrap_or(&name);
+        if bare.trim().is_empty() {
+            problems.push(format!(
+                "{path}: {}: a context name cannot be empty",
+                Value::from(name.as_str())
+            ));
+        } else if value_depth(&value, MAX_VALUE_DEPTH) > MAX_VALUE_DEPTH {
+            problems.push(format!(
+                "{path}: {}: the value nests deeper than {MAX_VALUE_DEPTH} levels",
+                Value::from(name.as_str())
+            ));
+        } else {
+            context.set_value(&name, value);
+        }
+    }
+    if problems.is_empty() {
+        Ok(context)
+    } else {
+        Err(problems)
+    }
 }
 
 /// Reads and checks a timeline file; a problem of the file's top level comes without the

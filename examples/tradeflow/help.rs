@@ -28,8 +28,16 @@ const DETAILS: &str = r#"verbs:
   plan      prints the workflow's execution DAG (Graphviz dot by default).
   simulate  runs the workflow against the scripted agents of AGENTS.json on a virtual
             clock starting at --start (default 2026-01-05T09:00:00Z): delays take no
-            time. The input defaults to {}, the seed to 0. Prints the run report (pretty
-            JSON) on stdout, progress on stderr.
+            time. The input defaults to {}, the seed to 0, the host context that
+            conditions read to empty (--context CONTEXT.json: a JSON object of values by
+            name, as a timeline's context). Prints the run report (pretty JSON) on
+            stdout, progress on stderr. --runs N (default 1) makes N runs on one engine
+            and one virtual clock: run i starts when run i - C ends (--concurrency C,
+            default 1), is seeded --seed + i - 1, and takes line i mod lines of
+            --inputs FILE.jsonl (one JSON object a line; else --input). With N > 1 it
+            prints {"runs": [report, ...], "decisions": {stepId: {contextKey: {optionId:
+            {"chosen": n, "meanReward": x}}}}, "scaling": []}: what the decision steps
+            chose, and the mean of the rewards learned (null for none).
   run       the same run on the real clock: scripted delays and approval afterMs are
             real milliseconds. Every step is journaled to the SQLite file PATH (created
             if missing) before it counts as done, with the workflow's definition. The run
@@ -70,7 +78,7 @@ options:
             idempotencyKey of the interrupted one.
 
 exit codes:
-  0  success (simulate, run: the run COMPLETED; resume: every resumed run COMPLETED, or
+  0  success (simulate: every run COMPLETED; run: the run COMPLETED; resume: every resumed run COMPLETED, or
      nothing to resume; schedule; replay, however its runs ended)
   1  a run ended otherwise, or is stuck (a step waits for an approval with no scripted
      answer and no timeout; after run and resume it stays unfinished in the store)

@@ -4,7 +4,8 @@
 //! cargo run --example tradeflow -- validate WORKFLOW.json [--agents AGENTS.json]
 //! cargo run --example tradeflow -- plan WORKFLOW.json [--format dot|mermaid]
 //! cargo run --example tradeflow -- simulate WORKFLOW.json --agents AGENTS.json
-//!     [--input INPUT.json] [--seed N] [--start RFC3339]
+//!     [--input INPUT.json] [--inputs FILE.jsonl] [--context CONTEXT.json] [--seed N]
+//!     [--start RFC3339] [--runs N] [--concurrency C]
 //! cargo run --example tradeflow -- run WORKFLOW.json --agents AGENTS.json
 //!     [--input INPUT.json] --store sqlite:PATH [--effects FILE]
 //! cargo run --example tradeflow -- resume --store sqlite:PATH [--agents AGENTS.json]
@@ -28,6 +29,14 @@
 //! goes to stderr, one line per run event stamped with the virtual time; the run report
 //! (JSON) goes to stdout. Nothing reads the wall clock or an unseeded random source, so
 //! the same files and seed give the same bytes on both streams.
+//!
+//! `simulate --runs N` is a backtest: N runs on one engine and one virtual clock, run i
+//! starting when run i − C ends (`--concurrency C`), run i seeded `--seed` + i − 1, each
+//! with its line of `--inputs FILE.jsonl` (line i mod lines), all with the host context
+//! of `--context CONTEXT.json` ([`Context::set_value`] for each name). It prints
+//! `{"runs": [report, …], "decisions": {…}, "scaling": []}`, where `decisions`
+//! summarizes what the `decision` steps chose (`decisions.rs`, a pure function of the
+//! reports as JSON); with `--runs 1` it prints the single report as above.
 //!
 //! `run` is the same run on the real clock ([`StallDetectingClock`]: scripted delays and
 //! `afterMs` are real milliseconds, and a stuck run is seen), journaled to a SQLite store
@@ -61,14 +70,16 @@
 //! [`Triggers`]: tradeflow::scheduler::Triggers
 //! [`missing_agents`]: tradeflow::engine::missing_agents
 //! [`AgentCheck::BeforeStart`]: tradeflow::engine::AgentCheck::BeforeStart
+//! [`Context::set_value`]: tradeflow::expr::Context::set_value
 //!
-//! Exit codes: 0 success (`simulate`, `run`: the run `COMPLETED`; `resume`: every resumed
-//! run `COMPLETED`, or none to resume; `schedule`; `replay`, however its runs ended); 1 a
+//! Exit codes: 0 success (`simulate`: every run `COMPLETED`; `run`: the run `COMPLETED`;
+//! `resume`: every resumed run `COMPLETED`, or none to resume; `schedule`; `replay`, however its runs ended); 1 a
 //! run ended otherwise (or stalled: a step waits for an answer nobody will give); 2
 //! invalid files or arguments, every problem on stderr, one a line (`PATH: problem`).
 
 mod agents;
 mod cli;
+mod decisions;
 mod files;
 mod help;
 mod plan;
@@ -121,7 +132,7 @@ fn tradeflow(args: &[String]) -> Result<u8, Problems> {
             return Ok(0);
         }
     };
-    match verb {
+    match *verb {
         Verb::Validate(args) => validate::validate(args),
         Verb::Plan(args) => plan::plan(args),
         Verb::Simulate(args) => simulate::simulate(args),

@@ -1,18 +1,30 @@
-//! `simulate`: the dry run, against scripted agents on a virtual clock.
+//! `simulate`: the dry run, against scripted agents on a virtual clock; one run, or many
+//! runs of one engine (a backtest).
 
+use std::cell::RefCell;
+use std::collections::BTreeSet;
+use std::pin::pin;
 use std::sync::Arc;
 use std::task::Poll;
 
 use chrono::{DateTime, TimeZone, Utc};
+use futures::future::{Either, select, try_join_all};
+use serde::Serialize;
+use serde_json::Value;
+use tradeflow::agent::RunId;
 use tradeflow::clock::{Clock, VirtualClock};
-use tradeflow::engine::{Engine, RunIds, RunOptions};
+use tradeflow::engine::{Engine, RunIds, RunOptions, RunReport};
+use tradeflow::expr::Context;
+use tradeflow::sim::{AgentsFile, ScriptedApprover};
 
 use crate::progress::Progress;
-use crate::{Problems, agents, cli, files, reported, with_answers};
+use crate::{Problems, agents, cli, decisions, exit_code, files, reported, with_answers};
 
 /// The line of `simulate` in the usage.
 pub(crate) const USAGE: &str = "tradeflow simulate WORKFLOW.json --agents AGENTS.json \
-                                [--input INPUT.json] [--seed N] [--start RFC3339]";
+                                [--input INPUT.json] [--inputs FILE.jsonl] \
+                                [--context CONTEXT.json] [--seed N] [--start RFC3339] \
+                                [--runs N] [--concurrency C]";
 
 /// The arguments of `simulate` as clap reads them (its help is in [`crate::cli::Verb`]).
 #[derive(Debug, clap::Args)]
@@ -20,20 +32,38 @@ pub(crate) const USAGE: &str = "tradeflow simulate WORKFLOW.json --agents AGENTS
 pub(crate) struct Args {
     #[command(flatten)]
     files: cli::RunFiles,
-    /// The seed of the run's random choices (default: 0).
+    /// One input object a line: run i takes line i mod lines (blank lines skipped;
+    /// without lines, --input).
+    #[arg(long, value_name = "FILE.jsonl", allow_hyphen_values = true)]
+    inputs: Option<String>,
+    /// The host context of conditions, a JSON object by name, as a timeline's context
+    /// (default: empty).
+    #[arg(long, value_name = "CONTEXT.json", allow_hyphen_values = true)]
+    context: Option<String>,
+    /// The seed of the run's random choices (default: 0); run i of --runs takes N + i − 1.
     #[arg(long, value_name = "N", allow_hyphen_values = true)]
     seed: Option<String>,
     /// When the virtual clock starts (default: 2026-01-05T09:00:00Z).
     #[arg(long, value_name = "RFC3339", allow_hyphen_values = true)]
     start: Option<String>,
+    /// How many runs of the workflow, on one engine and one virtual clock (default: 1).
+    #[arg(long, value_name = "N", allow_hyphen_values = true)]
+    runs: Option<String>,
+    /// How many runs at once: run i starts when run i − C ends (default: 1).
+    #[arg(long, value_name = "C", allow_hyphen_values = true)]
+    concurrency: Option<String>,
 }
 
 /// The arguments of `simulate`, checked.
 #[derive(Debug)]
 struct Simulate {
     files: cli::RunPaths,
+    inputs: Option<String>,
+    context: Option<String>,
     seed: u64,
     start: DateTime<Utc>,
+    runs: u32,
+    concurrency: u32,
 }
 
 impl Args {
@@ -44,8 +74,35 @@ impl Args {
             None => default_start(),
             Some(start) => cli::time("--start", start)?,
         };
-        Ok(Simulate { files, seed, start })
+        Ok(Simulate {
+            files,
+            inputs: self.inputs,
+            context: self.context,
+            seed,
+            start,
+            runs: count("--runs", self.runs.as_deref())?,
+            concurrency: count("--concurrency", self.concurrency.as_deref())?,
+        })
     }
+}
+
+/// The value of `--runs` or `--concurrency`: a whole number from 1, 1 without one.
+fn count(option: &str, value: Option<&str>) -> Result<u32, Problems> {
+    let Some(text) = value else { return Ok(1) };
+    text.parse()
+        .ok()
+        .filter(|count| *count >= 1)
+        .ok_or_else(|| {
+            cli::usage(&format!(
+                "{option} `{text}`: expected a whole number from 1 to {}",
+                u32::MAX
+            ))
+        })
+}
+
+/// What loaded, its problems added to `problems` otherwise.
+fn kept<T>(loaded: Result<T, Problems>, problems: &mut Problems) -> Option<T> {
+    loaded.map_err(|lines| problems.extend(lines)).ok()
 }
 
 /// The default start of the virtual clock: a Monday, 09:00 UTC.
@@ -55,13 +112,62 @@ fn default_start() -> DateTime<Utc> {
         .unwrap_or(DateTime::UNIX_EPOCH)
 }
 
+/// What the runs start with: the input of each, and the host context.
+#[derive(Debug)]
+struct Starts {
+    /// The lines of `--inputs`, in order (empty without it).
+    lines: Vec<Value>,
+    /// `--input`, or `{}`.
+    input: Value,
+    context: Context,
+}
+
+impl Starts {
+    /// The input of run `index` (from 0): line `index` mod lines, else `--input`.
+    fn input(&self, index: usize) -> Value {
+        let line = index.checked_rem(self.lines.len());
+        line.and_then(|line| self.lines.get(line))
+            .unwrap_or(&self.input)
+            .clone()
+    }
+
+    /// The options of run `index` (from 0) under `--seed seed`.
+    fn options(&self, index: usize, seed: u64) -> RunOptions {
+        RunOptions::new(self.input(index))
+            .seed(seed.wrapping_add(index as u64))
+            .context(self.context.clone())
+    }
+}
+
 /// `simulate`: loads and checks every file (all problems at once), runs the workflow on
-/// the virtual clock, prints the report, and returns 0 if the run completed, else 1.
+/// the virtual clock (`--runs` times), prints the report (or the reports and their
+/// summary), and returns 0 if every run completed, else 1.
 pub(crate) fn simulate(args: Args) -> Result<u8, Problems> {
     let args = args.check()?;
     let paths = &args.files;
-    let (plan, agents, input) =
-        files::load_run_files(&paths.workflow, &paths.agents, paths.input.as_deref())?;
+    let mut problems = Vec::new();
+    let files = kept(
+        files::load_run_files(&paths.workflow, &paths.agents, paths.input.as_deref()),
+        &mut problems,
+    );
+    let inputs = args.inputs.as_deref();
+    let lines = kept(
+        inputs.map_or(Ok(Vec::new()), files::load_inputs),
+        &mut problems,
+    );
+    let context = args.context.as_deref();
+    let context = kept(
+        context.map_or(Ok(Context::new()), files::load_context),
+        &mut problems,
+    );
+    let (Some((plan, agents, input)), Some(lines), Some(context)) = (files, lines, context) else {
+        return Err(problems);
+    };
+    let starts = Starts {
+        lines,
+        input,
+        context,
+    };
 
     let clock = VirtualClock::starting_at(args.start);
     // Simulated runs are numbered (`run-1`, …): the same files print the same bytes.
@@ -71,11 +177,14 @@ pub(crate) fn simulate(args: Args) -> Result<u8, Problems> {
         .run_ids(RunIds::Numbered);
     let scripted = Arc::new(clock.clone());
     let engine = agents::engine(builder, &agents, &paths.agents, scripted, None)?;
+    if args.runs > 1 {
+        return many(&args, &engine, &clock, plan, &agents, &starts);
+    }
     let workflow = engine.add_plan(plan);
     // Subscribed before the run starts, so that no event is missed.
     let events = engine.subscribe();
     let run = engine
-        .start(&workflow.id, RunOptions::new(input).seed(args.seed))
+        .start(&workflow.id, starts.options(0, args.seed))
         .map_err(|error| vec![format!("{}: {error}", paths.workflow)])?;
     let run_id = run.id().clone();
     let progress = Progress::new(args.start, true, &agents, [(&run_id, &**run.plan())]);
@@ -93,4 +202,109 @@ pub(crate) fn simulate(args: Args) -> Result<u8, Problems> {
         return Ok(progress.stuck(&run_id, clock.now(), ""));
     };
     Ok(reported(&progress, &report))
+}
+
+/// What `simulate --runs N` prints: every report in run order, what the `decision` steps
+/// chose, and the scaling decisions (none yet).
+#[derive(Debug, Serialize)]
+struct Runs<'r> {
+    runs: &'r [RunReport],
+    decisions: Value,
+    scaling: Vec<Value>,
+}
+
+/// The runs of one engine and one virtual clock, named `run-1` … `run-N` (`args.runs`,
+/// at least 2): `args.concurrency` chains of runs, run i starting when run i − C ends.
+/// Prints the progress of every run, then the runs and their summary; 0 when every run
+/// completed, else 1 (also when a run is stuck: then nothing is printed on stdout).
+fn many(
+    args: &Simulate,
+    engine: &Engine,
+    clock: &VirtualClock,
+    plan: tradeflow::plan::ExecutionPlan,
+    agents: &AgentsFile,
+    starts: &Starts,
+) -> Result<u8, Problems> {
+    let count = args.runs as usize;
+    let ids: Vec<RunId> = (1..=count)
+        .map(|n| RunId::from(format!("run-{n}")))
+        .collect();
+    let progress = Progress::new(args.start, true, agents, ids.iter().map(|id| (id, &plan)));
+    let workflow = engine.add_plan(plan);
+    eprintln!(
+        "{}  {count} runs of {}, {} at once (seeds {} to {}, virtual clock)",
+        progress.time(args.start),
+        workflow.id,
+        args.concurrency.min(args.runs),
+        args.seed,
+        args.seed.wrapping_add(count as u64 - 1),
+    );
+    // Subscribed before the first run starts, so that no event is missed.
+    let events = engine.subscribe();
+    let approver = ScriptedApprover::new(engine, agents.approvals.clone());
+    let running = RefCell::new(BTreeSet::new());
+    let chain = |first: usize| {
+        let (ids, running, progress, workflow) = (&ids, &running, &progress, &workflow.id);
+        async move {
+            let mut reports = Vec::new();
+            for index in (first..count).step_by(args.concurrency as usize) {
+                let Some(id) = ids.get(index) else { break };
+                let options = starts.options(index, args.seed).run_id(id.clone());
+                let run = engine
+                    .start(workflow, options)
+                    .map_err(|error| vec![format!("{}: {error}", args.files.workflow)])?;
+                eprintln!(
+                    "{}  run {id} of {workflow} started (seed {}, virtual clock)",
+                    progress.time(clock.now()),
+                    args.seed.wrapping_add(index as u64),
+                );
+                running.borrow_mut().insert(id.clone());
+                let report = run.await;
+                running.borrow_mut().remove(id);
+                eprintln!("{}", progress.summary(&report));
+                reports.push((index, report));
+            }
+            Ok::<_, Problems>(reports)
+        }
+    };
+    let chains = try_join_all((0..count.min(args.concurrency as usize)).map(chain));
+    let answers = approver.answer_runs(events, ids.iter().cloned(), &progress);
+    let mut all = pin!(async {
+        match select(pin!(chains), pin!(answers)).await {
+            // The answers go on until every run has ended, so that the last events are
+            // shown.
+            Either::Left((Ok(chains), answers)) => {
+                answers.await;
+                Ok(chains)
+            }
+            Either::Left((Err(problems), _)) => Err(problems),
+            Either::Right(((), chains)) => chains.await,
+        }
+    });
+    // Nothing outside this thread can answer, so a stall is final.
+    let Poll::Ready(chains) = clock.run_until_stalled(&mut all) else {
+        let at = clock.now();
+        for id in running.borrow().iter() {
+            progress.stuck(id, at, "");
+        }
+        return Ok(crate::NOT_COMPLETED);
+    };
+    let mut reports: Vec<(usize, RunReport)> = chains?.into_iter().flatten().collect();
+    reports.sort_by_key(|(index, _)| *index);
+    let reports: Vec<RunReport> = reports.into_iter().map(|(_, report)| report).collect();
+    let values: Vec<Value> = reports
+        .iter()
+        .map(|report| serde_json::to_value(report).unwrap_or_default())
+        .collect();
+    let output = Runs {
+        runs: &reports,
+        decisions: decisions::decisions(&values),
+        scaling: Vec::new(),
+    };
+    // Reports and JSON values under string keys: serializing cannot fail.
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&output).unwrap_or_default()
+    );
+    Ok(exit_code(&reports.iter().collect::<Vec<_>>()))
 }

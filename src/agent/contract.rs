@@ -9,6 +9,7 @@ use serde_json::Value;
 
 use super::AgentId;
 use crate::definition::{AgentType, StepId, TaskType};
+use crate::run::seed::mix;
 use crate::run::{FailureKind, RunId};
 
 /// Runs one task for the engine. Only `descriptor` and `execute` are required.
@@ -213,12 +214,20 @@ pub struct TaskRequest {
     pub task_type: TaskType,
     /// The parameters, bindings resolved.
     pub parameters: Value,
+    /// A seed for this call's random choices, derived from the run's seed and the call's
+    /// identity: its step, item, iteration, attempt and rollback generation (not the run
+    /// id). The same call of a run with the same seed gets the same seed, whatever order
+    /// the calls are made in; another attempt gets another. An agent that draws values at
+    /// random (a scripted agent's `random`, see [`sim`](crate::sim)) seeds its generator
+    /// with it, so that a simulation is reproducible.
+    #[serde(default)]
+    pub seed: u64,
 }
 
 impl TaskRequest {
     /// The first call (`attempt` 1, no item) of run `run_id`'s step `step_id`, with key
-    /// `idempotency_key`, for `task_type` with `parameters`; change the public fields for
-    /// an item or a later attempt.
+    /// `idempotency_key`, for `task_type` with `parameters`, and a `seed` derived from the
+    /// key; change the public fields for an item, a later attempt or other random draws.
     ///
     /// ```
     /// # use serde_json::json;
@@ -235,12 +244,14 @@ impl TaskRequest {
         task_type: impl Into<TaskType>,
         parameters: Value,
     ) -> Self {
+        let idempotency_key = idempotency_key.into();
         Self {
             run_id: run_id.into(),
             step_id: step_id.into(),
             item: None,
             attempt: 1,
-            idempotency_key: idempotency_key.into(),
+            seed: mix(0, &idempotency_key),
+            idempotency_key,
             task_type: task_type.into(),
             parameters,
         }
@@ -396,6 +407,7 @@ mod tests {
             idempotency_key: "r/s/1".into(),
             task_type: TaskType::ORDER_EXECUTION,
             parameters: Value::Null,
+            seed: 0,
         }
     }
 

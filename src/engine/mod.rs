@@ -138,6 +138,7 @@ use crate::decision::DecisionEngine;
 use crate::plan::ExecutionPlan;
 use crate::resource::ResourceManager;
 use crate::run::RunId;
+use crate::run::seed::mix;
 use crate::store::RunState as Journaled;
 
 /// The run vocabulary, defined in [`run`](crate::run) and used here by name.
@@ -415,14 +416,6 @@ impl Future for Run {
     }
 }
 
-/// A seed for `text` derived from `seed` (FNV-1a), stable across platforms and releases.
-pub(crate) fn mix(seed: u64, text: &str) -> u64 {
-    text.bytes()
-        .fold(seed ^ 0xcbf2_9ce4_8422_2325, |hash, byte| {
-            (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3)
-        })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -436,12 +429,5 @@ mod tests {
         assert_send::<Run>();
         assert_send_sync::<RunReport>();
         fn _object_safe(_: &dyn OrchestrationEngine) {}
-    }
-
-    #[test]
-    fn seeds_mix_deterministically() {
-        assert_eq!(mix(7, "run-1"), mix(7, "run-1"));
-        assert_ne!(mix(7, "run-1"), mix(7, "run-2"));
-        assert_ne!(mix(7, "run-1"), mix(8, "run-1"));
     }
 }

@@ -9,6 +9,7 @@ use crate::definition::{BindingError, BindingErrorKind, DefinitionError, Locatio
 
 /// Where a binding reads from.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum Source {
     /// The run's input (`${input…}`).
     Input,
@@ -21,6 +22,9 @@ pub enum Source {
     },
     /// The step's own current output (`${output…}`), in `loop.until` and `outputMapping`.
     Output,
+    /// The random values a scripted agent drew for the call at hand (`${random…}`), in
+    /// scripted outputs ([`sim`](crate::sim)).
+    Random,
 }
 
 /// One segment of a binding path: `.key` or `[n]`.
@@ -51,6 +55,11 @@ pub trait BindingValues {
     fn step_output(&self, index: usize) -> Option<&Value>;
     /// The current step's own output (for `loop.until` and `outputMapping`).
     fn own_output(&self) -> Option<&Value> {
+        None
+    }
+    /// The random values drawn for the call at hand, by name (for scripted outputs'
+    /// `${random…}`); the default has none.
+    fn random(&self) -> Option<&Value> {
         None
     }
 }
@@ -99,6 +108,10 @@ impl Binding {
                 binding: self.text.to_string(),
                 step: StepId::new("output"),
             })?,
+            Source::Random => values.random().ok_or_else(|| EvalError::MissingPath {
+                binding: self.text.to_string(),
+                path: "random".to_owned(),
+            })?,
         };
         let mut current = root;
         for (depth, segment) in self.path.iter().enumerate() {
@@ -114,12 +127,27 @@ impl Binding {
         Ok(current)
     }
 
+    /// Compiles `text` if it is exactly one binding (`None` otherwise), as a scripted
+    /// random value's bound: a `${params…}` binding to the task's parameters.
+    pub(crate) fn compile_param(
+        text: &str,
+        at: &Location,
+    ) -> Option<Result<Self, Vec<DefinitionError>>> {
+        if !is_whole_binding(text) {
+            return None;
+        }
+        let mut errors = Vec::new();
+        let binding = compile_whole(text, &Scope::params(), &|| at.clone(), &mut errors);
+        Some(binding.filter(|_| errors.is_empty()).ok_or(errors))
+    }
+
     /// The source and the first `segments` path segments, as text (`input.orders[0]`).
     fn path_text(&self, segments: usize) -> String {
         let mut text = match &self.source {
             Source::Input => "input".to_owned(),
             Source::Step { id, .. } => format!("{id}.output"),
             Source::Output => "output".to_owned(),
+            Source::Random => "random".to_owned(),
         };
         for segment in self.path.iter().take(segments) {
             match segment {
@@ -160,6 +188,9 @@ pub(crate) struct Scope<'a> {
     input: bool,
     /// The root name that reads the input (`input`; `params` in scripted outputs).
     input_root: &'static str,
+    /// Whether `${random…}` reads the call's random values (in scripted outputs); where
+    /// it does not, `random` is a step id like any other.
+    random: bool,
     /// Why bindings of the forbidden kinds are not allowed here.
     reason: &'static str,
 }
@@ -173,6 +204,7 @@ impl<'a> Scope<'a> {
             own_output: false,
             input: true,
             input_root: "input",
+            random: false,
             reason: "`${output…}` is the step's own output, readable only in `loop.until` and `outputMapping`",
         }
     }
@@ -206,6 +238,7 @@ impl<'a> Scope<'a> {
             own_output: false,
             input: true,
             input_root: "input",
+            random: false,
             reason: "workflow conditions are checked before any step runs; only `${input…}` can be read",
         }
     }
@@ -218,11 +251,13 @@ impl<'a> Scope<'a> {
             own_output: false,
             input: false,
             input_root: "input",
+            random: false,
             reason: "trigger conditions read the host context (`market.isOpen()`, `event.strength`), not bindings",
         }
     }
 
-    /// In scripted agents' outputs: `${params…}`, the parameters of the task at hand.
+    /// In scripted agents' random bounds: `${params…}`, the parameters of the task at
+    /// hand.
     pub(crate) fn params() -> Self {
         Self {
             steps: None,
@@ -230,7 +265,19 @@ impl<'a> Scope<'a> {
             own_output: false,
             input: true,
             input_root: "params",
-            reason: "scripted outputs read the task's parameters, as `${params…}`",
+            random: false,
+            reason: "a random value's bounds read the task's parameters, as `${params…}`",
+        }
+    }
+
+    /// In scripted agents' outputs: `${params…}`, the parameters of the task at hand, and
+    /// `${random…}`, the values drawn for the call.
+    pub(crate) fn script() -> Self {
+        Self {
+            random: true,
+            reason: "scripted outputs read the task's parameters, as `${params…}`, and the \
+                     call's random values, as `${random…}`",
+            ..Self::params()
         }
     }
 }
@@ -329,7 +376,7 @@ fn compile_binding(
     at: Locate<'_>,
     errors: &mut Vec<DefinitionError>,
 ) -> Option<Binding> {
-    let checked = parse(raw, offset, whole, scope.input_root)
+    let checked = parse(raw, offset, whole, scope)
         .map_err(|error| DefinitionError::InvalidBinding {
             at: at(),
             text: whole.to_owned(),
@@ -354,6 +401,7 @@ struct Parsed<'t> {
 enum Root<'t> {
     Input,
     Output,
+    Random,
     Step(&'t str),
 }
 
@@ -362,7 +410,7 @@ fn parse<'t>(
     raw: &'t str,
     offset: usize,
     whole: &str,
-    input_root: &str,
+    scope: &Scope<'_>,
 ) -> Result<Parsed<'t>, BindingError> {
     let fail = |at: usize, kind| BindingError {
         column: column(whole, offset + at),
@@ -384,8 +432,9 @@ fn parse<'t>(
         return Err(fail(2, BindingErrorKind::EmptySegment));
     }
     let (root, path_start) = match root_text {
-        root if root == input_root => (Root::Input, root_end),
+        root if root == scope.input_root => (Root::Input, root_end),
         "output" => (Root::Output, root_end),
+        "random" if scope.random => (Root::Random, root_end),
         step => {
             // `<step>.output`, then the path.
             let after = &inner[root_end..];
@@ -461,6 +510,8 @@ fn check_scope(
     let source = match parsed.root {
         Root::Input if scope.input => Source::Input,
         Root::Output if scope.own_output => Source::Output,
+        // Only parsed where the scope reads random values.
+        Root::Random => Source::Random,
         Root::Input | Root::Output => return Err(not_allowed()),
         Root::Step(id) => {
             let Some(lookup) = scope.steps else {

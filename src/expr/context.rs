@@ -91,6 +91,52 @@ impl Context {
         }
     }
 
+    /// Sets `name` as a host value: a variable and a function of no arguments that
+    /// returns it, so that conditions read it as `market.isOpen` or `market.isOpen()`
+    /// alike. A trailing `()` in `name` is dropped; an object sets each leaf under its
+    /// dotted name (`"market": {"isOpen": true}` sets `market.isOpen`). This is how a
+    /// timeline's `context` and `tradeflow simulate --context` set names.
+    ///
+    /// A value nested deeper than [`MAX_VALUE_DEPTH`] is not set (a warning is logged),
+    /// as in [`set_variable`](Self::set_variable).
+    ///
+    /// ```
+    /// # use serde_json::json;
+    /// # use tradeflow::expr::{Condition, Context};
+    /// let mut context = Context::new();
+    /// context.set_value("market.isOpen()", json!(true));
+    /// context.set_value("volatility", json!({"level": 0.2}));
+    /// let condition = Condition::parse("market.isOpen() && volatility.level() < 0.3")?;
+    /// assert!(condition.evaluate_with(&context)?);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn set_value(&mut self, name: &str, value: Value) {
+        let name = name.strip_suffix("()").unwrap_or(name);
+        match crate::run::bounded(value) {
+            Ok(value) => self.set_bounded_value(name, value),
+            Err(depth) => tracing::warn!(
+                variable = name,
+                depth,
+                "context value not set: it nests deeper than {MAX_VALUE_DEPTH} levels"
+            ),
+        }
+    }
+
+    /// Sets `name` as a host value; `value` nests at most [`MAX_VALUE_DEPTH`] deep.
+    fn set_bounded_value(&mut self, name: &str, value: Value) {
+        match value {
+            Value::Object(fields) => {
+                for (key, field) in fields {
+                    self.set_bounded_value(&format!("{name}.{key}"), field);
+                }
+            }
+            value => {
+                self.set_variable(name, value.clone());
+                self.set_function(name, move |_| Ok(value.clone()));
+            }
+        }
+    }
+
     /// Sets function `name`: it receives the call's arguments as JSON values.
     pub fn set_function<F>(&mut self, name: impl Into<String>, function: F)
     where
@@ -201,6 +247,21 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+
+    #[test]
+    fn values_are_variables_and_functions() {
+        let mut context = Context::new();
+        context.set_value("market.isOpen()", Value::Bool(true));
+        context.set_value("volatility", json!({"level": 0.2}));
+        for text in [
+            "market.isOpen() && market.isOpen",
+            "volatility.level() < 0.3 && volatility.level < 0.3",
+        ] {
+            let condition = crate::expr::Condition::parse(text).unwrap();
+            assert_eq!(condition.evaluate_with(&context), Ok(true), "{text}");
+        }
+        assert_eq!(context.variable("volatility"), None);
+    }
 
     #[test]
     fn json_maps_to_expression_values_and_back() {

@@ -46,10 +46,11 @@ impl Template {
         compile_object(object, scope, at, errors).map(Self)
     }
 
-    /// Compiles a value whose strings may hold `${params…}` bindings: the resolved
-    /// parameters of the task at hand, as in scripted agents' outputs
-    /// ([`sim`](crate::sim)). Resolve it with the parameters as the input
-    /// ([`BindingValues::input`]).
+    /// Compiles a value whose strings may hold `${params…}` bindings, the resolved
+    /// parameters of the task at hand, and `${random…}` bindings, the values drawn at
+    /// random for the call, as in scripted agents' outputs ([`sim`](crate::sim)).
+    /// Resolve it with the parameters as the input ([`BindingValues::input`]) and the
+    /// random values, an object by name, as [`BindingValues::random`].
     ///
     /// # Errors
     /// Every malformed binding, and every binding with another root, located under `at`.
@@ -73,7 +74,7 @@ impl Template {
     /// ```
     pub fn compile_params(value: &Value, at: &Location) -> Result<Self, ValidationErrors> {
         let mut errors = Vec::new();
-        match compile_node(value, &Scope::params(), &|| at.clone(), &mut errors) {
+        match compile_node(value, &Scope::script(), &|| at.clone(), &mut errors) {
             Some(node) if errors.is_empty() => Ok(Self(node)),
             _ => Err(ValidationErrors::new(errors)),
         }

@@ -38,6 +38,7 @@
 mod failure;
 mod id;
 mod recovery;
+pub(crate) mod seed;
 mod status;
 mod value;
 

@@ -287,9 +287,9 @@ impl Triggers {
 
     /// Sets `name` in the host context as a variable and as a function returning
     /// `value` (a trailing `()` in `name` is dropped); an object sets each leaf under
-    /// its dotted name. See [Host context](#host-context).
+    /// its dotted name ([`Context::set_value`]). See [Host context](#host-context).
     pub fn set_value(&self, name: &str, value: Value) {
-        set_value(&mut self.lock().context, name, value);
+        self.lock().context.set_value(name, value);
     }
 
     /// The input of the runs started.
@@ -660,22 +660,6 @@ pub(super) fn label(index: usize, trigger_type: TriggerType) -> String {
     Location::trigger(index, Some(trigger_type)).to_string()
 }
 
-/// Sets `name` as a variable and a function returning `value`; objects leaf by leaf.
-pub(super) fn set_value(context: &mut Context, name: &str, value: Value) {
-    let name = name.strip_suffix("()").unwrap_or(name);
-    match value {
-        Value::Object(fields) => {
-            for (key, field) in fields {
-                set_value(context, &format!("{name}.{key}"), field);
-            }
-        }
-        value => {
-            context.set_variable(name, value.clone());
-            context.set_function(name, move |_| Ok(value.clone()));
-        }
-    }
-}
-
 fn schedule_of(trigger: &Trigger) -> Option<&Schedule> {
     match trigger.kind() {
         TriggerKind::Scheduled(schedule) => Some(schedule),
@@ -829,23 +813,5 @@ mod tests {
         assert_send::<Firing>();
         assert_send_sync::<NotFiredReason>();
         assert_send_sync::<TriggerError>();
-    }
-
-    #[test]
-    fn values_are_variables_and_functions() {
-        let mut context = Context::new();
-        set_value(&mut context, "market.isOpen()", Value::Bool(true));
-        set_value(
-            &mut context,
-            "volatility",
-            serde_json::json!({"level": 0.2}),
-        );
-        for text in [
-            "market.isOpen() && market.isOpen",
-            "volatility.level() < 0.3 && volatility.level < 0.3",
-        ] {
-            let condition = crate::expr::Condition::parse(text).unwrap();
-            assert_eq!(condition.evaluate_with(&context), Ok(true), "{text}");
-        }
     }
 }

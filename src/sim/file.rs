@@ -7,6 +7,8 @@ use serde::de::Unexpected;
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::{Map, Value};
 
+use super::RandomValue;
+use super::random::{check_name, check_reads};
 use crate::agent::{AgentDescriptor, AgentErrorKind, AgentId};
 use crate::definition::{
     AgentType, DefinitionError, Location, StepId, ValidationErrors, load_as, parse,
@@ -92,15 +94,16 @@ impl AgentScript {
     }
 }
 
-/// What a call of one task type does: wait, maybe fail, answer.
+/// What a call of one task type does: wait, maybe fail, draw its random values, answer.
 ///
 /// Every field is optional: `{}` answers `{}` at once.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct TaskScript {
     /// The result, with `${params.path}` bindings to the task's resolved parameters
-    /// (same binding rules as workflows). `null` is a result like any other. Not together
-    /// with `outputs`.
+    /// (same binding rules as workflows) and `${random.NAME}` bindings to the values of
+    /// `random` drawn for the call. `null` is a result like any other. Not together with
+    /// `outputs`.
     #[serde(
         default,
         deserialize_with = "present",
@@ -118,6 +121,13 @@ pub struct TaskScript {
     /// Scripted failures. Default: none (every call succeeds).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fail: Option<FailScript>,
+    /// Values drawn at random on every call, by name (ASCII letters, digits, `_`, `-`),
+    /// read in `output`/`outputs` as `${random.NAME}`: `{"fill": {"normal": [0.9,
+    /// 0.05]}}`. Draws come from the call's
+    /// [`TaskRequest::seed`](crate::agent::TaskRequest::seed), so the same run seed
+    /// draws the same values. Default: none.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub random: BTreeMap<String, RandomValue>,
 }
 
 /// Keeps an explicit `null` as `Some(Value::Null)`: absent and `null` differ.
@@ -171,9 +181,11 @@ impl AgentsFile {
 
     /// Checks what the JSON shape does not: weights finite and > 0, `maxConcurrency` at
     /// least 1, agent ids unique, `output` and `outputs` not both given, `outputs` not
-    /// empty, every `${params…}` binding well formed, approvals keyed by valid step ids,
-    /// pool amounts finite and not negative. [`from_json`](Self::from_json) runs it;
-    /// call it on a file built in code.
+    /// empty, every `${params…}` binding well formed, every `${random…}` binding naming
+    /// a value of the script's `random`, random values well formed (a name readable as
+    /// `${random.NAME}`, two numbers or bindings, a literal sd not negative, a literal
+    /// low not above high), approvals keyed by valid step ids, pool amounts finite and not
+    /// negative. [`from_json`](Self::from_json) runs it; call it on a file built in code.
     ///
     /// # Errors
     /// [`ValidationErrors`] with every problem found, located as in `from_json`.
@@ -185,7 +197,12 @@ impl AgentsFile {
             check.agent(&at, Some(agent.weight), Some(agent.max_concurrency.into()));
             for (task_type, task) in &agent.tasks {
                 let at = task_location(&at, task_type);
-                check.task(&at, task.output.as_ref(), task.outputs.as_deref());
+                let random: Vec<_> = task
+                    .random
+                    .iter()
+                    .map(|(name, value)| (name.as_str(), Some(value)))
+                    .collect();
+                check.task(&at, task.output.as_ref(), task.outputs.as_deref(), &random);
             }
         }
         for step in self.approvals.keys() {
@@ -257,7 +274,24 @@ fn load(value: &Value) -> Result<AgentsFile, ValidationErrors> {
             let task_at = task_location(&at, task_type);
             let task = check.loaded::<TaskScript>(raw_task, &task_at);
             let outputs = raw_task.get("outputs").and_then(Value::as_array);
-            check.task(&task_at, raw_task.get("output"), outputs.map(Vec::as_slice));
+            // Each value that loads is checked further; one that does not was reported.
+            let random: Vec<(&str, Option<RandomValue>)> = raw_task
+                .get("random")
+                .and_then(Value::as_object)
+                .into_iter()
+                .flatten()
+                .map(|(name, raw)| (name.as_str(), RandomValue::deserialize(raw).ok()))
+                .collect();
+            let random: Vec<_> = random
+                .iter()
+                .map(|(name, value)| (*name, value.as_ref()))
+                .collect();
+            check.task(
+                &task_at,
+                raw_task.get("output"),
+                outputs.map(Vec::as_slice),
+                &random,
+            );
             tasks.extend(task.map(|task| (task_type.clone(), task)));
         }
         agents.extend(agent.map(|agent| AgentScript { tasks, ..agent }));
@@ -377,9 +411,25 @@ impl Checker {
         }
     }
 
-    /// Checks a task script's outputs; `outputs` is `None` where it is absent or not
-    /// an array (a structural problem, reported as such).
-    fn task(&mut self, at: &Location, output: Option<&Value>, outputs: Option<&[Value]>) {
+    /// Checks a task script's random values and outputs; `outputs` is `None` where it is
+    /// absent or not an array (a structural problem, reported as such), and each random
+    /// value `None` where it does not load as one (reported as such).
+    fn task(
+        &mut self,
+        at: &Location,
+        output: Option<&Value>,
+        outputs: Option<&[Value]>,
+        random: &[(&str, Option<&RandomValue>)],
+    ) {
+        let random_at = at.field("random");
+        for (name, value) in random {
+            check_name(&random_at, name, &mut self.errors);
+            if let Some(value) = value {
+                let at = random_at.field((*name).to_owned());
+                value.compile(name, &at, &mut self.errors);
+            }
+        }
+        let names = random.iter().map(|(name, _)| *name);
         if output.is_some() && outputs.is_some() {
             self.errors.push(DefinitionError::NotAllowed {
                 at: at.clone(),
@@ -390,7 +440,7 @@ impl Checker {
             });
         }
         if let Some(output) = output {
-            self.template(output, &at.field("output"));
+            self.template(output, &at.field("output"), names.clone());
         }
         match outputs {
             Some([]) => self.errors.push(DefinitionError::InvalidValue {
@@ -402,16 +452,23 @@ impl Checker {
             }),
             Some(outputs) => {
                 for (index, output) in outputs.iter().enumerate() {
-                    self.template(output, &at.field("outputs").index(index));
+                    self.template(output, &at.field("outputs").index(index), names.clone());
                 }
             }
             None => {}
         }
     }
 
-    fn template(&mut self, value: &Value, at: &Location) {
-        if let Err(errors) = Template::compile_params(value, at) {
-            self.errors.extend(errors);
+    /// Checks an output template whose script draws the random values `names`.
+    fn template<'n>(
+        &mut self,
+        value: &Value,
+        at: &Location,
+        names: impl Iterator<Item = &'n str> + Clone,
+    ) {
+        match Template::compile_params(value, at) {
+            Ok(template) => check_reads(&template, names, at, &mut self.errors),
+            Err(errors) => self.errors.extend(errors),
         }
     }
 

@@ -35,13 +35,56 @@
 //!   `maxConcurrency`, as in the [registry](crate::agent::AgentRegistry)) and a
 //!   [`TaskScript`] for each task type it serves.
 //! - [`TaskScript`]: `output` (with `${params.path}` bindings to the task's resolved
-//!   parameters, same rules as workflow bindings) or `outputs` (successive answers, the
-//!   last repeating), `delayMs`, and `fail` ([`FailScript`]: the first `times` calls
-//!   fail with `kind` and `message`; `times` absent = always).
+//!   parameters, same rules as workflow bindings, and `${random.NAME}` bindings to the
+//!   values drawn for the call) or `outputs` (successive answers, the last repeating),
+//!   `delayMs`, `fail` ([`FailScript`]: the first `times` calls fail with `kind` and
+//!   `message`; `times` absent = always), and `random` (values drawn on every call, see
+//!   below).
 //!
 //! Unknown fields are errors, and [`AgentsFile::from_json`] reports every problem of a
 //! file at once, located like workflow problems
 //! (`agents[0].tasks.ORDER_EXECUTION.fail.kind: unknown value …`).
+//!
+//! # Random values
+//! A script may draw values at random on every call, and read them in its outputs:
+//! ```json
+//! "EXECUTE": {
+//!   "random": { "fill": { "normal": ["${params.meanFill}", 0.05] }, "jitter": { "uniform": [0, 1] } },
+//!   "output": { "fillQuality": "${random.fill}", "algo": "${params.algo}" }
+//! }
+//! ```
+//! - `random` maps a name (ASCII letters, digits, `_`, `-`) to one distribution
+//!   ([`RandomValue`]): `{"normal": [mean, sd]}` or `{"uniform": [low, high]}`. Each of
+//!   the two numbers is a literal or a whole `${params…}` binding to the call's
+//!   parameters ([`RandomBound`]).
+//! - `normal` draws `mean + sd·z`, z a standard normal (sd 0 always draws the mean);
+//!   `uniform` draws `low·(1−u) + high·u`, u uniform in [0, 1), so a value between low
+//!   and high (equal bounds always draw low).
+//! - `${random.NAME}` in `output`/`outputs` is the value drawn (a JSON number; a whole
+//!   string binding keeps the number's type, one inside text is interpolated);
+//!   `${random}` is the object of every value by name.
+//! - **Reproducible:** each value is drawn from its own generator (rand's `StdRng`),
+//!   seeded with the request's [`TaskRequest::seed`](crate::agent::TaskRequest::seed)
+//!   mixed with the value's name. The engine derives that seed from the run's seed and
+//!   the call's identity (step, item, iteration, attempt), so the same files and run seed
+//!   draw the same values whatever order calls are made in, a retry draws anew, and
+//!   adding a value changes no other value's draws. The normal is drawn from two of the
+//!   generator's uniforms with the Box–Muller transform, written here: four lines
+//!   instead of a dependency whose sampling algorithm may change in a minor release.
+//! - **Checked when the file is read** ([`AgentsFile::from_json`],
+//!   [`AgentsFile::validate`]), each problem located
+//!   (`agents[0].tasks.EXECUTE.random.fill.normal[1]: …`): an unknown distribution, not
+//!   exactly one distribution, not two numbers, a number that is neither finite nor a
+//!   `${params…}` binding, a malformed binding or one with another root, a literal sd
+//!   below 0, literal bounds with low above high, a name not readable as
+//!   `${random.NAME}`, and an output reading a value the script does not draw.
+//! - **Checked on each call:** a bound whose binding does not resolve to a finite number
+//!   (a missing path, a string, `null`), a negative sd or a low above high from
+//!   parameters, or a draw beyond a float's range fails the call with kind `PERMANENT`,
+//!   naming the agent, the task type, the random value and the bound:
+//!   ``agent `exec-1`, task type `EXECUTE`: random value `fill`: `normal` mean
+//!   `${params.meanFill}` is "high", not a finite number``. A failed draw is not a
+//!   success (it uses up no `outputs` entry).
 //!
 //! The file's `approvals` are given by a [`ScriptedApprover`]: polled next to the runs,
 //! it reads the engine's events and answers each waiting `human_approval` step that has
@@ -58,8 +101,9 @@
 //!   state.
 //!
 //! # Cost
-//! Output templates are compiled once, when the agent is built. A call takes one
-//! uncontended lock (twice when it succeeds) and resolves its template, O(size of the
+//! Output templates and random values are compiled once, when the agent is built. A
+//! call takes one uncontended lock (twice when it succeeds), draws its random values
+//! (a generator seeded per value: O(values)) and resolves its template, O(size of the
 //! output); delays are sleeps on the injected [`Clock`](crate::clock::Clock).
 //!
 //! # Examples
@@ -117,8 +161,10 @@
 
 mod approvals;
 mod file;
+mod random;
 mod scripted;
 
 pub use approvals::{ApprovalObserver, ScriptedApprover};
 pub use file::{AgentScript, AgentsFile, FailScript, ScriptedApproval, TaskScript};
+pub use random::{Distribution, RandomBound, RandomValue};
 pub use scripted::{ScriptedAgent, scripted_agents};

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
+use super::random::{Draw, check_name, check_reads, draw_all};
 use super::{AgentScript, AgentsFile, FailScript, TaskScript};
 use crate::agent::{Agent, AgentDescriptor, AgentError, TaskRequest};
 use crate::clock::Clock;
@@ -22,14 +23,19 @@ use crate::expr::{BindingValues, EvalError, Template};
 /// 3. Fails with the script's `kind` and `message` if it is one of the first `fail.times`
 ///    calls of `T` on this agent (every call, when `times` is absent). A call counts when
 ///    it starts, so one cancelled during its delay still uses up a failure.
-/// 4. Answers `output`, or entry k of `outputs` where k counts the earlier *successful*
+/// 4. Draws the script's `random` values, each from a generator seeded with the
+///    request's [`seed`](TaskRequest::seed) and the value's name; a bound whose binding
+///    does not give a finite number (or gives a negative sd, or a low above high) fails
+///    the call with kind `PERMANENT`, naming the random value.
+/// 5. Answers `output`, or entry k of `outputs` where k counts the earlier *successful*
 ///    calls of `T` on this agent, the last entry repeating; `{}` with neither. Counting
 ///    successes, not calls, means that scripted failures and retries do not skip
 ///    entries: a loop that polls through a failure still sees every stage in order.
 ///    Calls running at once take entries in the order they finish.
-/// 5. Bindings (`${params.path}`) are resolved against the request's parameters; one
-///    that does not resolve fails the call with kind `PERMANENT`, naming the binding
-///    and the missing path, and does not count as a success.
+/// 6. Bindings (`${params.path}`, `${random.NAME}`) are resolved against the request's
+///    parameters and the values drawn; one that does not resolve fails the call with
+///    kind `PERMANENT`, naming the binding and the missing path, and does not count as a
+///    success.
 ///
 /// Counters are per agent and task type, shared by every clone of the `Arc` the agent
 /// is held in, and safe to update from many threads at once.
@@ -81,10 +87,19 @@ pub struct ScriptedAgent {
 struct Script {
     delay: Duration,
     fail: Option<FailScript>,
-    /// The outputs in order (one for `output`, `{}` for neither; never empty), or why
-    /// they do not compile (only for scripts that skipped [`AgentsFile::validate`]).
-    outputs: Result<Box<[Template]>, String>,
+    /// The random values and outputs, or why they do not compile (only for scripts that
+    /// skipped [`AgentsFile::validate`]).
+    compiled: Result<Compiled, String>,
     counters: Mutex<Counters>,
+}
+
+/// What a script draws and answers.
+#[derive(Debug)]
+struct Compiled {
+    /// The random values, in name order.
+    draws: Box<[Draw]>,
+    /// The outputs in order (one for `output`, `{}` for neither; never empty).
+    outputs: Box<[Template]>,
 }
 
 #[derive(Debug, Default)]
@@ -95,30 +110,59 @@ struct Counters {
 
 impl Script {
     fn compile(task: &TaskScript, at: &Location) -> Self {
-        let outputs = match (&task.output, task.outputs.as_deref()) {
-            (Some(output), None) => {
-                Template::compile_params(output, &at.field("output")).map(|one| vec![one])
-            }
+        let mut errors = Vec::new();
+        let random_at = at.field("random");
+        let draws: Vec<Draw> = task
+            .random
+            .iter()
+            .filter_map(|(name, value)| {
+                check_name(&random_at, name, &mut errors);
+                value.compile(name, &random_at.field(name.clone()), &mut errors)
+            })
+            .collect();
+        let names = task.random.keys().map(String::as_str);
+        let mut template =
+            |output: &Value, at: Location| match Template::compile_params(output, &at) {
+                Ok(template) => {
+                    check_reads(&template, names.clone(), &at, &mut errors);
+                    Some(template)
+                }
+                Err(problems) => {
+                    errors.extend(problems);
+                    None
+                }
+            };
+        let outputs: Option<Vec<Template>> = match (&task.output, task.outputs.as_deref()) {
+            (Some(output), None) => template(output, at.field("output")).map(|one| vec![one]),
             (None, Some(outputs)) if !outputs.is_empty() => outputs
                 .iter()
                 .enumerate()
-                .map(|(index, output)| {
-                    Template::compile_params(output, &at.field("outputs").index(index))
-                })
+                .map(|(index, output)| template(output, at.field("outputs").index(index)))
                 .collect(),
-            (None, None) => Ok(vec![Template::empty_object()]),
-            _ => Err(ValidationErrors::from(DefinitionError::NotAllowed {
-                at: at.clone(),
-                field: "outputs",
-                reason: "a script has one `output` or a non-empty sequence of `outputs`".to_owned(),
-            })),
+            (None, None) => Some(vec![Template::empty_object()]),
+            _ => {
+                errors.push(DefinitionError::NotAllowed {
+                    at: at.clone(),
+                    field: "outputs",
+                    reason: "a script has one `output` or a non-empty sequence of `outputs`"
+                        .to_owned(),
+                });
+                None
+            }
+        };
+        let compiled = match outputs {
+            Some(outputs) if errors.is_empty() => Ok(Compiled {
+                draws: draws.into_boxed_slice(),
+                outputs: outputs.into_boxed_slice(),
+            }),
+            _ => Err(ValidationErrors::new(errors)
+                .to_string()
+                .replace('\n', "; ")),
         };
         Self {
             delay: Duration::from_millis(task.delay_ms.unwrap_or(0)),
             fail: task.fail.clone(),
-            outputs: outputs
-                .map(Vec::into_boxed_slice)
-                .map_err(|errors| errors.to_string().replace('\n', "; ")),
+            compiled,
             counters: Mutex::default(),
         }
     }
@@ -130,16 +174,24 @@ impl Script {
     }
 }
 
-/// The request's parameters, as the input of `${params…}` bindings.
-struct Params<'a>(&'a Value);
+/// The request's parameters and the call's random values, as what `${params…}` and
+/// `${random…}` bindings read.
+struct Call<'a> {
+    parameters: &'a Value,
+    random: Value,
+}
 
-impl BindingValues for Params<'_> {
+impl BindingValues for Call<'_> {
     fn input(&self) -> &Value {
-        self.0
+        self.parameters
     }
 
     fn step_output(&self, _index: usize) -> Option<&Value> {
         None
+    }
+
+    fn random(&self) -> Option<&Value> {
+        Some(&self.random)
     }
 }
 
@@ -211,14 +263,22 @@ impl Agent for ScriptedAgent {
                 return Err(AgentError::new(fail.kind, fail.message.clone()));
             }
         }
-        let outputs = script.outputs.as_ref().map_err(|problem| {
+        let compiled = script.compiled.as_ref().map_err(|problem| {
             self.error(&request, format_args!("script does not compile: {problem}"))
         })?;
+        let random = draw_all(&compiled.draws, request.seed, &request.parameters)
+            .map_err(|problem| self.error(&request, problem))?;
+        let call = Call {
+            parameters: &request.parameters,
+            random: Value::Object(random),
+        };
+        let outputs = &compiled.outputs;
         let mut counters = script.counters();
-        let last = outputs.len() - 1;
+        let last = outputs.len().saturating_sub(1);
         let index = usize::try_from(counters.successes).map_or(last, |k| k.min(last));
-        let output = outputs[index]
-            .resolve(&Params(&request.parameters))
+        let output = outputs
+            .get(index)
+            .map_or(Ok(Value::Null), |output| output.resolve(&call))
             .map_err(|error| self.error(&request, unresolved(error)))?;
         counters.successes += 1;
         Ok(output)
@@ -227,14 +287,19 @@ impl Agent for ScriptedAgent {
 
 /// Why a binding did not resolve, naming paths by the `params` root they were written
 /// with.
-fn unresolved(error: EvalError) -> String {
+pub(super) fn unresolved(error: EvalError) -> String {
     match error {
         EvalError::MissingPath { binding, path } => {
             let path = path
                 .strip_prefix("input")
                 .map_or_else(|| path.clone(), |rest| format!("params{rest}"));
+            let within = if path.starts_with("random") {
+                "the call's random values"
+            } else {
+                "the task's parameters"
+            };
             format!(
-                "binding `{}`: `{}` does not exist in the task's parameters",
+                "binding `{}`: `{}` does not exist in {within}",
                 Quoted(&binding),
                 Quoted(&path)
             )

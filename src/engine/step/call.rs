@@ -35,6 +35,7 @@ use crate::agent::{
 use crate::clock::add_saturating;
 use crate::engine::RunEvent;
 use crate::plan::{AgentTask, PlanStep};
+use crate::run::seed::{mix, spread};
 use crate::run::{FailureKind, RunId};
 use crate::store::JournalEntry;
 
@@ -234,6 +235,7 @@ impl<'a> LogicalCall<'a> {
             idempotency_key,
             task_type: self.task.task_type.clone(),
             parameters: self.parameters.clone(),
+            seed: call_seed(ctx, self.step, self.item, self.iteration, attempt),
         };
         let started = inner.clock.now();
         let limit = attempt_deadline(started, self.step.timeout(), self.deadline);
@@ -311,8 +313,7 @@ impl Tries {
     /// The tries of one logical call; a call cut off by a restart goes on from the attempt
     /// it was at (it may have been made: it counts), within the retry policy's budget.
     fn new(ctx: &StepCtx, item: Option<usize>, iteration: u32, max_attempts: u32) -> Self {
-        let logical = (item.map_or(0, |item| item as u64 + 1) << 32) | u64::from(iteration);
-        let seed = spread(ctx.seed ^ spread(ctx.index as u64 ^ spread(logical)));
+        let seed = spread(ctx.seed ^ spread(ctx.index as u64 ^ spread(logical(item, iteration))));
         let cut_off = ctx
             .cut_off
             .iter()
@@ -338,6 +339,25 @@ impl Tries {
     }
 }
 
+/// The item (from 1; 0 for none) and iteration of a logical call, in one number.
+fn logical(item: Option<usize>, iteration: u32) -> u64 {
+    (item.map_or(0, |item| (item as u64).wrapping_add(1)) << 32) | u64::from(iteration)
+}
+
+/// The seed of one attempt's random choices ([`TaskRequest::seed`]): the run's seed and
+/// the call's identity (step, item, iteration, rollback generation, attempt). The run id
+/// is left out, so that a run replayed under another id with the same seed draws the same.
+fn call_seed(
+    ctx: &StepCtx,
+    step: &PlanStep,
+    item: Option<usize>,
+    iteration: u32,
+    attempt: u32,
+) -> u64 {
+    let attempt = (u64::from(ctx.generation) << 32) | u64::from(attempt);
+    spread(mix(ctx.seed, step.id().as_str()) ^ spread(logical(item, iteration) ^ spread(attempt)))
+}
+
 /// `run/step/item/iteration` (item and iteration 0 when the step has none), then
 /// `/r<generation>` for a step a `ROLLBACK` reset (a new logical call).
 fn idempotency_key(
@@ -355,13 +375,6 @@ fn idempotency_key(
         let _ = write!(key, "/r{generation}");
     }
     key
-}
-
-/// SplitMix64's finaliser: spreads the bits of `x` (seeds for independent streams).
-fn spread(x: u64) -> u64 {
-    let x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    let x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    x ^ (x >> 31)
 }
 
 /// Picks an agent with a free slot, waiting its turn when every eligible one is busy
