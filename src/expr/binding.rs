@@ -226,6 +226,7 @@ impl<'a> Scope<'a> {
             own_output: false,
             input: true,
             input_root: "input",
+            random: false,
             reason: "a reward reads the run's input and its steps' outputs, as `${step.output…}`",
         }
     }
