@@ -392,3 +392,86 @@ fn bad_counts_and_context_files_are_usage_errors() {
         )]
     );
 }
+
+/// A backtest of a decision: two execution algorithms whose scripted fills differ
+/// (`slow` 0.4, `fast` 0.8, ±0.05), chosen by THOMPSON with the fill as reward, the
+/// context key the input's `regime`.
+fn decision_files(dir: &Path) -> (String, String, String) {
+    let workflow = json!({
+        "id": "exec",
+        "steps": [{
+            "id": "execution", "type": "decision", "agentCriteria": {"type": "DESK"},
+            "task": {"type": "EXECUTE", "parameters": {"qty": 10}},
+            "decision": {
+                "options": [
+                    {"id": "slow", "parameters": {"meanFill": 0.4}},
+                    {"id": "fast", "parameters": {"meanFill": 0.8}}
+                ],
+                "contextKey": "${input.regime}",
+                "reward": "${execution.output.fill}"
+            }
+        }]
+    });
+    let agents = json!({"agents": [{
+        "id": "desk-1", "type": "DESK",
+        "tasks": {"EXECUTE": {
+            "random": {"fill": {"normal": ["${params.meanFill}", 0.05]}},
+            "output": {"fill": "${random.fill}"}
+        }}
+    }]});
+    (
+        write(dir, "workflow.json", &workflow),
+        write(dir, "agents.json", &agents),
+        write_lines(
+            dir,
+            "inputs.jsonl",
+            &[
+                r#"{"regime": "calm"}"#,
+                r#"{"regime": "calm"}"#,
+                r#"{"regime": "wild"}"#,
+            ],
+        ),
+    )
+}
+
+#[test]
+fn many_runs_of_a_decision_list_what_each_context_chose_and_earned() {
+    let dir = scratch_dir("simulate-runs-decisions");
+    let (workflow, agents, inputs) = decision_files(&dir);
+    let args = [
+        "simulate", &workflow, "--agents", &agents, "--inputs", &inputs, "--runs", "60", "--seed",
+        "3",
+    ];
+    let output = run(&args);
+    let value = many(&output);
+    let decisions = &value["decisions"]["execution"];
+    let contexts: Vec<&String> = decisions.as_object().expect("contexts").keys().collect();
+    assert_eq!(contexts, ["calm", "wild"], "{decisions:#}");
+    let chosen =
+        |context: &str, option: &str| decisions[context][option]["chosen"].as_u64().unwrap_or(0);
+    assert_eq!(chosen("calm", "slow") + chosen("calm", "fast"), 40);
+    assert_eq!(chosen("wild", "slow") + chosen("wild", "fast"), 20);
+    assert!(
+        chosen("calm", "fast") > chosen("calm", "slow"),
+        "{decisions:#}"
+    );
+    // Each option's mean reward is the mean of its scripted fills.
+    for context in ["calm", "wild"] {
+        for (option, mean) in [("slow", 0.4), ("fast", 0.8)] {
+            let entry = &decisions[context][option];
+            if chosen(context, option) > 0 {
+                let reward = entry["meanReward"].as_f64().expect("a mean reward");
+                assert!((reward - mean).abs() < 0.05, "{context}/{option}: {reward}");
+            }
+        }
+    }
+    // Every report says what its run chose, and the reward it learned.
+    for decision in each(&value, "/steps/execution/decision") {
+        assert!(
+            decision["option"].is_string() && decision["reward"].is_number(),
+            "{decision}"
+        );
+    }
+    // The same files and seed: the same bytes.
+    assert_eq!(stdout(&run(&args)), stdout(&output));
+}

@@ -10,6 +10,7 @@ use super::durable::{DEFAULT_LEASE, Journal, Writer};
 use super::event::{EventCallback, Listeners};
 use super::inner::Inner;
 use super::options::RunIds;
+use super::outcome::{Outcomes, Relearned, relearn};
 use super::{AgentCheck, Engine, RunEvent};
 use crate::agent::{AgentRegistry, balancer_for};
 use crate::clock::{Clock, SystemClock};
@@ -33,6 +34,7 @@ pub struct EngineBuilder {
     run_ids: RunIds,
     resources: Option<Arc<dyn ResourceManager>>,
     agent_check: AgentCheck,
+    relearn_decisions: bool,
 }
 
 impl fmt::Debug for EngineBuilder {
@@ -44,6 +46,7 @@ impl fmt::Debug for EngineBuilder {
             .field("store", &self.store)
             .field("resources", &self.resources.is_some())
             .field("agent_check", &self.agent_check)
+            .field("relearn_decisions", &self.relearn_decisions)
             .finish_non_exhaustive()
     }
 }
@@ -185,8 +188,25 @@ impl EngineBuilder {
         self
     }
 
-    /// The engine.
+    /// Whether an engine built with a [`store`](Self::store) learns again, when built,
+    /// every reward its journals hold, so that its decision model is the one the
+    /// previous process had ([`Engine::relearned`] says what it learned). Defaults to
+    /// `true`; turn it off when the decision engine keeps its model itself (imported
+    /// from a snapshot), or it would learn those rewards twice.
+    #[must_use]
+    pub fn relearn_decisions(mut self, relearn: bool) -> Self {
+        self.relearn_decisions = relearn;
+        self
+    }
+
+    /// The engine. With a store, it first learns again from the store's journals (see
+    /// [`relearn_decisions`](Self::relearn_decisions)): blocking I/O, in proportion to
+    /// the runs that learned a reward.
     pub fn build(self) -> Engine {
+        let relearned = match &self.store {
+            Some(store) if self.relearn_decisions => relearn(&**store, &*self.decisions),
+            _ => Relearned::default(),
+        };
         let balancers = [
             balancer_for(LoadBalancing::RoundRobin),
             balancer_for(LoadBalancing::Weighted),
@@ -219,6 +239,8 @@ impl EngineBuilder {
                 controls: Arc::default(),
                 resources: self.resources,
                 agent_check: self.agent_check,
+                outcomes: Outcomes::default(),
+                relearned,
             }),
         }
     }
@@ -241,6 +263,7 @@ impl Engine {
             run_ids: RunIds::default(),
             resources: None,
             agent_check: AgentCheck::default(),
+            relearn_decisions: true,
         }
     }
 }

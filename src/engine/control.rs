@@ -95,6 +95,14 @@ impl Controls {
         }
     }
 
+    /// Whether run `run` is live in this engine.
+    pub(crate) fn is_live(&self, run: &RunId) -> bool {
+        self.runs
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .contains_key(run)
+    }
+
     /// Sends `command` to run `run`; `false` when no such run is live.
     pub(crate) fn send(&self, run: &RunId, command: Command) -> bool {
         let control = self

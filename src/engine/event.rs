@@ -10,7 +10,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::agent::{AgentId, ScoreBreakdown};
-use crate::definition::StepId;
+use crate::definition::{DecisionPolicy, StepId};
 use crate::run::{FailureKind, RecoveryDecision, RunId, RunStatus};
 
 /// Something that happened in a run, in the order it happened.
@@ -145,6 +145,21 @@ pub enum RunEvent {
         /// When.
         at: DateTime<Utc>,
     },
+    /// A `decision` step chose one of its options, before its first call.
+    StepDecided {
+        /// The run.
+        run_id: RunId,
+        /// The step.
+        step_id: StepId,
+        /// The option chosen.
+        option: String,
+        /// The value of the step's `contextKey` (`""` without one).
+        context_key: String,
+        /// The policy that chose.
+        policy: DecisionPolicy,
+        /// When.
+        at: DateTime<Utc>,
+    },
     /// A step failed after its retries and self-healing chose how to recover.
     StepRecovering {
         /// The run.
@@ -203,6 +218,7 @@ impl RunEvent {
             | Self::StepCancelled { run_id, .. }
             | Self::StepWaiting { run_id, .. }
             | Self::StepAnswered { run_id, .. }
+            | Self::StepDecided { run_id, .. }
             | Self::StepRecovering { run_id, .. }
             | Self::RunPaused { run_id, .. }
             | Self::RunResumed { run_id, .. }

@@ -11,6 +11,7 @@ use super::control::Controls;
 use super::durable::Journal;
 use super::event::Listeners;
 use super::options::RunIds;
+use super::outcome::{Outcomes, Relearned};
 use super::{AgentCheck, RunEvent};
 use crate::agent::{AgentRegistry, LoadBalancer};
 use crate::clock::Clock;
@@ -47,6 +48,10 @@ pub(crate) struct Inner {
     pub(crate) resources: Option<Arc<dyn ResourceManager>>,
     /// Whether `start` checks a workflow's agents first.
     pub(super) agent_check: AgentCheck,
+    /// Without a store: the decisions of ended runs, for the host's outcome reports.
+    pub(crate) outcomes: Outcomes,
+    /// What was learned again from the store's journals when the engine was built.
+    pub(super) relearned: Relearned,
 }
 
 impl Inner {

@@ -117,6 +117,7 @@ mod heal;
 mod inner;
 mod options;
 mod orchestration;
+mod outcome;
 mod preflight;
 mod recover;
 mod report;
@@ -150,9 +151,10 @@ pub use event::{EventStream, RunEvent, RunEvents};
 pub use heal::MAX_RECOVERIES;
 pub use options::{RunIds, RunOptions};
 pub use orchestration::OrchestrationEngine;
+pub use outcome::{MAX_REMEMBERED, OutcomeError, Relearned};
 pub use preflight::{AgentCheck, MissingAgent, missing_agents};
 pub use recover::{HeldRun, Recovery};
-pub use report::{RunReport, StepReport};
+pub use report::{DecisionReport, RunReport, StepReport};
 
 pub(crate) use inner::Inner;
 

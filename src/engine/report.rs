@@ -1,11 +1,13 @@
 //! The run report: how a run and each of its steps ended.
 
+use std::collections::BTreeMap;
+
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::agent::AgentId;
-use crate::definition::StepId;
+use crate::definition::{DecisionPolicy, StepId};
 use crate::run::{RecoveryDecision, RunError, RunId, RunStatus, StepError, StepStatus};
 
 /// How one step of a run ended.
@@ -39,6 +41,36 @@ pub struct StepReport {
     /// The recoveries self-healing applied to the step's failures, in order.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub recoveries: Vec<RecoveryDecision>,
+    /// For a `decision` step with a `decision` block that started: what it chose.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decision: Option<DecisionReport>,
+    /// Why the decision's `reward` could not be evaluated when the run ended (the step
+    /// it reads did not complete, the path is missing, the value is not a number):
+    /// nothing was learned, and the host may still report a reward.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reward_missing: Option<String>,
+}
+
+/// What a `decision` step chose, in its [`StepReport`].
+///
+/// Serialized as `{"option": "vwap", "contextKey": "calm", "policy": "THOMPSON",
+/// "priorScores": {"sweep": 0.3, "twap": 0.62, "vwap": 0.79}, "reward": 0.91}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+#[non_exhaustive]
+pub struct DecisionReport {
+    /// The option chosen.
+    pub option: String,
+    /// The value of the step's `contextKey` when it chose (`""` without one).
+    pub context_key: String,
+    /// The policy that chose.
+    pub policy: DecisionPolicy,
+    /// Every option's prior score, by option id.
+    pub prior_scores: BTreeMap<String, f64>,
+    /// The reward learned from, once there is one (evaluated at the run's end, or
+    /// reported by the host before this report was read from the journal).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reward: Option<f64>,
 }
 
 /// The outcome of a run: every step of the definition with its final status.

@@ -11,7 +11,7 @@
 //! it is tested on its own (below) without an engine, a clock or an agent.
 
 use std::cmp::Reverse;
-use std::collections::BinaryHeap;
+use std::collections::{BTreeMap, BinaryHeap};
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
@@ -19,12 +19,12 @@ use serde_json::Value;
 
 use crate::definition::{FailureHandling, StepId};
 use crate::engine::heal::{Healing, RollbackScope};
-use crate::engine::report::{RunReport, StepReport};
+use crate::engine::report::{DecisionReport, RunReport, StepReport};
 use crate::engine::step::{Progress, Snapshot};
 use crate::expr::BindingValues;
 use crate::plan::{ExecutionPlan, PlanStep};
 use crate::run::{RunError, RunId, RunStatus, StepStatus};
-use crate::store::StepState;
+use crate::store::{DecisionState, StepState};
 
 /// A run's state: see the [module docs](self).
 pub(super) struct Book {
@@ -48,6 +48,9 @@ pub(super) struct Book {
     /// What each running step has journaled since it last started (its future tells),
     /// for the report of a step the run's end stops.
     progress: Vec<Option<Arc<Progress>>>,
+    /// What `decision` steps with a `decision` block chose (and, at the end, their
+    /// rewards), by step index.
+    pub(super) decisions: BTreeMap<usize, DecisionState>,
 }
 
 impl BindingValues for Book {
@@ -86,6 +89,7 @@ impl Book {
             paused: false,
             healing: Healing::default(),
             progress: vec![None; count],
+            decisions: BTreeMap::new(),
         }
     }
 
@@ -375,6 +379,18 @@ impl Book {
         for ((_, report), output) in steps.iter_mut().zip(self.outputs) {
             report.output = output
                 .map(|output| Arc::try_unwrap(output).unwrap_or_else(|shared| (*shared).clone()));
+        }
+        for (index, decision) in self.decisions {
+            if let Some((_, report)) = steps.get_mut(index) {
+                report.reward_missing = decision.reward_missing;
+                report.decision = Some(DecisionReport {
+                    option: decision.option,
+                    context_key: decision.context_key,
+                    policy: decision.policy,
+                    prior_scores: decision.prior_scores,
+                    reward: decision.reward,
+                });
+            }
         }
         RunReport {
             run_id,

@@ -319,11 +319,13 @@ impl Execution {
     }
 
     /// The run ends `status`: one append for the end (what the batch holds, unstarted
-    /// steps skipped, then `runEnded`, which cancels, in the fold, the steps still
-    /// running), then the end announced and the report returned.
+    /// steps skipped, the decisions' rewards, then `runEnded`, which cancels, in the
+    /// fold, the steps still running), then the rewards learned, the end announced and
+    /// the report returned.
     async fn finish(mut self, status: RunStatus) -> RunReport {
         let now = self.inner.clock.now();
         let stopped = self.book.stop(status);
+        let rewards = self.evaluate_rewards();
         let book = &self.book;
         self.inner.defer(&self.batch, || {
             let skipped = stopped
@@ -340,13 +342,14 @@ impl Execution {
                 error: book.error.clone(),
                 at: now,
             };
-            skipped.chain([ended]).collect()
+            skipped.chain(rewards).chain([ended]).collect()
         });
         let status = match self.flush().await {
             Ok(()) => {
                 if let Some(held) = self.held.take() {
                     held.ended();
                 }
+                self.learn_rewards();
                 status
             }
             Err(lost) => {

@@ -10,6 +10,7 @@
 //! | `transition.rs` | every change the run decides: journaled, applied, announced in one place |
 //! | `drive.rs` | the loop: begin, start, wait for the next wake-up, end |
 //! | `start.rs` | what a ready step does (skip, fail, complete, start) and its future |
+//! | `decide.rs` | a `decision` step's choice, and its reward evaluated and learned at the end |
 //! | `settle.rs` | what the run does when a step's work ends |
 //! | `recovery.rs` | self-healing applied: the situation weighed, the recovery applied |
 //! | `resources.rs` | the workflow's and the steps' `resourceRequirements` |
@@ -19,6 +20,7 @@
 //! by a `FuturesUnordered` inside the run's future.
 
 mod book;
+mod decide;
 mod drive;
 mod recovery;
 mod resources;
@@ -93,6 +95,7 @@ pub(super) async fn resume(
         cancelled_by,
         checkpoints,
         trigger,
+        decisions,
         ..
     } = journaled;
     let identity = Identity {
@@ -141,6 +144,11 @@ pub(super) async fn resume(
             }
         }
     }
+    // Choices journaled before the restart stand: the step calls with the same option.
+    run.book.decisions = decisions
+        .into_iter()
+        .filter_map(|(id, decision)| Some((plan.index_of(id.as_str())?, decision)))
+        .collect();
     // Checkpoints, in order, are the steps completed (and not rolled back since).
     run.book.healing.completed = checkpoints
         .iter()

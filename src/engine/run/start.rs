@@ -5,7 +5,8 @@
 //! a failed step is skipped; a step bound to a step that did not complete is skipped
 //! (under `CONTINUE_ON_FAILURE` also one after a failed required step); its `condition`
 //! must hold and its `skipCondition` must not; a `condition` step completes at once with
-//! the first branch that holds; the others resolve their parameters and start. A
+//! the first branch that holds; the others resolve their parameters (a `decision` step
+//! with a `decision` block then chooses its option, see `decide.rs`) and start. A
 //! condition or binding that cannot be evaluated fails the step (kinds `CONDITION`,
 //! `BINDING`), which self-healing may then recover.
 //!
@@ -53,7 +54,15 @@ impl Execution {
                     self.fail(index, Failure::before_calls(kind, message));
                 }
                 Prepared::Done(output) => self.complete(index, Success::without_calls(output)),
-                Prepared::Start(parameters) => self.launch(step, parameters, running),
+                Prepared::Start(parameters) => match step.choice() {
+                    Some(choice) => match self.decide(step, choice, parameters) {
+                        Ok(parameters) => self.launch(step, parameters, running),
+                        Err((kind, message)) => {
+                            self.fail(index, Failure::before_calls(kind, message));
+                        }
+                    },
+                    None => self.launch(step, parameters, running),
+                },
             }
         }
     }

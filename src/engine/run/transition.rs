@@ -25,7 +25,7 @@ use crate::engine::heal::RollbackScope;
 use crate::engine::step::{Failure, Success};
 use crate::plan::ExecutionPlan;
 use crate::run::{RecoveryDecision, RunError, RunId, RunStatus, StepError, StepStatus};
-use crate::store::JournalEntry;
+use crate::store::{DecisionState, JournalEntry};
 
 /// One change to a run.
 #[derive(Debug)]
@@ -44,6 +44,11 @@ pub(super) enum Transition {
     },
     /// A rollback for step `index` returns the steps of `scope` to pending.
     RolledBack { index: usize, scope: RollbackScope },
+    /// `decision` step `index` chose, before its first call.
+    Decided {
+        index: usize,
+        decision: DecisionState,
+    },
     /// The host paused the run.
     Paused,
     /// The host resumed the run.
@@ -79,7 +84,8 @@ impl Transition {
             | Self::Failed { index, .. }
             | Self::Recovering { index, .. }
             | Self::RolledBack { index, .. } => Some(*index),
-            Self::Paused | Self::Resumed | Self::Cancelled { .. } => None,
+            // Deciding is part of starting: the step's launch is not settled by it.
+            Self::Decided { .. } | Self::Paused | Self::Resumed | Self::Cancelled { .. } => None,
         }
     }
 
@@ -126,6 +132,14 @@ impl Transition {
                 redo: scope.redo.iter().map(|&at| id(at)).collect(),
                 at,
             }],
+            Self::Decided { index, decision } => vec![JournalEntry::DecisionMade {
+                step_id: id(*index),
+                option: decision.option.clone(),
+                context_key: decision.context_key.clone(),
+                policy: decision.policy,
+                prior_scores: decision.prior_scores.clone(),
+                at,
+            }],
             Self::Paused => vec![JournalEntry::RunPaused { at }],
             Self::Resumed => vec![JournalEntry::RunResumed { at }],
             Self::Cancelled { by } => vec![JournalEntry::RunCancelled { by: by.clone(), at }],
@@ -166,6 +180,14 @@ impl Transition {
                 at,
             },
             Self::RolledBack { .. } => return None,
+            Self::Decided { index, decision } => RunEvent::StepDecided {
+                run_id,
+                step_id: id(*index),
+                option: decision.option.clone(),
+                context_key: decision.context_key.clone(),
+                policy: decision.policy,
+                at,
+            },
             Self::Paused => RunEvent::RunPaused { run_id, at },
             Self::Resumed => RunEvent::RunResumed { run_id, at },
             Self::Cancelled { by } => RunEvent::RunCancelled {
@@ -218,6 +240,9 @@ impl Book {
                 }
             }
             Transition::RolledBack { scope, .. } => self.rolled_back(&scope),
+            Transition::Decided { index, decision } => {
+                self.decisions.insert(index, decision);
+            }
             Transition::Paused => self.paused = true,
             Transition::Resumed => self.paused = false,
             Transition::Cancelled { .. } => self.end = Some(RunStatus::Cancelled),
