@@ -102,7 +102,8 @@
 //!   the engine takes runs' and steps' `resourceRequirements`
 //!   ([`PriorityResourceManager`](resource::PriorityResourceManager)).
 //! - [`sim`]: scripted agents (behaviour as data) for dry runs and tests.
-//! - [`decision`]: the record of `decision` steps, kept to learn from.
+//! - [`decision`]: choosing among a `decision` step's options and learning from their rewards
+//!   (`DecisionEngine`, `LearningDecisions`), and the record of decisions.
 //! - [`store`]: runs as append-only journals, their state as a fold, and the stores that
 //!   keep them ([`MemoryStore`](store::MemoryStore), and `SqliteStore` with `sqlite`).
 //!
