@@ -14,7 +14,7 @@
 //!   step, over the chosen option's too);
 //! - `timeout` replaces the step's timeout, `timeoutFactor` multiplies it (applied after
 //!   `timeout` within one change; no effect on a step without a timeout); the result is
-//!   kept within 1 ms and [`MAX_DURATION_MS`](crate::plan::MAX_DURATION_MS);
+//!   kept within 1 ms and [`MAX_DURATION_MS`];
 //! - `retryPolicy` replaces the step's (still one call when self-healing disallows
 //!   `RETRY`);
 //! - `skip: true` skips the step, with reason `adaptation <id>` (the first rule that
