@@ -130,6 +130,7 @@
 #![deny(missing_docs)]
 #![warn(missing_debug_implementations, unreachable_pub, rust_2018_idioms)]
 
+pub mod adapt;
 pub mod agent;
 pub mod clock;
 pub mod decision;

@@ -412,6 +412,7 @@ fn definition(float: BoxedStrategy<f64>) -> impl Strategy<Value = WorkflowDefini
                 timeout,
                 resource_requirements,
                 triggers,
+                adaptations: None,
             },
         )
 }

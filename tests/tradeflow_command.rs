@@ -99,6 +99,39 @@ fn validate_names_every_malformed_decision_block_at_its_field() {
 }
 
 #[test]
+fn validate_names_every_malformed_adaptation_at_its_field() {
+    const FILE: &str = "examples/workflows/invalid/malformed-adaptations.json";
+    let output = run(&["validate", FILE]);
+    assert_eq!(output.status.code(), Some(2));
+    let lines = stderr_lines(&output);
+    let expected = [
+        "adaptations[4] (typo).changes[0]: unknown field `timeoutFactr` (did you mean `timeoutFactor`?)",
+        "adaptations[0].id: invalid value : an adaptation's id is not empty",
+        "adaptations[1] (twice).when: binding `${risk-assessment.output.level}` is not allowed here: ",
+        "adaptations[1] (twice).changes[0].stepId: unknown step `ghost`",
+        "adaptations[1] (twice).changes[0].timeoutFactor: invalid value 0: must be a finite number greater than 0",
+        "adaptations[1] (twice).changes[1]: invalid value {\"stepId\": \"risk-assessment\"}: a change sets at least one of",
+        "adaptations[2] (twice).id: invalid value twice: adaptations[1] already has this id",
+        "adaptations[2] (twice).when: invalid expression `volatility.level >`: ",
+        "adaptations[2] (twice).changes[0].stepId: invalid value route: a `condition` step starts no work to change",
+        "adaptations[2] (twice).changes[1].parameters.size: invalid value ${input.size}: adaptation parameters are literal values",
+        "adaptations[2] (twice).changes[1].timeout: invalid value 0: a timeout is at least 1 ms",
+        "adaptations[2] (twice).changes[1].retryPolicy.maxAttempts: invalid value 0: ",
+        "adaptations[3] (empty).changes: invalid value []: an adaptation changes at least one step",
+    ];
+    for wanted in expected {
+        assert!(
+            lines
+                .iter()
+                .any(|line| line.starts_with(&format!("{FILE}: {wanted}"))),
+            "no line starts with {wanted:?}: {lines:#?}"
+        );
+    }
+    assert_eq!(lines.len(), expected.len(), "{lines:#?}");
+    assert!(output.stdout.is_empty());
+}
+
+#[test]
 fn validate_prints_every_problem_on_its_own_line() {
     let file = scratch_file(
         "three-problems.json",

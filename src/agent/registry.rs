@@ -313,6 +313,21 @@ impl AgentRegistry {
         candidates
     }
 
+    /// How many registered agents of `agent_type` are not unhealthy and have a free slot
+    /// now (what adaptations read as `agents.<TYPE>.available`).
+    ///
+    /// # Complexity
+    /// O(a) for the a agents of the type.
+    pub fn available(&self, agent_type: &AgentType) -> usize {
+        let agents = self.read();
+        agents.by_type.get(agent_type).map_or(0, |entries| {
+            entries
+                .values()
+                .filter(|entry| entry.free_slots() > 0 && !entry.is_unhealthy())
+                .count()
+        })
+    }
+
     /// Picks an agent with spare capacity and reserves a slot on it; the returned
     /// [`Lease`] frees the slot when dropped.
     ///

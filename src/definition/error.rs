@@ -30,6 +30,10 @@ enum Segment {
         index: usize,
         kind: Option<TriggerType>,
     },
+    Adaptation {
+        index: usize,
+        id: Option<String>,
+    },
 }
 
 impl Location {
@@ -61,6 +65,14 @@ impl Location {
     /// The trigger at `index` of `triggers`, with its type when it has a valid one.
     pub fn trigger(index: usize, kind: Option<TriggerType>) -> Self {
         Self::root().with(Segment::Trigger { index, kind })
+    }
+
+    /// The adaptation at `index` of `adaptations`, with its id when it has a string one.
+    pub fn adaptation(index: usize, id: Option<&str>) -> Self {
+        Self::root().with(Segment::Adaptation {
+            index,
+            id: id.map(str::to_owned),
+        })
     }
 
     /// The id of the step this location is in, if it is in a step that has one.
@@ -123,6 +135,12 @@ impl fmt::Display for Location {
                     write!(f, "triggers[{index}]")?;
                     if let Some(kind) = kind {
                         write!(f, " ({})", kind.as_str())?;
+                    }
+                }
+                Segment::Adaptation { index, id } => {
+                    write!(f, "adaptations[{index}]")?;
+                    if let Some(id) = id.as_deref().filter(|id| !id.is_empty()) {
+                        write!(f, " ({})", Quoted(id))?;
                     }
                 }
             }

@@ -16,8 +16,8 @@ use serde::de::{self, DeserializeOwned, IntoDeserializer, Unexpected, Visitor};
 use serde_json::{Map, Value};
 
 use super::{
-    DefinitionError, Dependency, Location, Quoted, StepDefinition, StepId, TriggerDefinition,
-    TriggerType, ValidationErrors, WorkflowDefinition,
+    AdaptationDefinition, DefinitionError, Dependency, Location, Quoted, StepDefinition, StepId,
+    TriggerDefinition, TriggerType, ValidationErrors, WorkflowDefinition,
 };
 
 /// Upper bound on the problems reported for one part (one step, one trigger).
@@ -105,8 +105,10 @@ pub(crate) fn load(value: &Value) -> Loaded {
     // at a time below, so that each element's problems are located and collected).
     let mut top = Map::new();
     for (key, field) in root {
-        let emptied =
-            matches!(key.as_str(), "steps" | "dependencies" | "triggers") && field.is_array();
+        let emptied = matches!(
+            key.as_str(),
+            "steps" | "dependencies" | "triggers" | "adaptations"
+        ) && field.is_array();
         top.insert(
             key.clone(),
             if emptied {
@@ -134,6 +136,10 @@ pub(crate) fn load(value: &Value) -> Loaded {
                 .and_then(|kind| serde_json::from_value::<TriggerType>(kind.clone()).ok());
             Location::trigger(index, kind)
         });
+    let (adaptations, _) =
+        elements::<AdaptationDefinition>(root, "adaptations", &mut errors, |index, element| {
+            Location::adaptation(index, element.get("id").and_then(Value::as_str))
+        });
 
     let present = |key: &str| root.get(key).is_some_and(Value::is_array);
     let mut definition = workflow.unwrap_or_else(|| WorkflowDefinition {
@@ -153,6 +159,7 @@ pub(crate) fn load(value: &Value) -> Loaded {
         timeout: None,
         resource_requirements: None,
         triggers: present("triggers").then(Vec::new),
+        adaptations: present("adaptations").then(Vec::new),
     });
     let step_origin: Vec<usize> = steps.iter().map(|(index, _)| *index).collect();
     definition.steps = steps.into_iter().map(|(_, step)| step).collect();
@@ -161,6 +168,9 @@ pub(crate) fn load(value: &Value) -> Loaded {
     }
     if definition.triggers.is_some() {
         definition.triggers = Some(triggers.into_iter().map(|(_, item)| item).collect());
+    }
+    if definition.adaptations.is_some() {
+        definition.adaptations = Some(adaptations.into_iter().map(|(_, item)| item).collect());
     }
     if errors.is_empty() {
         return Loaded::Complete(definition);

@@ -12,6 +12,7 @@
 //! serializes back to what was written; the plan resolves them. The format and every
 //! default are described in `docs/workflow-format.md`.
 
+mod adapt;
 mod choice;
 mod error;
 mod ids;
@@ -22,6 +23,7 @@ mod syntax;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+pub use adapt::{AdaptationDefinition, ChangeDefinition};
 pub use choice::{Criterion, DecisionOption, DecisionPolicy, DecisionSettings, Goal};
 pub use error::{DefinitionError, Location, ValidationErrors};
 pub use ids::{AgentType, StepId, TaskType};
@@ -82,6 +84,9 @@ pub struct WorkflowDefinition {
     /// What starts the workflow by itself.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub triggers: Option<Vec<TriggerDefinition>>,
+    /// Rules that change steps as conditions change, evaluated as each step starts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub adaptations: Option<Vec<AdaptationDefinition>>,
 }
 
 impl WorkflowDefinition {

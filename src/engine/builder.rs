@@ -241,6 +241,7 @@ impl EngineBuilder {
                 agent_check: self.agent_check,
                 outcomes: Outcomes::default(),
                 relearned,
+                adapting: Default::default(),
             }),
         }
     }

@@ -40,6 +40,20 @@ impl Catalogue {
             .and_then(|versions| versions.last().cloned())
     }
 
+    /// The latest version of every workflow, by id.
+    pub(super) fn latest_all(&self) -> Vec<Arc<ExecutionPlan>> {
+        let workflows = self
+            .workflows
+            .read()
+            .unwrap_or_else(PoisonError::into_inner);
+        let mut latest: Vec<_> = workflows
+            .values()
+            .filter_map(|versions| versions.last().cloned())
+            .collect();
+        latest.sort_by(|a, b| a.workflow_id().cmp(b.workflow_id()));
+        latest
+    }
+
     /// Workflow `id` at `version`.
     fn version(&self, id: &str, version: &str) -> Option<Arc<ExecutionPlan>> {
         let workflows = self

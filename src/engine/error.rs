@@ -58,6 +58,16 @@ pub enum EngineError {
         /// workflow) and the resource.
         problems: Vec<CapacityError>,
     },
+    /// The workflow has as many adaptations added at run time as allowed.
+    #[error(
+        "workflow `{workflow}` has {max} adaptations added at run time already, the most allowed"
+    )]
+    TooManyAdaptations {
+        /// The workflow id.
+        workflow: String,
+        /// The most allowed.
+        max: usize,
+    },
     /// Steps of the workflow that no registered agent can take (none of their agent
     /// type, or none with every capability they require): the run would fail there.
     #[error("workflow `{workflow}` has steps no registered agent can take:\n{}", lines(.problems))]

@@ -160,6 +160,17 @@ pub enum RunEvent {
         /// When.
         at: DateTime<Utc>,
     },
+    /// The workflow's adaptations in `ids` applied to a step as it was about to start.
+    StepAdapted {
+        /// The run.
+        run_id: RunId,
+        /// The step.
+        step_id: StepId,
+        /// The adaptations applied, in the order they applied.
+        ids: Vec<String>,
+        /// When.
+        at: DateTime<Utc>,
+    },
     /// A step failed after its retries and self-healing chose how to recover.
     StepRecovering {
         /// The run.
@@ -219,6 +230,7 @@ impl RunEvent {
             | Self::StepWaiting { run_id, .. }
             | Self::StepAnswered { run_id, .. }
             | Self::StepDecided { run_id, .. }
+            | Self::StepAdapted { run_id, .. }
             | Self::StepRecovering { run_id, .. }
             | Self::RunPaused { run_id, .. }
             | Self::RunResumed { run_id, .. }

@@ -52,6 +52,9 @@ pub(crate) struct Inner {
     pub(crate) outcomes: Outcomes,
     /// What was learned again from the store's journals when the engine was built.
     pub(super) relearned: Relearned,
+    /// The host's conditions, rules added at run time, and calls measured for
+    /// adaptations.
+    pub(crate) adapting: super::adapt::Adapting,
 }
 
 impl Inner {

@@ -106,6 +106,7 @@
 //! costs nothing more; one with them adds a few small allocations (the request, its
 //! guard) and one lock when it starts and one when it ends.
 
+mod adapt;
 mod approvals;
 mod builder;
 mod catalogue;
@@ -144,6 +145,7 @@ use crate::store::RunState as Journaled;
 
 /// The run vocabulary, defined in [`run`](crate::run) and used here by name.
 pub use crate::run::{FailureKind, RecoveryDecision, RunError, RunStatus, StepError, StepStatus};
+pub use adapt::{HeldAdaptation, MAX_ADDED_ADAPTATIONS};
 pub use builder::EngineBuilder;
 pub use catalogue::WorkflowRef;
 pub use error::{EngineError, RecoveryError};

@@ -49,6 +49,10 @@ pub struct StepReport {
     /// nothing was learned, and the host may still report a reward.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reward_missing: Option<String>,
+    /// The ids of the workflow's adaptations applied to the step as it started, in the
+    /// order they applied.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub adaptations: Vec<String>,
 }
 
 /// What a `decision` step chose, in its [`StepReport`].

@@ -257,6 +257,15 @@ impl<'a> Scope<'a> {
         }
     }
 
+    /// In a workflow's adaptations: no bindings at all; `when` reads the host context
+    /// and the engine's built-in names.
+    pub(crate) fn adaptation() -> Self {
+        Self {
+            reason: "adaptation conditions read the host context and the engine's built-in names (`volatility.level`, `agents.RISK.available`), not bindings",
+            ..Self::trigger()
+        }
+    }
+
     /// In scripted agents' random bounds: `${params…}`, the parameters of the task at
     /// hand.
     pub(crate) fn params() -> Self {

@@ -114,6 +114,19 @@ impl Condition {
         &self.slots
     }
 
+    /// The host variables the condition reads (not its bindings), each once, in order of
+    /// first appearance.
+    pub(crate) fn variables(&self) -> Vec<String> {
+        let mut names = Vec::new();
+        self.program.variables(&mut names);
+        let mut seen = std::collections::HashSet::with_capacity(names.len());
+        names
+            .into_iter()
+            .filter(|name| seen.insert(*name))
+            .map(str::to_owned)
+            .collect()
+    }
+
     /// Evaluates the condition with its bindings resolved against `values`.
     ///
     /// # Errors

@@ -30,6 +30,8 @@ type HostFunction = Arc<dyn Fn(&[Value]) -> Result<Value, String> + Send + Sync>
 pub struct Context {
     variables: HashMap<String, ExprValue>,
     functions: HashMap<String, HostFunction>,
+    /// Consulted for the names this context does not have (see [`Context::over`]).
+    under: Option<Arc<Context>>,
 }
 
 impl Context {
@@ -152,13 +154,42 @@ impl Context {
 
     /// The value of variable `name`, as JSON.
     pub fn variable(&self, name: &str) -> Option<Value> {
-        self.variables
-            .get(name)
+        self.expr_variable(name)
             .and_then(|value| from_expr(value).ok())
     }
 
+    /// This context in front of `under`: a name this context does not have is looked up
+    /// in `under` (and so on, for as many layers as were stacked).
+    #[must_use]
+    pub(crate) fn over(mut self, under: Arc<Context>) -> Self {
+        self.under = Some(under);
+        self
+    }
+
+    /// Whether the context has no variables and no functions of its own.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.variables.is_empty() && self.functions.is_empty()
+    }
+
     pub(crate) fn expr_variable(&self, name: &str) -> Option<&ExprValue> {
-        self.variables.get(name)
+        let mut layer = self;
+        loop {
+            if let Some(value) = layer.variables.get(name) {
+                return Some(value);
+            }
+            layer = layer.under.as_deref()?;
+        }
+    }
+
+    /// Function `name`, from the first layer that has it.
+    fn function(&self, name: &str) -> Option<&HostFunction> {
+        let mut layer = self;
+        loop {
+            if let Some(function) = layer.functions.get(name) {
+                return Some(function);
+            }
+            layer = layer.under.as_deref()?;
+        }
     }
 
     pub(crate) fn call(
@@ -167,8 +198,7 @@ impl Context {
         argument: &ExprValue,
     ) -> Result<ExprValue, EvalexprError> {
         let function = self
-            .functions
-            .get(name)
+            .function(name)
             .ok_or_else(|| EvalexprError::FunctionIdentifierNotFound(name.to_owned()))?;
         let arguments = match argument {
             ExprValue::Empty => Vec::new(),
@@ -200,6 +230,7 @@ impl fmt::Debug for Context {
         f.debug_struct("Context")
             .field("variables", &variables)
             .field("functions", &functions)
+            .field("under", &self.under)
             .finish()
     }
 }

@@ -107,6 +107,36 @@ impl Program {
     }
 }
 
+impl Program {
+    /// Pushes the host variables the program reads (bindings' slots left out) to
+    /// `names`, in order of appearance, possibly more than once.
+    pub(super) fn variables<'a>(&'a self, names: &mut Vec<&'a str>) {
+        let mut pending = vec![self];
+        while let Some(program) = pending.pop() {
+            match program {
+                Self::And(left, right) | Self::Or(left, right) => {
+                    pending.push(right);
+                    pending.push(left);
+                }
+                Self::Not(inner) => pending.push(inner),
+                Self::Compare { left, right, .. } => {
+                    for operand in [left, right] {
+                        if let Operand::Variable(name) = operand {
+                            names.push(name);
+                        }
+                    }
+                }
+                Self::Leaf(Operand::Variable(name)) => names.push(name),
+                Self::Leaf(_) => {}
+                Self::Tree(node) => names.extend(
+                    node.iter_variable_identifiers()
+                        .filter(|name| !name.starts_with(SLOT_PREFIX)),
+                ),
+            }
+        }
+    }
+}
+
 fn unwrap_root(mut node: &Node) -> &Node {
     while let (Operator::RootNode, [only]) = (node.operator(), node.children()) {
         node = only;

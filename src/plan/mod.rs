@@ -11,6 +11,7 @@
 //! breaks ties, so `SEQUENTIAL` runs follow the file where the graph allows), Tarjan's
 //! algorithm finds cycles, each reported with the steps on it in order.
 
+mod adapt;
 mod choice;
 mod compile;
 mod draw;
@@ -31,6 +32,7 @@ use crate::definition::{
 };
 use crate::expr::{Binding, Condition, Template};
 
+pub use adapt::{Adaptation, Builtin, Change};
 pub use choice::{Choice, Policy};
 pub use draw::DrawFormat;
 pub use trigger::{CronError, Schedule, Trigger, TriggerKind};
@@ -77,6 +79,7 @@ pub struct ExecutionPlan {
     resources: Box<[Resources]>,
     triggers: Box<[Trigger]>,
     input_bindings: Box<[Binding]>,
+    adaptations: Box<[Arc<Adaptation>]>,
 }
 
 impl ExecutionPlan {
@@ -196,6 +199,26 @@ impl ExecutionPlan {
     /// before any step runs.
     pub fn input_bindings(&self) -> &[Binding] {
         &self.input_bindings
+    }
+
+    /// The workflow's adaptations, in listed order.
+    pub fn adaptations(&self) -> &[Arc<Adaptation>] {
+        &self.adaptations
+    }
+
+    /// Checks and compiles `rule` as one more adaptation of this workflow, listed after
+    /// `others` (its own and those added before): the checks an adaptation in the file
+    /// gets, its id unique among `others` too.
+    ///
+    /// # Errors
+    /// [`ValidationErrors`] with every problem, located at `adaptations[n] (id)`, `n`
+    /// being the number of `others`.
+    pub fn compile_adaptation(
+        &self,
+        rule: &definition::AdaptationDefinition,
+        others: &[Arc<Adaptation>],
+    ) -> Result<Adaptation, ValidationErrors> {
+        compile::adaptation(&self.definition, rule, others)
     }
 
     /// Draws the graph as Graphviz DOT or a Mermaid flowchart.
@@ -397,6 +420,20 @@ impl PlanStep {
     /// fails, this step is skipped.
     pub fn data_inputs(&self) -> &[usize] {
         &self.data_inputs
+    }
+
+    /// This step with its timeout and retry policy changed (as adaptations do): `None`
+    /// keeps the step's own. A changed retry policy still allows one call only when the
+    /// step's recovery disallows `RETRY`.
+    pub fn adapted(&self, timeout: Option<Duration>, retry: Option<Retry>) -> Self {
+        let mut step = self.clone();
+        if let Some(timeout) = timeout {
+            step.timeout = Some(timeout);
+        }
+        if let Some(retry) = retry {
+            step.retry = retry.unless_disallowed(&step.recovery);
+        }
+        step
     }
 }
 

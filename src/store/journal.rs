@@ -236,6 +236,17 @@ pub enum JournalEntry {
         /// When.
         at: DateTime<Utc>,
     },
+    /// The workflow's adaptations that applied to a step as it was about to start (in
+    /// the order they applied; empty when none held), before its first call. A run
+    /// recovered after a crash applies exactly these again.
+    AdaptationsApplied {
+        /// The step.
+        step_id: StepId,
+        /// The ids of the adaptations applied.
+        ids: Vec<String>,
+        /// When.
+        at: DateTime<Utc>,
+    },
     /// The run ended. Always the last entry, but for rewards reported afterwards.
     RunEnded {
         /// How (a final status).
@@ -270,6 +281,7 @@ impl JournalEntry {
             Self::DecisionMade { .. } => "decisionMade",
             Self::RewardLearned { .. } => "rewardLearned",
             Self::RewardMissing { .. } => "rewardMissing",
+            Self::AdaptationsApplied { .. } => "adaptationsApplied",
         }
     }
 
@@ -287,6 +299,7 @@ impl JournalEntry {
             | Self::DecisionMade { step_id, .. }
             | Self::RewardLearned { step_id, .. }
             | Self::RewardMissing { step_id, .. }
+            | Self::AdaptationsApplied { step_id, .. }
             | Self::Checkpoint {
                 after_step: step_id,
                 ..
@@ -320,6 +333,7 @@ impl JournalEntry {
             | Self::DecisionMade { at, .. }
             | Self::RewardLearned { at, .. }
             | Self::RewardMissing { at, .. }
+            | Self::AdaptationsApplied { at, .. }
             | Self::RunEnded { at, .. } => *at,
         }
     }

@@ -46,6 +46,9 @@ pub struct RunState {
     pub error: Option<RunError>,
     /// What each `decision` step with options chose, and what it learned.
     pub decisions: BTreeMap<StepId, DecisionState>,
+    /// The ids of the adaptations applied to each step as it started (`adaptationsApplied`;
+    /// empty when none held). A rollback that runs a step again forgets its entry.
+    pub adaptations: BTreeMap<StepId, Vec<String>>,
 }
 
 /// What a `decision` step chose and learned, as its run's journal says.
@@ -270,6 +273,9 @@ impl RunState {
                 JournalEntry::DecisionMade { .. }
                 | JournalEntry::RewardLearned { .. }
                 | JournalEntry::RewardMissing { .. } => state.decision(entry, index)?,
+                JournalEntry::AdaptationsApplied { step_id, ids, .. } => {
+                    state.adaptations.insert(step_id.clone(), ids.clone());
+                }
                 JournalEntry::RunEnded { status, error, at } => {
                     if !status.is_final() {
                         return Err(FoldError::NotFinal {
@@ -338,6 +344,7 @@ impl RunState {
             ended_at: None,
             error: None,
             decisions: BTreeMap::new(),
+            adaptations: BTreeMap::new(),
         })
     }
 
@@ -352,6 +359,7 @@ impl RunState {
         });
         self.checkpoints.truncate(keep);
         for id in redo {
+            self.adaptations.remove(id);
             let step = self.steps.entry(id.clone()).or_default();
             // The failed step keeps the story of its recoveries.
             let recoveries = if id == step_id {

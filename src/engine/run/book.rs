@@ -51,6 +51,8 @@ pub(super) struct Book {
     /// What `decision` steps with a `decision` block chose (and, at the end, their
     /// rewards), by step index.
     pub(super) decisions: BTreeMap<usize, DecisionState>,
+    /// The adaptations applied to each step as it started (journaled), by step index.
+    pub(super) adaptations: BTreeMap<usize, Vec<String>>,
 }
 
 impl BindingValues for Book {
@@ -90,6 +92,7 @@ impl Book {
             healing: Healing::default(),
             progress: vec![None; count],
             decisions: BTreeMap::new(),
+            adaptations: BTreeMap::new(),
         }
     }
 
@@ -379,6 +382,11 @@ impl Book {
         for ((_, report), output) in steps.iter_mut().zip(self.outputs) {
             report.output = output
                 .map(|output| Arc::try_unwrap(output).unwrap_or_else(|shared| (*shared).clone()));
+        }
+        for (index, ids) in self.adaptations {
+            if let Some((_, report)) = steps.get_mut(index) {
+                report.adaptations = ids;
+            }
         }
         for (index, decision) in self.decisions {
             if let Some((_, report)) = steps.get_mut(index) {

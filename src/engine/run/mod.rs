@@ -10,6 +10,7 @@
 //! | `transition.rs` | every change the run decides: journaled, applied, announced in one place |
 //! | `drive.rs` | the loop: begin, start, wait for the next wake-up, end |
 //! | `start.rs` | what a ready step does (skip, fail, complete, start) and its future |
+//! | `adapt.rs` | the workflow's adaptations applied as a step is about to start (journaled) |
 //! | `decide.rs` | a `decision` step's choice, and its reward evaluated and learned at the end |
 //! | `settle.rs` | what the run does when a step's work ends |
 //! | `recovery.rs` | self-healing applied: the situation weighed, the recovery applied |
@@ -19,6 +20,7 @@
 //! order (one at a time under `SEQUENTIAL`), and the steps in flight are driven together
 //! by a `FuturesUnordered` inside the run's future.
 
+mod adapt;
 mod book;
 mod decide;
 mod drive;
@@ -96,6 +98,7 @@ pub(super) async fn resume(
         checkpoints,
         trigger,
         decisions,
+        adaptations,
         ..
     } = journaled;
     let identity = Identity {
@@ -148,6 +151,11 @@ pub(super) async fn resume(
     run.book.decisions = decisions
         .into_iter()
         .filter_map(|(id, decision)| Some((plan.index_of(id.as_str())?, decision)))
+        .collect();
+    // Adaptations journaled before the restart stand: the step starts changed the same way.
+    run.book.adaptations = adaptations
+        .into_iter()
+        .filter_map(|(id, ids)| Some((plan.index_of(id.as_str())?, ids)))
         .collect();
     // Checkpoints, in order, are the steps completed (and not rolled back since).
     run.book.healing.completed = checkpoints
@@ -252,6 +260,9 @@ impl Execution {
             Some(lease) => inner.has_store().then(|| Arc::new(Batch::new(lease))),
             None => inner.new_batch(&run_id),
         };
+        if !plan.adaptations().is_empty() {
+            inner.adapting.record_calls();
+        }
         let held = batch.as_ref().map(|batch| Held {
             inner: Arc::clone(&inner),
             batch: Arc::clone(batch),

@@ -10,14 +10,17 @@
 //! condition or binding that cannot be evaluated fails the step (kinds `CONDITION`,
 //! `BINDING`), which self-healing may then recover.
 //!
-//! This is where a step's overrides will be computed before it starts (adaptations), and
-//! where every start could be refused (a kill switch): one function, [`Execution::prepare`].
+//! A step that starts is then adapted (`adapt.rs`): the workflow's adaptations that hold
+//! may skip it (reason `adaptation <id>`), change its timeout and retry policy, and merge
+//! parameters over its own (after a decision's option, so they win). This is also where
+//! every start could be refused (a kill switch).
 
 use std::sync::Arc;
 
 use futures::FutureExt;
 use serde_json::Value;
 
+use super::adapt::{Adapted, merged};
 use super::book::Book;
 use super::{Execution, Running};
 use crate::definition::{Concurrency, FailureHandling};
@@ -54,21 +57,43 @@ impl Execution {
                     self.fail(index, Failure::before_calls(kind, message));
                 }
                 Prepared::Done(output) => self.complete(index, Success::without_calls(output)),
-                Prepared::Start(parameters) => match step.choice() {
-                    Some(choice) => match self.decide(step, choice, parameters) {
-                        Ok(parameters) => self.launch(step, parameters, running),
+                Prepared::Start(parameters) => {
+                    let (over, adapted) = match self.adapt(step) {
+                        Ok(Adapted::Start { parameters, step }) => (parameters, step),
+                        Ok(Adapted::Skip(reason)) => {
+                            self.skip(index, reason);
+                            continue;
+                        }
+                        Err((kind, message)) => {
+                            self.fail(index, Failure::before_calls(kind, message));
+                            continue;
+                        }
+                    };
+                    let decided = match step.choice() {
+                        Some(choice) => self.decide(step, choice, parameters),
+                        None => Ok(parameters),
+                    };
+                    let parameters =
+                        decided.and_then(|parameters| with_overrides(step, parameters, over));
+                    match parameters {
+                        Ok(parameters) => self.launch(step, parameters, adapted, running),
                         Err((kind, message)) => {
                             self.fail(index, Failure::before_calls(kind, message));
                         }
-                    },
-                    None => self.launch(step, parameters, running),
-                },
+                    }
+                }
             }
         }
     }
 
     /// Starts `step`'s work with its resolved `parameters`: its future joins `running`.
-    fn launch(&mut self, step: &PlanStep, parameters: Value, running: &mut Running) {
+    fn launch(
+        &mut self,
+        step: &PlanStep,
+        parameters: Value,
+        adapted: Option<Arc<PlanStep>>,
+        running: &mut Running,
+    ) {
         let index = step.index();
         let progress = self
             .book
@@ -95,10 +120,33 @@ impl Execution {
             batch: self.batch.clone(),
             progress,
             cut_off: self.cut_off.remove(&index).unwrap_or_default(),
+            adapted,
         };
         let work = self.with_resources(step, run_step(ctx, parameters));
         running.push(work.map(move |result| (index, result)).boxed());
     }
+}
+
+/// `parameters` with an adaptation's `over` merged over them, still within the depth
+/// bound.
+fn with_overrides(
+    step: &PlanStep,
+    parameters: Value,
+    over: Option<serde_json::Map<String, Value>>,
+) -> Result<Value, (FailureKind, String)> {
+    if over.is_none() {
+        return Ok(parameters);
+    }
+    crate::run::bounded(merged(parameters, over)).map_err(|depth| {
+        (
+            FailureKind::Binding,
+            format!(
+                "step `{}`: its adapted parameters nest {depth} levels deep, more than the {} allowed",
+                step.id(),
+                crate::run::MAX_VALUE_DEPTH
+            ),
+        )
+    })
 }
 
 /// Decides what a ready step does: skip, fail, finish at once, or start.

@@ -49,6 +49,9 @@ pub(super) enum Transition {
         index: usize,
         decision: DecisionState,
     },
+    /// Step `index` starts with the adaptations `ids` applied (empty: none held), before
+    /// its first call.
+    Adapted { index: usize, ids: Vec<String> },
     /// The host paused the run.
     Paused,
     /// The host resumed the run.
@@ -85,7 +88,11 @@ impl Transition {
             | Self::Recovering { index, .. }
             | Self::RolledBack { index, .. } => Some(*index),
             // Deciding is part of starting: the step's launch is not settled by it.
-            Self::Decided { .. } | Self::Paused | Self::Resumed | Self::Cancelled { .. } => None,
+            Self::Decided { .. }
+            | Self::Adapted { .. }
+            | Self::Paused
+            | Self::Resumed
+            | Self::Cancelled { .. } => None,
         }
     }
 
@@ -140,6 +147,11 @@ impl Transition {
                 prior_scores: decision.prior_scores.clone(),
                 at,
             }],
+            Self::Adapted { index, ids } => vec![JournalEntry::AdaptationsApplied {
+                step_id: id(*index),
+                ids: ids.clone(),
+                at,
+            }],
             Self::Paused => vec![JournalEntry::RunPaused { at }],
             Self::Resumed => vec![JournalEntry::RunResumed { at }],
             Self::Cancelled { by } => vec![JournalEntry::RunCancelled { by: by.clone(), at }],
@@ -186,6 +198,13 @@ impl Transition {
                 option: decision.option.clone(),
                 context_key: decision.context_key.clone(),
                 policy: decision.policy,
+                at,
+            },
+            Self::Adapted { ids, .. } if ids.is_empty() => return None,
+            Self::Adapted { index, ids } => RunEvent::StepAdapted {
+                run_id,
+                step_id: id(*index),
+                ids: ids.clone(),
                 at,
             },
             Self::Paused => RunEvent::RunPaused { run_id, at },
@@ -242,6 +261,9 @@ impl Book {
             Transition::RolledBack { scope, .. } => self.rolled_back(&scope),
             Transition::Decided { index, decision } => {
                 self.decisions.insert(index, decision);
+            }
+            Transition::Adapted { index, ids } => {
+                self.adaptations.insert(index, ids);
             }
             Transition::Paused => self.paused = true,
             Transition::Resumed => self.paused = false,
@@ -319,6 +341,8 @@ impl Book {
 
     fn rolled_back(&mut self, scope: &RollbackScope) {
         for &at in &scope.redo {
+            // A step run again is adapted again, as conditions are then.
+            self.adaptations.remove(&at);
             self.set_status(at, StepStatus::Pending);
             self.set_output(at, None);
             if let Some(report) = self.report_mut(at) {

@@ -253,6 +253,13 @@ impl<'a> LogicalCall<'a> {
         inner
             .registry
             .record(&agent_id, &self.task.task_type, outcome);
+        if inner.adapting.recording() {
+            let step = self.step.id();
+            let failed = result.is_err();
+            let workflow = ctx.plan.workflow_id();
+            let measures = &inner.adapting.measures;
+            measures.record(workflow, step, &self.task.agent_type, failed, latency);
+        }
         result
     }
 

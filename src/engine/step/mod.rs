@@ -56,6 +56,8 @@ pub(super) struct StepCtx {
     /// For a step recovered after a restart: the calls the restart cut off, which are made
     /// again from the attempt they were at.
     pub(super) cut_off: Vec<crate::store::InFlightCall>,
+    /// The step as adaptations changed it (timeout, retry policy), when they did.
+    pub(super) adapted: Option<Arc<crate::plan::PlanStep>>,
 }
 
 /// What a running step has journaled: its calls (each from its `stepStarted` on), and
@@ -147,7 +149,8 @@ pub(super) type StepResult = Result<Success, Failure>;
 /// Runs the step at `ctx.index` with its resolved parameters.
 pub(super) async fn run_step(ctx: StepCtx, parameters: Value) -> StepResult {
     let plan = Arc::clone(&ctx.plan);
-    let Some(step) = plan.step(ctx.index) else {
+    let adapted = ctx.adapted.clone();
+    let Some(step) = adapted.as_deref().or_else(|| plan.step(ctx.index)) else {
         return Err(Failure::before_calls(
             FailureKind::Permanent,
             "step not in plan".to_owned(),

@@ -12,7 +12,7 @@
 //! 3. `dependencies`, resolved to edges (`graph.rs`);
 //! 4. the workflow's `conditions`, `errorHandling` and `timeout` (`workflow.rs`) and its
 //!    `resourceRequirements` (`resources.rs`);
-//! 5. `triggers` (`triggers.rs`);
+//! 5. `triggers` (`triggers.rs`), then `adaptations` (`adapt.rs`);
 //! 6. at least one step (`workflow.rs`); edges from listed order when `dependencies` is
 //!    absent, the graph, its order and its cycles (`graph.rs`);
 //! 7. only when all of that is valid: each fallback step marked with the step it stands
@@ -21,6 +21,7 @@
 //! A plan is built only when no pass found a problem; its input bindings (every distinct
 //! `${input…}`, in order of first use) and execution policy are gathered last.
 
+mod adapt;
 mod choice;
 mod graph;
 mod kinds;
@@ -125,6 +126,7 @@ impl Compiler {
         self.workflow_timeout(definition);
         let resources = self.workflow_resources(definition);
         let triggers = self.triggers(definition);
+        let adaptations = self.adaptations(definition);
         self.at_least_one_step(definition);
         self.listed_order(definition);
         let graph = self.graph(definition);
@@ -159,6 +161,11 @@ impl Compiler {
                 .collect::<Option<Vec<_>>>()?
                 .into_boxed_slice(),
             input_bindings: inputs.into_boxed_slice(),
+            adaptations: adaptations
+                .into_iter()
+                .map(|adaptation| adaptation.map(Arc::new))
+                .collect::<Option<Vec<_>>>()?
+                .into_boxed_slice(),
         })
     }
 
@@ -220,6 +227,24 @@ impl Compiler {
             value: value.to_owned(),
             reason: reason.to_owned(),
         });
+    }
+}
+
+/// Compiles `rule`, one more adaptation of `definition` (listed after its own), as the
+/// adaptations pass would.
+pub(super) fn adaptation(
+    definition: &WorkflowDefinition,
+    rule: &crate::definition::AdaptationDefinition,
+    others: &[Arc<super::Adaptation>],
+) -> Result<super::Adaptation, ValidationErrors> {
+    let mut compiler = Compiler {
+        errors: Vec::new(),
+        edges: Vec::new(),
+    };
+    let duplicate_of = others.iter().position(|other| other.id() == rule.id);
+    match compiler.adaptation(others.len(), rule, duplicate_of, definition) {
+        Some(adaptation) if compiler.errors.is_empty() => Ok(adaptation),
+        _ => Err(ValidationErrors::new(compiler.errors)),
     }
 }
 

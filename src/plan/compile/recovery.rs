@@ -25,6 +25,23 @@ use crate::plan::{Edge, PlanStep, Recovery, Retry};
 use petgraph::Direction;
 use petgraph::graph::{DiGraph, NodeIndex};
 
+/// Each retry setting from the first of `layers` that sets it, else [`Retry::DEFAULT`].
+fn resolve_retry(layers: &[Option<&RetryPolicy>; 2]) -> Retry {
+    let defaults = Retry::DEFAULT;
+    let max_attempts = first_set(layers, |policy| policy.max_attempts);
+    Retry {
+        max_attempts: max_attempts.unwrap_or(defaults.max_attempts),
+        explicit: max_attempts.is_some(),
+        initial_delay: first_set(layers, |policy| policy.initial_delay_ms)
+            .map_or(defaults.initial_delay, Duration::from_millis),
+        backoff_multiplier: first_set(layers, |policy| policy.backoff_multiplier)
+            .unwrap_or(defaults.backoff_multiplier),
+        max_delay: first_set(layers, |policy| policy.max_delay_ms)
+            .map_or(defaults.max_delay, Duration::from_millis),
+        jitter: first_set(layers, |policy| policy.jitter).unwrap_or(defaults.jitter),
+    }
+}
+
 /// The strategies allowed when `errorHandling` lists none: all but `ROLLBACK`, which
 /// runs completed steps again (a workflow opts in to it by listing it).
 const DEFAULT_STRATEGIES: [RecoveryStrategy; 4] = [
@@ -64,20 +81,23 @@ impl Compiler {
         if let Some(policy) = step_handling_policy {
             self.retry_values(policy, &|| at().field("errorHandling").field("retryPolicy"));
         }
-        let layers = [step_policy.or(step_handling_policy), workflow_policy];
-        let defaults = Retry::DEFAULT;
-        let max_attempts = first_set(&layers, |policy| policy.max_attempts);
-        Retry {
-            max_attempts: max_attempts.unwrap_or(defaults.max_attempts),
-            explicit: max_attempts.is_some(),
-            initial_delay: first_set(&layers, |policy| policy.initial_delay_ms)
-                .map_or(defaults.initial_delay, Duration::from_millis),
-            backoff_multiplier: first_set(&layers, |policy| policy.backoff_multiplier)
-                .unwrap_or(defaults.backoff_multiplier),
-            max_delay: first_set(&layers, |policy| policy.max_delay_ms)
-                .map_or(defaults.max_delay, Duration::from_millis),
-            jitter: first_set(&layers, |policy| policy.jitter).unwrap_or(defaults.jitter),
-        }
+        resolve_retry(&[step_policy.or(step_handling_policy), workflow_policy])
+    }
+
+    /// An adaptation's `retryPolicy`, checked, resolved over the workflow's and the
+    /// defaults: the policy that replaces a step's.
+    pub(super) fn replacing_retry(
+        &mut self,
+        policy: &RetryPolicy,
+        definition: &WorkflowDefinition,
+        at: Locate<'_>,
+    ) -> Retry {
+        self.retry_values(policy, at);
+        let workflow_policy = definition
+            .error_handling
+            .as_ref()
+            .and_then(|handling| handling.retry_policy.as_ref());
+        resolve_retry(&[Some(policy), workflow_policy])
     }
 
     /// Checks the values of one retry policy.
