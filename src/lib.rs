@@ -103,6 +103,9 @@
 //!   ([`PriorityResourceManager`](resource::PriorityResourceManager)).
 //! - [`sim`]: scripted agents (behaviour as data) for dry runs and tests.
 //! - [`decision`]: the record of `decision` steps, kept to learn from.
+//! - [`coordinate`]: how the answers of several agents asked the same task combine
+//!   (`ALL`, `FIRST`, `QUORUM`, `BEST`), for coordinated steps and
+//!   [`Engine::coordinate_agents`](engine::Engine::coordinate_agents).
 //! - [`store`]: runs as append-only journals, their state as a fold, and the stores that
 //!   keep them ([`MemoryStore`](store::MemoryStore), and `SqliteStore` with `sqlite`).
 //!
@@ -131,6 +134,7 @@
 
 pub mod agent;
 pub mod clock;
+pub mod coordinate;
 pub mod decision;
 pub mod definition;
 pub mod engine;

@@ -25,6 +25,7 @@ use petgraph::Direction;
 use petgraph::graph::{DiGraph, NodeIndex};
 use petgraph::visit::EdgeRef;
 
+use crate::coordinate::Coordination;
 use crate::definition::{
     self, AgentType, Concurrency, FailureHandling, LoadBalancing, Loaded, OnTimeout,
     RecoveryStrategy, StepId, StepType, TaskType, ValidationErrors, WorkflowDefinition,
@@ -290,6 +291,7 @@ pub struct PlanStep {
     data_inputs: Box<[usize]>,
     fallback_for: Option<usize>,
     choice: Option<Arc<Choice>>,
+    coordination: Option<Arc<Coordination>>,
 }
 
 impl PlanStep {
@@ -391,6 +393,12 @@ impl PlanStep {
     /// A `decision` step's choice among options, when it has a `decision` block.
     pub fn choice(&self) -> Option<&Arc<Choice>> {
         self.choice.as_ref()
+    }
+
+    /// A `task` or `decision` step's coordination of several agents, when it has a
+    /// `coordination` block: the task goes to several agents at once.
+    pub fn coordination(&self) -> Option<&Arc<Coordination>> {
+        self.coordination.as_ref()
     }
 
     /// The steps this one binds to (sorted, unique): if one of them is skipped or
