@@ -338,9 +338,11 @@ impl PlanStep {
         }
     }
 
-    /// Whether the step makes one logical agent call (`task`, `decision`).
+    /// Whether the step makes one logical agent call (`task`, `decision`, without
+    /// `coordination`: a coordinated step asks several agents at once).
     pub fn calls_one_agent(&self) -> bool {
         matches!(self.kind, StepKind::Task(_) | StepKind::Decision(_))
+            && self.coordination.is_none()
     }
 
     /// The step runs only when this holds.
