@@ -309,3 +309,78 @@ fn a_coordinated_decision_sends_the_chosen_options_parameters_to_every_agent() {
         );
     }
 }
+
+#[test]
+fn coordinate_agents_asks_the_named_agents_with_their_own_keys() {
+    use tradeflow::agent::{AgentId, TaskRequest};
+    use tradeflow::coordinate::{Mode, ValuePath};
+
+    let h = Harness::new();
+    let called = agents(
+        &h,
+        vec![
+            Reply::ok(json!({"side": "BUY"})).after_ms(10),
+            Reply::ok(json!({"side": "SELL"})).after_ms(20),
+            Reply::ok(json!({"side": "BUY"})).after_ms(30),
+        ],
+    );
+    let ids: Vec<AgentId> = ["a-3", "a-1", "a-2"].map(AgentId::from).to_vec();
+    let task = TaskRequest::new("host", "vote", "vote-1", "TASK", json!({"symbol": "AAPL"}));
+    let vote = Mode::Quorum {
+        quorum: std::num::NonZeroU32::new(2),
+        agree_on: Some(ValuePath::parse("side").expect("a path")),
+    };
+
+    let answer = h
+        .clock
+        .block_on(h.engine.coordinate_agents(&ids, task.clone(), &vote))
+        .expect("two agree");
+
+    assert_eq!(answer.output, json!({"side": "BUY"}));
+    assert_eq!(answer.agent_id.as_ref().map(AgentId::as_str), Some("a-1"));
+    assert_eq!(answer.agent_ids, ids);
+    assert_eq!(answer.attempts, 3);
+    assert_eq!(called[2].calls()[0].key(), "vote-1/a1");
+    assert_eq!(called[0].calls()[0].key(), "vote-1/a2");
+    assert_eq!(called[1].calls()[0].key(), "vote-1/a3");
+
+    let all = h
+        .clock
+        .block_on(
+            h.engine
+                .coordinate_agents(&ids[..2], task.clone(), &Mode::All { quorum: None }),
+        )
+        .expect("both answer");
+    assert_eq!(
+        all.output,
+        json!({"results": [{"side": "BUY"}, {"side": "BUY"}], "agentIds": ["a-3", "a-1"]})
+    );
+}
+
+#[test]
+fn coordinate_agents_refuses_unknown_repeated_and_missing_agents_before_any_call() {
+    use tradeflow::agent::{AgentId, TaskRequest};
+    use tradeflow::coordinate::Mode;
+    use tradeflow::engine::CoordinateError;
+
+    let h = Harness::new();
+    let called = agents(&h, vec![Reply::ok(json!(1))]);
+    let task = TaskRequest::new("host", "vote", "vote-1", "TASK", json!({}));
+    let ask = |ids: &[&str]| {
+        let ids: Vec<AgentId> = ids.iter().copied().map(AgentId::from).collect();
+        h.clock
+            .block_on(h.engine.coordinate_agents(&ids, task.clone(), &Mode::First))
+    };
+
+    assert_eq!(
+        ask(&["a-1", "ghost"]),
+        Err(CoordinateError::UnknownAgent { id: "ghost".into() })
+    );
+    assert_eq!(
+        ask(&["a-1", "a-1"]),
+        Err(CoordinateError::DuplicateAgent { id: "a-1".into() })
+    );
+    assert_eq!(ask(&[]), Err(CoordinateError::NoAgents));
+    assert!(called[0].calls().is_empty());
+    assert_eq!(ask(&["a-1"]).map(|answer| answer.output), Ok(json!(1)));
+}

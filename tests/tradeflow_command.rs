@@ -99,6 +99,38 @@ fn validate_names_every_malformed_decision_block_at_its_field() {
 }
 
 #[test]
+fn validate_names_every_malformed_coordination_block_at_its_field() {
+    const FILE: &str = "examples/workflows/invalid/malformed-coordination.json";
+    let output = run(&["validate", FILE]);
+    assert_eq!(output.status.code(), Some(2));
+    let lines = stderr_lines(&output);
+    let expected = [
+        "steps[1] (bad-mode).coordination.goal: unknown value `LOWEST`, expected one of `MIN`, `MAX`",
+        "steps[1] (bad-mode).coordination.mode: unknown value `MAJORITY`, expected one of `ALL`, `FIRST`, `QUORUM`, `BEST`",
+        "steps[2] (bad-counts).coordination.quorum: invalid value 4: a quorum is at most the 2 agents asked",
+        "steps[3] (bad-quorum).coordination.agents: invalid value 0: a coordination asks at least 1 agent",
+        "steps[3] (bad-quorum).coordination.quorum: invalid value 0: a quorum is at least 1 answer",
+        "steps[3] (bad-quorum).coordination.agreeOn: invalid value approved: only QUORUM has it; this coordination is ALL",
+        "steps[4] (best-without-rank).coordination.agreeOn: invalid value weights: only QUORUM has it",
+        "steps[4] (best-without-rank).coordination: `rankBy` is required with mode BEST",
+        "steps[5] (first-with-ranking).coordination.rankBy: invalid value price: only BEST has it",
+        "steps[5] (first-with-ranking).coordination.goal: invalid value MIN: only BEST has it",
+        "steps[6] (bad-path).coordination.rankBy: invalid value quote..price: path `quote..price` has an empty segment",
+        "steps[7] (not-an-agent-step): `coordination` is not allowed here: only task and decision steps",
+    ];
+    for wanted in expected {
+        assert!(
+            lines
+                .iter()
+                .any(|line| line.starts_with(&format!("{FILE}: {wanted}"))),
+            "no line starts with {wanted:?}: {lines:#?}"
+        );
+    }
+    assert_eq!(lines.len(), expected.len(), "{lines:#?}");
+    assert!(output.stdout.is_empty());
+}
+
+#[test]
 fn validate_prints_every_problem_on_its_own_line() {
     let file = scratch_file(
         "three-problems.json",

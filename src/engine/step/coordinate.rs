@@ -18,7 +18,11 @@
 //! again); lanes that had not started start as new.
 
 use std::future::poll_fn;
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
+
+use futures::FutureExt;
 
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
@@ -26,8 +30,10 @@ use serde_json::{Map, Value};
 
 use super::call::Lanes;
 use super::{Failure, LogicalCall, StepCtx, StepResult, Success};
-use crate::agent::AgentId;
+use crate::agent::{AgentError, AgentId, Outcome, TaskRequest};
 use crate::coordinate::{Coordination, Mode, Tally, Verdict};
+use crate::engine::Inner;
+use crate::engine::coordinated::{CoordinateError, Coordinated};
 use crate::plan::{AgentTask, PlanStep};
 use crate::run::FailureKind;
 
@@ -213,4 +219,142 @@ impl Answers {
             agent: None,
         })
     }
+}
+
+/// Sends `task` to each agent of `agent_ids` (registered, distinct: checked by the
+/// caller) at once, each once, and combines the answers under `mode`.
+pub(in crate::engine) async fn coordinate_named(
+    inner: &Arc<Inner>,
+    agent_ids: &[AgentId],
+    task: TaskRequest,
+    mode: &Mode,
+) -> Result<Coordinated, CoordinateError> {
+    let asked = agent_ids.len();
+    let mut tally = Tally::new(mode, asked);
+    let no_quorum = |agreeing, needed| CoordinateError::NoQuorum {
+        mode: mode.as_str(),
+        agreeing,
+        needed,
+        asked,
+    };
+    if let Verdict::NoQuorum { agreeing, needed } = tally.verdict() {
+        return Err(no_quorum(agreeing, needed));
+    }
+    let task = &task;
+    let mut pending: FuturesUnordered<_> = agent_ids
+        .iter()
+        .enumerate()
+        .map(|(lane, id)| async move { (lane, call_named(inner, id, lane, task).await) })
+        .collect();
+    let mut results: Vec<Option<Result<Value, AgentError>>> = (0..asked).map(|_| None).collect();
+    let mut attempts = 0;
+    let verdict = loop {
+        let Some((lane, result)) = pending.next().await else {
+            break tally.verdict();
+        };
+        attempts += 1;
+        let verdict = match &result {
+            Ok(output) => tally.answered(lane, output),
+            Err(_) => tally.failed(lane),
+        };
+        if let Some(slot) = results.get_mut(lane) {
+            *slot = Some(result);
+        }
+        if verdict.is_decided() {
+            break verdict;
+        }
+    };
+    // The calls still running are cancelled here: their slots are freed at once.
+    drop(pending);
+    let mut output_of = |lane: usize| match results.get_mut(lane).and_then(Option::take) {
+        Some(Ok(output)) => Some(output),
+        _ => None,
+    };
+    let (output, agent_id) = match verdict {
+        Verdict::Winner(lane) => match output_of(lane) {
+            Some(output) => (output, agent_ids.get(lane).cloned()),
+            None => return Err(all_failed(agent_ids, results)),
+        },
+        Verdict::All(lanes) => {
+            let mut answers = Vec::with_capacity(lanes.len());
+            let mut ids = Vec::with_capacity(lanes.len());
+            for lane in lanes {
+                if let Some(output) = output_of(lane) {
+                    answers.push(output);
+                    ids.extend(agent_ids.get(lane).map(|id| Value::from(id.as_str())));
+                }
+            }
+            let mut output = Map::new();
+            output.insert("results".to_owned(), Value::Array(answers));
+            output.insert("agentIds".to_owned(), Value::Array(ids));
+            (Value::Object(output), None)
+        }
+        Verdict::NoQuorum { agreeing, needed } => return Err(no_quorum(agreeing, needed)),
+        _ => return Err(all_failed(agent_ids, results)),
+    };
+    Ok(Coordinated {
+        output,
+        agent_id,
+        agent_ids: agent_ids.to_vec(),
+        attempts,
+    })
+}
+
+/// The first failure, in the order named.
+fn all_failed(
+    agent_ids: &[AgentId],
+    results: Vec<Option<Result<Value, AgentError>>>,
+) -> CoordinateError {
+    let first = agent_ids
+        .iter()
+        .zip(results)
+        .find_map(|(id, result)| match result {
+            Some(Err(error)) => Some((id.clone(), error)),
+            _ => None,
+        });
+    match (first, agent_ids.first()) {
+        (Some((agent, error)), _) => CoordinateError::AllFailed { agent, error },
+        (None, Some(agent)) => CoordinateError::AllFailed {
+            agent: agent.clone(),
+            error: AgentError::permanent("no answer"),
+        },
+        (None, None) => CoordinateError::NoAgents,
+    }
+}
+
+/// One call of `coordinate_named`: waits for a free slot on agent `id`, calls it with
+/// its own key (`/a<lane + 1>`), contained if it panics, recorded in its history.
+async fn call_named(
+    inner: &Inner,
+    id: &AgentId,
+    lane: usize,
+    task: &TaskRequest,
+) -> Result<Value, AgentError> {
+    let registry = &inner.registry;
+    let (agent, lease) = loop {
+        let changed = registry.capacity_changed();
+        match registry.reserve_named(id) {
+            Some(Some(reserved)) => break reserved,
+            Some(None) => changed.await,
+            None => return Err(AgentError::permanent(format!("agent `{id}` left"))),
+        }
+    };
+    let mut request = task.clone();
+    request.idempotency_key = format!("{}/a{}", task.idempotency_key, lane + 1);
+    let started = inner.clock.now();
+    let result = AssertUnwindSafe(agent.execute(request))
+        .catch_unwind()
+        .await
+        .unwrap_or_else(|_| Err(AgentError::temporary("the agent panicked")));
+    drop(lease);
+    let latency = (inner.clock.now() - started).to_std().unwrap_or_default();
+    let outcome = match &result {
+        Ok(_) => Outcome::Success { latency },
+        Err(error) => Outcome::Failure {
+            kind: error.kind,
+            latency,
+        },
+    };
+    registry.record(id, &task.task_type, outcome);
+    result
 }

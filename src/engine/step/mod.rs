@@ -34,6 +34,7 @@ use crate::plan::{ExecutionPlan, StepKind};
 use crate::run::{FailureKind, RunId};
 
 pub(super) use call::LogicalCall;
+pub(super) use coordinate::coordinate_named;
 
 /// Everything a running step needs; owned, so the step's future is `'static`.
 pub(super) struct StepCtx {

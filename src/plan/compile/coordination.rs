@@ -132,7 +132,8 @@ impl Compiler {
             self.invalid(at(), &value, "a quorum is at least 1 answer");
             return None;
         }
-        if let Some(agents) = settings.agents
+        // An `agents` of 0 is reported on its own.
+        if let Some(agents) = settings.agents.filter(|&agents| agents > 0)
             && quorum > agents
         {
             self.invalid(
