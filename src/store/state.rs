@@ -78,7 +78,8 @@ pub struct StepState {
     pub attempts: u32,
     /// The agent whose result the output is.
     pub agent_id: Option<AgentId>,
-    /// For `parallel` steps: the agent of each item, in input order.
+    /// For `parallel` steps: the agent of each item, in input order; for coordinated
+    /// steps: every agent asked, in selection order.
     pub agent_ids: Option<Vec<AgentId>>,
     /// Why the step was skipped.
     pub reason: Option<String>,
