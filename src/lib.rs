@@ -104,6 +104,9 @@
 //! - [`sim`]: scripted agents (behaviour as data) for dry runs and tests.
 //! - [`decision`]: choosing among a `decision` step's options and learning from their rewards
 //!   (`DecisionEngine`, `LearningDecisions`), and the record of decisions.
+//! - [`coordinate`]: how the answers of several agents asked the same task combine
+//!   (`ALL`, `FIRST`, `QUORUM`, `BEST`), for coordinated steps and
+//!   [`Engine::coordinate_agents`](engine::Engine::coordinate_agents).
 //! - [`store`]: runs as append-only journals, their state as a fold, and the stores that
 //!   keep them ([`MemoryStore`](store::MemoryStore), and `SqliteStore` with `sqlite`).
 //!
@@ -133,6 +136,7 @@
 pub mod adapt;
 pub mod agent;
 pub mod clock;
+pub mod coordinate;
 pub mod decision;
 pub mod definition;
 pub mod engine;

@@ -539,3 +539,34 @@ fn decisions_and_their_rewards_fold_once_each_and_a_reported_reward_may_follow_t
         "{missing_after_end}"
     );
 }
+
+#[test]
+fn a_coordinated_step_keeps_one_call_in_flight_per_agent_asked() {
+    let call = |lane: u32, attempt: u32, agent: &str| JournalEntry::StepStarted {
+        step_id: "vote".into(),
+        item: None,
+        iteration: None,
+        attempt,
+        agent_id: agent.into(),
+        idempotency_key: format!("run-1/vote/0/0/a{lane}"),
+        at: at(i64::from(attempt)),
+    };
+    let state = RunState::fold(&[
+        started(),
+        call(1, 1, "a-1"),
+        call(2, 1, "a-2"),
+        call(3, 1, "a-3"),
+        // Lane 2 retried: its first call ended, the other lanes' calls go on.
+        call(2, 2, "a-2"),
+    ])
+    .unwrap();
+    let vote = &state.steps["vote"];
+    assert_eq!(vote.attempts, 4);
+    let lanes: Vec<(Option<usize>, u32)> = vote
+        .in_flight
+        .iter()
+        .map(|call| (call.lane(), call.attempt))
+        .collect();
+    assert_eq!(lanes, [(Some(0), 1), (Some(2), 1), (Some(1), 2)]);
+    assert_eq!(state.in_flight().count(), 3);
+}

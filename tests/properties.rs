@@ -310,6 +310,7 @@ fn step(float: BoxedStrategy<f64>) -> impl Strategy<Value = StepDefinition> {
             default,
             approval,
             decision: None,
+            coordination: None,
         },
     )
 }

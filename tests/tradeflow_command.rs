@@ -65,65 +65,83 @@ fn validate_rejects_the_seed_copy_with_exit_code_2() {
 
 #[test]
 fn validate_names_every_malformed_decision_block_at_its_field() {
-    const FILE: &str = "examples/workflows/invalid/malformed-decisions.json";
-    let output = run(&["validate", FILE]);
-    assert_eq!(output.status.code(), Some(2));
-    let lines = stderr_lines(&output);
-    let expected = [
-        "steps[1] (no-options).decision.options: invalid value []: a decision needs at least one option",
-        "steps[2] (bad-options).decision.criteria[0].weight: invalid value -0.7: ",
-        "steps[2] (bad-options).decision.criteria[1].name: invalid value cost: two criteria have this name",
-        "steps[2] (bad-options).decision.options[0].scores.sped: invalid value sped: no criterion has this name",
-        "steps[2] (bad-options).decision.options[1].id: invalid value twap: two options have this id",
-        "steps[2] (bad-options).decision.options[2].id: invalid value \"\": an option needs an id",
-        "steps[2] (bad-options).decision.options[2].parameters.algo: invalid binding in `${signal.output.algo`",
-        "steps[3] (bad-names).decision.criteria[0].goal: unknown value `FASTEST`, expected one of `MIN`, `MAX`",
-        "steps[3] (bad-names).decision.policy: unknown value `GREEDY`",
-        "steps[4] (bad-learning).decision: `exploration` is not allowed here: ",
-        "steps[4] (bad-learning).decision.contextKey: binding `${regime.output.name}` refers to unknown step `regime`",
-        "steps[4] (bad-learning).decision.reward: invalid value ${monitor.output.fillQuality} per fill: a reward is one binding",
-        "steps[5] (bad-exploration).decision.exploration: invalid value 1.5: ",
-        "steps[5] (bad-exploration).decision.reward: binding `${ghost.output.fillQuality}` refers to unknown step `ghost`",
-        "steps[6] (not-a-decision): `decision` is not allowed here: only decision steps have it",
-    ];
-    for wanted in expected {
-        assert!(
-            lines
-                .iter()
-                .any(|line| line.starts_with(&format!("{FILE}: {wanted}"))),
-            "no line starts with {wanted:?}: {lines:#?}"
-        );
-    }
-    assert_eq!(lines.len(), expected.len(), "{lines:#?}");
-    assert!(output.stdout.is_empty());
+    assert_validate_names(
+        "examples/workflows/invalid/malformed-decisions.json",
+        &[
+            "steps[1] (no-options).decision.options: invalid value []: a decision needs at least one option",
+            "steps[2] (bad-options).decision.criteria[0].weight: invalid value -0.7: ",
+            "steps[2] (bad-options).decision.criteria[1].name: invalid value cost: two criteria have this name",
+            "steps[2] (bad-options).decision.options[0].scores.sped: invalid value sped: no criterion has this name",
+            "steps[2] (bad-options).decision.options[1].id: invalid value twap: two options have this id",
+            "steps[2] (bad-options).decision.options[2].id: invalid value \"\": an option needs an id",
+            "steps[2] (bad-options).decision.options[2].parameters.algo: invalid binding in `${signal.output.algo`",
+            "steps[3] (bad-names).decision.criteria[0].goal: unknown value `FASTEST`, expected one of `MIN`, `MAX`",
+            "steps[3] (bad-names).decision.policy: unknown value `GREEDY`",
+            "steps[4] (bad-learning).decision: `exploration` is not allowed here: ",
+            "steps[4] (bad-learning).decision.contextKey: binding `${regime.output.name}` refers to unknown step `regime`",
+            "steps[4] (bad-learning).decision.reward: invalid value ${monitor.output.fillQuality} per fill: a reward is one binding",
+            "steps[5] (bad-exploration).decision.exploration: invalid value 1.5: ",
+            "steps[5] (bad-exploration).decision.reward: binding `${ghost.output.fillQuality}` refers to unknown step `ghost`",
+            "steps[6] (not-a-decision): `decision` is not allowed here: only decision steps have it",
+        ],
+    );
 }
 
 #[test]
 fn validate_names_every_malformed_adaptation_at_its_field() {
-    const FILE: &str = "examples/workflows/invalid/malformed-adaptations.json";
-    let output = run(&["validate", FILE]);
+    assert_validate_names(
+        "examples/workflows/invalid/malformed-adaptations.json",
+        &[
+            "adaptations[4] (typo).changes[0]: unknown field `timeoutFactr` (did you mean `timeoutFactor`?)",
+            "adaptations[0].id: invalid value : an adaptation's id is not empty",
+            "adaptations[1] (twice).when: binding `${risk-assessment.output.level}` is not allowed here: ",
+            "adaptations[1] (twice).changes[0].stepId: unknown step `ghost`",
+            "adaptations[1] (twice).changes[0].timeoutFactor: invalid value 0: must be a finite number greater than 0",
+            "adaptations[1] (twice).changes[1]: invalid value {\"stepId\": \"risk-assessment\"}: a change sets at least one of",
+            "adaptations[2] (twice).id: invalid value twice: adaptations[1] already has this id",
+            "adaptations[2] (twice).when: invalid expression `volatility.level >`: ",
+            "adaptations[2] (twice).changes[0].stepId: invalid value route: a `condition` step starts no work to change",
+            "adaptations[2] (twice).changes[1].parameters.size: invalid value ${input.size}: adaptation parameters are literal values",
+            "adaptations[2] (twice).changes[1].timeout: invalid value 0: a timeout is at least 1 ms",
+            "adaptations[2] (twice).changes[1].retryPolicy.maxAttempts: invalid value 0: ",
+            "adaptations[3] (empty).changes: invalid value []: an adaptation changes at least one step",
+        ],
+    );
+}
+
+#[test]
+fn validate_names_every_malformed_coordination_block_at_its_field() {
+    assert_validate_names(
+        "examples/workflows/invalid/malformed-coordination.json",
+        &[
+            "steps[1] (bad-mode).coordination.goal: unknown value `LOWEST`, expected one of `MIN`, `MAX`",
+            "steps[1] (bad-mode).coordination.mode: unknown value `MAJORITY`, expected one of `ALL`, `FIRST`, `QUORUM`, `BEST`",
+            "steps[2] (bad-counts).coordination.quorum: invalid value 4: a quorum is at most the 2 agents asked",
+            "steps[3] (bad-quorum).coordination.agents: invalid value 0: a coordination asks at least 1 agent",
+            "steps[3] (bad-quorum).coordination.quorum: invalid value 0: a quorum is at least 1 answer",
+            "steps[3] (bad-quorum).coordination.agreeOn: invalid value approved: only QUORUM has it; this coordination is ALL",
+            "steps[4] (best-without-rank).coordination.agreeOn: invalid value weights: only QUORUM has it",
+            "steps[4] (best-without-rank).coordination: `rankBy` is required with mode BEST",
+            "steps[5] (first-with-ranking).coordination.rankBy: invalid value price: only BEST has it",
+            "steps[5] (first-with-ranking).coordination.goal: invalid value MIN: only BEST has it",
+            "steps[6] (bad-path).coordination.rankBy: invalid value quote..price: path `quote..price` has an empty segment",
+            "steps[7] (not-an-agent-step): `coordination` is not allowed here: only task and decision steps",
+        ],
+    );
+}
+
+/// `validate FILE` exits 2 with exactly the `expected` lines (each a prefix after
+/// `FILE: `), in any order, and nothing on stdout.
+#[track_caller]
+fn assert_validate_names(file: &str, expected: &[&str]) {
+    let output = run(&["validate", file]);
     assert_eq!(output.status.code(), Some(2));
     let lines = stderr_lines(&output);
-    let expected = [
-        "adaptations[4] (typo).changes[0]: unknown field `timeoutFactr` (did you mean `timeoutFactor`?)",
-        "adaptations[0].id: invalid value : an adaptation's id is not empty",
-        "adaptations[1] (twice).when: binding `${risk-assessment.output.level}` is not allowed here: ",
-        "adaptations[1] (twice).changes[0].stepId: unknown step `ghost`",
-        "adaptations[1] (twice).changes[0].timeoutFactor: invalid value 0: must be a finite number greater than 0",
-        "adaptations[1] (twice).changes[1]: invalid value {\"stepId\": \"risk-assessment\"}: a change sets at least one of",
-        "adaptations[2] (twice).id: invalid value twice: adaptations[1] already has this id",
-        "adaptations[2] (twice).when: invalid expression `volatility.level >`: ",
-        "adaptations[2] (twice).changes[0].stepId: invalid value route: a `condition` step starts no work to change",
-        "adaptations[2] (twice).changes[1].parameters.size: invalid value ${input.size}: adaptation parameters are literal values",
-        "adaptations[2] (twice).changes[1].timeout: invalid value 0: a timeout is at least 1 ms",
-        "adaptations[2] (twice).changes[1].retryPolicy.maxAttempts: invalid value 0: ",
-        "adaptations[3] (empty).changes: invalid value []: an adaptation changes at least one step",
-    ];
     for wanted in expected {
         assert!(
             lines
                 .iter()
-                .any(|line| line.starts_with(&format!("{FILE}: {wanted}"))),
+                .any(|line| line.starts_with(&format!("{file}: {wanted}"))),
             "no line starts with {wanted:?}: {lines:#?}"
         );
     }

@@ -522,6 +522,18 @@ impl AgentRegistry {
         })
     }
 
+    /// Reserves a slot on the agent `id` whatever its type or capabilities (a host
+    /// naming the agents it asks): `None` when no agent has this id, `Some(None)` when
+    /// it is at `max_concurrency` (await [`capacity_changed`](Self::capacity_changed),
+    /// armed before this call, and try again), else the agent and its slot.
+    pub fn reserve_named(&self, id: &AgentId) -> Option<Option<(Arc<dyn Agent>, Lease)>> {
+        let entry = Arc::clone(self.read().entry(id)?);
+        Some(
+            self.reserve(&entry)
+                .map(|lease| (Arc::clone(&entry.agent), lease)),
+        )
+    }
+
     /// Indices in `candidates` of those the balancer chooses among.
     fn best(&self, candidates: &[Candidate]) -> Vec<usize> {
         let only_unhealthy = only_unhealthy(candidates);

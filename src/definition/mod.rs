@@ -14,6 +14,7 @@
 
 mod adapt;
 mod choice;
+mod coordination;
 mod error;
 mod ids;
 mod load;
@@ -25,6 +26,7 @@ use serde_json::{Map, Value};
 
 pub use adapt::{AdaptationDefinition, ChangeDefinition};
 pub use choice::{Criterion, DecisionOption, DecisionPolicy, DecisionSettings, Goal};
+pub use coordination::{CoordinationMode, CoordinationSettings};
 pub use error::{DefinitionError, Location, ValidationErrors};
 pub use ids::{AgentType, StepId, TaskType};
 pub(crate) use load::{Loaded, Partial, load_as, load_json, parse};
@@ -182,6 +184,10 @@ pub struct StepDefinition {
     /// The options the step chooses among, and how it learns (`decision` steps only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub decision: Option<DecisionSettings>,
+    /// The same task sent to several agents at once, and how their answers combine
+    /// (`task` and `decision` steps only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub coordination: Option<CoordinationSettings>,
 }
 
 impl StepDefinition {

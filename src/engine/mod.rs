@@ -111,6 +111,7 @@ mod approvals;
 mod builder;
 mod catalogue;
 mod control;
+mod coordinated;
 mod durable;
 mod error;
 mod event;
@@ -148,6 +149,7 @@ pub use crate::run::{FailureKind, RecoveryDecision, RunError, RunStatus, StepErr
 pub use adapt::{HeldAdaptation, MAX_ADDED_ADAPTATIONS};
 pub use builder::EngineBuilder;
 pub use catalogue::WorkflowRef;
+pub use coordinated::{CoordinateError, Coordinated};
 pub use error::{EngineError, RecoveryError};
 pub use event::{EventStream, RunEvent, RunEvents};
 pub use heal::MAX_RECOVERIES;

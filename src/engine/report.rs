@@ -20,7 +20,8 @@ pub struct StepReport {
     /// The agent whose attempt produced the final result.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub agent_id: Option<AgentId>,
-    /// For `parallel` steps: the agent of each item, in input order.
+    /// For `parallel` steps: the agent of each item, in input order; for coordinated
+    /// steps: every agent asked, in selection order.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub agent_ids: Option<Vec<AgentId>>,
     /// Calls made, all agents together.

@@ -26,6 +26,7 @@ use petgraph::Direction;
 use petgraph::graph::{DiGraph, NodeIndex};
 use petgraph::visit::EdgeRef;
 
+use crate::coordinate::Coordination;
 use crate::definition::{
     self, AgentType, Concurrency, FailureHandling, LoadBalancing, Loaded, OnTimeout,
     RecoveryStrategy, StepId, StepType, TaskType, ValidationErrors, WorkflowDefinition,
@@ -313,6 +314,7 @@ pub struct PlanStep {
     data_inputs: Box<[usize]>,
     fallback_for: Option<usize>,
     choice: Option<Arc<Choice>>,
+    coordination: Option<Arc<Coordination>>,
 }
 
 impl PlanStep {
@@ -359,9 +361,11 @@ impl PlanStep {
         }
     }
 
-    /// Whether the step makes one logical agent call (`task`, `decision`).
+    /// Whether the step makes one logical agent call (`task`, `decision`, without
+    /// `coordination`: a coordinated step asks several agents at once).
     pub fn calls_one_agent(&self) -> bool {
         matches!(self.kind, StepKind::Task(_) | StepKind::Decision(_))
+            && self.coordination.is_none()
     }
 
     /// The step runs only when this holds.
@@ -414,6 +418,12 @@ impl PlanStep {
     /// A `decision` step's choice among options, when it has a `decision` block.
     pub fn choice(&self) -> Option<&Arc<Choice>> {
         self.choice.as_ref()
+    }
+
+    /// A `task` or `decision` step's coordination of several agents, when it has a
+    /// `coordination` block: the task goes to several agents at once.
+    pub fn coordination(&self) -> Option<&Arc<Coordination>> {
+        self.coordination.as_ref()
     }
 
     /// The steps this one binds to (sorted, unique): if one of them is skipped or

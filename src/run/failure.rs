@@ -39,6 +39,10 @@ pub enum FailureKind {
     /// The run's journal could not be written (the store failed past its retries, or
     /// another engine took the run): the run stopped, and stays unfinished in the store.
     Store,
+    /// The agents of a coordinated step could not reach its quorum: too few succeeded
+    /// (`ALL`), or too few agreed (`QUORUM`), and the answers still to come could not
+    /// change that.
+    NoQuorum,
 }
 
 impl FailureKind {
@@ -58,6 +62,7 @@ impl FailureKind {
             Self::WorkflowTimeout => "WORKFLOW_TIMEOUT",
             Self::Resources => "RESOURCES",
             Self::Store => "STORE",
+            Self::NoQuorum => "NO_QUORUM",
         }
     }
 }

@@ -81,7 +81,8 @@ pub struct StepState {
     pub attempts: u32,
     /// The agent whose result the output is.
     pub agent_id: Option<AgentId>,
-    /// For `parallel` steps: the agent of each item, in input order.
+    /// For `parallel` steps: the agent of each item, in input order; for coordinated
+    /// steps: every agent asked, in selection order.
     pub agent_ids: Option<Vec<AgentId>>,
     /// Why the step was skipped.
     pub reason: Option<String>,
@@ -96,8 +97,9 @@ pub struct StepState {
     /// How often a `ROLLBACK` reset the step: its calls' idempotency keys end in
     /// `/r<generation>` when it is not 0, so agents tell a redone call from the first.
     pub generation: u32,
-    /// Calls started and not yet ended, at most one per item: what a recovery must
-    /// re-make, with the same idempotency keys.
+    /// Calls started and not yet ended, at most one per item and lane (a coordinated
+    /// step has one call in flight per agent it asks): what a recovery must re-make,
+    /// with the same idempotency keys.
     pub in_flight: Vec<InFlightCall>,
     /// While the step waits for approval: what the approver is asked to approve.
     pub waiting: Option<Value>,
@@ -121,6 +123,17 @@ pub struct InFlightCall {
     pub idempotency_key: String,
     /// When the call started.
     pub started_at: DateTime<Utc>,
+}
+
+impl InFlightCall {
+    /// For a call of a coordinated step, its lane: the position (from 0) of the agent it
+    /// was made for in the step's selection order, read from the key's last segment
+    /// `a<k+1>` (the other keys end in a number or `r<generation>`). `None` otherwise.
+    pub fn lane(&self) -> Option<usize> {
+        let (_, last) = self.idempotency_key.rsplit_once('/')?;
+        let number: usize = last.strip_prefix('a')?.parse().ok()?;
+        number.checked_sub(1)
+    }
 }
 
 /// The answer to a `human_approval` step.
@@ -573,7 +586,8 @@ impl StepState {
         }
     }
 
-    /// A call started: the one before it on the same item has ended.
+    /// A call started: the one before it on the same item and lane has ended (the calls
+    /// of other lanes of a coordinated step go on).
     fn started(&mut self, call: InFlightCall) {
         if self.status.is_final() {
             self.output = None;
@@ -582,7 +596,9 @@ impl StepState {
         self.status = StepStatus::Running;
         self.attempts += 1;
         self.waiting = None;
-        self.in_flight.retain(|earlier| earlier.item != call.item);
+        let lane = call.lane();
+        self.in_flight
+            .retain(|earlier| earlier.item != call.item || earlier.lane() != lane);
         self.in_flight.push(call);
     }
 

@@ -14,9 +14,16 @@
 //!    loop's deadline);
 //! 4. records the outcome in the agent's history, and either returns or waits the retry
 //!    policy's jittered backoff before the next attempt.
+//!
+//! A coordinated step makes one logical call per agent it asks, each a *lane* of the
+//! step ([`Lanes`]): lane k's key ends in `/a<k+1>`, it never takes an agent another lane
+//! holds, and its retries go back to its own agent whenever that agent has a free slot.
 
+use std::borrow::Cow;
 use std::io;
 use std::panic::AssertUnwindSafe;
+use std::sync::Mutex;
+use std::sync::PoisonError;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
@@ -55,6 +62,52 @@ pub(in crate::engine) struct LogicalCall<'a> {
     /// Set while the call waits for its first agent, cleared once it has one (or none
     /// can be had): a `parallel` step starts its next item then.
     choosing: Option<&'a AtomicBool>,
+    /// For a coordinated step: the call's lane, and the lanes' agents.
+    lane: Option<(usize, &'a Lanes)>,
+}
+
+/// The lanes of a coordinated step: the agent each lane calls now, and whether the lane
+/// started last still waits for its first agent (the next lane starts once it has one,
+/// so it can leave that agent out).
+pub(super) struct Lanes {
+    agents: Mutex<Vec<Option<AgentId>>>,
+    pub(super) choosing: AtomicBool,
+}
+
+impl Lanes {
+    /// `count` lanes, none with an agent yet.
+    pub(super) fn new(count: usize) -> Self {
+        Self {
+            agents: Mutex::new(vec![None; count]),
+            choosing: AtomicBool::new(false),
+        }
+    }
+
+    /// The agent of each lane that has had one, in lane order.
+    pub(super) fn agents(&self) -> Vec<AgentId> {
+        self.lock().iter().flatten().cloned().collect()
+    }
+
+    /// The agents the other lanes hold.
+    fn others(&self, lane: usize) -> Vec<AgentId> {
+        self.lock()
+            .iter()
+            .enumerate()
+            .filter(|(index, _)| *index != lane)
+            .filter_map(|(_, agent)| agent.clone())
+            .collect()
+    }
+
+    fn set(&self, lane: usize, agent: &AgentId) {
+        if let Some(slot) = self.lock().get_mut(lane) {
+            *slot = Some(agent.clone());
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Option<AgentId>>> {
+        // Every update is one assignment: nothing is left half-done by a panic.
+        self.agents.lock().unwrap_or_else(PoisonError::into_inner)
+    }
 }
 
 /// How the attempts of one logical call ended.
@@ -99,7 +152,16 @@ impl<'a> LogicalCall<'a> {
             preferred: None,
             deadline: None,
             choosing: None,
+            lane: None,
         }
+    }
+
+    /// The call of lane `lane` of a coordinated step, which clears `lanes.choosing` once
+    /// its first agent is chosen (or none can be).
+    pub(super) fn lane(mut self, lane: usize, lanes: &'a Lanes) -> Self {
+        self.lane = Some((lane, lanes));
+        self.choosing = Some(&lanes.choosing);
+        self
     }
 
     /// The call for item `item` of a `parallel` step, which clears `choosing` once its
@@ -126,16 +188,36 @@ impl<'a> LogicalCall<'a> {
 
     /// Calls an agent until it succeeds, fails for good, or the retry policy is spent.
     pub(super) async fn make(&self, ctx: &StepCtx) -> CallOutcome {
-        let mut tries = Tries::new(
-            ctx,
-            self.item,
-            self.iteration,
-            self.step.retry().max_attempts,
-        );
+        let mut tries = Tries::new(ctx, self, self.step.retry().max_attempts);
         loop {
-            let preferred = self.preferred.filter(|_| tries.count == tries.from);
-            let chosen = choose(ctx, self.task, preferred, &tries.excluded, &mut tries.rng).await;
-            if let Some(choosing) = self.choosing.filter(|_| tries.count == tries.from) {
+            let first = tries.count == tries.from;
+            let (preferred, excluded) = match self.lane {
+                // A lane keeps its agent (the one a restart cut it off on, at first) and
+                // leaves the other lanes' agents out.
+                Some((lane, lanes)) => {
+                    let mut excluded = tries.excluded.clone();
+                    excluded.extend(lanes.others(lane));
+                    let own = tries.last_agent.as_ref().or(tries.cut_off_agent.as_ref());
+                    let own = own.filter(|agent| !excluded.contains(agent)).cloned();
+                    (own, Cow::Owned(excluded))
+                }
+                None => (
+                    self.preferred.filter(|_| first).cloned(),
+                    Cow::Borrowed(tries.excluded.as_slice()),
+                ),
+            };
+            let chosen = choose(
+                ctx,
+                self.task,
+                preferred.as_ref(),
+                &excluded,
+                &mut tries.rng,
+            )
+            .await;
+            if let (Some((lane, lanes)), Ok(selection)) = (self.lane, &chosen) {
+                lanes.set(lane, &selection.candidate.agent);
+            }
+            if let Some(choosing) = self.choosing.filter(|_| first) {
                 choosing.store(false, Ordering::Relaxed);
             }
             let selection = match chosen {
@@ -194,6 +276,7 @@ impl<'a> LogicalCall<'a> {
             self.item,
             self.iteration,
             ctx.generation,
+            self.lane_index(),
         );
         let iteration = (self.iteration > 0).then_some(self.iteration);
         // Counted as the journal counts it: from its `stepStarted` on.
@@ -235,7 +318,7 @@ impl<'a> LogicalCall<'a> {
             idempotency_key,
             task_type: self.task.task_type.clone(),
             parameters: self.parameters.clone(),
-            seed: call_seed(ctx, self.step, self.item, self.iteration, attempt),
+            seed: call_seed(ctx, self, attempt),
         };
         let started = inner.clock.now();
         let limit = attempt_deadline(started, self.step.timeout(), self.deadline);
@@ -261,6 +344,20 @@ impl<'a> LogicalCall<'a> {
             measures.record(workflow, step, &self.task.agent_type, failed, latency);
         }
         result
+    }
+
+    /// The lane, for a call of a coordinated step.
+    fn lane_index(&self) -> Option<usize> {
+        self.lane.map(|(lane, _)| lane)
+    }
+
+    /// The item, iteration and lane of the call, in one number (the seeds' input).
+    fn identity(&self) -> u64 {
+        let logical = logical(self.item, self.iteration);
+        // Calls of steps without lanes keep the seeds they had before lanes existed.
+        self.lane_index().map_or(logical, |lane| {
+            logical ^ spread((lane as u64).wrapping_add(1))
+        })
     }
 
     /// The wait before the next attempt after `error`, or `None` when there is none: the
@@ -314,25 +411,30 @@ struct Tries {
     rng: StdRng,
     /// The agent of the last attempt.
     last_agent: Option<AgentId>,
+    /// The agent of the call a restart cut off, if any.
+    cut_off_agent: Option<AgentId>,
 }
 
 impl Tries {
     /// The tries of one logical call; a call cut off by a restart goes on from the attempt
     /// it was at (it may have been made: it counts), within the retry policy's budget.
-    fn new(ctx: &StepCtx, item: Option<usize>, iteration: u32, max_attempts: u32) -> Self {
-        let seed = spread(ctx.seed ^ spread(ctx.index as u64 ^ spread(logical(item, iteration))));
-        let cut_off = ctx
-            .cut_off
-            .iter()
-            .find(|call| call.item == item && call.iteration.unwrap_or(0) == iteration)
-            .map_or(0, |call| call.attempt);
-        let from = cut_off.min(max_attempts.saturating_sub(1));
+    fn new(ctx: &StepCtx, call: &LogicalCall<'_>, max_attempts: u32) -> Self {
+        let seed = spread(ctx.seed ^ spread(ctx.index as u64 ^ spread(call.identity())));
+        let cut_off = ctx.cut_off.iter().find(|cut| {
+            cut.item == call.item
+                && cut.iteration.unwrap_or(0) == call.iteration
+                && cut.lane() == call.lane_index()
+        });
+        let from = cut_off
+            .map_or(0, |cut| cut.attempt)
+            .min(max_attempts.saturating_sub(1));
         Self {
             count: from,
             from,
             excluded: ctx.excluded.clone(),
             rng: StdRng::seed_from_u64(seed),
             last_agent: None,
+            cut_off_agent: cut_off.map(|cut| cut.agent_id.clone()),
         }
     }
 
@@ -354,25 +456,21 @@ fn logical(item: Option<usize>, iteration: u32) -> u64 {
 /// The seed of one attempt's random choices ([`TaskRequest::seed`]): the run's seed and
 /// the call's identity (step, item, iteration, rollback generation, attempt). The run id
 /// is left out, so that a run replayed under another id with the same seed draws the same.
-fn call_seed(
-    ctx: &StepCtx,
-    step: &PlanStep,
-    item: Option<usize>,
-    iteration: u32,
-    attempt: u32,
-) -> u64 {
+fn call_seed(ctx: &StepCtx, call: &LogicalCall<'_>, attempt: u32) -> u64 {
     let attempt = (u64::from(ctx.generation) << 32) | u64::from(attempt);
-    spread(mix(ctx.seed, step.id().as_str()) ^ spread(logical(item, iteration) ^ spread(attempt)))
+    spread(mix(ctx.seed, call.step.id().as_str()) ^ spread(call.identity() ^ spread(attempt)))
 }
 
 /// `run/step/item/iteration` (item and iteration 0 when the step has none), then
-/// `/r<generation>` for a step a `ROLLBACK` reset (a new logical call).
+/// `/r<generation>` for a step a `ROLLBACK` reset (a new logical call), then `/a<k+1>`
+/// for lane k of a coordinated step (each agent asked has a call of its own).
 fn idempotency_key(
     run: &RunId,
     step: &PlanStep,
     item: Option<usize>,
     iteration: u32,
     generation: u32,
+    lane: Option<usize>,
 ) -> String {
     use std::fmt::Write as _;
     let mut key = String::with_capacity(run.as_str().len() + step.id().as_str().len() + 8);
@@ -380,6 +478,9 @@ fn idempotency_key(
     let _ = write!(key, "{run}/{}/{item}/{iteration}", step.id());
     if generation > 0 {
         let _ = write!(key, "/r{generation}");
+    }
+    if let Some(lane) = lane {
+        let _ = write!(key, "/a{}", lane + 1);
     }
     key
 }

@@ -8,6 +8,7 @@
 //! | kind | file | work |
 //! |---|---|---|
 //! | `task`, `decision` | [`call`] | one logical call to one agent, with its retries |
+//! | `task`, `decision` with `coordination` | [`coordinate`] | one logical call per agent asked, answers combined |
 //! | `parallel` | [`parallel`] | one logical call per item, at most `maxConcurrency` at once |
 //! | `loop` | [`repeat`] | logical calls until `until` holds, `maxIterations`, or the timeout |
 //! | `human_approval` | [`approval`] | waits for an answer (journaled), or its timeout |
@@ -16,6 +17,7 @@
 
 mod approval;
 mod call;
+mod coordinate;
 mod parallel;
 mod repeat;
 
@@ -32,6 +34,7 @@ use crate::plan::{ExecutionPlan, StepKind};
 use crate::run::{FailureKind, RunId};
 
 pub(super) use call::LogicalCall;
+pub(super) use coordinate::coordinate_named;
 
 /// Everything a running step needs; owned, so the step's future is `'static`.
 pub(super) struct StepCtx {
@@ -157,10 +160,15 @@ pub(super) async fn run_step(ctx: StepCtx, parameters: Value) -> StepResult {
         ));
     };
     match step.kind() {
-        StepKind::Task(task) | StepKind::Decision(task) => {
-            let call = LogicalCall::new(step, task, &parameters);
-            call.make(&ctx).await.into_result()
-        }
+        StepKind::Task(task) | StepKind::Decision(task) => match step.coordination() {
+            Some(coordination) => {
+                coordinate::coordinate(&ctx, step, task, &parameters, coordination).await
+            }
+            None => {
+                let call = LogicalCall::new(step, task, &parameters);
+                call.make(&ctx).await.into_result()
+            }
+        },
         StepKind::Parallel {
             task,
             over,

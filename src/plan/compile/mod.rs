@@ -6,7 +6,8 @@
 //!
 //! 1. step ids: syntax and uniqueness, mapped to their index (`steps.rs`);
 //! 2. each step, in listed order: its fields for its type, conditions, output mapping,
-//!    its kind (`kinds.rs`), a decision step's `decision` block (`choice.rs`), timeout, retry and recovery (`recovery.rs`), resource
+//!    its kind (`kinds.rs`), a decision step's `decision` block (`choice.rs`), a
+//!    `coordination` block (`coordination.rs`), timeout, retry and recovery (`recovery.rs`), resource
 //!    requirements (`resources.rs`); a step that compiles adds its fallback and data
 //!    edges (`steps.rs`);
 //! 3. `dependencies`, resolved to edges (`graph.rs`);
@@ -23,6 +24,7 @@
 
 mod adapt;
 mod choice;
+mod coordination;
 mod graph;
 mod kinds;
 mod recovery;

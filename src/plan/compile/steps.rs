@@ -6,7 +6,8 @@
 //! map. Then each step, in listed order: the fields and blocks its type requires and
 //! allows, `condition` and `skipCondition`, `outputMapping` (binding strings only, which
 //! may read the step's own output), its kind (`kinds.rs`), a decision step's
-//! `decision` block (`choice.rs`), `timeout`, retry and recovery
+//! `decision` block (`choice.rs`), a `task` or `decision` step's `coordination` block
+//! (`coordination.rs`), `timeout`, retry and recovery
 //! (`recovery.rs`) and `resourceRequirements` (`resources.rs`). A step with a problem
 //! yields no `PlanStep`, but all of its problems are reported. A step that compiles adds
 //! an edge to its fallback step and one from each step it reads data from; the latter
@@ -78,6 +79,12 @@ impl Compiler {
             }
             _ => None,
         };
+        let coordination = match (&step.coordination, step.step_type) {
+            (Some(settings), StepType::Task | StepType::Decision) => {
+                self.coordination(settings, &at).map(Arc::new)
+            }
+            _ => None,
+        };
         self.timeout(step.timeout, &|| at().field("timeout"));
         let retry = self.retry(step, definition, &at);
         let recovery = self.recovery(step, definition, &at, lookup);
@@ -106,6 +113,7 @@ impl Compiler {
             data_inputs: Box::new([]),
             fallback_for: None,
             choice,
+            coordination,
         };
         self.step_edges(&mut plan_step);
         Some(plan_step)
@@ -259,6 +267,13 @@ impl Compiler {
             ("approval", step.approval.is_some(), StepType::HumanApproval),
             ("decision", step.decision.is_some(), StepType::Decision),
         ];
+        if step.coordination.is_some() && !matches!(kind, StepType::Task | StepType::Decision) {
+            self.not_allowed(
+                at,
+                "coordination",
+                &format!("only task and decision steps ask several agents; this is a {name} step"),
+            );
+        }
         for (field, present, owner) in blocks {
             if present && kind != owner {
                 self.not_allowed(
