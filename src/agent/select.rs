@@ -10,17 +10,25 @@ use crate::definition::AgentType;
 
 /// How selections have gone since a registry was created; from
 /// [`AgentRegistry::selection_counts`].
+///
+/// [`AgentRegistry::selection_counts`]: super::AgentRegistry::selection_counts
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 #[non_exhaustive]
 pub struct SelectionCounts {
     /// Selections that reserved a slot (by [`AgentRegistry::select`],
     /// [`AgentRegistry::acquire`] or [`AgentRegistry::select_agent`]).
+    ///
+    /// [`AgentRegistry::select`]: super::AgentRegistry::select
+    /// [`AgentRegistry::acquire`]: super::AgentRegistry::acquire
+    /// [`AgentRegistry::select_agent`]: super::AgentRegistry::select_agent
     pub reserved: u64,
     /// Selections that found every eligible agent busy (`AllBusy`): a caller about to
     /// wait, or a woken one that found no slot it could use. With
     /// [`AgentRegistry::acquire`], about one per caller that waited, plus one per
     /// waiting caller each time an agent registers or leaves or a health changes.
+    ///
+    /// [`AgentRegistry::acquire`]: super::AgentRegistry::acquire
     pub busy: u64,
 }
 
