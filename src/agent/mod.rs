@@ -45,7 +45,12 @@
 //!      latency`, where the success rate starts from a prior of 0.5 and latency scores
 //!      `(fastest + 1 ms) / (own + 1 ms)` against the fastest eligible agent (only
 //!      successful calls have a latency; none yet scores 0.5). An agent that has never
-//!      run the task type scores a neutral 0.5.
+//!      run the task type scores a neutral 0.5. Routing learns from outcomes too: once
+//!      rewards of the agent's decisions on the task type have been credited
+//!      ([`AgentRegistry::credit_reward`], each in [0, 1], averaged with the same alpha,
+//!      the first setting the average), it is `0.5 × success rate + 0.2 × latency +
+//!      0.3 × average reward`. An agent whose decisions pay off is preferred to one
+//!      that merely answers fast.
 //!    - *load* = `1 − in_flight / max_concurrency`.
 //!    - *availability* = health (healthy 1, degraded 0.5, unhealthy 0) × 0.5 per
 //!      consecutive failure; a success resets the count. `PERMANENT` failures do not
@@ -180,4 +185,4 @@ pub use ids::AgentId;
 pub use notify::CapacityChanged;
 pub use registry::{AgentRegistry, DEFAULT_MARGIN, Lease, RegistryBuilder, Selection};
 pub use score::{Outcome, ScoreBreakdown};
-pub use select::{Candidate, RegistryError, SelectError, SelectionCounts};
+pub use select::{Candidate, RegistryError, RewardError, SelectError, SelectionCounts};

@@ -12,7 +12,7 @@ use rand::Rng;
 use super::breaker::{Admission, Breaker, CircuitBreaker, CircuitChange, CircuitState};
 use super::notify::{CapacityChanged, Notify, Wants};
 use super::score::{self, History, Outcome, ScoreBreakdown};
-use super::select::{Candidate, RegistryError, SelectError, SelectionCounts};
+use super::select::{Candidate, RegistryError, RewardError, SelectError, SelectionCounts};
 use super::{Agent, AgentDescriptor, AgentId, Health, LoadBalancer};
 use crate::clock::{Clock, SystemClock};
 use crate::definition::{AgentType, TaskType};
@@ -898,6 +898,79 @@ impl AgentRegistry {
         change
     }
 
+    /// Credits the outcome of a decision `agent` made on `task_type`: `reward`, already
+    /// normalised by the caller to [0, 1] (1 the best outcome seen, 0 the worst).
+    ///
+    /// Rewards are averaged per agent and task type, exponentially weighted with alpha
+    /// 0.2 like the success rate (the first reward sets the average; each later one
+    /// moves it 20% of the way). Once the agent has an average on the task type, its
+    /// *performance* there is `0.5 × success rate + 0.2 × latency + 0.3 × average
+    /// reward`; without one it stays `0.7 × success rate + 0.3 × latency` (see
+    /// [Selection](super#selection)). The average is forgotten, like the rest of the
+    /// agent's history, when the agent is deregistered.
+    ///
+    /// # Errors
+    /// [`RewardError::OutOfRange`] when `reward` is not finite or lies outside [0, 1]
+    /// (nothing is credited); [`RewardError::UnknownAgent`] when no agent `agent` is
+    /// registered.
+    ///
+    /// ```
+    /// # use std::sync::Arc;
+    /// # use tradeflow::agent::{Agent, AgentDescriptor, AgentError, AgentRegistry, RewardError, TaskRequest};
+    /// # use tradeflow::plan::ExecutionPlan;
+    /// # struct Venue(AgentDescriptor);
+    /// # #[tradeflow::async_trait]
+    /// # impl Agent for Venue {
+    /// #     fn descriptor(&self) -> &AgentDescriptor { &self.0 }
+    /// #     async fn execute(&self, r: TaskRequest) -> Result<serde_json::Value, AgentError> {
+    /// #         Ok(r.parameters)
+    /// #     }
+    /// # }
+    /// # let plan = ExecutionPlan::from_json(r#"{"id": "w", "steps": [{"id": "pick", "type": "task",
+    /// #     "agentCriteria": {"type": "STRATEGY"}, "task": {"type": "SIGNAL"}}]}"#)?;
+    /// # let task = plan.steps()[0].agent_task().expect("a task step");
+    /// let registry = AgentRegistry::new();
+    /// registry.register(Arc::new(Venue(AgentDescriptor::new("momentum", "STRATEGY"))))?;
+    /// let momentum = "momentum".into();
+    /// // Never run: a neutral 0.5.
+    /// assert_eq!(registry.candidates(task, &[])[0].score.performance, 0.5);
+    /// registry.credit_reward(&momentum, &task.task_type, 1.0)?;
+    /// // 0.5 × 0.5 (the prior success rate) + 0.2 × 0.5 (no latency yet) + 0.3 × 1.
+    /// let performance = registry.candidates(task, &[])[0].score.performance;
+    /// assert!((performance - 0.65).abs() < 1e-12);
+    /// // Rewards are normalised by the caller: a P&L is not one.
+    /// let error = registry.credit_reward(&momentum, &task.task_type, 1250.0).unwrap_err();
+    /// assert!(matches!(error, RewardError::OutOfRange { .. }));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn credit_reward(
+        &self,
+        agent: &AgentId,
+        task_type: &TaskType,
+        reward: f64,
+    ) -> Result<(), RewardError> {
+        if !(0.0..=1.0).contains(&reward) {
+            return Err(RewardError::OutOfRange {
+                agent: agent.clone(),
+                task_type: task_type.clone(),
+                reward,
+            });
+        }
+        let agents = self.read();
+        let Some(entry) = agents.entry(agent) else {
+            return Err(RewardError::UnknownAgent {
+                agent: agent.clone(),
+            });
+        };
+        entry
+            .stats()
+            .history
+            .entry(task_type.clone())
+            .or_default()
+            .credit(reward);
+        Ok(())
+    }
+
     /// The state of an agent's circuit breaker now (on the registry's clock); `None` for
     /// an agent that is not registered.
     pub fn circuit(&self, agent: &AgentId) -> Option<CircuitState> {
@@ -1275,6 +1348,96 @@ mod tests {
         }
     }
 
+    fn scores(registry: &AgentRegistry) -> HashMap<String, ScoreBreakdown> {
+        registry
+            .candidates(&task(&[], &[]), &[])
+            .into_iter()
+            .map(|c| (c.agent.to_string(), c.score))
+            .collect()
+    }
+
+    fn close(a: f64, b: f64) -> bool {
+        (a - b).abs() < 1e-12
+    }
+
+    #[test]
+    fn credited_rewards_join_the_performance_score() {
+        let registry = registry(&[("a", 1), ("b", 1)]);
+        let tt = TaskType::new("TASK");
+        let (a, b) = (AgentId::from("a"), AgentId::from("b"));
+        registry.record(&a, &tt, success(99));
+        registry.record(&b, &tt, success(199));
+        // Success rates 0.5 + 0.2 × (1 − 0.5) = 0.6; latency a (99 + 1) / (99 + 1) = 1,
+        // b (99 + 1) / (199 + 1) = 0.5. No rewards: 0.7 × success + 0.3 × latency.
+        let before = scores(&registry);
+        assert!(close(before["a"].performance, 0.72));
+        assert!(close(before["b"].performance, 0.57));
+
+        registry.credit_reward(&b, &tt, 1.0).unwrap();
+        registry.credit_reward(&b, &tt, 0.5).unwrap();
+        // b's average reward: 1, then 1 + 0.2 × (0.5 − 1) = 0.9.
+        // 0.5 × 0.6 + 0.2 × 0.5 + 0.3 × 0.9 = 0.67; a, with no reward, is unchanged.
+        let after = scores(&registry);
+        assert!(close(after["b"].performance, 0.67));
+        assert!(close(after["a"].performance, 0.72));
+        // The total moves by the performance weight, 0.25: 0.25 × (0.67 − 0.57).
+        assert!(close(after["b"].total - before["b"].total, 0.025));
+
+        registry.credit_reward(&a, &tt, 0.0).unwrap();
+        // 0.5 × 0.6 + 0.2 × 1 + 0.3 × 0 = 0.5: a fast agent whose decisions lose money
+        // falls behind a slower one whose decisions pay.
+        let rewarded = scores(&registry);
+        assert!(close(rewarded["a"].performance, 0.5));
+        assert!(rewarded["a"].total < rewarded["b"].total);
+
+        // Per task type: another type's history has no reward.
+        let mut other = task(&[], &[]);
+        other.task_type = TaskType::new("OTHER");
+        let b_other = registry
+            .candidates(&other, std::slice::from_ref(&a))
+            .remove(0);
+        assert_eq!(b_other.score.performance, score::NEUTRAL);
+    }
+
+    #[test]
+    fn rewards_out_of_range_or_for_unknown_agents_are_refused() {
+        let registry = registry(&[("a", 1)]);
+        let tt = TaskType::new("TASK");
+        let a = AgentId::from("a");
+        for reward in [
+            f64::NAN,
+            f64::INFINITY,
+            f64::NEG_INFINITY,
+            -0.01,
+            1.01,
+            1250.0,
+        ] {
+            let error = registry.credit_reward(&a, &tt, reward).unwrap_err();
+            assert!(
+                matches!(&error, RewardError::OutOfRange { agent, reward: r, .. }
+                    if *agent == a && (r.to_bits() == reward.to_bits())),
+                "{error}"
+            );
+        }
+        assert_eq!(
+            registry
+                .credit_reward(&a, &tt, 2.0)
+                .unwrap_err()
+                .to_string(),
+            "reward 2 for agent `a` on task type `TASK` is not a number in [0, 1]"
+        );
+        // Nothing was credited: still the neutral score of an agent never run.
+        assert_eq!(scores(&registry)["a"].performance, score::NEUTRAL);
+        let gone = AgentId::from("gone");
+        assert_eq!(
+            registry.credit_reward(&gone, &tt, 0.5),
+            Err(RewardError::UnknownAgent { agent: gone })
+        );
+        // The bounds themselves are rewards.
+        registry.credit_reward(&a, &tt, 0.0).unwrap();
+        registry.credit_reward(&a, &tt, 1.0).unwrap();
+    }
+
     /// A registry on a virtual clock at 2026-01-05T09:00:00Z whose breakers open after
     /// 1 failure for 1 s, with what selecting from it takes.
     struct Breaking {
@@ -1459,6 +1622,7 @@ mod tests {
         assert_send_sync::<SelectionCounts>();
         assert_send_sync::<SelectError>();
         assert_send_sync::<RegistryError>();
+        assert_send_sync::<RewardError>();
         assert_send_sync::<CircuitBreaker>();
         assert_send_sync::<CircuitState>();
         fn assert_send<T: Send>(_: T) {}

@@ -7,7 +7,7 @@ use serde::Serialize;
 
 use super::score::ScoreBreakdown;
 use super::{AgentId, Health};
-use crate::definition::AgentType;
+use crate::definition::{AgentType, Quoted, TaskType};
 
 /// How selections have gone since a registry was created; from
 /// [`AgentRegistry::selection_counts`].
@@ -76,6 +76,33 @@ pub enum RegistryError {
         id: AgentId,
         /// The rule broken.
         problem: &'static str,
+    },
+}
+
+/// Why a reward was not credited, from
+/// [`AgentRegistry::credit_reward`](super::AgentRegistry::credit_reward).
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum RewardError {
+    /// The reward is not a finite number in [0, 1]: normalise it before crediting it.
+    #[error(
+        "reward {reward} for agent `{}` on task type `{}` is not a number in [0, 1]",
+        Quoted(.agent.as_str()),
+        Quoted(.task_type.as_str())
+    )]
+    OutOfRange {
+        /// The agent credited.
+        agent: AgentId,
+        /// The task type credited.
+        task_type: TaskType,
+        /// The reward given.
+        reward: f64,
+    },
+    /// No agent with this id is registered (it may have left since its decision).
+    #[error("agent `{}` is not registered", Quoted(.agent.as_str()))]
+    UnknownAgent {
+        /// The agent credited.
+        agent: AgentId,
     },
 }
 
