@@ -191,9 +191,10 @@ fn delays_are_capped_at_max_delay() {
 }
 
 /// The waits between the calls of a run whose step always fails temporarily, with
-/// jitter 0.5 on delays of 1, 2, 4, 8 and 16 s.
+/// jitter 0.5 on delays of 1, 2, 4, 8 and 16 s (the circuit breaker off: its default
+/// would open after the fifth failure and hold the sixth call for 30 s).
 fn jittered_waits(seed: u64) -> Vec<Duration> {
-    let h = Harness::new();
+    let h = Harness::with(|engine| engine.circuit_breaker(None));
     let agent = h.register(
         h.agent("a-1")
             .replies(|_, _| Reply::temporary("venue busy")),

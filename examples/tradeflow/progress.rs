@@ -108,6 +108,9 @@ impl Progress {
             }
             RunEvent::StepWaiting { step_id, at, .. } => self.waiting(run, step_id, at),
             RunEvent::StepAnswered { .. } => self.answered(event)?,
+            RunEvent::CircuitOpened { .. }
+            | RunEvent::CircuitHalfOpen { .. }
+            | RunEvent::CircuitClosed { .. } => self.circuit(event)?,
             // Events added to the engine later: shown as they serialize.
             other => return Some(serde_json::to_string(other).unwrap_or_default()),
         };
@@ -124,6 +127,43 @@ impl Progress {
             width = self.width
         );
         Some(line.trim_end().to_owned())
+    }
+
+    /// The line of a circuit breaker's change: the agent, and what changed.
+    fn circuit<'e>(&self, event: &'e RunEvent) -> Option<Parts<'e>> {
+        let (step_id, at, detail) = match event {
+            RunEvent::CircuitOpened {
+                step_id,
+                agent_id,
+                failures,
+                until,
+                at,
+                ..
+            } => {
+                let until = self.time(*until);
+                let detail =
+                    format!("{agent_id} open until {until} ({failures} failures in a row)");
+                (step_id, at, detail)
+            }
+            RunEvent::CircuitHalfOpen {
+                step_id,
+                agent_id,
+                at,
+                ..
+            } => (
+                step_id,
+                at,
+                format!("{agent_id} half open: this call probes it"),
+            ),
+            RunEvent::CircuitClosed {
+                step_id,
+                agent_id,
+                at,
+                ..
+            } => (step_id, at, format!("{agent_id} closed: it answered again")),
+            _ => return None,
+        };
+        Some((step_id, at, "circuit", detail))
     }
 
     /// The line of a `StepCompleted`: its agent (none for a `parallel` step) and how

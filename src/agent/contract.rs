@@ -7,7 +7,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::AgentId;
+use super::{AgentId, CircuitBreaker};
 use crate::definition::{AgentType, StepId, TaskType};
 use crate::run::seed::mix;
 use crate::run::{FailureKind, RunId};
@@ -86,8 +86,8 @@ impl<A: Agent + ?Sized> Agent for Box<A> {
 }
 
 /// Who an agent is, as the registry sees it. Field names follow the agents file
-/// (`id`, `type`, `capabilities`, `weight`, `maxConcurrency`); unknown fields are
-/// ignored so that richer agent entries can be read into it.
+/// (`id`, `type`, `capabilities`, `weight`, `maxConcurrency`, `circuitBreaker`); unknown
+/// fields are ignored so that richer agent entries can be read into it.
 ///
 /// `max_concurrency` defaults to **1**: one call at a time, across every run. An agent
 /// that can serve calls concurrently should say how many with
@@ -127,6 +127,11 @@ pub struct AgentDescriptor {
     /// time, the others wait (raise it for an agent that can serve several).
     #[serde(default = "default_max_concurrency")]
     pub max_concurrency: u32,
+    /// The agent's own circuit breaker, in place of the registry's default (which may
+    /// be off). Default: none, the registry's (see
+    /// [Circuit breakers](super#circuit-breakers)).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub circuit_breaker: Option<CircuitBreaker>,
 }
 
 fn default_weight() -> f64 {
@@ -147,6 +152,7 @@ impl AgentDescriptor {
             capabilities: Vec::new(),
             weight: default_weight(),
             max_concurrency: default_max_concurrency(),
+            circuit_breaker: None,
         }
     }
 
@@ -173,6 +179,24 @@ impl AgentDescriptor {
         self
     }
 
+    /// Gives the agent a circuit breaker of its own, in place of the registry's default
+    /// (on even when the default is off; `failures` at least 1 and `open_for` at most
+    /// [`MAX_DURATION_MS`](crate::plan::MAX_DURATION_MS), checked when registered).
+    /// Defaults to none: the registry's default applies.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use tradeflow::agent::{AgentDescriptor, CircuitBreaker};
+    /// // A venue session that should be left alone quickly, and for a minute.
+    /// let venue = AgentDescriptor::new("venue-1", "TRADING_EXECUTION")
+    ///     .with_circuit_breaker(CircuitBreaker::new(2, Duration::from_secs(60)));
+    /// assert_eq!(venue.circuit_breaker.map(|b| b.failures), Some(2));
+    /// ```
+    pub fn with_circuit_breaker(mut self, breaker: CircuitBreaker) -> Self {
+        self.circuit_breaker = Some(breaker);
+        self
+    }
+
     /// Whether the agent declares `capability`.
     pub fn has_capability(&self, capability: &str) -> bool {
         self.capabilities.iter().any(|own| own == capability)
@@ -185,7 +209,7 @@ impl AgentDescriptor {
         } else if self.max_concurrency == 0 {
             Some("maxConcurrency must be at least 1")
         } else {
-            None
+            self.circuit_breaker.and_then(|breaker| breaker.problem())
         }
     }
 }

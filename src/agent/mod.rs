@@ -2,7 +2,7 @@
 //! bot registers, and the engine that picks one agent per call.
 //!
 //! An [`Agent`] describes itself with an [`AgentDescriptor`] (id, type, capabilities,
-//! weight, `max_concurrency`) and runs [`TaskRequest`]s, failing with an [`AgentError`]
+//! weight, `max_concurrency`, circuit breaker) and runs [`TaskRequest`]s, failing with an [`AgentError`]
 //! whose [`AgentErrorKind`] tells the engine whether a retry can help. Agents are
 //! registered with an [`AgentRegistry`], which they may join and leave while runs go on.
 //!
@@ -45,17 +45,25 @@
 //!      latency`, where the success rate starts from a prior of 0.5 and latency scores
 //!      `(fastest + 1 ms) / (own + 1 ms)` against the fastest eligible agent (only
 //!      successful calls have a latency; none yet scores 0.5). An agent that has never
-//!      run the task type scores a neutral 0.5.
+//!      run the task type scores a neutral 0.5. Routing learns from outcomes too: once
+//!      rewards of the agent's decisions on the task type have been credited
+//!      ([`AgentRegistry::credit_reward`], each in [0, 1], averaged with the same alpha,
+//!      the first setting the average), it is `0.5 × success rate + 0.2 × latency +
+//!      0.3 × average reward`. An agent whose decisions pay off is preferred to one
+//!      that merely answers fast.
 //!    - *load* = `1 − in_flight / max_concurrency`.
 //!    - *availability* = health (healthy 1, degraded 0.5, unhealthy 0) × 0.5 per
 //!      consecutive failure; a success resets the count. `PERMANENT` failures do not
 //!      count (the agent answered; the task was at fault) but do lower the success rate.
-//! 3. **Open**: the eligible agents with spare capacity (`in_flight < max_concurrency`).
-//!    Unhealthy agents are a last resort: open only when *every* eligible agent is
-//!    unhealthy, so a flagged agent is never preferred to waiting for a healthy one, and
-//!    a step does not fail just because every probe came back bad. None open:
-//!    [`SelectError::AllBusy`]; [`AgentRegistry::acquire`], which the engine calls,
-//!    then waits its turn (see *Waiting for capacity*).
+//! 3. **Open**: the eligible agents with spare capacity (`in_flight < max_concurrency`)
+//!    whose circuit breaker lets calls through (see *Circuit breakers*). Unhealthy
+//!    agents are a last resort: open only when *every* eligible agent the breakers let
+//!    through is unhealthy, so a flagged agent is never preferred to waiting for a
+//!    healthy one, and a step does not fail just because every probe came back bad.
+//!    None open: [`SelectError::AllBusy`], or [`SelectError::CircuitOpen`] (kind
+//!    `NO_AGENT`) when every eligible agent's breaker is open;
+//!    [`AgentRegistry::acquire`], which the engine calls, then waits (see *Waiting for
+//!    capacity*).
 //! 4. **The best**: the open agents whose total is within the margin of the best open
 //!    total ([`DEFAULT_MARGIN`], 0.05: one call in flight on a four-slot agent). The
 //!    margin is what lets the balancer spread calls among near-equals instead of always
@@ -83,10 +91,66 @@
 //! agents, or that have a healthier one to wait for than an unhealthy agent, are passed
 //! over), and it selects again as above. If it does not take that slot (it chose another
 //! agent, or was dropped), the slot goes on to the next in line, so no wake-up is lost.
-//! An agent registering or leaving, or a health changing, wakes every waiting caller.
-//! A caller that selects without waiting may take a free slot before a woken one does;
-//! the woken one keeps its place. [`AgentRegistry::capacity_changed`] is the broadcast
-//! for callers that wait on their own: it completes on every change.
+//! An agent registering or leaving, a health changing, or a circuit breaker opening,
+//! closing or giving up its probe wakes every waiting caller. A caller that selects
+//! without waiting may take a free slot before a woken one does; the woken one keeps its
+//! place. [`AgentRegistry::capacity_changed`] is the broadcast for callers that wait on
+//! their own: it completes on every change.
+//!
+//! # Circuit breakers
+//! An agent that keeps failing is left alone for a while, then tried with one call.
+//! Each agent has a breaker with two settings, a [`CircuitBreaker`]: `failures`
+//! (default 5) and `open_for` (default 30 s; `openMs` in an agents file).
+//!
+//! - **Closed** (the usual state): calls go to the agent. Every failed call adds one to
+//!   its count of consecutive failures, and a successful one resets the count. A failed
+//!   call is one whose outcome is an error the agent returned (of any
+//!   [`AgentErrorKind`], `PERMANENT` included: a bug or a revoked session fails every
+//!   task alike) or the step's timeout cutting it off; a call the engine cancels (a run
+//!   stopped or cancelled) has no outcome and counts for nothing. When the count
+//!   reaches `failures`, the breaker **opens**.
+//! - **Open** for `open_for`, measured on the registry's clock (the engine's: a
+//!   [`VirtualClock`](crate::clock::VirtualClock) in simulations): the agent is
+//!   eligible but takes no call; selection passes it over as it passes over a busy
+//!   agent. Outcomes of calls that began before it opened are ignored meanwhile.
+//! - **Half open** once `open_for` has passed: exactly one call is let through, the
+//!   *probe* ([`Lease::is_probe`]); every other caller is kept away while it runs. Its
+//!   success **closes** the breaker (count reset); its failure **opens** it again for
+//!   another `open_for`. A probe the engine cancels decides nothing: the next call
+//!   probes.
+//!
+//! [`AgentRegistry::circuit`] reads a breaker's [`CircuitState`];
+//! [`AgentRegistry::record`] returns the [`CircuitChange`] an outcome made, and the
+//! engine announces each change as a run event (`CircuitOpened`, `CircuitHalfOpen`
+//! when the probe is let through, `CircuitClosed`).
+//!
+//! **Settings.** The registry's default applies to every agent whose descriptor names
+//! none ([`RegistryBuilder::circuit_breaker`]; the engine's is set with
+//! [`EngineBuilder::circuit_breaker`](crate::engine::EngineBuilder::circuit_breaker)),
+//! [`CircuitBreaker::DEFAULT`] unless told; `None` switches the default off. An agent overrides it with
+//! [`AgentDescriptor::with_circuit_breaker`], or in an agents file:
+//!
+//! ```json
+//! { "id": "venue-1", "type": "TRADING_EXECUTION", "circuitBreaker": {"failures": 3, "openMs": 10000} }
+//! ```
+//!
+//! `failures` must be at least 1 and `open_for` at most
+//! [`MAX_DURATION_MS`](crate::plan::MAX_DURATION_MS) (100 years): a descriptor that
+//! breaks either is refused at registration ([`RegistryError::InvalidDescriptor`]), an
+//! agents file that does is refused naming the field
+//! (`agents[1].circuitBreaker.failures`).
+//!
+//! **Waiting for a probe.** An open agent does not count as available. When every
+//! eligible agent of a call is open, [`AgentRegistry::select`] fails with
+//! [`SelectError::CircuitOpen`], and [`AgentRegistry::acquire`] waits on the clock (a
+//! timer, not a polling loop) until the first of them turns half open, then selects
+//! again, so the waiting call may be the probe; a breaker that closes or opens again
+//! wakes it too. The engine bounds that wait by the step's `timeout` (counted from when
+//! the wait began; a `loop` step's deadline too) through
+//! [`AgentRegistry::acquire_before`]: when it ends with every agent still open, the
+//! step fails with kind `NO_AGENT`, as when no agent is registered. A step without a
+//! timeout waits for the probe however long it takes. Self-healing's `SUBSTITUTE` does
+//! not count open agents as untried agents to move to.
 //!
 //! # Cost
 //! Agents are indexed by type: a selection is O(a × c) for the a agents of the type and
@@ -102,6 +166,7 @@
 //! held across an `.await`.
 
 mod balance;
+mod breaker;
 mod contract;
 mod ids;
 mod notify;
@@ -114,9 +179,10 @@ pub use crate::run::RunId;
 pub use balance::{
     LeastConnections, LoadBalancer, PowerOfTwoChoices, RoundRobin, Weighted, balancer_for,
 };
+pub use breaker::{CircuitBreaker, CircuitChange, CircuitState};
 pub use contract::{Agent, AgentDescriptor, AgentError, AgentErrorKind, Health, TaskRequest};
 pub use ids::AgentId;
 pub use notify::CapacityChanged;
-pub use registry::{AgentRegistry, DEFAULT_MARGIN, Lease, Selection};
+pub use registry::{AgentRegistry, DEFAULT_MARGIN, Lease, RegistryBuilder, Selection};
 pub use score::{Outcome, ScoreBreakdown};
-pub use select::{Candidate, RegistryError, SelectError, SelectionCounts};
+pub use select::{Candidate, RegistryError, RewardError, SelectError, SelectionCounts};

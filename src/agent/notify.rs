@@ -20,7 +20,12 @@
 //!   still has a free slot no other woken turn is about to take, it goes to the next turn
 //!   in line X can serve.
 //! - **A change of the registry** (an agent registered or deregistered, a health
-//!   changed) wakes every turn: what each can use may have changed. These are rare.
+//!   changed, a circuit breaker opened, closed or its probe given up) wakes every turn:
+//!   what each can use may have changed. These are rare.
+//! - **A slot freed on an agent whose circuit breaker is open** wakes no one. A caller
+//!   waiting for a breaker to turn half open waits with a timer beside its turn (in
+//!   [`AgentRegistry::acquire`](super::AgentRegistry::acquire)); when the timer ends
+//!   first, it leaves the line keeping its key ([`Turn::leave`]), so it keeps its place.
 //! - **A slot freed while a caller selects** is not missed: a generation counter moves on
 //!   every change, the caller reads it before selecting, and joins the line only if it
 //!   has not moved since; otherwise it selects again at once.
@@ -174,7 +179,9 @@ impl State {
         }
         let serial = entry.serial();
         let granted = self.granted.get(&serial).copied().unwrap_or(0);
-        if entry.free_slots() <= granted {
+        // An agent whose breaker is open takes no call: no one is woken for it (callers
+        // waiting for it to turn half open have timers of their own).
+        if entry.free_slots() <= granted || entry.is_blocking() {
             return None;
         }
         let unhealthy = entry.is_unhealthy();
@@ -275,6 +282,26 @@ impl Turn {
             turn: self,
             seen,
             wants: Some(wants),
+        }
+    }
+}
+
+impl Turn {
+    /// Leaves the line without being woken (the caller's timer ended the wait): it
+    /// keeps its key, and so its place when it waits again; a wake-up it received
+    /// meanwhile becomes its grant, passed on at its next wait or when it is dropped.
+    pub(crate) fn leave(&mut self) {
+        let Some(key) = self.key else {
+            return;
+        };
+        let (waker, woken) = {
+            let mut state = self.notify.state();
+            (state.dequeue(key), state.woken.remove(&key).flatten())
+        };
+        drop(waker);
+        if woken.is_some() {
+            debug_assert!(self.grant.is_none(), "a turn in line holds no grant");
+            self.grant = woken;
         }
     }
 }

@@ -5,12 +5,16 @@ use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
+use chrono::{DateTime, Utc};
+use futures::future::{Either, select};
 use rand::Rng;
 
+use super::breaker::{Admission, Breaker, CircuitBreaker, CircuitChange, CircuitState};
 use super::notify::{CapacityChanged, Notify, Wants};
 use super::score::{self, History, Outcome, ScoreBreakdown};
-use super::select::{Candidate, RegistryError, SelectError, SelectionCounts};
+use super::select::{Candidate, RegistryError, RewardError, SelectError, SelectionCounts};
 use super::{Agent, AgentDescriptor, AgentId, Health, LoadBalancer};
+use crate::clock::{Clock, SystemClock};
 use crate::definition::{AgentType, TaskType};
 use crate::plan::AgentTask;
 
@@ -76,6 +80,93 @@ pub struct AgentRegistry {
     notify: Arc<Notify>,
     margin: f64,
     counts: Counts,
+    /// The time of circuit breakers (and of waiting for one to turn half open).
+    clock: Arc<dyn Clock>,
+    /// The breaker of agents whose descriptor names none; none: off.
+    circuit_breaker: Option<CircuitBreaker>,
+}
+
+/// Builds an [`AgentRegistry`]: the margin, the clock of its circuit breakers and their
+/// default settings. From [`AgentRegistry::builder`].
+///
+/// ```
+/// # use std::time::Duration;
+/// # use chrono::{TimeZone, Utc};
+/// use tradeflow::agent::{AgentRegistry, CircuitBreaker};
+/// use tradeflow::clock::VirtualClock;
+///
+/// let clock = VirtualClock::starting_at(Utc.with_ymd_and_hms(2026, 1, 5, 9, 0, 0).unwrap());
+/// let registry = AgentRegistry::builder()
+///     .clock(clock.clone())
+///     .circuit_breaker(CircuitBreaker::new(3, Duration::from_secs(10)))
+///     .build();
+/// # let _ = registry;
+/// ```
+pub struct RegistryBuilder {
+    margin: f64,
+    clock: Arc<dyn Clock>,
+    circuit_breaker: Option<CircuitBreaker>,
+}
+
+impl fmt::Debug for RegistryBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RegistryBuilder")
+            .field("margin", &self.margin)
+            .field("clock", &self.clock)
+            .field("circuit_breaker", &self.circuit_breaker)
+            .finish()
+    }
+}
+
+impl RegistryBuilder {
+    /// Balancers choose among candidates scoring within `margin` of the best (0: only
+    /// the best; 1: every candidate with spare capacity); values outside [0, 1] are
+    /// clamped, NaN is 0. Defaults to [`DEFAULT_MARGIN`].
+    #[must_use]
+    pub fn margin(mut self, margin: f64) -> Self {
+        self.margin = if margin.is_nan() {
+            0.0
+        } else {
+            margin.clamp(0.0, 1.0)
+        };
+        self
+    }
+
+    /// Where circuit breakers take the time from, and sleep on while a caller waits for
+    /// one to turn half open: give it the engine's clock (a
+    /// [`VirtualClock`](crate::clock::VirtualClock) in simulations). Defaults to
+    /// [`SystemClock`].
+    #[must_use]
+    pub fn clock(self, clock: impl Clock + 'static) -> Self {
+        self.shared_clock(Arc::new(clock))
+    }
+
+    /// [`clock`](Self::clock), already shared.
+    pub(crate) fn shared_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// The circuit breaker of every agent whose descriptor names none
+    /// ([`AgentDescriptor::with_circuit_breaker`]); `None` switches those off. Defaults
+    /// to [`CircuitBreaker::DEFAULT`]: 5 consecutive failures open it for 30 s.
+    #[must_use]
+    pub fn circuit_breaker(mut self, breaker: impl Into<Option<CircuitBreaker>>) -> Self {
+        self.circuit_breaker = breaker.into();
+        self
+    }
+
+    /// The registry, empty.
+    pub fn build(self) -> AgentRegistry {
+        AgentRegistry {
+            agents: RwLock::default(),
+            notify: Arc::default(),
+            margin: self.margin,
+            counts: Counts::default(),
+            clock: self.clock,
+            circuit_breaker: self.circuit_breaker,
+        }
+    }
 }
 
 /// What selections found, counted as they happen.
@@ -151,14 +242,30 @@ impl Entry {
     pub(super) fn is_unhealthy(&self) -> bool {
         self.stats().health == Health::Unhealthy
     }
+
+    /// Whether its circuit breaker is open or probing (whatever the time).
+    pub(super) fn is_blocking(&self) -> bool {
+        self.stats().breaker.is_blocking()
+    }
 }
 
-#[derive(Default)]
 struct Stats {
     health: Health,
     /// Failures other than `PERMANENT` since the last success.
     consecutive_failures: u32,
     history: HashMap<TaskType, History>,
+    breaker: Breaker,
+}
+
+impl Stats {
+    fn new(breaker: Option<CircuitBreaker>) -> Self {
+        Self {
+            health: Health::default(),
+            consecutive_failures: 0,
+            history: HashMap::new(),
+            breaker: Breaker::new(breaker),
+        }
+    }
 }
 
 impl Default for AgentRegistry {
@@ -177,24 +284,27 @@ impl fmt::Debug for AgentRegistry {
 }
 
 impl AgentRegistry {
-    /// An empty registry with the [`DEFAULT_MARGIN`].
+    /// An empty registry with the [`DEFAULT_MARGIN`], circuit breakers at
+    /// [`CircuitBreaker::DEFAULT`] on the [`SystemClock`] (see [`builder`](Self::builder)
+    /// for other settings).
     pub fn new() -> Self {
-        Self::with_margin(DEFAULT_MARGIN)
+        Self::builder().build()
     }
 
     /// An empty registry whose balancers choose among candidates scoring within `margin`
     /// of the best (0: only the best; 1: every candidate with spare capacity). Values
     /// outside [0, 1] are clamped. [`AgentRegistry::new`] uses [`DEFAULT_MARGIN`].
     pub fn with_margin(margin: f64) -> Self {
-        Self {
-            agents: RwLock::default(),
-            notify: Arc::default(),
-            margin: if margin.is_nan() {
-                0.0
-            } else {
-                margin.clamp(0.0, 1.0)
-            },
-            counts: Counts::default(),
+        Self::builder().margin(margin).build()
+    }
+
+    /// A builder, with every setting at its default: the [`DEFAULT_MARGIN`], the
+    /// [`SystemClock`], circuit breakers at [`CircuitBreaker::DEFAULT`].
+    pub fn builder() -> RegistryBuilder {
+        RegistryBuilder {
+            margin: DEFAULT_MARGIN,
+            clock: Arc::new(SystemClock),
+            circuit_breaker: Some(CircuitBreaker::DEFAULT),
         }
     }
 
@@ -213,8 +323,9 @@ impl AgentRegistry {
     ///
     /// # Errors
     /// [`RegistryError::DuplicateId`] when an agent with the same id is registered;
-    /// [`RegistryError::InvalidDescriptor`] when its weight is not finite and positive or
-    /// its `max_concurrency` is 0.
+    /// [`RegistryError::InvalidDescriptor`] when its weight is not finite and positive,
+    /// its `max_concurrency` is 0, or its circuit breaker's `failures` is 0 or its
+    /// `open_for` longer than [`MAX_DURATION_MS`](crate::plan::MAX_DURATION_MS).
     pub fn register(&self, agent: Arc<dyn Agent>) -> Result<(), RegistryError> {
         let descriptor = agent.descriptor().clone();
         if let Some(problem) = descriptor.problem() {
@@ -231,13 +342,14 @@ impl AgentRegistry {
             let id = descriptor.id.clone();
             let agent_type = descriptor.agent_type.clone();
             agents.serial += 1;
+            let breaker = descriptor.circuit_breaker.or(self.circuit_breaker);
             let entry = Arc::new(Entry {
                 serial: agents.serial,
                 agent,
                 descriptor,
                 in_flight: AtomicU32::new(0),
                 registered: AtomicBool::new(true),
-                stats: Mutex::default(),
+                stats: Mutex::new(Stats::new(breaker)),
             });
             agents.types.insert(id.clone(), agent_type.clone());
             agents
@@ -297,13 +409,14 @@ impl AgentRegistry {
     }
 
     /// Every registered agent of the type with all required capabilities, not in
-    /// `exclude`, scored; busy ones included ([`Candidate::is_busy`]). Best first (total
+    /// `exclude`, scored; busy ones and those whose circuit breaker is open included
+    /// ([`Candidate::is_busy`], [`AgentRegistry::circuit`]). Best first (total
     /// descending, then id).
     ///
     /// # Complexity
     /// O(a × c) for the a agents of the type and c capabilities asked, plus sorting.
     pub fn candidates(&self, requirements: &AgentTask, exclude: &[AgentId]) -> Vec<Candidate> {
-        let (_, mut candidates) = self.scored(requirements, exclude);
+        let mut candidates = self.scored(requirements, exclude).candidates;
         candidates.sort_by(|a, b| {
             b.score
                 .total
@@ -313,8 +426,9 @@ impl AgentRegistry {
         candidates
     }
 
-    /// How many registered agents of `agent_type` are not unhealthy and have a free slot
-    /// now (what adaptations read as `agents.<TYPE>.available`).
+    /// How many registered agents of `agent_type` are not unhealthy, have a free slot and
+    /// a circuit breaker that does not keep calls from them, now (what adaptations read
+    /// as `agents.<TYPE>.available`).
     ///
     /// # Complexity
     /// O(a) for the a agents of the type.
@@ -323,9 +437,19 @@ impl AgentRegistry {
         agents.by_type.get(agent_type).map_or(0, |entries| {
             entries
                 .values()
-                .filter(|entry| entry.free_slots() > 0 && !entry.is_unhealthy())
+                .filter(|entry| {
+                    entry.free_slots() > 0 && !entry.is_unhealthy() && !entry.is_blocking()
+                })
                 .count()
         })
+    }
+
+    /// Whether an agent that meets `requirements`, not in `exclude`, could take a call
+    /// now or once busy: one whose circuit breaker does not keep calls from it (an open
+    /// agent is not available, to self-healing's `SUBSTITUTE` as to selection).
+    pub(crate) fn has_callable(&self, requirements: &AgentTask, exclude: &[AgentId]) -> bool {
+        let scored = self.scored(requirements, exclude);
+        scored.gates.iter().any(|gate| !gate.is_refused())
     }
 
     /// Picks an agent with spare capacity and reserves a slot on it; the returned
@@ -333,16 +457,21 @@ impl AgentRegistry {
     ///
     /// The candidates with spare capacity that score within the margin of the best of
     /// them go to `balancer`, in id order. Unhealthy agents take part only when every
-    /// eligible agent is unhealthy. Agents in `exclude` (for example the one that just
-    /// answered `AGENT_UNAVAILABLE`) are not candidates.
+    /// eligible agent is unhealthy. Agents whose circuit breaker is open (or half open
+    /// with its probe in flight) take no part; a half-open one takes part, and the call
+    /// that gets it is its probe ([`Lease::is_probe`]). Agents in `exclude` (for example
+    /// the one that just answered `AGENT_UNAVAILABLE`) are not candidates.
     ///
     /// # Errors
     /// - [`SelectError::NoAgent`] when no registered agent meets the criteria
     ///   (`excluded` counts those that would have, but were excluded).
+    /// - [`SelectError::CircuitOpen`] when every agent that meets them has its circuit
+    ///   breaker open: [`AgentRegistry::acquire`] waits for the first to turn half open
+    ///   instead.
     /// - [`SelectError::AllBusy`] when eligible agents exist but all are at
-    ///   `max_concurrency` (or all usable ones are, with only unhealthy ones free):
-    ///   [`AgentRegistry::acquire`] waits its turn instead; or await
-    ///   [`AgentRegistry::capacity_changed`] and select again.
+    ///   `max_concurrency` (or all usable ones are, with only unhealthy ones free, or
+    ///   with the others' breakers open): [`AgentRegistry::acquire`] waits its turn
+    ///   instead; or await [`AgentRegistry::capacity_changed`] and select again.
     ///
     /// # Complexity
     /// O(a × c) for the a agents of the type and c capabilities asked. Under contention
@@ -359,17 +488,22 @@ impl AgentRegistry {
     }
 
     /// Picks and reserves as [`select`](Self::select) does, waiting its turn while every
-    /// eligible agent is busy. The engine calls agents through this.
+    /// eligible agent is busy, and for the first open circuit breaker to turn half open
+    /// while every eligible agent's is open. The engine calls agents through this.
     ///
     /// Waiting callers are served first come, first served: a freed slot wakes one of
     /// them, the first in line among those that may use the agent it was freed on, which
     /// then selects again (scores and balancer as usual). A caller that selects without
     /// waiting may take a free slot first; the woken caller then keeps its place in line.
-    /// An agent registering or leaving, or a health changing, wakes every waiting caller.
+    /// An agent registering or leaving, a health changing, or a circuit breaker opening,
+    /// closing or giving up its probe wakes every waiting caller; a caller also wakes,
+    /// on the registry's clock, when the first open breaker among its agents turns half
+    /// open.
     ///
     /// # Errors
     /// [`SelectError::NoAgent`] when no registered agent meets the criteria, at first or
-    /// after agents left while the caller waited. Never [`SelectError::AllBusy`].
+    /// after agents left while the caller waited. Never [`SelectError::AllBusy`] or
+    /// [`SelectError::CircuitOpen`].
     ///
     /// # Cancellation
     /// Dropping the future leaves the line; a wake-up it received and did not use passes
@@ -424,13 +558,60 @@ impl AgentRegistry {
         rng: &mut (dyn Rng + Send),
         exclude: &[AgentId],
     ) -> Result<Selection, SelectError> {
+        self.acquire_before(requirements, balancer, rng, exclude, None)
+            .await
+    }
+
+    /// [`acquire`](Self::acquire), giving up at `deadline` (on the registry's clock)
+    /// with [`SelectError::CircuitOpen`] if by then every eligible agent's circuit
+    /// breaker is still open. The deadline bounds only that wait: waiting for capacity
+    /// is not bounded by it.
+    ///
+    /// # Errors
+    /// [`SelectError::NoAgent`] as `acquire`; [`SelectError::CircuitOpen`] at the
+    /// deadline. Never [`SelectError::AllBusy`].
+    pub async fn acquire_before(
+        &self,
+        requirements: &AgentTask,
+        balancer: &dyn LoadBalancer,
+        rng: &mut (dyn Rng + Send),
+        exclude: &[AgentId],
+        deadline: Option<DateTime<Utc>>,
+    ) -> Result<Selection, SelectError> {
         let mut turn = self.notify.turn();
         loop {
             let seen = self.notify.generation();
-            match self.try_select(requirements, balancer, rng, exclude) {
-                Ok(selection) => return Ok(selection),
-                Err(Refusal::Busy(_, wants)) => turn.wait(seen, wants).await,
-                Err(Refusal::NoAgent(error)) => return Err(error),
+            let (error, wants, half_open_at) =
+                match self.try_select(requirements, balancer, rng, exclude) {
+                    Ok(selection) => return Ok(selection),
+                    Err(Refusal::NoAgent(error)) => return Err(error),
+                    Err(Refusal::Busy {
+                        error,
+                        wants,
+                        half_open_at,
+                    }) => (error, wants, half_open_at),
+                };
+            // Only a wait on open breakers alone is bounded by the deadline.
+            let deadline = deadline.filter(|_| matches!(error, SelectError::CircuitOpen { .. }));
+            if deadline.is_some_and(|deadline| self.clock.now() >= deadline) {
+                return Err(error);
+            }
+            let wake = match (half_open_at, deadline) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            match wake {
+                None => turn.wait(seen, wants).await,
+                Some(at) => {
+                    let timer = self.clock.sleep_until(at);
+                    let timed_out = matches!(
+                        select(turn.wait(seen, wants), timer).await,
+                        Either::Right(_)
+                    );
+                    if timed_out {
+                        turn.leave();
+                    }
+                }
             }
         }
     }
@@ -444,7 +625,8 @@ impl AgentRegistry {
         }
     }
 
-    /// [`select`](Self::select), saying on `AllBusy` what the caller could use.
+    /// [`select`](Self::select), saying on `AllBusy` and `CircuitOpen` what the caller
+    /// could use and when a breaker turns half open.
     fn try_select(
         &self,
         requirements: &AgentTask,
@@ -453,12 +635,16 @@ impl AgentRegistry {
         exclude: &[AgentId],
     ) -> Result<Selection, Refusal> {
         loop {
-            let (entries, candidates) = self.scored(requirements, exclude);
+            let Scored {
+                entries,
+                candidates,
+                gates,
+            } = self.scored(requirements, exclude);
             if candidates.is_empty() {
                 let excluded = if exclude.is_empty() {
                     0
                 } else {
-                    self.scored(requirements, &[]).1.len()
+                    self.scored(requirements, &[]).candidates.len()
                 };
                 return Err(Refusal::NoAgent(SelectError::NoAgent {
                     agent_type: requirements.agent_type.clone(),
@@ -466,18 +652,28 @@ impl AgentRegistry {
                     excluded,
                 }));
             }
-            let pool = self.best(&candidates);
+            let pool = self.best(&candidates, &gates);
             if pool.is_empty() {
-                self.counts.busy.fetch_add(1, Ordering::Relaxed);
-                let error = SelectError::AllBusy {
-                    agent_type: requirements.agent_type.clone(),
-                    eligible: candidates.len(),
+                let half_open_at = gates.iter().filter_map(|gate| gate.half_open_at()).min();
+                let error = if gates.iter().all(|gate| gate.is_refused()) {
+                    SelectError::CircuitOpen {
+                        agent_type: requirements.agent_type.clone(),
+                        open: candidates.len(),
+                        until: half_open_at,
+                    }
+                } else {
+                    self.counts.busy.fetch_add(1, Ordering::Relaxed);
+                    SelectError::AllBusy {
+                        agent_type: requirements.agent_type.clone(),
+                        eligible: candidates.len(),
+                    }
                 };
                 let serials = entries.iter().map(|entry| entry.serial).collect();
-                return Err(Refusal::Busy(
+                return Err(Refusal::Busy {
                     error,
-                    Wants::new(serials, only_unhealthy(&candidates)),
-                ));
+                    wants: Wants::new(serials, only_unhealthy(&candidates, &gates)),
+                    half_open_at,
+                });
             }
             let picked = if pool.len() == candidates.len() {
                 // The usual case: every candidate is open and within the margin, so the
@@ -498,20 +694,27 @@ impl AgentRegistry {
                     lease,
                 });
             }
-            // Another caller took the last slot (or the agent left) since scoring.
+            // Another caller took the last slot (or the probe, or the agent left) since
+            // scoring.
         }
     }
 
     /// Reserves a slot on one particular agent (a loop keeping its agent across
-    /// iterations), if it is registered, meets `requirements` and has a free slot.
-    /// `None` otherwise: select as usual then.
+    /// iterations), if it is registered, meets `requirements`, has a free slot and its
+    /// circuit breaker lets the call through. `None` otherwise: select as usual then.
     pub fn select_agent(&self, requirements: &AgentTask, agent: &AgentId) -> Option<Selection> {
-        let (entries, candidates) = self.scored(requirements, &[]);
-        let (entry, candidate) = entries
+        let Scored {
+            entries,
+            candidates,
+            gates,
+        } = self.scored(requirements, &[]);
+        let (entry, candidate, gate) = entries
             .into_iter()
             .zip(candidates)
-            .find(|(_, candidate)| candidate.agent == *agent)?;
-        if candidate.is_busy() {
+            .zip(gates)
+            .map(|((entry, candidate), gate)| (entry, candidate, gate))
+            .find(|(_, candidate, _)| candidate.agent == *agent)?;
+        if candidate.is_busy() || gate.is_refused() {
             return None;
         }
         let lease = self.reserve(&entry)?;
@@ -535,40 +738,50 @@ impl AgentRegistry {
     }
 
     /// Indices in `candidates` of those the balancer chooses among.
-    fn best(&self, candidates: &[Candidate]) -> Vec<usize> {
-        let only_unhealthy = only_unhealthy(candidates);
-        let open =
-            |c: &Candidate| !c.is_busy() && (only_unhealthy || c.health != Health::Unhealthy);
-        let best = candidates
-            .iter()
-            .filter(|c| open(c))
-            .map(|c| c.score.total)
+    fn best(&self, candidates: &[Candidate], gates: &[Admission]) -> Vec<usize> {
+        let only_unhealthy = only_unhealthy(candidates, gates);
+        let open = |i: usize| {
+            let c = &candidates[i];
+            !c.is_busy()
+                && !gates.get(i).is_some_and(|gate| gate.is_refused())
+                && (only_unhealthy || c.health != Health::Unhealthy)
+        };
+        let best = (0..candidates.len())
+            .filter(|&i| open(i))
+            .map(|i| candidates[i].score.total)
             .fold(f64::NEG_INFINITY, f64::max);
         (0..candidates.len())
-            .filter(|&i| open(&candidates[i]) && candidates[i].score.total >= best - self.margin)
+            .filter(|&i| open(i) && candidates[i].score.total >= best - self.margin)
             .collect()
     }
 
-    /// Takes a slot on `entry` unless it is full or was deregistered.
+    /// Takes a slot on `entry` unless it is full, was deregistered, or its circuit
+    /// breaker keeps calls from it; the probe of a half-open breaker when it is one.
     fn reserve(&self, entry: &Arc<Entry>) -> Option<Lease> {
         // The read lock orders this check against `deregister`.
         let _agents = self.read();
-        if !entry.registered.load(Ordering::Acquire) || !entry.try_reserve() {
+        if !entry.registered.load(Ordering::Acquire) {
             return None;
         }
+        // Under the stats lock: two callers cannot both take a half-open breaker's probe.
+        let mut stats = entry.stats();
+        let admission = stats.breaker.admission(|| self.clock.now());
+        if admission.is_refused() || !entry.try_reserve() {
+            return None;
+        }
+        let probe = (admission == Admission::Probe).then(|| stats.breaker.start_probe());
+        drop(stats);
         self.counts.reserved.fetch_add(1, Ordering::Relaxed);
         Some(Lease {
             entry: Arc::clone(entry),
             notify: Arc::clone(&self.notify),
+            probe,
         })
     }
 
-    /// Eligible agents and their candidates (parallel vectors), in id order.
-    fn scored(
-        &self,
-        requirements: &AgentTask,
-        exclude: &[AgentId],
-    ) -> (Vec<Arc<Entry>>, Vec<Candidate>) {
+    /// Eligible agents, their candidates and what their breakers allow (parallel
+    /// vectors), in id order.
+    fn scored(&self, requirements: &AgentTask, exclude: &[AgentId]) -> Scored {
         struct Seen {
             entry: Arc<Entry>,
             capability: f64,
@@ -576,11 +789,14 @@ impl AgentRegistry {
             health: Health,
             consecutive_failures: u32,
             history: Option<History>,
+            gate: Admission,
         }
+        // Read once, and only when a breaker is not closed.
+        let mut now = None;
         let seen: Vec<Seen> = {
             let agents = self.read();
             let Some(of_type) = agents.by_type.get(&requirements.agent_type) else {
-                return (Vec::new(), Vec::new());
+                return Scored::default();
             };
             of_type
                 .values()
@@ -592,6 +808,9 @@ impl AgentRegistry {
                         &requirements.preferred_capabilities,
                     )?;
                     let stats = entry.stats();
+                    let gate = stats
+                        .breaker
+                        .admission(|| *now.get_or_insert_with(|| self.clock.now()));
                     Some(Seen {
                         entry: Arc::clone(entry),
                         capability,
@@ -599,6 +818,7 @@ impl AgentRegistry {
                         health: stats.health,
                         consecutive_failures: stats.consecutive_failures,
                         history: stats.history.get(&requirements.task_type).copied(),
+                        gate,
                     })
                 })
                 .collect()
@@ -607,8 +827,11 @@ impl AgentRegistry {
             .iter()
             .filter_map(|s| s.history.and_then(|h| h.latency_ms))
             .reduce(f64::min);
-        let mut entries = Vec::with_capacity(seen.len());
-        let mut candidates = Vec::with_capacity(seen.len());
+        let mut scored = Scored {
+            entries: Vec::with_capacity(seen.len()),
+            candidates: Vec::with_capacity(seen.len()),
+            gates: Vec::with_capacity(seen.len()),
+        };
         for s in seen {
             let descriptor = &s.entry.descriptor;
             let score = ScoreBreakdown::new(
@@ -617,7 +840,7 @@ impl AgentRegistry {
                 score::load(s.in_flight, descriptor.max_concurrency),
                 score::availability(s.health, s.consecutive_failures),
             );
-            candidates.push(Candidate {
+            scored.candidates.push(Candidate {
                 agent: descriptor.id.clone(),
                 score,
                 in_flight: s.in_flight,
@@ -625,11 +848,11 @@ impl AgentRegistry {
                 weight: descriptor.weight,
                 health: s.health,
             });
-            entries.push(s.entry);
+            scored.gates.push(s.gate);
+            scored.entries.push(s.entry);
         }
-        (entries, candidates)
+        scored
     }
-
     /// A future that completes the next time capacity is freed (a lease dropped) or the
     /// selectable agents change (an agent registered or deregistered, a health changed).
     ///
@@ -664,25 +887,127 @@ impl AgentRegistry {
     }
 
     /// Records how a call ended: updates the agent's history for `task_type` (success
-    /// rate and latency, exponentially weighted) and its consecutive-failure count
-    /// (reset by a success; `PERMANENT` failures leave it alone). Ignored for an agent
-    /// that is not registered.
-    pub fn record(&self, agent: &AgentId, task_type: &TaskType, outcome: Outcome) {
+    /// rate and latency, exponentially weighted), its consecutive-failure count (reset
+    /// by a success; `PERMANENT` failures leave it alone) and its circuit breaker (see
+    /// [Circuit breakers](super#circuit-breakers)), at the registry clock's time.
+    /// Returns the breaker's change, if the outcome opened or closed it. Ignored (`None`)
+    /// for an agent that is not registered.
+    ///
+    /// Record before the call's [`Lease`] is dropped, as the engine does: a probe's
+    /// lease dropped with no outcome recorded gives up the probe (the breaker stays
+    /// half open, and the next call probes).
+    pub fn record(
+        &self,
+        agent: &AgentId,
+        task_type: &TaskType,
+        outcome: Outcome,
+    ) -> Option<CircuitChange> {
+        let (change, freed) = {
+            let agents = self.read();
+            let entry = agents.entry(agent)?;
+            let mut stats = entry.stats();
+            stats
+                .history
+                .entry(task_type.clone())
+                .or_default()
+                .observe(&outcome);
+            if let Outcome::Success { .. } = outcome {
+                stats.consecutive_failures = 0;
+            } else if outcome.strains_availability() {
+                stats.consecutive_failures = stats.consecutive_failures.saturating_add(1);
+            }
+            let blocking = stats.breaker.is_blocking();
+            let change = stats.breaker.record(&outcome, self.clock.now());
+            (change, blocking && !stats.breaker.is_blocking())
+        };
+        // Waiting callers select again: an opened breaker gives them a half-open time
+        // to wait for, a closed one (or a probe given up) a slot to take.
+        if change.is_some() || freed {
+            self.notify.notify_all();
+        }
+        change
+    }
+
+    /// Credits the outcome of a decision `agent` made on `task_type`: `reward`, already
+    /// normalised by the caller to [0, 1] (1 the best outcome seen, 0 the worst).
+    ///
+    /// Rewards are averaged per agent and task type, exponentially weighted with alpha
+    /// 0.2 like the success rate (the first reward sets the average; each later one
+    /// moves it 20% of the way). Once the agent has an average on the task type, its
+    /// *performance* there is `0.5 × success rate + 0.2 × latency + 0.3 × average
+    /// reward`; without one it stays `0.7 × success rate + 0.3 × latency` (see
+    /// [Selection](super#selection)). The average is forgotten, like the rest of the
+    /// agent's history, when the agent is deregistered.
+    ///
+    /// # Errors
+    /// [`RewardError::OutOfRange`] when `reward` is not finite or lies outside [0, 1]
+    /// (nothing is credited); [`RewardError::UnknownAgent`] when no agent `agent` is
+    /// registered.
+    ///
+    /// ```
+    /// # use std::sync::Arc;
+    /// # use tradeflow::agent::{Agent, AgentDescriptor, AgentError, AgentRegistry, RewardError, TaskRequest};
+    /// # use tradeflow::plan::ExecutionPlan;
+    /// # struct Venue(AgentDescriptor);
+    /// # #[tradeflow::async_trait]
+    /// # impl Agent for Venue {
+    /// #     fn descriptor(&self) -> &AgentDescriptor { &self.0 }
+    /// #     async fn execute(&self, r: TaskRequest) -> Result<serde_json::Value, AgentError> {
+    /// #         Ok(r.parameters)
+    /// #     }
+    /// # }
+    /// # let plan = ExecutionPlan::from_json(r#"{"id": "w", "steps": [{"id": "pick", "type": "task",
+    /// #     "agentCriteria": {"type": "STRATEGY"}, "task": {"type": "SIGNAL"}}]}"#)?;
+    /// # let task = plan.steps()[0].agent_task().expect("a task step");
+    /// let registry = AgentRegistry::new();
+    /// registry.register(Arc::new(Venue(AgentDescriptor::new("momentum", "STRATEGY"))))?;
+    /// let momentum = "momentum".into();
+    /// // Never run: a neutral 0.5.
+    /// assert_eq!(registry.candidates(task, &[])[0].score.performance, 0.5);
+    /// registry.credit_reward(&momentum, &task.task_type, 1.0)?;
+    /// // 0.5 × 0.5 (the prior success rate) + 0.2 × 0.5 (no latency yet) + 0.3 × 1.
+    /// let performance = registry.candidates(task, &[])[0].score.performance;
+    /// assert!((performance - 0.65).abs() < 1e-12);
+    /// // Rewards are normalised by the caller: a P&L is not one.
+    /// let error = registry.credit_reward(&momentum, &task.task_type, 1250.0).unwrap_err();
+    /// assert!(matches!(error, RewardError::OutOfRange { .. }));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn credit_reward(
+        &self,
+        agent: &AgentId,
+        task_type: &TaskType,
+        reward: f64,
+    ) -> Result<(), RewardError> {
+        if !(0.0..=1.0).contains(&reward) {
+            return Err(RewardError::OutOfRange {
+                agent: agent.clone(),
+                task_type: task_type.clone(),
+                reward,
+            });
+        }
         let agents = self.read();
         let Some(entry) = agents.entry(agent) else {
-            return;
+            return Err(RewardError::UnknownAgent {
+                agent: agent.clone(),
+            });
         };
-        let mut stats = entry.stats();
-        stats
+        entry
+            .stats()
             .history
             .entry(task_type.clone())
             .or_default()
-            .observe(&outcome);
-        if let Outcome::Success { .. } = outcome {
-            stats.consecutive_failures = 0;
-        } else if outcome.strains_availability() {
-            stats.consecutive_failures = stats.consecutive_failures.saturating_add(1);
-        }
+            .credit(reward);
+        Ok(())
+    }
+
+    /// The state of an agent's circuit breaker now (on the registry's clock); `None` for
+    /// an agent that is not registered.
+    pub fn circuit(&self, agent: &AgentId) -> Option<CircuitState> {
+        let agents = self.read();
+        let entry = agents.entry(agent)?;
+        let stats = entry.stats();
+        Some(stats.breaker.state(self.clock.now()))
     }
 
     /// Sets an agent's health (from [`Agent::health`] or the host's own monitoring).
@@ -721,15 +1046,35 @@ impl AgentRegistry {
     }
 }
 
-/// Whether every candidate is unhealthy: then unhealthy agents are open (a last resort).
-fn only_unhealthy(candidates: &[Candidate]) -> bool {
-    candidates.iter().all(|c| c.health == Health::Unhealthy)
+/// Whether every candidate whose breaker lets calls through is unhealthy: then
+/// unhealthy agents are open (a last resort). An agent whose breaker is open is not one
+/// to wait for instead.
+fn only_unhealthy(candidates: &[Candidate], gates: &[Admission]) -> bool {
+    candidates
+        .iter()
+        .zip(gates)
+        .filter(|(_, gate)| !gate.is_refused())
+        .all(|(c, _)| c.health == Health::Unhealthy)
+}
+
+/// Eligible agents, their candidates, and what their breakers allow: parallel vectors.
+#[derive(Default)]
+struct Scored {
+    entries: Vec<Arc<Entry>>,
+    candidates: Vec<Candidate>,
+    gates: Vec<Admission>,
 }
 
 /// Why a selection reserved nothing.
 enum Refusal {
-    /// Every eligible agent is busy: the error, and what the caller could use.
-    Busy(SelectError, Wants),
+    /// Every eligible agent is busy or its breaker open: the error (`AllBusy`, or
+    /// `CircuitOpen` when every breaker is open), what the caller could use, and when
+    /// the first open breaker among them turns half open.
+    Busy {
+        error: SelectError,
+        wants: Wants,
+        half_open_at: Option<DateTime<Utc>>,
+    },
     /// No registered agent meets the criteria.
     NoAgent(SelectError),
 }
@@ -737,7 +1082,7 @@ enum Refusal {
 impl Refusal {
     fn into_error(self) -> SelectError {
         match self {
-            Self::Busy(error, _) | Self::NoAgent(error) => error,
+            Self::Busy { error, .. } | Self::NoAgent(error) => error,
         }
     }
 }
@@ -768,12 +1113,21 @@ impl fmt::Debug for Selection {
 pub struct Lease {
     entry: Arc<Entry>,
     notify: Arc<Notify>,
+    /// The number of the probe, when the call is its half-open breaker's probe.
+    probe: Option<u64>,
 }
 
 impl Lease {
     /// The agent the slot is on.
     pub fn agent(&self) -> &AgentId {
         &self.entry.descriptor.id
+    }
+
+    /// Whether the call is the probe of the agent's half-open circuit breaker: its
+    /// outcome ([`AgentRegistry::record`]) closes the breaker or opens it again.
+    /// Dropping the lease before an outcome is recorded gives the probe up.
+    pub fn is_probe(&self) -> bool {
+        self.probe.is_some()
     }
 }
 
@@ -787,13 +1141,27 @@ impl Drop for Lease {
     fn drop(&mut self) {
         let before = self.entry.in_flight.fetch_sub(1, Ordering::AcqRel);
         debug_assert!(before > 0, "a lease always holds a slot");
-        self.notify.released(&self.entry);
+        let (abandoned, blocking) = {
+            let mut stats = self.entry.stats();
+            let abandoned = self.probe.is_some_and(|probe| stats.breaker.abandon(probe));
+            (abandoned, stats.breaker.is_blocking())
+        };
+        if abandoned || blocking {
+            // A probe's place is free again, or a slot on an agent whose breaker is open
+            // (the line passes it over; it may be half open by now): every waiting
+            // caller selects again. Rare: at most the calls in flight when it opened.
+            self.notify.notify_all();
+        } else {
+            self.notify.released(&self.entry);
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
+
+    use std::task::Poll;
 
     use futures::FutureExt;
     use rand::SeedableRng;
@@ -989,8 +1357,282 @@ mod tests {
             let held = registry.entry_for_test("b");
             let _lease = registry.reserve(&held).unwrap();
             let scored = registry.scored(&task(&[], &[]), &[]);
-            assert_eq!(registry.best(&scored.1).len(), expected, "margin {margin}");
+            assert_eq!(
+                registry.best(&scored.candidates, &scored.gates).len(),
+                expected,
+                "margin {margin}"
+            );
         }
+    }
+
+    fn success(ms: u64) -> Outcome {
+        Outcome::Success {
+            latency: Duration::from_millis(ms),
+        }
+    }
+
+    fn failure() -> Outcome {
+        Outcome::Failure {
+            kind: AgentErrorKind::Temporary,
+            latency: Duration::ZERO,
+        }
+    }
+
+    fn scores(registry: &AgentRegistry) -> HashMap<String, ScoreBreakdown> {
+        registry
+            .candidates(&task(&[], &[]), &[])
+            .into_iter()
+            .map(|c| (c.agent.to_string(), c.score))
+            .collect()
+    }
+
+    fn close(a: f64, b: f64) -> bool {
+        (a - b).abs() < 1e-12
+    }
+
+    #[test]
+    fn credited_rewards_join_the_performance_score() {
+        let registry = registry(&[("a", 1), ("b", 1)]);
+        let tt = TaskType::new("TASK");
+        let (a, b) = (AgentId::from("a"), AgentId::from("b"));
+        registry.record(&a, &tt, success(99));
+        registry.record(&b, &tt, success(199));
+        // Success rates 0.5 + 0.2 × (1 − 0.5) = 0.6; latency a (99 + 1) / (99 + 1) = 1,
+        // b (99 + 1) / (199 + 1) = 0.5. No rewards: 0.7 × success + 0.3 × latency.
+        let before = scores(&registry);
+        assert!(close(before["a"].performance, 0.72));
+        assert!(close(before["b"].performance, 0.57));
+
+        registry.credit_reward(&b, &tt, 1.0).unwrap();
+        registry.credit_reward(&b, &tt, 0.5).unwrap();
+        // b's average reward: 1, then 1 + 0.2 × (0.5 − 1) = 0.9.
+        // 0.5 × 0.6 + 0.2 × 0.5 + 0.3 × 0.9 = 0.67; a, with no reward, is unchanged.
+        let after = scores(&registry);
+        assert!(close(after["b"].performance, 0.67));
+        assert!(close(after["a"].performance, 0.72));
+        // The total moves by the performance weight, 0.25: 0.25 × (0.67 − 0.57).
+        assert!(close(after["b"].total - before["b"].total, 0.025));
+
+        registry.credit_reward(&a, &tt, 0.0).unwrap();
+        // 0.5 × 0.6 + 0.2 × 1 + 0.3 × 0 = 0.5: a fast agent whose decisions lose money
+        // falls behind a slower one whose decisions pay.
+        let rewarded = scores(&registry);
+        assert!(close(rewarded["a"].performance, 0.5));
+        assert!(rewarded["a"].total < rewarded["b"].total);
+
+        // Per task type: another type's history has no reward.
+        let mut other = task(&[], &[]);
+        other.task_type = TaskType::new("OTHER");
+        let b_other = registry
+            .candidates(&other, std::slice::from_ref(&a))
+            .remove(0);
+        assert_eq!(b_other.score.performance, score::NEUTRAL);
+    }
+
+    #[test]
+    fn rewards_out_of_range_or_for_unknown_agents_are_refused() {
+        let registry = registry(&[("a", 1)]);
+        let tt = TaskType::new("TASK");
+        let a = AgentId::from("a");
+        for reward in [
+            f64::NAN,
+            f64::INFINITY,
+            f64::NEG_INFINITY,
+            -0.01,
+            1.01,
+            1250.0,
+        ] {
+            let error = registry.credit_reward(&a, &tt, reward).unwrap_err();
+            assert!(
+                matches!(&error, RewardError::OutOfRange { agent, reward: r, .. }
+                    if *agent == a && (r.to_bits() == reward.to_bits())),
+                "{error}"
+            );
+        }
+        assert_eq!(
+            registry
+                .credit_reward(&a, &tt, 2.0)
+                .unwrap_err()
+                .to_string(),
+            "reward 2 for agent `a` on task type `TASK` is not a number in [0, 1]"
+        );
+        // Nothing was credited: still the neutral score of an agent never run.
+        assert_eq!(scores(&registry)["a"].performance, score::NEUTRAL);
+        let gone = AgentId::from("gone");
+        assert_eq!(
+            registry.credit_reward(&gone, &tt, 0.5),
+            Err(RewardError::UnknownAgent { agent: gone })
+        );
+        // The bounds themselves are rewards.
+        registry.credit_reward(&a, &tt, 0.0).unwrap();
+        registry.credit_reward(&a, &tt, 1.0).unwrap();
+    }
+
+    /// A registry on a virtual clock at 2026-01-05T09:00:00Z whose breakers open after
+    /// 1 failure for 1 s, with what selecting from it takes.
+    struct Breaking {
+        registry: AgentRegistry,
+        clock: crate::clock::VirtualClock,
+        any: AgentTask,
+        balancer: RoundRobin,
+        rng: StdRng,
+    }
+
+    impl Breaking {
+        /// Agents of type `T` with these ids and capacities.
+        fn new(agents: &[(&str, u32)]) -> Self {
+            use chrono::TimeZone;
+            let t0 = Utc.with_ymd_and_hms(2026, 1, 5, 9, 0, 0).unwrap();
+            let clock = crate::clock::VirtualClock::starting_at(t0);
+            let registry = AgentRegistry::builder()
+                .clock(clock.clone())
+                .circuit_breaker(CircuitBreaker::new(1, Duration::from_secs(1)))
+                .build();
+            for &(id, max) in agents {
+                let descriptor = AgentDescriptor::new(id, "T").with_max_concurrency(max);
+                registry.register(stub(descriptor)).unwrap();
+            }
+            Self {
+                registry,
+                clock,
+                any: task(&[], &[]),
+                balancer: RoundRobin::new(),
+                rng: StdRng::seed_from_u64(1),
+            }
+        }
+
+        /// Records a call of agent `id` that ended with `outcome`.
+        fn record(&self, id: &str, outcome: Outcome) -> Option<CircuitChange> {
+            let task_type = TaskType::new("TASK");
+            self.registry
+                .record(&AgentId::from(id), &task_type, outcome)
+        }
+
+        fn select(&mut self) -> Result<Selection, SelectError> {
+            let Self {
+                registry,
+                any,
+                balancer,
+                rng,
+                ..
+            } = self;
+            registry.select(any, balancer, rng, &[])
+        }
+
+        fn circuit(&self, id: &str) -> Option<CircuitState> {
+            self.registry.circuit(&AgentId::from(id))
+        }
+    }
+
+    #[test]
+    fn open_agents_are_passed_over_and_reported_when_all_are_open() {
+        let mut b = Breaking::new(&[("a", 1), ("b", 1)]);
+        let opened = b.record("a", failure());
+        assert!(matches!(
+            opened,
+            Some(CircuitChange::Opened { failures: 1, .. })
+        ));
+        for _ in 0..3 {
+            assert_eq!(b.select().unwrap().candidate.agent, "b");
+        }
+        // The open agent is still a candidate (scored), just not selectable.
+        assert_eq!(b.registry.candidates(&b.any, &[]).len(), 2);
+        b.record("b", failure());
+        let error = b.select().unwrap_err();
+        let until = b.clock.now() + Duration::from_secs(1);
+        assert_eq!(
+            error,
+            SelectError::CircuitOpen {
+                agent_type: AgentType::new("T"),
+                open: 2,
+                until: Some(until),
+            }
+        );
+        assert_eq!(error.kind(), "NO_AGENT");
+        assert_eq!(
+            error.to_string(),
+            "all 2 eligible agents of type `T` have an open circuit breaker (the first lets \
+             a probe call through at 2026-01-05T09:00:01.000Z)"
+        );
+    }
+
+    #[test]
+    fn acquire_waits_on_the_clock_for_the_probe_and_gives_up_at_its_deadline() {
+        let mut b = Breaking::new(&[("a", 1)]);
+        b.record("a", failure());
+        let t0 = b.clock.now();
+
+        // Giving up at 500 ms: the breaker is still open then.
+        let deadline = t0 + Duration::from_millis(500);
+        let mut gives_up = b
+            .registry
+            .acquire_before(&b.any, &b.balancer, &mut b.rng, &[], Some(deadline))
+            .boxed();
+        let Poll::Ready(error) = b.clock.run_until_stalled(&mut gives_up) else {
+            panic!("the wait ends at its deadline");
+        };
+        drop(gives_up);
+        assert!(matches!(error, Err(SelectError::CircuitOpen { .. })));
+        assert_eq!(b.clock.now(), deadline);
+
+        // Without a deadline it waits for the half-open instant and takes the probe.
+        let mut waits = b
+            .registry
+            .acquire(&b.any, &b.balancer, &mut b.rng, &[])
+            .boxed();
+        let Poll::Ready(Ok(probe)) = b.clock.run_until_stalled(&mut waits) else {
+            panic!("the probe is let through");
+        };
+        assert_eq!(b.clock.now(), t0 + Duration::from_secs(1));
+        assert!(probe.lease.is_probe());
+        drop(waits);
+        assert_eq!(
+            b.circuit("a"),
+            Some(CircuitState::HalfOpen { probing: true })
+        );
+    }
+
+    #[test]
+    fn a_probe_dropped_without_an_outcome_lets_the_next_call_probe() {
+        let mut b = Breaking::new(&[("a", 2)]);
+        b.record("a", failure());
+        b.clock.advance(Duration::from_secs(1));
+        let probe = b.select().unwrap();
+        assert!(probe.lease.is_probe());
+        // A second slot is free, but the probe is the only call let through.
+        assert!(matches!(
+            b.select(),
+            Err(SelectError::CircuitOpen { until: None, .. })
+        ));
+        drop(probe);
+        let next = b.select().unwrap();
+        assert!(next.lease.is_probe());
+        // Its outcome decides, recorded before its lease is dropped.
+        assert_eq!(b.record("a", success(5)), Some(CircuitChange::Closed));
+        drop(next);
+        assert_eq!(b.circuit("a"), Some(CircuitState::Closed { failures: 0 }));
+        assert!(!b.select().unwrap().lease.is_probe());
+    }
+
+    #[test]
+    fn a_slot_freed_on_a_half_open_agent_wakes_the_caller_waiting_for_it() {
+        // One slot, held by a call that began before the breaker opened.
+        let mut b = Breaking::new(&[("a", 1)]);
+        let in_flight = b.select().unwrap();
+        b.record("a", failure());
+        b.clock.advance(Duration::from_secs(2));
+        // Half open, but busy: the caller waits for the slot.
+        let mut waits = b
+            .registry
+            .acquire(&b.any, &b.balancer, &mut b.rng, &[])
+            .boxed();
+        assert!(b.clock.run_until_stalled(&mut waits).is_pending());
+        // The call in flight is cancelled (no outcome): its slot goes to the caller.
+        drop(in_flight);
+        let Poll::Ready(Ok(probe)) = b.clock.run_until_stalled(&mut waits) else {
+            panic!("the waiting caller is woken for the freed slot");
+        };
+        assert!(probe.lease.is_probe());
     }
 
     impl AgentRegistry {
@@ -1010,6 +1652,9 @@ mod tests {
         assert_send_sync::<SelectionCounts>();
         assert_send_sync::<SelectError>();
         assert_send_sync::<RegistryError>();
+        assert_send_sync::<RewardError>();
+        assert_send_sync::<CircuitBreaker>();
+        assert_send_sync::<CircuitState>();
         fn assert_send<T: Send>(_: T) {}
         let registry = AgentRegistry::new();
         assert_send(registry.check_health());

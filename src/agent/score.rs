@@ -22,6 +22,8 @@ pub(crate) const ALPHA: f64 = 0.2;
 pub(crate) const NEUTRAL: f64 = 0.5;
 /// Share of the success rate in the performance component (the rest is latency).
 const SUCCESS_SHARE: f64 = 0.7;
+/// Shares of success rate, latency and reward once the agent has rewards on the task type.
+const REWARDED_SHARES: [f64; 3] = [0.5, 0.2, 0.3];
 /// Added to both latencies before comparing them, so that sub-millisecond differences
 /// (virtual time, cached answers) do not swing the score.
 const LATENCY_FLOOR_MS: f64 = 1.0;
@@ -35,7 +37,8 @@ const LATENCY_FLOOR_MS: f64 = 1.0;
 pub struct ScoreBreakdown {
     /// Required and preferred capabilities matched (preferred ones count half).
     pub capability: f64,
-    /// Success rate and latency on this task type, exponentially weighted.
+    /// Success rate, latency and (once credited) reward on this task type,
+    /// exponentially weighted.
     pub performance: f64,
     /// `1 − in_flight / max_concurrency`.
     pub load: f64,
@@ -112,7 +115,13 @@ pub(crate) fn performance(history: Option<&History>, fastest_ms: Option<f64>) ->
         (Some(own), Some(fastest)) => (fastest + LATENCY_FLOOR_MS) / (own + LATENCY_FLOOR_MS),
         _ => NEUTRAL,
     };
-    SUCCESS_SHARE * history.success + (1.0 - SUCCESS_SHARE) * latency
+    match history.reward {
+        None => SUCCESS_SHARE * history.success + (1.0 - SUCCESS_SHARE) * latency,
+        Some(reward) => {
+            let [success, fast, rewarded] = REWARDED_SHARES;
+            success * history.success + fast * latency + rewarded * reward
+        }
+    }
 }
 
 /// What one agent has done on one task type, exponentially weighted (alpha 0.2).
@@ -122,6 +131,8 @@ pub(crate) struct History {
     pub(crate) success: f64,
     /// Latency of successful calls in milliseconds; `None` until one succeeds.
     pub(crate) latency_ms: Option<f64>,
+    /// Rewards of the agent's decisions, in [0, 1]; `None` until one is credited.
+    pub(crate) reward: Option<f64>,
 }
 
 impl Default for History {
@@ -129,6 +140,7 @@ impl Default for History {
         Self {
             success: NEUTRAL,
             latency_ms: None,
+            reward: None,
         }
     }
 }
@@ -148,6 +160,16 @@ impl History {
             }
             Outcome::Failure { .. } => self.success -= ALPHA * self.success,
         }
+    }
+
+    /// Adds one reward, in [0, 1] (checked by the registry): the first sets the
+    /// average, later ones move it by alpha, as calls move the success rate.
+    pub(crate) fn credit(&mut self, reward: f64) {
+        debug_assert!((0.0..=1.0).contains(&reward), "rewards are checked before");
+        self.reward = Some(match self.reward {
+            None => reward,
+            Some(average) => average + ALPHA * (reward - average),
+        });
     }
 }
 
@@ -250,6 +272,42 @@ mod tests {
         assert!((failing.success - 0.4).abs() < 1e-12);
         assert_eq!(failing.latency_ms, None);
         assert!(performance(Some(&failing), Some(99.0)) < NEUTRAL);
+    }
+
+    #[test]
+    fn rewards_join_performance_once_credited() {
+        let mut history = History::default();
+        history.observe(&Outcome::Success {
+            latency: Duration::from_millis(99),
+        });
+        // Success 0.6, latency score 1 (the fastest): 0.7 × 0.6 + 0.3 × 1.
+        assert!((performance(Some(&history), Some(99.0)) - 0.72).abs() < 1e-12);
+        history.credit(1.0);
+        assert_eq!(history.reward, Some(1.0));
+        // 0.5 × 0.6 + 0.2 × 1 + 0.3 × 1.
+        assert!((performance(Some(&history), Some(99.0)) - 0.8).abs() < 1e-12);
+        history.credit(0.0);
+        // 1 + 0.2 × (0 − 1) = 0.8; 0.3 + 0.2 + 0.3 × 0.8.
+        assert!((history.reward.unwrap() - 0.8).abs() < 1e-12);
+        assert!((performance(Some(&history), Some(99.0)) - 0.74).abs() < 1e-12);
+        // Against a faster agent (99 ms vs 199 ms): latency (99 + 1) / (199 + 1) = 0.5.
+        let mut slow = History::default();
+        slow.observe(&Outcome::Success {
+            latency: Duration::from_millis(199),
+        });
+        // Without rewards: 0.7 × 0.6 + 0.3 × 0.5 = 0.57.
+        assert!((performance(Some(&slow), Some(99.0)) - 0.57).abs() < 1e-12);
+        slow.credit(0.5);
+        // 0.5 × 0.6 + 0.2 × 0.5 + 0.3 × 0.5 = 0.55.
+        assert!((performance(Some(&slow), Some(99.0)) - 0.55).abs() < 1e-12);
+    }
+
+    #[test]
+    fn a_reward_alone_makes_a_history() {
+        let mut history = History::default();
+        history.credit(0.25);
+        // Prior success 0.5, no latency yet (0.5): 0.25 + 0.1 + 0.3 × 0.25.
+        assert!((performance(Some(&history), None) - 0.425).abs() < 1e-12);
     }
 
     #[test]

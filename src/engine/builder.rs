@@ -12,7 +12,7 @@ use super::inner::Inner;
 use super::options::RunIds;
 use super::outcome::{Outcomes, Relearned, relearn};
 use super::{AgentCheck, Engine, RunEvent};
-use crate::agent::{AgentRegistry, balancer_for};
+use crate::agent::{AgentRegistry, CircuitBreaker, balancer_for};
 use crate::clock::{Clock, SystemClock};
 use crate::decision::{DecisionEngine, LearningDecisions};
 use crate::definition::LoadBalancing;
@@ -35,6 +35,7 @@ pub struct EngineBuilder {
     resources: Option<Arc<dyn ResourceManager>>,
     agent_check: AgentCheck,
     relearn_decisions: bool,
+    circuit_breaker: Option<CircuitBreaker>,
 }
 
 impl fmt::Debug for EngineBuilder {
@@ -47,6 +48,7 @@ impl fmt::Debug for EngineBuilder {
             .field("resources", &self.resources.is_some())
             .field("agent_check", &self.agent_check)
             .field("relearn_decisions", &self.relearn_decisions)
+            .field("circuit_breaker", &self.circuit_breaker)
             .finish_non_exhaustive()
     }
 }
@@ -59,7 +61,13 @@ impl EngineBuilder {
         self
     }
 
-    /// The agent registry, to share one between engines. Defaults to a new, empty one.
+    /// The agent registry, to share one between engines. Defaults to a new, empty one,
+    /// on the engine's [`clock`](Self::clock) and with its
+    /// [`circuit_breaker`](Self::circuit_breaker).
+    ///
+    /// A registry given here keeps its own clock and circuit-breaker default (set them
+    /// with [`AgentRegistry::builder`]); build it with the engine's clock, or breakers
+    /// open and turn half open on another time than the engine's.
     #[must_use]
     pub fn registry(mut self, registry: Arc<AgentRegistry>) -> Self {
         self.registry = Some(registry);
@@ -199,6 +207,32 @@ impl EngineBuilder {
         self
     }
 
+    /// The circuit breaker of every agent whose descriptor names none
+    /// ([`AgentDescriptor::with_circuit_breaker`](crate::agent::AgentDescriptor::with_circuit_breaker)):
+    /// after `failures` consecutive failed calls, the agent is not selected for
+    /// `open_for` on the engine's clock, then one probe call decides (see
+    /// [Circuit breakers](crate::agent#circuit-breakers)). `None` switches them off
+    /// (agents with a breaker of their own keep it). Applies to the registry the engine
+    /// creates, not to one given with [`registry`](Self::registry). Defaults to
+    /// [`CircuitBreaker::DEFAULT`]: 5 failures, 30 seconds.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// use tradeflow::agent::CircuitBreaker;
+    /// use tradeflow::engine::Engine;
+    ///
+    /// let quick = Engine::builder()
+    ///     .circuit_breaker(CircuitBreaker::new(3, Duration::from_secs(10)))
+    ///     .build();
+    /// let never = Engine::builder().circuit_breaker(None).build();
+    /// # let _ = (quick, never);
+    /// ```
+    #[must_use]
+    pub fn circuit_breaker(mut self, breaker: impl Into<Option<CircuitBreaker>>) -> Self {
+        self.circuit_breaker = breaker.into();
+        self
+    }
+
     /// The engine. With a store, it first learns again from the store's journals (see
     /// [`relearn_decisions`](Self::relearn_decisions)): blocking I/O, in proportion to
     /// the runs that learned a reward.
@@ -213,10 +247,16 @@ impl EngineBuilder {
             balancer_for(LoadBalancing::LeastConnections),
             balancer_for(LoadBalancing::PowerOfTwoChoices),
         ];
+        let registry = self.registry.unwrap_or_else(|| {
+            let registry = AgentRegistry::builder()
+                .shared_clock(Arc::clone(&self.clock))
+                .circuit_breaker(self.circuit_breaker);
+            Arc::new(registry.build())
+        });
         Engine {
             inner: Arc::new(Inner {
                 clock: self.clock,
-                registry: self.registry.unwrap_or_default(),
+                registry,
                 decisions: self.decisions,
                 listeners: Listeners::new(self.callbacks),
                 catalogue: Catalogue::default(),
@@ -265,6 +305,7 @@ impl Engine {
             resources: None,
             agent_check: AgentCheck::default(),
             relearn_decisions: true,
+            circuit_breaker: Some(CircuitBreaker::DEFAULT),
         }
     }
 }

@@ -14,6 +14,16 @@ use crate::definition::{DecisionPolicy, StepId};
 use crate::run::{FailureKind, RecoveryDecision, RunId, RunStatus};
 
 /// Something that happened in a run, in the order it happened.
+///
+/// Circuit breakers are the engine's, not a run's: an agent's breaker serves every run.
+/// Their changes (`CircuitOpened`, `CircuitHalfOpen`, `CircuitClosed`) are announced
+/// once, as events of the run whose call made them (the failure that opened the
+/// breaker, the probe, the probe's success), so they reach [`Engine::subscribe`] and
+/// [`EngineBuilder::on_event`] with every other event, and that run's
+/// [`Run::events`](super::Run::events).
+///
+/// [`Engine::subscribe`]: super::Engine::subscribe
+/// [`EngineBuilder::on_event`]: super::EngineBuilder::on_event
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(
     tag = "event",
@@ -214,6 +224,47 @@ pub enum RunEvent {
         /// When.
         at: DateTime<Utc>,
     },
+    /// An agent's circuit breaker opened: this run's call was the failure that reached
+    /// its threshold, or the probe that failed. No run's call goes to the agent until
+    /// `until` (see [Circuit breakers](crate::agent#circuit-breakers)).
+    CircuitOpened {
+        /// The run whose call failed.
+        run_id: RunId,
+        /// The step whose call failed.
+        step_id: StepId,
+        /// The agent.
+        agent_id: AgentId,
+        /// Its consecutive failed calls, counted across open periods.
+        failures: u32,
+        /// When it turns half open and lets one probe call through.
+        until: DateTime<Utc>,
+        /// When.
+        at: DateTime<Utc>,
+    },
+    /// An agent's open circuit breaker turned half open and let this run's call through
+    /// as its probe (announced before the call's `StepStarted`).
+    CircuitHalfOpen {
+        /// The run whose call is the probe.
+        run_id: RunId,
+        /// The step whose call is the probe.
+        step_id: StepId,
+        /// The agent.
+        agent_id: AgentId,
+        /// When.
+        at: DateTime<Utc>,
+    },
+    /// An agent's circuit breaker closed: this run's call, made while it was half open
+    /// (its probe, as a rule), succeeded. Calls go to the agent as usual again.
+    CircuitClosed {
+        /// The run whose call succeeded.
+        run_id: RunId,
+        /// The step whose call succeeded.
+        step_id: StepId,
+        /// The agent.
+        agent_id: AgentId,
+        /// When.
+        at: DateTime<Utc>,
+    },
 }
 
 impl RunEvent {
@@ -235,7 +286,10 @@ impl RunEvent {
             | Self::RunPaused { run_id, .. }
             | Self::RunResumed { run_id, .. }
             | Self::RunCancelled { run_id, .. }
-            | Self::RunEnded { run_id, .. } => run_id,
+            | Self::RunEnded { run_id, .. }
+            | Self::CircuitOpened { run_id, .. }
+            | Self::CircuitHalfOpen { run_id, .. }
+            | Self::CircuitClosed { run_id, .. } => run_id,
         }
     }
 }

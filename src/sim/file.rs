@@ -9,11 +9,12 @@ use serde_json::{Map, Value};
 
 use super::RandomValue;
 use super::random::{check_name, check_reads};
-use crate::agent::{AgentDescriptor, AgentErrorKind, AgentId};
+use crate::agent::{AgentDescriptor, AgentErrorKind, AgentId, CircuitBreaker};
 use crate::definition::{
-    AgentType, DefinitionError, Location, StepId, ValidationErrors, load_as, parse,
+    AgentType, DefinitionError, Location, Quoted, StepId, ValidationErrors, load_as, parse,
 };
 use crate::expr::Template;
+use crate::plan::MAX_DURATION_MS;
 
 /// An agents file as written: the scripted agents of a dry run, the scripted answers to
 /// its `human_approval` steps and, optionally, the resource pool.
@@ -71,6 +72,12 @@ pub struct AgentScript {
     /// Calls the agent takes at once; at least 1. Default 1.
     #[serde(default = "default_max_concurrency")]
     pub max_concurrency: u32,
+    /// The agent's own circuit breaker, `{"failures": 3, "openMs": 10000}` (`failures`
+    /// at least 1, default 5; `openMs` at most
+    /// [`MAX_DURATION_MS`](crate::plan::MAX_DURATION_MS), default 30000), in place of the
+    /// engine's. Default: none, the engine's (5 failures, 30 s).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub circuit_breaker: Option<CircuitBreaker>,
     /// The script of each task type the agent serves, by task type. A call of any other
     /// task type fails with kind `PERMANENT`.
     pub tasks: BTreeMap<String, TaskScript>,
@@ -85,12 +92,17 @@ fn default_max_concurrency() -> u32 {
 }
 
 impl AgentScript {
-    /// The agent as the registry sees it: id, type, capabilities, weight, capacity.
+    /// The agent as the registry sees it: id, type, capabilities, weight, capacity,
+    /// circuit breaker.
     pub fn descriptor(&self) -> AgentDescriptor {
-        AgentDescriptor::new(self.id.clone(), self.agent_type.clone())
+        let descriptor = AgentDescriptor::new(self.id.clone(), self.agent_type.clone())
             .with_capabilities(self.capabilities.iter().cloned())
             .with_weight(self.weight)
-            .with_max_concurrency(self.max_concurrency)
+            .with_max_concurrency(self.max_concurrency);
+        match self.circuit_breaker {
+            Some(breaker) => descriptor.with_circuit_breaker(breaker),
+            None => descriptor,
+        }
     }
 }
 
@@ -180,12 +192,14 @@ impl AgentsFile {
     }
 
     /// Checks what the JSON shape does not: weights finite and > 0, `maxConcurrency` at
-    /// least 1, agent ids unique, `output` and `outputs` not both given, `outputs` not
-    /// empty, every `${params…}` binding well formed, every `${random…}` binding naming
-    /// a value of the script's `random`, random values well formed (a name readable as
-    /// `${random.NAME}`, two numbers or bindings, a literal sd not negative, a literal
-    /// low not above high), approvals keyed by valid step ids, pool amounts finite and not
-    /// negative. [`from_json`](Self::from_json) runs it; call it on a file built in code.
+    /// least 1, `circuitBreaker.failures` at least 1 and `circuitBreaker.openMs` at most
+    /// [`MAX_DURATION_MS`](crate::plan::MAX_DURATION_MS), agent ids unique, `output` and
+    /// `outputs` not both given, `outputs` not empty, every `${params…}` binding well
+    /// formed, every `${random…}` binding naming a value of the script's `random`, random
+    /// values well formed (a name readable as `${random.NAME}`, two numbers or bindings, a
+    /// literal sd not negative, a literal low not above high), approvals keyed by valid
+    /// step ids, pool amounts finite and not negative. [`from_json`](Self::from_json) runs
+    /// it; call it on a file built in code.
     ///
     /// # Errors
     /// [`ValidationErrors`] with every problem found, located as in `from_json`.
@@ -195,6 +209,15 @@ impl AgentsFile {
             let at = agent_location(index);
             check.agent_id(&at, index, agent.id.as_str());
             check.agent(&at, Some(agent.weight), Some(agent.max_concurrency.into()));
+            if let Some(breaker) = agent.circuit_breaker {
+                let open_ms = u64::try_from(breaker.open_for.as_millis()).unwrap_or(u64::MAX);
+                check.circuit_breaker(
+                    &at,
+                    agent.id.as_str(),
+                    Some(breaker.failures.into()),
+                    Some(open_ms),
+                );
+            }
             for (task_type, task) in &agent.tasks {
                 let at = task_location(&at, task_type);
                 let random: Vec<_> = task
@@ -269,6 +292,15 @@ fn load(value: &Value) -> Result<AgentsFile, ValidationErrors> {
             number("weight").and_then(Value::as_f64),
             number("maxConcurrency").and_then(Value::as_u64),
         );
+        if let Some(breaker) = raw.get("circuitBreaker") {
+            let id = raw.get("id").and_then(Value::as_str).unwrap_or_default();
+            check.circuit_breaker(
+                &at,
+                id,
+                breaker.get("failures").and_then(Value::as_u64),
+                breaker.get("openMs").and_then(Value::as_u64),
+            );
+        }
         let mut tasks = BTreeMap::new();
         for (task_type, raw_task) in raw_tasks.into_iter().flatten() {
             let task_at = task_location(&at, task_type);
@@ -407,6 +439,39 @@ impl Checker {
                 at: at.field("weight"),
                 value: weight.to_string(),
                 reason: "weight must be finite and greater than 0".to_owned(),
+            });
+        }
+    }
+
+    /// Checks an agent's circuit breaker: `failures` at least 1, `openMs` at most
+    /// [`MAX_DURATION_MS`]; `None` where a field is absent (its default) or not a whole
+    /// number (a structural problem, reported as such). The reason names agent `id`.
+    fn circuit_breaker(
+        &mut self,
+        at: &Location,
+        id: &str,
+        failures: Option<u64>,
+        open_ms: Option<u64>,
+    ) {
+        let at = at.field("circuitBreaker");
+        let agent = Quoted(id);
+        if failures == Some(0) {
+            self.errors.push(DefinitionError::InvalidValue {
+                at: at.field("failures"),
+                value: "0".to_owned(),
+                reason: format!(
+                    "the circuit breaker of agent `{agent}` opens after at least 1 failure"
+                ),
+            });
+        }
+        if let Some(open_ms) = open_ms.filter(|ms| *ms > MAX_DURATION_MS) {
+            self.errors.push(DefinitionError::InvalidValue {
+                at: at.field("openMs"),
+                value: open_ms.to_string(),
+                reason: format!(
+                    "the circuit breaker of agent `{agent}` stays open at most \
+                     {MAX_DURATION_MS} ms (100 years)"
+                ),
             });
         }
     }
@@ -665,6 +730,39 @@ mod tests {
         );
     }
 
+    /// What `validate` finds in `file`, which must be invalid, one line each.
+    fn invalid(file: &AgentsFile) -> Vec<String> {
+        let errors = file.validate().unwrap_err();
+        errors.iter().map(ToString::to_string).collect()
+    }
+
+    #[test]
+    fn validate_checks_a_circuit_breaker_built_in_code() {
+        let mut file = AgentsFile::from_json(
+            r#"{"agents": [{"id": "a", "type": "T", "circuitBreaker": {"failures": 2},
+                            "tasks": {}}]}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            file.agents[0].descriptor().circuit_breaker,
+            Some(CircuitBreaker::new(2, std::time::Duration::from_secs(30)))
+        );
+        let Some(breaker) = file.agents[0].circuit_breaker.as_mut() else {
+            panic!("the agent has a breaker");
+        };
+        breaker.failures = 0;
+        breaker.open_for = std::time::Duration::from_millis(MAX_DURATION_MS + 1);
+        assert_eq!(
+            invalid(&file),
+            [
+                "agents[0].circuitBreaker.failures: invalid value 0: the circuit breaker of \
+                 agent `a` opens after at least 1 failure",
+                "agents[0].circuitBreaker.openMs: invalid value 3155760000001: the circuit \
+                 breaker of agent `a` stays open at most 3155760000000 ms (100 years)",
+            ]
+        );
+    }
+
     #[test]
     fn validate_checks_a_file_built_in_code() {
         let mut file = AgentsFile::from_json(
@@ -678,14 +776,8 @@ mod tests {
             task.outputs = Some(vec![json!(2)]);
         }
         file.agents.push(twin);
-        let lines: Vec<String> = file
-            .validate()
-            .unwrap_err()
-            .iter()
-            .map(ToString::to_string)
-            .collect();
         assert_eq!(
-            lines,
+            invalid(&file),
             [
                 "agents[1].id: invalid value \"a\": duplicate agent id (first used by agents[0])",
                 "agents[1].weight: invalid value NaN: weight must be finite and greater than 0",

@@ -14,6 +14,7 @@
 //!     {
 //!       "id": "exec-1", "type": "TRADING_EXECUTION", "capabilities": ["twap"],
 //!       "weight": 2, "maxConcurrency": 4,
+//!       "circuitBreaker": { "failures": 3, "openMs": 10000 },
 //!       "tasks": {
 //!         "ORDER_EXECUTION": {
 //!           "output": { "orderIds": ["${params.orders.id}"] },
@@ -32,8 +33,12 @@
 //! - [`AgentsFile`]: `agents`, `approvals` (scripted human answers by step id) and an
 //!   optional `resources` pool.
 //! - [`AgentScript`]: who the agent is (`id`, `type`, `capabilities`, `weight`,
-//!   `maxConcurrency`, as in the [registry](crate::agent::AgentRegistry)) and a
-//!   [`TaskScript`] for each task type it serves.
+//!   `maxConcurrency`, as in the [registry](crate::agent::AgentRegistry)), its own
+//!   `circuitBreaker` if it has one (after `failures` failed calls in a row, at least 1,
+//!   default 5, the agent is not called for `openMs`, at most 100 years, default 30000,
+//!   then one probe call decides; see
+//!   [Circuit breakers](crate::agent#circuit-breakers)), and a [`TaskScript`] for each
+//!   task type it serves.
 //! - [`TaskScript`]: `output` (with `${params.path}` bindings to the task's resolved
 //!   parameters, same rules as workflow bindings, and `${random.NAME}` bindings to the
 //!   values drawn for the call) or `outputs` (successive answers, the last repeating),

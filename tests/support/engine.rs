@@ -14,7 +14,9 @@ use std::time::Duration;
 
 use chrono::{DateTime, TimeZone, Utc};
 use serde_json::{Value, json};
-use tradeflow::agent::{Agent, AgentDescriptor, AgentError, AgentErrorKind, TaskRequest};
+use tradeflow::agent::{
+    Agent, AgentDescriptor, AgentError, AgentErrorKind, CircuitBreaker, TaskRequest,
+};
 use tradeflow::clock::{Clock, VirtualClock};
 use tradeflow::definition::{StepId, WorkflowDefinition};
 use tradeflow::engine::{
@@ -241,6 +243,13 @@ impl TestAgent {
     #[must_use]
     pub fn weight(mut self, weight: f64) -> Self {
         self.descriptor.weight = weight;
+        self
+    }
+
+    /// Gives the agent a circuit breaker of its own.
+    #[must_use]
+    pub fn breaker(mut self, breaker: CircuitBreaker) -> Self {
+        self.descriptor = self.descriptor.with_circuit_breaker(breaker);
         self
     }
 

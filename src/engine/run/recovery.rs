@@ -15,11 +15,9 @@ impl Execution {
         let step = book.plan.step(index)?;
         let untried_agent = step.calls_one_agent()
             && step.agent_task().is_some_and(|task| {
-                !self
-                    .inner
+                self.inner
                     .registry
-                    .candidates(task, book.healing.failed_agents(index))
-                    .is_empty()
+                    .has_callable(task, book.healing.failed_agents(index))
             });
         let rollback = if step.recovery().allows(RecoveryStrategy::Rollback) {
             book.rollback_scope(index)

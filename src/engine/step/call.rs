@@ -7,13 +7,19 @@
 //! from a new order. Each attempt:
 //!
 //! 1. chooses an agent with a free slot (waiting for capacity when every eligible one is
-//!    busy; agents that answered `AGENT_UNAVAILABLE` are passed over while others exist);
+//!    busy; agents that answered `AGENT_UNAVAILABLE` are passed over while others exist;
+//!    agents whose circuit breaker is open are passed over, and when every eligible one's
+//!    is, the call waits for the first to turn half open, at most the step's `timeout`
+//!    (or up to the loop's deadline) from when it began to wait, then fails `NO_AGENT`);
 //! 2. journals its `stepStarted` and waits until it is durable (a restart re-makes the
-//!    call with the same key), then announces `StepStarted`;
+//!    call with the same key), then announces `CircuitHalfOpen` if the call is a
+//!    breaker's probe, and `StepStarted`;
 //! 3. calls the agent, contained if it panics and cut off at the step's `timeout` (or the
 //!    loop's deadline);
-//! 4. records the outcome in the agent's history, and either returns or waits the retry
-//!    policy's jittered backoff before the next attempt.
+//! 4. records the outcome in the agent's history and its circuit breaker (announcing
+//!    `CircuitOpened` or `CircuitClosed` when the breaker changes) before the agent's
+//!    slot is freed, and either returns or waits the retry policy's jittered backoff
+//!    before the next attempt.
 //!
 //! A coordinated step makes one logical call per agent it asks, each a *lane* of the
 //! step ([`Lanes`]): lane k's key ends in `/a<k+1>`, it never takes an agent another lane
@@ -37,7 +43,8 @@ use serde_json::Value;
 
 use super::{Failure, StepCtx, StepResult, Success};
 use crate::agent::{
-    AgentError, AgentErrorKind, AgentId, Outcome, SelectError, Selection, TaskRequest,
+    Agent, AgentError, AgentErrorKind, AgentId, CircuitChange, Outcome, SelectError, Selection,
+    TaskRequest,
 };
 use crate::clock::add_saturating;
 use crate::engine::RunEvent;
@@ -206,12 +213,16 @@ impl<'a> LogicalCall<'a> {
                     Cow::Borrowed(tries.excluded.as_slice()),
                 ),
             };
+            // Waiting for an open circuit breaker is bounded as an attempt is.
+            let waits_until =
+                attempt_deadline(ctx.inner.clock.now(), self.step.timeout(), self.deadline);
             let chosen = choose(
                 ctx,
                 self.task,
                 preferred.as_ref(),
                 &excluded,
                 &mut tries.rng,
+                waits_until,
             )
             .await;
             if let (Some((lane, lanes)), Ok(selection)) = (self.lane, &chosen) {
@@ -261,7 +272,7 @@ impl<'a> LogicalCall<'a> {
     }
 
     /// One attempt on the chosen agent: journaled (durably) and announced, made, and
-    /// recorded in the agent's history.
+    /// recorded in the agent's history and circuit breaker before its slot is freed.
     async fn attempt(
         &self,
         ctx: &StepCtx,
@@ -300,6 +311,14 @@ impl<'a> LogicalCall<'a> {
             let error = AgentError::permanent(format!("not called: {lost}"));
             return Err((error, FailureKind::Store));
         }
+        if selection.lease.is_probe() {
+            inner.emit(|| RunEvent::CircuitHalfOpen {
+                run_id: ctx.run_id.clone(),
+                step_id: self.step.id().clone(),
+                agent_id: agent_id.clone(),
+                at: inner.clock.now(),
+            });
+        }
         inner.emit(|| RunEvent::StepStarted {
             run_id: ctx.run_id.clone(),
             step_id: self.step.id().clone(),
@@ -322,7 +341,8 @@ impl<'a> LogicalCall<'a> {
         };
         let started = inner.clock.now();
         let limit = attempt_deadline(started, self.step.timeout(), self.deadline);
-        let result = call_agent(ctx, selection, request, limit).await;
+        let Selection { agent, lease, .. } = selection;
+        let result = call_agent(ctx, &*agent, request, limit).await;
         let latency = (inner.clock.now() - started).to_std().unwrap_or_default();
         let result = result
             .and_then(|output| check_output(output, inner.max_output_bytes, self.step, &agent_id));
@@ -333,7 +353,7 @@ impl<'a> LogicalCall<'a> {
                 latency,
             },
         };
-        inner
+        let change = inner
             .registry
             .record(&agent_id, &self.task.task_type, outcome);
         if inner.adapting.recording() {
@@ -342,6 +362,31 @@ impl<'a> LogicalCall<'a> {
             let workflow = ctx.plan.workflow_id();
             let measures = &inner.adapting.measures;
             measures.record(workflow, step, &self.task.agent_type, failed, latency);
+        }
+        // Recorded before the slot is freed: a caller woken for it sees the breaker as
+        // the outcome left it, and a probe's lease never gives up a decided probe.
+        drop(lease);
+        if let Some(change) = change {
+            inner.emit(|| {
+                let (run_id, step_id) = (ctx.run_id.clone(), self.step.id().clone());
+                let at = inner.clock.now();
+                match change {
+                    CircuitChange::Opened { failures, until } => RunEvent::CircuitOpened {
+                        run_id,
+                        step_id,
+                        agent_id: agent_id.clone(),
+                        failures,
+                        until,
+                        at,
+                    },
+                    CircuitChange::Closed => RunEvent::CircuitClosed {
+                        run_id,
+                        step_id,
+                        agent_id: agent_id.clone(),
+                        at,
+                    },
+                }
+            });
         }
         result
     }
@@ -486,23 +531,30 @@ fn idempotency_key(
 }
 
 /// Picks an agent with a free slot, waiting its turn when every eligible one is busy
-/// (first come, first served: a freed slot wakes one waiting call, not all of them).
+/// (first come, first served: a freed slot wakes one waiting call, not all of them),
+/// and until `deadline` at most when every eligible one's circuit breaker is open.
 async fn choose(
     ctx: &StepCtx,
     task: &AgentTask,
     preferred: Option<&AgentId>,
     excluded: &[AgentId],
     rng: &mut StdRng,
+    deadline: Option<DateTime<Utc>>,
 ) -> Result<Selection, SelectError> {
     let registry = &ctx.inner.registry;
     if let Some(selection) = preferred.and_then(|agent| registry.select_agent(task, agent)) {
         return Ok(selection);
     }
     let balancer = ctx.inner.balancer(task.load_balancing);
-    match registry.acquire(task, balancer, rng, excluded).await {
+    match registry
+        .acquire_before(task, balancer, rng, excluded, deadline)
+        .await
+    {
         // Every eligible agent was excluded (reported unavailable): try them again.
         Err(SelectError::NoAgent { excluded: 1.., .. }) => {
-            registry.acquire(task, balancer, rng, &[]).await
+            registry
+                .acquire_before(task, balancer, rng, &[], deadline)
+                .await
         }
         other => other,
     }
@@ -521,28 +573,26 @@ fn attempt_deadline(
     }
 }
 
-/// One call: contained if the agent panics, cut off at `limit`. The lease (the agent's
-/// slot) is freed when the call ends either way.
+/// One call: contained if the agent panics, cut off at `limit` (the call's future is
+/// dropped then). The caller holds the agent's slot and frees it once it has recorded
+/// the outcome.
 async fn call_agent(
     ctx: &StepCtx,
-    selection: Selection,
+    agent: &dyn Agent,
     request: TaskRequest,
     limit: Option<DateTime<Utc>>,
 ) -> Result<Value, AttemptError> {
-    let Selection { agent, lease, .. } = selection;
     let call = AssertUnwindSafe(agent.execute(request)).catch_unwind();
     let result = match limit {
         None => call.await,
         Some(limit) => match select(call, ctx.inner.clock.sleep_until(limit)).await {
             Either::Left((result, _)) => result,
             Either::Right(((), _)) => {
-                drop(lease);
                 let error = AgentError::timeout("no answer within the step's timeout");
                 return Err((error, FailureKind::Timeout));
             }
         },
     };
-    drop(lease);
     match result {
         Ok(Ok(output)) => Ok(output),
         Ok(Err(error)) => {
