@@ -8,7 +8,8 @@
 //! between steps, gating conditions, ordering edges (or listed order), `SEQUENTIAL` or
 //! `PARALLEL` with `STOP_ON_FAILURE` or `CONTINUE_ON_FAILURE`, optional steps, retry
 //! policies and step timeouts, fallback steps and self-healing (`SKIP`, `SUBSTITUTE`,
-//! `ALTERNATIVE_PATH`). Agents are scripted: each answer is a function of the seed and the
+//! `ALTERNATIVE_PATH`), and adaptations that always or never hold (journaled as each step
+//! starts, re-applied from the journal after the restart). Agents are scripted: each answer is a function of the seed and the
 //! request alone (its idempotency key and attempt, never the order of calls), so a call
 //! made again behaves as it did: an output echoing its parameters, a `TEMPORARY` or a
 //! `PERMANENT` failure, sometimes after a delay on the virtual clock (past the step's
@@ -709,7 +710,38 @@ impl Generator {
         if !listed_order {
             workflow["dependencies"] = json!(dependencies);
         }
+        if self.dice.chance(500) {
+            workflow["adaptations"] = self.adaptations();
+        }
         workflow
+    }
+
+    /// Adaptations of the steps that call agents: one that always holds (parameters
+    /// merged, a timeout stretched), one that never does. They hold alike before and
+    /// after a restart, so the recovered run must apply exactly what the golden one did.
+    fn adaptations(&mut self) -> Value {
+        let adaptable = self.indices(Kind::calls_agents);
+        let mut holds = Vec::new();
+        let mut never = Vec::new();
+        for index in adaptable {
+            if self.dice.chance(500) {
+                let mut change = json!({"stepId": id(index), "parameters": {"adapted": index}});
+                if self.dice.chance(300) {
+                    change["timeoutFactor"] = json!(2);
+                }
+                holds.push(change);
+            } else if self.dice.chance(300) {
+                never.push(json!({"stepId": id(index), "skip": true}));
+            }
+        }
+        // A rule changes at least one step.
+        let rules = [("always", "true", holds), ("never", "false", never)];
+        let rules: Vec<Value> = rules
+            .into_iter()
+            .filter(|(_, _, changes)| !changes.is_empty())
+            .map(|(id, when, changes)| json!({"id": id, "when": when, "changes": changes}))
+            .collect();
+        json!(rules)
     }
 
     /// Step `index`, of a kind that fits the steps before it.

@@ -570,3 +570,139 @@ fn a_coordinated_step_keeps_one_call_in_flight_per_agent_asked() {
     assert_eq!(lanes, [(Some(0), 1), (Some(2), 1), (Some(1), 2)]);
     assert_eq!(state.in_flight().count(), 3);
 }
+
+fn adapted(step: &str, ids: &[&str], t: i64) -> JournalEntry {
+    JournalEntry::AdaptationsApplied {
+        step_id: step.into(),
+        ids: ids.iter().map(|id| (*id).to_owned()).collect(),
+        at: at(t),
+    }
+}
+
+fn recovering(step: &str, strategy: RecoveryStrategy, t: i64) -> [JournalEntry; 2] {
+    [
+        JournalEntry::StepFailed {
+            step_id: step.into(),
+            kind: FailureKind::Temporary,
+            message: "venue timeout".into(),
+            attempts: 1,
+            at: at(t),
+        },
+        JournalEntry::RecoveryDecided {
+            step_id: step.into(),
+            decision: RecoveryDecision {
+                strategy,
+                confidence: 0.8,
+                cost: 1.0,
+                score: 0.5,
+                kind: FailureKind::Temporary,
+                message: "venue timeout".into(),
+            },
+            at: at(t),
+        },
+    ]
+}
+
+#[test]
+fn applied_adaptations_fold_per_step_including_an_empty_list() {
+    let state = RunState::fold(&[
+        started(),
+        adapted("risk", &["high-volatility", "desk-down"], 1),
+        call("risk", None, 1, "risk-1", 1),
+        completed("risk", json!({}), 1, "risk-1", 2),
+        adapted("size", &[], 2),
+        call("size", None, 1, "size-1", 2),
+    ])
+    .unwrap();
+
+    assert_eq!(
+        state.adaptations["risk"],
+        ["high-volatility", "desk-down"],
+        "in the order they applied"
+    );
+    assert!(
+        state.adaptations["size"].is_empty(),
+        "journaled: none held, and none is applied on resume"
+    );
+    assert!(!state.adaptations.contains_key("hedge"));
+    let text = serde_json::to_value(adapted("risk", &["x"], 0)).unwrap();
+    assert_eq!(
+        text,
+        json!({"type": "adaptationsApplied", "stepId": "risk", "ids": ["x"], "at": "2026-01-05T09:00:00Z"})
+    );
+}
+
+#[test]
+fn a_step_adapted_twice_is_refused_naming_the_entry_and_the_step() {
+    let error = RunState::fold(&[
+        started(),
+        adapted("risk", &["high-volatility"], 1),
+        call("risk", None, 1, "risk-1", 1),
+        adapted("risk", &[], 2),
+    ])
+    .unwrap_err();
+
+    assert_eq!(
+        error,
+        FoldError::AdaptedTwice {
+            index: 3,
+            step: "risk".into()
+        }
+    );
+    assert_eq!(
+        error.to_string(),
+        "entry 3 (`adaptationsApplied`) for step `risk`: the step was adapted already and has not run again since"
+    );
+    // Another step's entry does not count against it.
+    assert!(RunState::fold(&[started(), adapted("risk", &[], 1), adapted("size", &[], 1)]).is_ok());
+}
+
+#[test]
+fn a_rollback_or_a_recovery_lets_a_step_be_adapted_again() {
+    let mut rolled_back = vec![
+        started(),
+        adapted("risk", &["high-volatility"], 1),
+        call("risk", None, 1, "risk-1", 1),
+        completed("risk", json!({}), 1, "risk-1", 2),
+    ];
+    rolled_back.extend(recovering("size", RecoveryStrategy::Rollback, 3));
+    rolled_back.extend([
+        JournalEntry::RolledBack {
+            step_id: "size".into(),
+            to_checkpoint: None,
+            redo: vec!["risk".into(), "size".into()],
+            at: at(3),
+        },
+        adapted("risk", &[], 4),
+    ]);
+    let state = RunState::fold(&rolled_back).unwrap();
+    assert!(
+        state.adaptations["risk"].is_empty(),
+        "the step run again was adapted as conditions were then"
+    );
+    // Once more without a rollback in between is refused again.
+    rolled_back.push(adapted("risk", &[], 5));
+    assert!(matches!(
+        RunState::fold(&rolled_back),
+        Err(FoldError::AdaptedTwice { index: 8, .. })
+    ));
+
+    let mut recovered = vec![
+        started(),
+        adapted("risk", &["high-volatility"], 1),
+        call("risk", None, 1, "risk-1", 1),
+    ];
+    recovered.extend(recovering("risk", RecoveryStrategy::Retry, 2));
+    recovered.push(adapted("risk", &["desk-down"], 3));
+    let state = RunState::fold(&recovered).unwrap();
+    assert_eq!(state.adaptations["risk"], ["desk-down"]);
+
+    // A recovery of another step does not.
+    let mut other = vec![started(), adapted("risk", &[], 1)];
+    other.extend(recovering("size", RecoveryStrategy::Retry, 2));
+    other.push(adapted("risk", &[], 3));
+    assert!(matches!(
+        RunState::fold(&other),
+        Err(FoldError::AdaptedTwice { index: 4, .. })
+    ));
+}

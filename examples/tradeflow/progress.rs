@@ -108,6 +108,9 @@ impl Progress {
             }
             RunEvent::StepWaiting { step_id, at, .. } => self.waiting(run, step_id, at),
             RunEvent::StepAnswered { .. } => self.answered(event)?,
+            RunEvent::StepAdapted {
+                step_id, ids, at, ..
+            } => (step_id, at, "adapted", ids.join(", ")),
             RunEvent::CircuitOpened { .. }
             | RunEvent::CircuitHalfOpen { .. }
             | RunEvent::CircuitClosed { .. } => self.circuit(event)?,
@@ -281,8 +284,21 @@ impl Progress {
                 format!(": {step}{}: {}", error.kind, error.message)
             })
             .unwrap_or_default();
+        // The adaptations that applied to some step, each once, in the order they first
+        // did.
+        let mut adapted: Vec<&str> = Vec::new();
+        for id in report.steps.iter().flat_map(|(_, step)| &step.adaptations) {
+            if !adapted.contains(&id.as_str()) {
+                adapted.push(id);
+            }
+        }
+        let adapted = if adapted.is_empty() {
+            String::new()
+        } else {
+            format!(", adapted: {}", adapted.join(", "))
+        };
         format!(
-            "{}  run {} {} in {}.{:02} s{}{error}",
+            "{}  run {} {} in {}.{:02} s{}{adapted}{error}",
             self.time(report.ended_at),
             report.run_id,
             report.status,

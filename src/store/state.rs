@@ -1,6 +1,6 @@
 //! A run's state as the fold of its journal.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, Utc};
 use serde_json::Value;
@@ -204,6 +204,17 @@ pub enum FoldError {
         /// What is wrong.
         problem: &'static str,
     },
+    /// A second `adaptationsApplied` for a step that has not been returned to pending
+    /// since its first (by a `rolledBack` that redoes it or a `recoveryDecided`).
+    #[error(
+        "entry {index} (`adaptationsApplied`) for step `{step}`: the step was adapted already and has not run again since"
+    )]
+    AdaptedTwice {
+        /// Its position.
+        index: usize,
+        /// The step.
+        step: StepId,
+    },
     /// `runEnded` with a status that is not final.
     #[error("entry {index} ends the run as `{status}`, which is not a final status")]
     NotFinal {
@@ -219,7 +230,9 @@ impl RunState {
     ///
     /// The journal's grammar is checked: one `runStarted` first, nothing after
     /// `runEnded`, which gives a final status, and no step completing, failing or being
-    /// skipped once it has ended (only a recovery or a rollback starts it again). Step entries are taken as the engine
+    /// skipped once it has ended (only a recovery or a rollback starts it again), and no
+    /// step adapted twice (`adaptationsApplied`) unless a rollback redid it or a
+    /// recovery returned it to pending in between. Step entries are taken as the engine
     /// wrote them (an approval step completes without a call; a failed step may start
     /// again after a recovery). A step started again after it ended is being re-run:
     /// its old output and skip reason are dropped. A new call on an item ends the
@@ -259,6 +272,9 @@ impl RunState {
         let (first, rest) = entries.split_first().ok_or(FoldError::Empty)?;
         let mut state = Self::started(first)?;
         let mut paused = false;
+        // Steps a recovery returned to pending since their `adaptationsApplied`: they may
+        // be adapted again (a rollback forgets the adaptations, which allows it too).
+        let mut may_adapt_again = BTreeSet::new();
         for (index, entry) in rest.iter().enumerate().map(|(i, e)| (i + 1, e)) {
             // Only a reward the host reports may follow the end.
             let reported = matches!(entry, JournalEntry::RewardLearned { .. });
@@ -287,6 +303,13 @@ impl RunState {
                 | JournalEntry::RewardLearned { .. }
                 | JournalEntry::RewardMissing { .. } => state.decision(entry, index)?,
                 JournalEntry::AdaptationsApplied { step_id, ids, .. } => {
+                    let again = may_adapt_again.remove(step_id);
+                    if state.adaptations.contains_key(step_id) && !again {
+                        return Err(FoldError::AdaptedTwice {
+                            index,
+                            step: step_id.clone(),
+                        });
+                    }
                     state.adaptations.insert(step_id.clone(), ids.clone());
                 }
                 JournalEntry::RunEnded { status, error, at } => {
@@ -316,6 +339,9 @@ impl RunState {
                             });
                         }
                         step.apply(step_entry, index);
+                        if matches!(step_entry, JournalEntry::RecoveryDecided { .. }) {
+                            may_adapt_again.insert(step_id.clone());
+                        }
                     }
                 }
             }
