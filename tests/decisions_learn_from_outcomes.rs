@@ -504,3 +504,51 @@ fn a_run_recovered_after_a_crash_calls_with_the_option_it_chose() {
     assert_eq!(decided, 1);
     assert!(step(&report, "execution").decision.is_some());
 }
+
+#[test]
+fn rewards_credit_the_agent_that_decided_so_routing_learns_which_agent_earns_more() {
+    let h = Harness::new();
+    for (id, fill) in [("exec-good", 0.9), ("exec-poor", 0.1)] {
+        h.register(
+            h.agent(id)
+                .of_type("TRADING_EXECUTION")
+                .answers(json!({"fillQuality": fill})),
+        );
+    }
+    let mut definition = workflow(decision_block("STATIC", json!({})));
+    definition["steps"][0]["agentCriteria"]["loadBalancing"] = json!("ROUND_ROBIN");
+    let performance = |h: &Harness| {
+        let plan = h.engine.workflow("algo").expect("the workflow is kept");
+        let index = plan.index_of("execution").expect("the step exists");
+        let task = plan.step(index).and_then(|step| step.agent_task()).unwrap();
+        let candidates = h.engine.registry().candidates(task, &[]);
+        let of = |id: &str| {
+            candidates
+                .iter()
+                .find(|candidate| candidate.agent.as_str() == id)
+                .map(|candidate| candidate.score.performance)
+                .unwrap()
+        };
+        (of("exec-good"), of("exec-poor"))
+    };
+    let mut agents = Vec::new();
+    for _ in 0..30 {
+        let report = h.run(&definition, json!({"qty": 1, "regime": "calm"}));
+        agents.push(step(&report, "execution").agent_id.clone().unwrap());
+    }
+    assert!(
+        agents.iter().any(|agent| agent.as_str() == "exec-poor"),
+        "both decided"
+    );
+    // The same successes and latencies: only the credited rewards tell them apart.
+    let (good, poor) = performance(&h);
+    assert!(good > poor + 0.2, "good {good}, poor {poor}");
+    // Round robin among the agents that score within the margin of the best: the poor
+    // one has dropped out.
+    assert!(
+        agents[20..]
+            .iter()
+            .all(|agent| agent.as_str() == "exec-good"),
+        "{agents:?}"
+    );
+}

@@ -252,16 +252,19 @@ impl Inner {
         let normalised = self
             .decisions
             .learn_from_outcome(awaiting.key(step_id), reward)?;
-        tracing::debug!(
-            workflow = %awaiting.workflow_id,
-            step = step_id,
-            option = %awaiting.option,
-            agent = ?awaiting.agent,
-            task_type = %awaiting.task_type,
-            reward,
-            normalised,
-            "decision reward learned"
-        );
+        if let Some(agent) = &awaiting.agent {
+            let credited =
+                self.registry
+                    .credit_reward(agent, &awaiting.task_type, normalised.clamp(0.0, 1.0));
+            if let Err(error) = credited {
+                // The agent may have left the registry since: the model learned regardless.
+                tracing::debug!(
+                    agent = %agent,
+                    error = &error as &dyn std::error::Error,
+                    "the reward is not credited to the agent"
+                );
+            }
+        }
         Ok(normalised)
     }
 }
