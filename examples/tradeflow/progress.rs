@@ -111,6 +111,26 @@ impl Progress {
             RunEvent::StepAdapted {
                 step_id, ids, at, ..
             } => (step_id, at, "adapted", ids.join(", ")),
+            RunEvent::StepDecided {
+                step_id,
+                option,
+                context_key,
+                policy,
+                at,
+                ..
+            } => {
+                let context = if context_key.is_empty() {
+                    String::new()
+                } else {
+                    format!(", context {context_key}")
+                };
+                (
+                    step_id,
+                    at,
+                    "decided",
+                    format!("{option} ({}{context})", policy.as_str()),
+                )
+            }
             RunEvent::CircuitOpened { .. }
             | RunEvent::CircuitHalfOpen { .. }
             | RunEvent::CircuitClosed { .. } => self.circuit(event)?,
