@@ -38,8 +38,34 @@ use crate::plan::ExecutionPlan;
 use crate::resource::{AllocationGuard, ResourceRequest};
 use crate::run::RunId;
 
-/// The engine's contract, for hosts that want to substitute or wrap it (see the
-/// [module docs](self)).
+/// The engine's contract, for hosts that want to substitute or wrap it.
+///
+/// [`Engine`] implements it by forwarding to its own methods. A host wraps the engine to
+/// add what this crate does not decide for it (permissions, auditing, rate limits, a
+/// remote engine): the wrapper implements the trait and calls the engine inside.
+///
+/// What takes the trait, so that a wrapper sees every run they start:
+/// [`Triggers`](crate::scheduler::Triggers) (built with
+/// [`Triggers::on`](crate::scheduler::Triggers::on)) and the task
+/// [`Dispatcher`](crate::scheduler::Dispatcher) start their runs with
+/// [`start`](OrchestrationEngine::start) and sleep on its
+/// [`clock`](OrchestrationEngine::clock). A start the wrapper refuses (an `Err`) is
+/// reported by them, never a panic: a trigger's [`Firing`](crate::scheduler::Firing)
+/// says [`NotFiredReason::StartRefused`](crate::scheduler::NotFiredReason::StartRefused).
+///
+/// The methods, by what they do:
+/// - workflows: [`create_workflow`](OrchestrationEngine::create_workflow),
+///   [`workflow`](OrchestrationEngine::workflow);
+/// - runs: [`start`](OrchestrationEngine::start) (a run as a future, driven by the
+///   caller), [`execute_workflow`](OrchestrationEngine::execute_workflow) (to its end),
+///   [`pause_workflow`](OrchestrationEngine::pause_workflow),
+///   [`resume_workflow`](OrchestrationEngine::resume_workflow),
+///   [`cancel_workflow`](OrchestrationEngine::cancel_workflow),
+///   [`approve`](OrchestrationEngine::approve), [`reject`](OrchestrationEngine::reject);
+/// - the engine's resources: [`allocate_resources`](OrchestrationEngine::allocate_resources)
+///   (from its [`ResourceManager`](crate::resource::ResourceManager));
+/// - conditions: [`adapt_to_conditions`](OrchestrationEngine::adapt_to_conditions);
+/// - time: [`clock`](OrchestrationEngine::clock).
 ///
 /// # Examples
 /// A wrapper that refuses to start one workflow and forwards everything else:

@@ -69,8 +69,37 @@ impl WorkflowTask {
 
 type Mapping<T> = dyn Fn(&Task<T>) -> (String, RunOptions) + Send + Sync;
 
-/// Starts a run for each task of a [`TaskScheduler`] as it falls due (see the
-/// [module docs](self)).
+/// Starts a run for each task of a [`TaskScheduler`] as it falls due.
+///
+/// A [`TaskScheduler`] only keeps work due at an instant; the dispatcher is the loop a
+/// host would otherwise write: wait for the next due task, start a run of the workflow
+/// it names, with its input, and hand the run back.
+///
+/// # How a task names its run
+/// With [`Dispatcher::new`], the payload is a [`WorkflowTask`]: `{workflowId, input}`
+/// (serde, camelCase). With [`Dispatcher::mapping`], any payload and a function from the
+/// task to the workflow id and [`RunOptions`] (a context, a seed, a version).
+///
+/// # Order and time
+/// Tasks come out as the scheduler pops them: by due time, then priority (lower first),
+/// then scheduling order; a recurring task is scheduled again at its next occurrence
+/// when it is popped, so it starts one run per occurrence. The dispatcher waits with
+/// [`TaskScheduler::due`], on the scheduler's clock: build the scheduler on the
+/// engine's clock (`TaskQueue::new(Arc::clone(engine.clock()))`) so that both read the
+/// same time, and a [`VirtualClock`](crate::clock::VirtualClock) plays a week of tasks
+/// in microseconds.
+///
+/// # What each task gives
+/// One [`Dispatched`] per task popped: the run started (recorded as started by
+/// `task <id> (<name>)`, in its `RunStarted` event and journal), the task skipped because
+/// it was popped past its deadline ([`DueStatus::Missed`]: its moment has passed), or
+/// the engine's refusal ([`EngineError`]: an unknown workflow, a host wrapper's refusal).
+/// A refusal ends nothing: the dispatcher goes on with the next task. Runs make progress
+/// only while the host polls them.
+///
+/// # Cost
+/// One [`TaskScheduler::due`] and one [`OrchestrationEngine::start`] per task; no thread,
+/// no timer of its own, no async runtime.
 ///
 /// # Examples
 /// ```
@@ -109,7 +138,7 @@ type Mapping<T> = dyn Fn(&Task<T>) -> (String, RunOptions) + Send + Sync;
 /// let first = clock.block_on(dispatcher.run().next()).expect("a task falls due");
 /// let report = clock.block_on(first.into_run().expect("the run started"));
 /// assert_eq!(report.status, RunStatus::Completed);
-/// assert_eq!(report.started_at, "2026-01-05T09:01:00Z".parse()?);
+/// assert_eq!(report.started_at.to_rfc3339(), "2026-01-05T09:01:00+00:00");
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub struct Dispatcher<T: Send + Sync + 'static = WorkflowTask> {
@@ -169,7 +198,7 @@ impl<T: Send + Sync + 'static> Dispatcher<T> {
         }
     }
 
-    /// Starts the run of one task popped (see the [module docs](self)).
+    /// Starts the run of one task popped (see [`Dispatcher`]).
     pub fn dispatch(&self, due: DueTask<T>) -> Dispatched<T> {
         let outcome = if due.status() == DueStatus::Missed {
             DispatchOutcome::Missed
