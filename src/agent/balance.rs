@@ -1,14 +1,15 @@
 //! Load balancers: which of the best candidates gets the call.
 
 use std::cmp::Ordering as CmpOrdering;
+use std::collections::HashMap;
 use std::fmt;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use rand::{Rng, RngExt};
 
 use super::Candidate;
-use crate::definition::LoadBalancing;
+use crate::definition::{AgentType, LoadBalancing};
 
 /// Chooses one of the best candidates for a call.
 ///
@@ -18,27 +19,77 @@ use crate::definition::LoadBalancing;
 ///
 /// Randomised balancers must draw only from `rng` (the run's seeded generator), so that
 /// the same seed gives the same picks.
+///
+/// Only [`pick`](Self::pick) is required. The registry calls
+/// [`pick_for`](Self::pick_for), which also names the agent type asked for and defaults
+/// to `pick`: override it to keep state per type, as [`RoundRobin`] does.
+///
+/// A host's own balancer is the engine's default with
+/// [`EngineBuilder::load_balancer`](crate::engine::EngineBuilder::load_balancer): steps
+/// that name a `loadBalancing` strategy get the built-in one, every other step the
+/// host's.
+///
+/// # Examples
+/// A balancer that always calls the last of the best candidates (the one with the
+/// greatest id):
+/// ```
+/// use rand::Rng;
+/// use tradeflow::agent::{Candidate, LoadBalancer};
+///
+/// #[derive(Debug)]
+/// struct Last;
+///
+/// impl LoadBalancer for Last {
+///     fn pick(&self, candidates: &[Candidate], _: &mut dyn Rng) -> usize {
+///         candidates.len().saturating_sub(1)
+///     }
+/// }
+/// # fn _object_safe(_: &dyn LoadBalancer) {}
+/// # _object_safe(&Last);
+/// ```
 pub trait LoadBalancer: Send + Sync + fmt::Debug {
     /// The index in `candidates` of the one to call.
     fn pick(&self, candidates: &[Candidate], rng: &mut dyn Rng) -> usize;
-}
 
-impl<B: LoadBalancer + ?Sized> LoadBalancer for Arc<B> {
-    fn pick(&self, candidates: &[Candidate], rng: &mut dyn Rng) -> usize {
-        (**self).pick(candidates, rng)
+    /// The index in `candidates`, all agents of type `agent_type`, of the one to call.
+    /// Defaults to [`pick`](Self::pick).
+    fn pick_for(
+        &self,
+        agent_type: &AgentType,
+        candidates: &[Candidate],
+        rng: &mut dyn Rng,
+    ) -> usize {
+        let _ = agent_type;
+        self.pick(candidates, rng)
     }
 }
 
-impl<B: LoadBalancer + ?Sized> LoadBalancer for Box<B> {
-    fn pick(&self, candidates: &[Candidate], rng: &mut dyn Rng) -> usize {
-        (**self).pick(candidates, rng)
-    }
+macro_rules! forward {
+    ($pointer:ident) => {
+        impl<B: LoadBalancer + ?Sized> LoadBalancer for $pointer<B> {
+            fn pick(&self, candidates: &[Candidate], rng: &mut dyn Rng) -> usize {
+                (**self).pick(candidates, rng)
+            }
+
+            fn pick_for(
+                &self,
+                agent_type: &AgentType,
+                candidates: &[Candidate],
+                rng: &mut dyn Rng,
+            ) -> usize {
+                (**self).pick_for(agent_type, candidates, rng)
+            }
+        }
+    };
 }
+
+forward!(Arc);
+forward!(Box);
 
 /// The balancer that implements a step's `loadBalancing`.
 ///
-/// Each call returns a new balancer; [`RoundRobin`] keeps its position in the instance,
-/// so keep one per step (or per engine) for the rotation to carry over between calls.
+/// Each call returns a new balancer; [`RoundRobin`] keeps its positions in the instance,
+/// so keep one per engine for the rotations to carry over between calls.
 pub fn balancer_for(kind: LoadBalancing) -> Arc<dyn LoadBalancer> {
     match kind {
         LoadBalancing::RoundRobin => Arc::new(RoundRobin::new()),
@@ -48,16 +99,24 @@ pub fn balancer_for(kind: LoadBalancing) -> Arc<dyn LoadBalancer> {
     }
 }
 
-/// Each candidate in turn: the n-th pick (counted from 0) takes index `n mod len`.
+/// Each candidate in turn, one rotation per agent type: the n-th pick for a type
+/// (counted from 0) takes index `n mod len`. Ignores the rng.
 ///
-/// The counter is atomic and shared by every caller of the instance; it ignores the rng.
+/// Through [`pick_for`](LoadBalancer::pick_for), which the registry calls, each agent
+/// type keeps its own counter, so calls for one type do not move another type's
+/// rotation: two types called in turn each go through all of their agents evenly.
+/// [`pick`](LoadBalancer::pick), with no type, uses one counter of its own.
+///
+/// Cost: a short lock and one hash-map lookup per pick; the map holds one counter per
+/// agent type ever picked for.
 #[derive(Debug, Default)]
 pub struct RoundRobin {
-    next: AtomicUsize,
+    untyped: AtomicUsize,
+    by_type: Mutex<HashMap<AgentType, usize>>,
 }
 
 impl RoundRobin {
-    /// A rotation starting at the first candidate.
+    /// Rotations starting at the first candidate.
     pub fn new() -> Self {
         Self::default()
     }
@@ -65,7 +124,19 @@ impl RoundRobin {
 
 impl LoadBalancer for RoundRobin {
     fn pick(&self, candidates: &[Candidate], _: &mut dyn Rng) -> usize {
-        self.next.fetch_add(1, Ordering::Relaxed) % candidates.len().max(1)
+        self.untyped.fetch_add(1, Ordering::Relaxed) % candidates.len().max(1)
+    }
+
+    fn pick_for(&self, agent_type: &AgentType, candidates: &[Candidate], _: &mut dyn Rng) -> usize {
+        // Nothing panics under the lock, so a poisoned map is still consistent.
+        let mut counters = self.by_type.lock().unwrap_or_else(PoisonError::into_inner);
+        let next = match counters.get_mut(agent_type) {
+            Some(next) => next,
+            None => counters.entry(agent_type.clone()).or_insert(0),
+        };
+        let picked = *next % candidates.len().max(1);
+        *next = next.wrapping_add(1);
+        picked
     }
 }
 
@@ -175,6 +246,26 @@ mod tests {
         let mut rng = StdRng::seed_from_u64(0);
         let picks: Vec<usize> = (0..7).map(|_| balancer.pick(&pool, &mut rng)).collect();
         assert_eq!(picks, [0, 1, 2, 0, 1, 2, 0]);
+    }
+
+    #[test]
+    fn round_robin_keeps_one_rotation_per_agent_type() {
+        let pool = [
+            candidate("a", 0, 1, 1.0, 0.9),
+            candidate("b", 0, 1, 1.0, 0.9),
+        ];
+        let (risk, trading) = (AgentType::from("RISK"), AgentType::from("TRADING"));
+        let balancer = RoundRobin::new();
+        let mut rng = StdRng::seed_from_u64(0);
+        let picks: Vec<(usize, usize)> = (0..3)
+            .map(|_| {
+                let first = balancer.pick_for(&risk, &pool, &mut rng);
+                (first, balancer.pick_for(&trading, &pool, &mut rng))
+            })
+            .collect();
+        assert_eq!(picks, [(0, 0), (1, 1), (0, 0)]);
+        // The untyped rotation is a third one, untouched by the typed picks.
+        assert_eq!(balancer.pick(&pool, &mut rng), 0);
     }
 
     #[test]

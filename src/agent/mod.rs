@@ -76,13 +76,16 @@
 //! # Balancers
 //! | [`LoadBalancing`](crate::definition::LoadBalancing) | Balancer | Picks |
 //! |---|---|---|
-//! | `ROUND_ROBIN` | [`RoundRobin`] | each in turn (an atomic counter modulo the count) |
+//! | `ROUND_ROBIN` | [`RoundRobin`] | each in turn (one counter per agent type, modulo the count) |
 //! | `WEIGHTED` | [`Weighted`] | at random, in proportion to weight (the run's seeded rng) |
 //! | `LEAST_CONNECTIONS` | [`LeastConnections`] | fewest in flight; ties: higher score, then id |
 //! | `POWER_OF_TWO_CHOICES` | [`PowerOfTwoChoices`] | the less loaded of two distinct random ones |
 //!
 //! Balancers see the best candidates in id order, and randomised ones draw only from
-//! the rng they are given, so a seed fixes the sequence of picks.
+//! the rng they are given, so a seed fixes the sequence of picks. A host's own
+//! [`LoadBalancer`] plugs in next to these as the engine's default
+//! ([`EngineBuilder::load_balancer`](crate::engine::EngineBuilder::load_balancer)): a
+//! step that names a strategy gets the built-in one, any other step the host's.
 //!
 //! # Waiting for capacity
 //! [`AgentRegistry::acquire`] selects and, when every eligible agent is busy, takes a

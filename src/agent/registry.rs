@@ -678,10 +678,10 @@ impl AgentRegistry {
             let picked = if pool.len() == candidates.len() {
                 // The usual case: every candidate is open and within the margin, so the
                 // balancer sees them in place, with no copy.
-                balancer.pick(&candidates, rng) % candidates.len()
+                balancer.pick_for(&requirements.agent_type, &candidates, rng) % candidates.len()
             } else {
                 let choices: Vec<Candidate> = pool.iter().map(|&i| candidates[i].clone()).collect();
-                pool[balancer.pick(&choices, rng) % choices.len()]
+                pool[balancer.pick_for(&requirements.agent_type, &choices, rng) % choices.len()]
             };
             let (Some(entry), Some(candidate)) = (entries.get(picked), candidates.get(picked))
             else {

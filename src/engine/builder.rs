@@ -12,7 +12,7 @@ use super::inner::Inner;
 use super::options::RunIds;
 use super::outcome::{Outcomes, Relearned, relearn};
 use super::{AgentCheck, Engine, RunEvent};
-use crate::agent::{AgentRegistry, CircuitBreaker, balancer_for};
+use crate::agent::{AgentRegistry, CircuitBreaker, LoadBalancer, balancer_for};
 use crate::clock::{Clock, SystemClock};
 use crate::decision::{DecisionEngine, LearningDecisions};
 use crate::definition::LoadBalancing;
@@ -26,6 +26,7 @@ pub struct EngineBuilder {
     decisions: Arc<dyn DecisionEngine>,
     callbacks: Vec<EventCallback>,
     balancing: LoadBalancing,
+    balancer: Option<Arc<dyn LoadBalancer>>,
     seed: u64,
     max_output_bytes: usize,
     store: Option<Arc<dyn RunStore>>,
@@ -43,6 +44,7 @@ impl fmt::Debug for EngineBuilder {
         f.debug_struct("EngineBuilder")
             .field("clock", &self.clock)
             .field("balancing", &self.balancing)
+            .field("balancer", &self.balancer)
             .field("seed", &self.seed)
             .field("store", &self.store)
             .field("resources", &self.resources.is_some())
@@ -90,10 +92,43 @@ impl EngineBuilder {
         self
     }
 
-    /// The balancer of steps that name none. Defaults to `LEAST_CONNECTIONS`.
+    /// The built-in balancer of steps that name none. Defaults to `LEAST_CONNECTIONS`;
+    /// a host's balancer ([`load_balancer`](Self::load_balancer)) takes its place.
     #[must_use]
     pub fn load_balancing(mut self, balancing: LoadBalancing) -> Self {
         self.balancing = balancing;
+        self
+    }
+
+    /// A host's own balancer, next to the four built-in ones: the balancer of every step
+    /// whose `agentCriteria` names no `loadBalancing` (it replaces
+    /// [`load_balancing`](Self::load_balancing)). A step that names a strategy
+    /// (`ROUND_ROBIN`, `WEIGHTED`, `LEAST_CONNECTIONS`, `POWER_OF_TWO_CHOICES`) still gets
+    /// the built-in one. One instance serves every run and agent type; the registry calls
+    /// its [`pick_for`](LoadBalancer::pick_for) with the type asked for. Defaults to
+    /// none.
+    ///
+    /// # Examples
+    /// ```
+    /// # use std::sync::Arc;
+    /// # use rand::Rng;
+    /// # use tradeflow::agent::{Candidate, LoadBalancer};
+    /// # use tradeflow::engine::Engine;
+    /// #[derive(Debug)]
+    /// struct Last;
+    ///
+    /// impl LoadBalancer for Last {
+    ///     fn pick(&self, candidates: &[Candidate], _: &mut dyn Rng) -> usize {
+    ///         candidates.len().saturating_sub(1)
+    ///     }
+    /// }
+    ///
+    /// let engine = Engine::builder().load_balancer(Arc::new(Last)).build();
+    /// # drop(engine);
+    /// ```
+    #[must_use]
+    pub fn load_balancer(mut self, balancer: Arc<dyn LoadBalancer>) -> Self {
+        self.balancer = Some(balancer);
         self
     }
 
@@ -263,6 +298,7 @@ impl EngineBuilder {
                 approvals: Arc::default(),
                 balancers,
                 default_balancing: self.balancing,
+                host_balancer: self.balancer,
                 seed: self.seed,
                 runs: AtomicU64::new(0),
                 max_output_bytes: self.max_output_bytes,
@@ -296,6 +332,7 @@ impl Engine {
             decisions: Arc::new(LearningDecisions::new()),
             callbacks: Vec::new(),
             balancing: LoadBalancing::LeastConnections,
+            balancer: None,
             seed: 0,
             max_output_bytes: 1 << 20,
             store: None,

@@ -5,8 +5,8 @@ use std::sync::Arc;
 
 use super::MissingAgent;
 use crate::agent::RegistryError;
-use crate::definition::ValidationErrors;
-use crate::resource::CapacityError;
+use crate::definition::{Quoted, ValidationErrors};
+use crate::resource::{CapacityError, ResourceError};
 use crate::run::RunId;
 use crate::store::{FoldError, StoreError};
 
@@ -22,6 +22,34 @@ pub enum EngineError {
     UnknownWorkflow {
         /// The id asked for.
         id: String,
+    },
+    /// The workflow is kept, but not at this version ([`RunOptions::version`]).
+    ///
+    /// [`RunOptions::version`]: super::RunOptions::version
+    #[error("workflow `{id}` has no version `{}`", Quoted(.version))]
+    UnknownVersion {
+        /// The workflow id.
+        id: String,
+        /// The version asked for.
+        version: String,
+    },
+    /// Resources were asked of an engine built without a resource manager
+    /// ([`EngineBuilder::resources`](super::EngineBuilder::resources)).
+    #[error("the engine has no resource manager to allocate from")]
+    NoResourceManager,
+    /// The engine's resource manager cannot grant the request, ever.
+    #[error(transparent)]
+    Resource(#[from] ResourceError),
+    /// A host's wrapper around the engine (an [`OrchestrationEngine`] of its own: a
+    /// secure engine, a rate limit) refused the request.
+    ///
+    /// [`OrchestrationEngine`]: super::OrchestrationEngine
+    #[error("{request} refused: {}", Quoted(.reason))]
+    Refused {
+        /// What was asked, as the wrapper names it (`start of workflow algo`).
+        request: String,
+        /// Why, in the wrapper's words.
+        reason: String,
     },
     /// No step of this run waits for an answer under this id.
     #[error("run `{run}` has no step `{step}` waiting for approval")]
@@ -94,6 +122,22 @@ impl PartialEq for EngineError {
         match (self, other) {
             (Self::Invalid(a), Self::Invalid(b)) => a == b,
             (Self::UnknownWorkflow { id: a }, Self::UnknownWorkflow { id: b }) => a == b,
+            (
+                Self::UnknownVersion { id: a, version: x },
+                Self::UnknownVersion { id: b, version: y },
+            ) => a == b && x == y,
+            (Self::NoResourceManager, Self::NoResourceManager) => true,
+            (Self::Resource(a), Self::Resource(b)) => a == b,
+            (
+                Self::Refused {
+                    request: a,
+                    reason: x,
+                },
+                Self::Refused {
+                    request: b,
+                    reason: y,
+                },
+            ) => a == b && x == y,
             (
                 Self::NoPendingApproval { run: a, step: s },
                 Self::NoPendingApproval { run: b, step: t },

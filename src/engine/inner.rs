@@ -33,6 +33,8 @@ pub(crate) struct Inner {
     /// One balancer of each kind, shared by runs (round robin keeps its position).
     pub(super) balancers: [Arc<dyn LoadBalancer>; 4],
     pub(crate) default_balancing: LoadBalancing,
+    /// The host's balancer, the default of steps that name no strategy when set.
+    pub(super) host_balancer: Option<Arc<dyn LoadBalancer>>,
     /// What runs derive their seeds from.
     pub(super) seed: u64,
     /// Runs started so far (numbers `run-N` ids).
@@ -58,8 +60,12 @@ pub(crate) struct Inner {
 }
 
 impl Inner {
-    /// The balancer of `kind`, else the engine's default.
+    /// The built-in balancer of `kind`; without one, the host's balancer if the engine
+    /// has one, else the built-in default.
     pub(crate) fn balancer(&self, kind: Option<LoadBalancing>) -> &dyn LoadBalancer {
+        if let (None, Some(host)) = (kind, &self.host_balancer) {
+            return &**host;
+        }
         let index = match kind.unwrap_or(self.default_balancing) {
             LoadBalancing::RoundRobin => 0,
             LoadBalancing::Weighted => 1,

@@ -243,8 +243,9 @@ impl Engine {
         self.inner.registry.deregister(id)
     }
 
-    /// Starts a run of the latest version of workflow `workflow_id`. The run makes
-    /// progress only while the returned [`Run`] is polled.
+    /// Starts a run of the latest version of workflow `workflow_id` (or the version
+    /// [`RunOptions::version`] names). The run makes progress only while the returned
+    /// [`Run`] is polled.
     ///
     /// With [`AgentCheck::BeforeStart`] ([`EngineBuilder::agent_check`]), every step is
     /// first checked against the agents registered now ([`Engine::check_agents`]).
@@ -252,9 +253,18 @@ impl Engine {
     /// # Errors
     /// [`EngineError::UnknownWorkflow`]; with [`AgentCheck::BeforeStart`],
     /// [`EngineError::NoAgents`] naming every step no registered agent can take (then
-    /// nothing runs, nothing is journaled and no agent is called).
+    /// nothing runs, nothing is journaled and no agent is called);
+    /// [`EngineError::UnknownVersion`] for a version the engine does not keep.
     pub fn start(&self, workflow_id: &str, options: RunOptions) -> Result<Run, EngineError> {
-        let plan = self.known_workflow(workflow_id)?;
+        let plan = match &options.version {
+            None => self.known_workflow(workflow_id)?,
+            Some(version) => self.workflow_version(workflow_id, version).ok_or_else(|| {
+                EngineError::UnknownVersion {
+                    id: workflow_id.to_owned(),
+                    version: version.clone(),
+                }
+            })?,
+        };
         if self.inner.agent_check == AgentCheck::BeforeStart {
             self.check_plan_agents(&plan)?;
         }

@@ -13,6 +13,7 @@ pub struct RunOptions {
     pub(super) seed: Option<u64>,
     pub(super) run_id: Option<RunId>,
     pub(super) trigger: Option<String>,
+    pub(super) version: Option<String>,
 }
 
 impl RunOptions {
@@ -44,6 +45,21 @@ impl RunOptions {
     #[must_use]
     pub fn seed(mut self, seed: u64) -> Self {
         self.seed = Some(seed);
+        self
+    }
+
+    /// Starts this version of the workflow (as [`Engine::workflow_version`] finds it)
+    /// instead of the latest, with [`Engine::start`] and
+    /// [`OrchestrationEngine::start`](super::OrchestrationEngine::start); an unknown
+    /// version is [`EngineError::UnknownVersion`](super::EngineError::UnknownVersion).
+    /// Defaults to the latest. [`Engine::start_plan`] ignores it.
+    ///
+    /// [`Engine::workflow_version`]: super::Engine::workflow_version
+    /// [`Engine::start`]: super::Engine::start
+    /// [`Engine::start_plan`]: super::Engine::start_plan
+    #[must_use]
+    pub fn version(mut self, version: impl Into<String>) -> Self {
+        self.version = Some(version.into());
         self
     }
 

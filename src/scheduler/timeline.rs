@@ -195,7 +195,7 @@ pub struct ReplayedRun {
 
 /// A trigger considered during a replay: its cron occurrence came, an event of its
 /// type was published, or its metric reached the threshold while it was armed.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Considered {
     /// The trigger: `triggers[0] (SCHEDULED)`.
     pub trigger: String,

@@ -18,7 +18,7 @@ use serde_json::{Map, Value};
 
 use crate::clock::add_saturating;
 use crate::definition::{Location, TriggerType};
-use crate::engine::{Engine, Run, RunOptions, RunReport};
+use crate::engine::{Engine, EngineError, OrchestrationEngine, Run, RunOptions, RunReport};
 use crate::expr::{Context, EvalError};
 use crate::plan::{ExecutionPlan, Schedule, Trigger, TriggerKind};
 
@@ -40,9 +40,10 @@ pub enum TriggerError {
     },
 }
 
-/// The triggers of one workflow of an [`Engine`], live: the host [`Context`] their
+/// The triggers of one workflow of an engine, live: the host [`Context`] their
 /// conditions read, the state of the `THRESHOLD` triggers, and the engine that starts
-/// their runs. The host feeds it:
+/// their runs — an [`Engine`] ([`Triggers::new`]) or any [`OrchestrationEngine`], such
+/// as a host's wrapper around one ([`Triggers::on`]). The host feeds it:
 /// - [`publish_event`](Triggers::publish_event): every `EVENT` trigger of that event
 ///   type is considered; its condition sees the payload as `event.<field>` on top of the
 ///   host context (the run started gets that context too).
@@ -55,8 +56,12 @@ pub enum TriggerError {
 ///
 /// Every consideration returns a [`Firing`]: either the [`Run`] it started (with
 /// `RunOptions::triggered_by("triggers[i] (TYPE)")`, so the run's `RunStarted` event and
-/// journal say which trigger started it) or why it did not fire. The host drives the
-/// runs (polls them), as with [`Engine::start`].
+/// journal say which trigger started it) or why it did not fire. Runs are started with
+/// [`OrchestrationEngine::start`], on the version of the workflow the trigger set was
+/// built on ([`RunOptions::version`]); a start the engine refuses (a wrapper's refusal,
+/// agents missing under `AgentCheck::BeforeStart`, the version no longer kept) is a
+/// firing that did not fire, [`NotFiredReason::StartRefused`]. The host drives the runs
+/// (polls them), as with [`Engine::start`].
 ///
 /// # When each kind fires
 /// - `SCHEDULED`: at every occurrence of its cron pattern, read in its time zone's wall
@@ -157,7 +162,7 @@ pub struct Triggers {
 }
 
 struct Shared {
-    engine: Engine,
+    engine: Arc<dyn OrchestrationEngine>,
     plan: Arc<ExecutionPlan>,
     state: Mutex<State>,
 }
@@ -197,6 +202,18 @@ impl Triggers {
     /// [`TriggerError::UnknownWorkflow`] when the engine keeps no such workflow;
     /// [`TriggerError::NoTriggers`] when it has no triggers.
     pub fn new(engine: &Engine, workflow_id: &str) -> Result<Self, TriggerError> {
+        Self::on(Arc::new(engine.clone()), workflow_id)
+    }
+
+    /// As [`new`](Self::new), on any [`OrchestrationEngine`]: a host's wrapper around
+    /// the engine sees (and may refuse) every run the triggers start.
+    ///
+    /// # Errors
+    /// As [`new`](Self::new).
+    pub fn on(
+        engine: Arc<dyn OrchestrationEngine>,
+        workflow_id: &str,
+    ) -> Result<Self, TriggerError> {
         let plan = engine
             .workflow(workflow_id)
             .ok_or_else(|| TriggerError::UnknownWorkflow {
@@ -219,7 +236,7 @@ impl Triggers {
             .collect();
         Ok(Self {
             shared: Arc::new(Shared {
-                engine: engine.clone(),
+                engine,
                 plan,
                 state: Mutex::new(State {
                     context: Context::new(),
@@ -257,7 +274,7 @@ impl Triggers {
     }
 
     /// The engine that starts the runs (and whose clock the schedule sleeps on).
-    pub fn engine(&self) -> &Engine {
+    pub fn engine(&self) -> &Arc<dyn OrchestrationEngine> {
         &self.shared.engine
     }
 
@@ -518,14 +535,23 @@ impl Triggers {
             .map(|decision| {
                 let outcome = match decision.verdict {
                     Ok((context, input)) => {
+                        let plan = &self.shared.plan;
                         let options = RunOptions::new(input)
                             .context(context)
-                            .triggered_by(label(decision.index, decision.trigger_type));
-                        FiringOutcome::Started(
-                            self.shared
-                                .engine
-                                .start_plan(Arc::clone(&self.shared.plan), options),
-                        )
+                            .triggered_by(label(decision.index, decision.trigger_type))
+                            .version(plan.definition().version.clone().unwrap_or_default());
+                        match self.shared.engine.start(plan.workflow_id(), options) {
+                            Ok(run) => FiringOutcome::Started(run),
+                            Err(error) => {
+                                tracing::warn!(
+                                    workflow = plan.workflow_id(),
+                                    trigger = %label(decision.index, decision.trigger_type),
+                                    error = &error as &dyn std::error::Error,
+                                    "the engine refused to start the trigger's run"
+                                );
+                                FiringOutcome::NotFired(NotFiredReason::StartRefused(error))
+                            }
+                        }
                     }
                     Err(reason) => FiringOutcome::NotFired(reason),
                 };
@@ -621,7 +647,7 @@ pub enum FiringOutcome {
 }
 
 /// Why a trigger that was considered did not fire.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[non_exhaustive]
 pub enum NotFiredReason {
     /// Its condition is false.
@@ -636,6 +662,11 @@ pub enum NotFiredReason {
         /// When the cooldown ends.
         until: DateTime<Utc>,
     },
+    /// It fired, but the engine refused to start its run (a wrapper's refusal, the
+    /// workflow's agents missing under `AgentCheck::BeforeStart`, its version no longer
+    /// kept); also logged with `tracing::warn!`.
+    #[error("the engine refused to start the run: {0}")]
+    StartRefused(EngineError),
 }
 
 /// A run a trigger started, as a future of `(tag, report)`: lets many runs share one
