@@ -658,3 +658,29 @@ fn a_step_rolled_back_is_adapted_again_as_conditions_are_then_and_its_journal_fo
     );
     assert_journal_matches(&*store, &report);
 }
+
+#[test]
+fn built_in_names_of_hyphenated_steps_are_read_whole() {
+    let h = Harness::new();
+    let agent = h.register(
+        h.agent("a-1")
+            .replies(|_, _| Reply::ok(json!({})).after_ms(500)),
+    );
+    let mut definition = workflow([
+        task_with("risk-assessment", json!({"mode": "normal"})),
+        task_with("position-sizing", json!({"mode": "normal"})),
+    ]);
+    definition["adaptations"] = json!([
+        {"id": "slow-risk", "when": "steps.risk-assessment.p95Ms >= 400",
+         "changes": [{"stepId": "position-sizing", "parameters": {"mode": "cautious"}}]}
+    ]);
+    let report = h.run(&definition, json!({}));
+    assert_status(&report, RunStatus::Completed);
+    // `risk-assessment` took 500 ms before `position-sizing` started: the rule held,
+    // which it could not if the name read as `steps.risk - assessment.p95Ms`.
+    assert_eq!(step(&report, "position-sizing").adaptations, ["slow-risk"]);
+    assert_eq!(
+        parameters_of(&agent, "position-sizing"),
+        [json!({"mode": "cautious"})]
+    );
+}

@@ -70,7 +70,7 @@ impl Compiler {
             );
         }
         let when = Condition::compile(
-            &rule.when,
+            &escape_builtin_names(&rule.when),
             &Scope::adaptation(),
             &|| at().field("when"),
             &mut self.errors,
@@ -100,7 +100,7 @@ impl Compiler {
             .variables()
             .into_iter()
             .filter_map(|name| {
-                let builtin = Builtin::parse(&name)?;
+                let builtin = Builtin::parse(&unescape_builtin_name(&name))?;
                 Some((name.into_boxed_str(), builtin))
             })
             .collect();
@@ -218,6 +218,95 @@ impl Compiler {
                 ),
                 _ => {}
             }
+        }
+    }
+}
+
+/// What a hyphen in a built-in name's subject becomes in the expression handed to the
+/// condition compiler (an identifier may not hold `-`, which would read as a minus).
+const HYPHEN: &str = "__dash__";
+
+/// `when` with the hyphens inside built-in names (`steps.risk-assessment.p95Ms`,
+/// `agents.RISK-EU.available`) escaped, so that the name stays one variable: a
+/// built-in name is read whole, from `agents.`, `steps.` or `resources.` to its field.
+fn escape_builtin_names(when: &str) -> std::borrow::Cow<'_, str> {
+    const HEADS: [&str; 3] = ["agents.", "steps.", "resources."];
+    const FIELDS: [&str; 4] = ["available", "failureRate", "p95Ms", "utilization"];
+    if !when.contains('-') {
+        return std::borrow::Cow::Borrowed(when);
+    }
+    let is_word = |c: char| c.is_ascii_alphanumeric() || c == '_' || c == '.';
+    let mut out = String::with_capacity(when.len() + 16);
+    let mut rest = when;
+    let mut previous: Option<char> = None;
+    while let Some(c) = rest.chars().next() {
+        let starts_name = !previous.is_some_and(is_word);
+        let head = HEADS
+            .iter()
+            .find(|head| starts_name && rest.starts_with(**head));
+        if let Some(head) = head {
+            let after = &rest[head.len()..];
+            let subject_len = after
+                .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '-'))
+                .unwrap_or(after.len());
+            let (subject, tail) = after.split_at(subject_len);
+            let field_len = tail
+                .strip_prefix('.')
+                .map(|field| {
+                    field
+                        .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                        .unwrap_or(field.len())
+                })
+                .unwrap_or(0);
+            let field = tail.get(1..=field_len).unwrap_or("");
+            if subject.contains('-') && FIELDS.contains(&field) {
+                out.push_str(head);
+                out.push_str(&subject.replace('-', HYPHEN));
+                out.push('.');
+                out.push_str(field);
+                rest = &tail[1 + field_len..];
+                previous = field.chars().last();
+                continue;
+            }
+        }
+        out.push(c);
+        rest = &rest[c.len_utf8()..];
+        previous = Some(c);
+    }
+    std::borrow::Cow::Owned(out)
+}
+
+/// A variable's name with the hyphens [`escape_builtin_names`] escaped restored.
+fn unescape_builtin_name(name: &str) -> String {
+    name.replace(HYPHEN, "-")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hyphenated_built_in_names_stay_one_variable() {
+        assert_eq!(
+            escape_builtin_names(
+                "steps.risk-assessment.p95Ms > 800 && agents.RISK-EU.available == 0"
+            ),
+            "steps.risk__dash__assessment.p95Ms > 800 && agents.RISK__dash__EU.available == 0"
+        );
+        assert_eq!(
+            unescape_builtin_name("steps.risk__dash__assessment.p95Ms"),
+            "steps.risk-assessment.p95Ms"
+        );
+    }
+
+    #[test]
+    fn other_hyphens_are_left_as_they_are() {
+        for when in [
+            "volatility.level - 0.5 > 0",
+            "steps.a-b.latency > 1",
+            "steps.a - b.p95Ms > 1",
+        ] {
+            assert_eq!(escape_builtin_names(when), when);
         }
     }
 }
