@@ -145,6 +145,7 @@ pub mod plan;
 pub mod prelude;
 pub mod resource;
 pub mod run;
+pub mod scale;
 pub mod scheduler;
 pub mod sim;
 pub mod store;

@@ -11,11 +11,13 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use futures::StreamExt;
 use serde_json::{Value, json};
 use support::engine::{Harness, assert_status, step_on};
+use tradeflow::agent::{AgentId, RebalanceCriteria, RebalanceReport, TaskRequest};
 use tradeflow::clock::Clock;
+use tradeflow::coordinate::Mode;
 use tradeflow::definition::WorkflowDefinition;
 use tradeflow::engine::{
-    Engine, EngineError, HeldAdaptation, OrchestrationEngine, Run, RunOptions, RunReport,
-    RunStatus, WorkflowRef,
+    Coordinated, Engine, EngineError, HeldAdaptation, OrchestrationEngine, Run, RunOptions,
+    RunReport, RunStatus, WorkflowRef,
 };
 use tradeflow::plan::ExecutionPlan;
 use tradeflow::resource::{AllocationGuard, ResourcePool, ResourceRequest};
@@ -102,6 +104,22 @@ impl OrchestrationEngine for Guarded {
 
     fn adapt_to_conditions(&self, conditions: Vec<(String, Value)>) -> Vec<HeldAdaptation> {
         self.engine.adapt_to_conditions(conditions)
+    }
+
+    async fn coordinate_agents(
+        &self,
+        agent_ids: &[AgentId],
+        task: TaskRequest,
+        mode: &Mode,
+    ) -> Result<Coordinated, EngineError> {
+        OrchestrationEngine::coordinate_agents(&self.engine, agent_ids, task, mode).await
+    }
+
+    fn rebalance_workload(
+        &self,
+        criteria: &RebalanceCriteria,
+    ) -> Result<RebalanceReport, EngineError> {
+        OrchestrationEngine::rebalance_workload(&self.engine, criteria)
     }
 }
 

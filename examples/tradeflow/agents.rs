@@ -11,34 +11,40 @@ use tradeflow::agent::{Agent, AgentDescriptor, AgentError, AgentId, Health, RunI
 use tradeflow::clock::Clock;
 use tradeflow::definition::StepId;
 use tradeflow::engine::{Engine, EngineBuilder};
-use tradeflow::sim::{AgentsFile, scripted_agents};
+use tradeflow::scale::AgentPool;
+use tradeflow::sim::{AgentsFile, scripted_agents, scripted_pools};
 
 use crate::{Problems, files};
 
-/// The engine of `builder`, with the pool of `agents` (read from `path`) and its agents
-/// registered on `clock`, recording their calls in `effects` when there is one.
+/// The engine of `builder`, with the resource pool of `agents` (read from `path`) and
+/// its agents registered on `clock`, recording their calls in `effects` when there is
+/// one; with the agent pools of its `pools` (their `min` agents registered).
 pub(crate) fn engine(
     builder: EngineBuilder,
     agents: &AgentsFile,
     path: &str,
     clock: Arc<dyn Clock>,
     effects: Option<&Arc<Effects>>,
-) -> Result<Engine, Problems> {
+) -> Result<(Engine, Arc<AgentPool>), Problems> {
     let engine = files::with_pool(builder, agents).build();
-    register(&engine, agents, path, clock, effects)?;
-    Ok(engine)
+    let pools = register(&engine, agents, path, clock, effects)?;
+    Ok((engine, pools))
 }
 
 /// Registers the agents of `agents` (read from `path`) on `clock`, each wrapped to
-/// record its calls in `effects` when there is an effects file.
+/// record its calls in `effects` when there is an effects file, and the `min` agents of
+/// each of its `pools` (pool agents are not recorded in `effects`).
 pub(crate) fn register(
     engine: &Engine,
     agents: &AgentsFile,
     path: &str,
     clock: Arc<dyn Clock>,
     effects: Option<&Arc<Effects>>,
-) -> Result<(), Problems> {
-    for (index, agent) in scripted_agents(agents, clock).into_iter().enumerate() {
+) -> Result<Arc<AgentPool>, Problems> {
+    for (index, agent) in scripted_agents(agents, Arc::clone(&clock))
+        .into_iter()
+        .enumerate()
+    {
         let agent = match effects {
             Some(effects) => Arc::new(Recorded {
                 agent,
@@ -50,7 +56,9 @@ pub(crate) fn register(
             .register_agent(agent)
             .map_err(|error| vec![format!("{path}: agents[{index}]: {error}")])?;
     }
-    Ok(())
+    let pools = scripted_pools(agents, Arc::clone(engine.registry()), clock)
+        .map_err(|error| vec![format!("{path}: pools: {error}")])?;
+    Ok(Arc::new(pools))
 }
 
 /// The effects file of `--effects`: one JSON line per agent call.

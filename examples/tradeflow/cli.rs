@@ -43,8 +43,8 @@ pub(crate) enum Verb {
     /// on stderr. With --runs N > 1, N runs on one engine and one clock (run i starts when
     /// run i - C ends, C = --concurrency; run i is seeded --seed + i - 1), printed as
     /// {"runs": [report, ...], "decisions": {stepId: {contextKey: {optionId: {"chosen",
-    /// "meanReward"}}}}, "scaling": []}. Exit code 0 when every run COMPLETED, 1 otherwise
-    /// or when one is stuck.
+    /// "meanReward"}}}}, "scaling": [{"at", "agentType", "from", "to", "reason"}]}. Exit
+    /// code 0 when every run COMPLETED, 1 otherwise or when one is stuck.
     Simulate(simulate::Args),
     /// Runs the workflow on the real clock, journaled to a SQLite store.
     ///

@@ -36,8 +36,10 @@ const DETAILS: &str = r#"verbs:
             default 1), is seeded --seed + i - 1, and takes line i mod lines of
             --inputs FILE.jsonl (one JSON object a line; else --input). With N > 1 it
             prints {"runs": [report, ...], "decisions": {stepId: {contextKey: {optionId:
-            {"chosen": n, "meanReward": x}}}}, "scaling": []}: what the decision steps
-            chose, and the mean of the rewards learned (null for none).
+            {"chosen": n, "meanReward": x}}}}, "scaling": [{"at", "agentType",
+            "from", "to", "reason"}]}: what the decision steps chose, and the mean of
+            the rewards learned (null for none); what the auto-scaler did to the
+            agents file's pools, evaluated after each run.
   run       the same run on the real clock: scripted delays and approval afterMs are
             real milliseconds. Every step is journaled to the SQLite file PATH (created
             if missing) before it counts as done, with the workflow's definition. The run

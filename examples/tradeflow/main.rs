@@ -34,9 +34,11 @@
 //! starting when run i − C ends (`--concurrency C`), run i seeded `--seed` + i − 1, each
 //! with its line of `--inputs FILE.jsonl` (line i mod lines), all with the host context
 //! of `--context CONTEXT.json` ([`Context::set_value`] for each name). It prints
-//! `{"runs": [report, …], "decisions": {…}, "scaling": []}`, where `decisions`
+//! `{"runs": [report, …], "decisions": {…}, "scaling": […]}`, where `decisions`
 //! summarizes what the `decision` steps chose (`decisions.rs`, a pure function of the
-//! reports as JSON); with `--runs 1` it prints the single report as above.
+//! reports as JSON) and `scaling` lists what the auto-scaler did to the agents file's
+//! `pools` (evaluated after each run, the type's utilization standing for CPU and
+//! memory); with `--runs 1` it prints the single report as above.
 //!
 //! `run` is the same run on the real clock ([`StallDetectingClock`]: scripted delays and
 //! `afterMs` are real milliseconds, and a stuck run is seen), journaled to a SQLite store

@@ -96,7 +96,7 @@ pub(crate) fn replay(args: Args) -> Result<u8, Problems> {
         .seed(args.seed)
         .run_ids(RunIds::Numbered);
     let scripted = Arc::new(clock.clone());
-    let engine = agents::engine(builder, &agents, &args.agents, scripted, None)?;
+    let (engine, _pools) = agents::engine(builder, &agents, &args.agents, scripted, None)?;
     let workflow = engine.add_plan(plan);
     let triggers = Triggers::new(&engine, &workflow.id)
         .map_err(|error| vec![format!("{}: {error}", args.workflow)])?;

@@ -68,7 +68,8 @@ pub(crate) fn run(args: Args) -> Result<u8, Problems> {
         .clock(clock.clone())
         .store(Arc::clone(&store));
     let scripted = Arc::new(clock.clone());
-    let engine = agents::engine(builder, &agents, &paths.agents, scripted, effects.as_ref())?;
+    let (engine, _pools) =
+        agents::engine(builder, &agents, &paths.agents, scripted, effects.as_ref())?;
     let workflow = create_workflow(&engine, plan.definition(), &args.store)?;
     let started = clock.now();
     let run_id = new_run_id(store.as_ref(), started, &args.store)?;

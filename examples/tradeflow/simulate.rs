@@ -4,7 +4,7 @@
 use std::cell::RefCell;
 use std::collections::BTreeSet;
 use std::pin::pin;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::task::Poll;
 
 use chrono::{DateTime, TimeZone, Utc};
@@ -13,9 +13,11 @@ use serde::Serialize;
 use serde_json::Value;
 use tradeflow::agent::RunId;
 use tradeflow::clock::{Clock, VirtualClock};
+use tradeflow::definition::AgentType;
 use tradeflow::engine::{Engine, RunIds, RunOptions, RunReport};
 use tradeflow::expr::Context;
-use tradeflow::sim::{AgentsFile, ScriptedApprover};
+use tradeflow::scale::{AgentPool, AutoScaler, HostMetrics, ScalingEvent};
+use tradeflow::sim::{AgentsFile, ScriptedApprover, pool_policies};
 
 use crate::progress::Progress;
 use crate::{Problems, agents, cli, decisions, exit_code, files, reported, with_answers};
@@ -176,9 +178,9 @@ pub(crate) fn simulate(args: Args) -> Result<u8, Problems> {
         .seed(args.seed)
         .run_ids(RunIds::Numbered);
     let scripted = Arc::new(clock.clone());
-    let engine = agents::engine(builder, &agents, &paths.agents, scripted, None)?;
+    let (engine, pools) = agents::engine(builder, &agents, &paths.agents, scripted, None)?;
     if args.runs > 1 {
-        return many(&args, &engine, &clock, plan, &agents, &starts);
+        return many(&args, &engine, &clock, plan, &agents, &starts, pools);
     }
     let workflow = engine.add_plan(plan);
     // Subscribed before the run starts, so that no event is missed.
@@ -205,12 +207,77 @@ pub(crate) fn simulate(args: Args) -> Result<u8, Problems> {
 }
 
 /// What `simulate --runs N` prints: every report in run order, what the `decision` steps
-/// chose, and the scaling decisions (none yet).
+/// chose, and the scaling actions taken on the agents file's pools.
 #[derive(Debug, Serialize)]
 struct Runs<'r> {
     runs: &'r [RunReport],
     decisions: Value,
-    scaling: Vec<Value>,
+    scaling: Vec<ScalingEvent>,
+}
+
+/// The auto-scaler of the agents file's pools, and the actions it took.
+struct Scaling {
+    scaler: AutoScaler,
+    types: Vec<AgentType>,
+    taken: Arc<Mutex<Vec<ScalingEvent>>>,
+}
+
+impl Scaling {
+    fn new(engine: &Engine, agents: &AgentsFile, pools: Arc<AgentPool>) -> Self {
+        let taken: Arc<Mutex<Vec<ScalingEvent>>> = Arc::default();
+        let sink = Arc::clone(&taken);
+        let mut scaler = AutoScaler::new(
+            Arc::clone(engine.registry()),
+            Arc::clone(engine.clock()),
+            pools,
+        )
+        .on_event(move |event| {
+            sink.lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .push(event.clone());
+        });
+        let mut types = Vec::new();
+        for (agent_type, policy) in pool_policies(agents) {
+            scaler = scaler.policy(agent_type.clone(), policy);
+            types.push(agent_type);
+        }
+        Self {
+            scaler,
+            types,
+            taken,
+        }
+    }
+
+    /// Evaluates every pool's type once. The command has no host to measure, so the
+    /// type's utilization (busy slots / slots) stands for both its CPU and its memory.
+    async fn evaluate(&self, progress: &Progress, clock: &VirtualClock) {
+        for agent_type in &self.types {
+            let utilization = self
+                .scaler
+                .inputs(agent_type, HostMetrics::default())
+                .utilization;
+            let host = HostMetrics::new(utilization, utilization);
+            match self.scaler.evaluate(agent_type, host).await {
+                Ok(Some(event)) => eprintln!(
+                    "{}  scaled {} from {} to {} agents ({})",
+                    progress.time(clock.now()),
+                    event.agent_type,
+                    event.from,
+                    event.to,
+                    event.reason
+                ),
+                Ok(None) => {}
+                Err(error) => eprintln!("{}  {error}", progress.time(clock.now())),
+            }
+        }
+    }
+
+    fn taken(&self) -> Vec<ScalingEvent> {
+        self.taken
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
 }
 
 /// The runs of one engine and one virtual clock, named `run-1` … `run-N` (`args.runs`,
@@ -224,8 +291,10 @@ fn many(
     plan: tradeflow::plan::ExecutionPlan,
     agents: &AgentsFile,
     starts: &Starts,
+    pools: Arc<AgentPool>,
 ) -> Result<u8, Problems> {
     let count = args.runs as usize;
+    let scaling = Scaling::new(engine, agents, pools);
     let ids: Vec<RunId> = (1..=count)
         .map(|n| RunId::from(format!("run-{n}")))
         .collect();
@@ -245,6 +314,7 @@ fn many(
     let running = RefCell::new(BTreeSet::new());
     let chain = |first: usize| {
         let (ids, running, progress, workflow) = (&ids, &running, &progress, &workflow.id);
+        let scaling = &scaling;
         async move {
             let mut reports = Vec::new();
             for index in (first..count).step_by(args.concurrency as usize) {
@@ -263,6 +333,7 @@ fn many(
                 running.borrow_mut().remove(id);
                 eprintln!("{}", progress.summary(&report));
                 reports.push((index, report));
+                scaling.evaluate(progress, clock).await;
             }
             Ok::<_, Problems>(reports)
         }
@@ -299,7 +370,7 @@ fn many(
     let output = Runs {
         runs: &reports,
         decisions: decisions::decisions(&values),
-        scaling: Vec::new(),
+        scaling: scaling.taken(),
     };
     // Reports and JSON values under string keys: serializing cannot fail.
     println!(

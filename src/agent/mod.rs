@@ -155,6 +155,42 @@
 //! timeout waits for the probe however long it takes. Self-healing's `SUBSTITUTE` does
 //! not count open agents as untried agents to move to.
 //!
+//! # Rebalancing
+//! A host moves work between agents by hand with [`AgentRegistry::rebalance`] (the
+//! engine's [`rebalance_workload`](crate::engine::Engine::rebalance_workload)), given
+//! [`RebalanceCriteria`]:
+//!
+//! - **`drain`**: the agents take no new call from now on (they are eligible but not
+//!   selectable, like a busy agent: a call whose every eligible agent is drained waits,
+//!   see *Waiting for capacity*); their calls in flight finish. A drained agent is not
+//!   available to adaptations' `available` count or to self-healing's `SUBSTITUTE`, and
+//!   a freed slot on it wakes no waiting caller. Draining the last agents of a type is
+//!   allowed: the report names the type in
+//!   [`last_agent_drained`](RebalanceReport::last_agent_drained), and its calls wait
+//!   until an agent is undrained or registered (a step's timeout still bounds its call).
+//! - **`undrain`**: they take calls again; waiting callers select again at once.
+//! - **`weights`**: new weights for the `WEIGHTED` balancer (finite and positive), read
+//!   by every later selection; [`AgentRegistry::agents`] shows them.
+//! - **`maxUtilization`** (in (0, 1]): a ceiling on utilization (calls in flight /
+//!   `max_concurrency`). A new selection passes over agents at or above it while an
+//!   eligible agent below it has a free slot; when none has, the ceiling yields (it
+//!   steers, it never makes a call wait). Calls waiting for a slot do not wait in a
+//!   queue of one agent: they wait for *any* of their eligible agents (the line of
+//!   *Waiting for capacity*), so there is no per-agent queue to move. What the ceiling
+//!   moves is where they go: every waiting call selects again at once and, like every
+//!   later call, goes to an agent below the ceiling while one has room. The report's
+//!   [`UtilizationMove`] names the agents above and below it and counts the waiting
+//!   calls sent back to selection. `1` lifts the ceiling.
+//!
+//! Every id is checked, and every value, before anything changes: an unknown agent
+//! ([`RebalanceError::UnknownAgent`], naming the field and the id), an agent both
+//! drained and undrained, a bad weight or ceiling change nothing. The
+//! [`RebalanceReport`] says what did change (draining a drained agent again is no
+//! change), and a rebalancing that changed something is logged with `tracing` (target
+//! `tradeflow::rebalance`). Rebalancing is the registry's state, not a run's: it is not
+//! journaled, and an engine that restarts starts with no agent drained and the
+//! registered weights.
+//!
 //! # Cost
 //! Agents are indexed by type: a selection is O(a × c) for the a agents of the type and
 //! the c capabilities asked, holding the registry's read lock only while it matches
@@ -173,6 +209,7 @@ mod breaker;
 mod contract;
 mod ids;
 mod notify;
+mod rebalance;
 mod registry;
 mod score;
 mod select;
@@ -186,6 +223,9 @@ pub use breaker::{CircuitBreaker, CircuitChange, CircuitState};
 pub use contract::{Agent, AgentDescriptor, AgentError, AgentErrorKind, Health, TaskRequest};
 pub use ids::AgentId;
 pub use notify::CapacityChanged;
-pub use registry::{AgentRegistry, DEFAULT_MARGIN, Lease, RegistryBuilder, Selection};
+pub use rebalance::{
+    RebalanceCriteria, RebalanceError, RebalanceReport, UtilizationMove, WeightChange,
+};
+pub use registry::{AgentRegistry, DEFAULT_MARGIN, Lease, RegistryBuilder, Selection, TypeLoad};
 pub use score::{Outcome, ScoreBreakdown};
 pub use select::{Candidate, RegistryError, RewardError, SelectError, SelectionCounts};

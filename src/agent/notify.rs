@@ -150,6 +150,18 @@ impl Notify {
         listeners.into_values().chain(turn).for_each(Waker::wake);
     }
 
+    /// How many callers are in line for any of the agents with these serial numbers
+    /// (callers woken and selecting again are not counted).
+    pub(crate) fn waiting_for(&self, serials: &[u64]) -> usize {
+        let state = self.state();
+        state
+            .classes
+            .iter()
+            .filter(|class| class.wants.agents.iter().any(|s| serials.contains(s)))
+            .map(|class| class.waiting.len())
+            .sum()
+    }
+
     /// A future that completes at the next change.
     pub(crate) fn listen(self: &Arc<Self>) -> CapacityChanged {
         CapacityChanged {

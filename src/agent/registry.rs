@@ -11,6 +11,9 @@ use rand::Rng;
 
 use super::breaker::{Admission, Breaker, CircuitBreaker, CircuitChange, CircuitState};
 use super::notify::{CapacityChanged, Notify, Wants};
+use super::rebalance::{
+    RebalanceCriteria, RebalanceError, RebalanceReport, UtilizationMove, WeightChange,
+};
 use super::score::{self, History, Outcome, ScoreBreakdown};
 use super::select::{Candidate, RegistryError, RewardError, SelectError, SelectionCounts};
 use super::{Agent, AgentDescriptor, AgentId, Health, LoadBalancer};
@@ -84,6 +87,8 @@ pub struct AgentRegistry {
     clock: Arc<dyn Clock>,
     /// The breaker of agents whose descriptor names none; none: off.
     circuit_breaker: Option<CircuitBreaker>,
+    /// The utilization ceiling of [`AgentRegistry::rebalance`] (f64 bits; 1: none).
+    ceiling: AtomicU64,
 }
 
 /// Builds an [`AgentRegistry`]: the margin, the clock of its circuit breakers and their
@@ -165,6 +170,7 @@ impl RegistryBuilder {
             counts: Counts::default(),
             clock: self.clock,
             circuit_breaker: self.circuit_breaker,
+            ceiling: AtomicU64::new(1.0_f64.to_bits()),
         }
     }
 }
@@ -205,6 +211,11 @@ pub(super) struct Entry {
     /// Cleared on deregistration, under the write lock; reservations check it under the
     /// read lock, so no lease is granted after `deregister` returns.
     registered: AtomicBool,
+    /// Set by a rebalancing: the agent takes no new call.
+    drained: AtomicBool,
+    /// Its weight for the `WEIGHTED` balancer (f64 bits): the descriptor's until a
+    /// rebalancing changes it.
+    weight: AtomicU64,
     stats: Mutex<Stats>,
 }
 
@@ -229,9 +240,25 @@ impl Entry {
         self.serial
     }
 
-    /// Its slots free now; none once deregistered.
+    /// Whether a rebalancing drained it.
+    fn is_drained(&self) -> bool {
+        self.drained.load(Ordering::Acquire)
+    }
+
+    /// Its weight now.
+    fn weight(&self) -> f64 {
+        f64::from_bits(self.weight.load(Ordering::Acquire))
+    }
+
+    /// Its utilization now: calls in flight / `max_concurrency`.
+    fn utilization(&self) -> f64 {
+        let in_flight = self.in_flight.load(Ordering::Acquire);
+        f64::from(in_flight) / f64::from(self.descriptor.max_concurrency.max(1))
+    }
+
+    /// Its slots free now; none once deregistered or while drained.
     pub(super) fn free_slots(&self) -> u32 {
-        if !self.registered.load(Ordering::Acquire) {
+        if !self.registered.load(Ordering::Acquire) || self.is_drained() {
             return 0;
         }
         let in_flight = self.in_flight.load(Ordering::Acquire);
@@ -343,12 +370,15 @@ impl AgentRegistry {
             let agent_type = descriptor.agent_type.clone();
             agents.serial += 1;
             let breaker = descriptor.circuit_breaker.or(self.circuit_breaker);
+            let weight = descriptor.weight;
             let entry = Arc::new(Entry {
                 serial: agents.serial,
                 agent,
                 descriptor,
                 in_flight: AtomicU32::new(0),
                 registered: AtomicBool::new(true),
+                drained: AtomicBool::new(false),
+                weight: AtomicU64::new(weight.to_bits()),
                 stats: Mutex::new(Stats::new(breaker)),
             });
             agents.types.insert(id.clone(), agent_type.clone());
@@ -392,14 +422,19 @@ impl AgentRegistry {
         true
     }
 
-    /// The descriptors of every registered agent, by id.
+    /// The descriptors of every registered agent, by id, with the weight a rebalancing
+    /// gave it (else the registered one).
     pub fn agents(&self) -> Vec<AgentDescriptor> {
         let agents = self.read();
         agents
             .types
             .keys()
             .filter_map(|id| agents.entry(id))
-            .map(|entry| entry.descriptor.clone())
+            .map(|entry| {
+                let mut descriptor = entry.descriptor.clone();
+                descriptor.weight = entry.weight();
+                descriptor
+            })
             .collect()
     }
 
@@ -449,7 +484,11 @@ impl AgentRegistry {
     /// agent is not available, to self-healing's `SUBSTITUTE` as to selection).
     pub(crate) fn has_callable(&self, requirements: &AgentTask, exclude: &[AgentId]) -> bool {
         let scored = self.scored(requirements, exclude);
-        scored.gates.iter().any(|gate| !gate.is_refused())
+        scored
+            .gates
+            .iter()
+            .zip(&scored.entries)
+            .any(|(gate, entry)| !gate.is_refused() && !entry.is_drained())
     }
 
     /// Picks an agent with spare capacity and reserves a slot on it; the returned
@@ -652,7 +691,7 @@ impl AgentRegistry {
                     excluded,
                 }));
             }
-            let pool = self.best(&candidates, &gates);
+            let pool = self.best(&entries, &candidates, &gates);
             if pool.is_empty() {
                 let half_open_at = gates.iter().filter_map(|gate| gate.half_open_at()).min();
                 let error = if gates.iter().all(|gate| gate.is_refused()) {
@@ -671,7 +710,7 @@ impl AgentRegistry {
                 let serials = entries.iter().map(|entry| entry.serial).collect();
                 return Err(Refusal::Busy {
                     error,
-                    wants: Wants::new(serials, only_unhealthy(&candidates, &gates)),
+                    wants: Wants::new(serials, only_unhealthy(&entries, &candidates, &gates)),
                     half_open_at,
                 });
             }
@@ -738,14 +777,28 @@ impl AgentRegistry {
     }
 
     /// Indices in `candidates` of those the balancer chooses among.
-    fn best(&self, candidates: &[Candidate], gates: &[Admission]) -> Vec<usize> {
-        let only_unhealthy = only_unhealthy(candidates, gates);
-        let open = |i: usize| {
+    fn best(
+        &self,
+        entries: &[Arc<Entry>],
+        candidates: &[Candidate],
+        gates: &[Admission],
+    ) -> Vec<usize> {
+        let only_unhealthy = only_unhealthy(entries, candidates, gates);
+        let ceiling = f64::from_bits(self.ceiling.load(Ordering::Acquire));
+        let usable = |i: usize| {
             let c = &candidates[i];
             !c.is_busy()
                 && !gates.get(i).is_some_and(|gate| gate.is_refused())
+                && !entries.get(i).is_some_and(|entry| entry.is_drained())
                 && (only_unhealthy || c.health != Health::Unhealthy)
         };
+        let under = |i: usize| {
+            let c = &candidates[i];
+            f64::from(c.in_flight) / f64::from(c.max_concurrency.max(1)) < ceiling
+        };
+        // The ceiling is soft: it steers calls to agents below it while one has room.
+        let steer = ceiling < 1.0 && (0..candidates.len()).any(|i| usable(i) && under(i));
+        let open = |i: usize| usable(i) && (!steer || under(i));
         let best = (0..candidates.len())
             .filter(|&i| open(i))
             .map(|i| candidates[i].score.total)
@@ -760,7 +813,7 @@ impl AgentRegistry {
     fn reserve(&self, entry: &Arc<Entry>) -> Option<Lease> {
         // The read lock orders this check against `deregister`.
         let _agents = self.read();
-        if !entry.registered.load(Ordering::Acquire) {
+        if !entry.registered.load(Ordering::Acquire) || entry.is_drained() {
             return None;
         }
         // Under the stats lock: two callers cannot both take a half-open breaker's probe.
@@ -845,7 +898,7 @@ impl AgentRegistry {
                 score,
                 in_flight: s.in_flight,
                 max_concurrency: descriptor.max_concurrency,
-                weight: descriptor.weight,
+                weight: s.entry.weight(),
                 health: s.health,
             });
             scored.gates.push(s.gate);
@@ -1046,15 +1099,236 @@ impl AgentRegistry {
     }
 }
 
-/// Whether every candidate whose breaker lets calls through is unhealthy: then
-/// unhealthy agents are open (a last resort). An agent whose breaker is open is not one
-/// to wait for instead.
-fn only_unhealthy(candidates: &[Candidate], gates: &[Admission]) -> bool {
+impl AgentRegistry {
+    /// Drains, undrains and reweighs agents, and sets the utilization ceiling, as
+    /// `criteria` asks; returns what changed (see [Rebalancing](super#rebalancing)).
+    ///
+    /// Every part is checked before anything changes: on an error, nothing did. Each
+    /// rebalancing that changes something is logged (`tracing::info!`, target
+    /// `tradeflow::rebalance`), with what changed.
+    ///
+    /// # Errors
+    /// [`RebalanceError::UnknownAgent`] for an id in `drain`, `undrain` or `weights`
+    /// that no registered agent has; [`RebalanceError::DrainAndUndrain`];
+    /// [`RebalanceError::InvalidWeight`] for a weight that is not finite and positive;
+    /// [`RebalanceError::InvalidUtilization`] for a ceiling outside (0, 1].
+    pub fn rebalance(
+        &self,
+        criteria: &RebalanceCriteria,
+    ) -> Result<RebalanceReport, RebalanceError> {
+        if let Some(value) = criteria.max_utilization {
+            if !(value > 0.0 && value <= 1.0) {
+                return Err(RebalanceError::InvalidUtilization { value });
+            }
+        }
+        let mut report = RebalanceReport::default();
+        {
+            let agents = self.read();
+            let known = |field: &'static str, id: &AgentId| {
+                agents
+                    .entry(id)
+                    .map(Arc::clone)
+                    .ok_or_else(|| RebalanceError::UnknownAgent {
+                        field,
+                        agent: id.clone(),
+                    })
+            };
+            let mut drain = Vec::with_capacity(criteria.drain.len());
+            for id in &criteria.drain {
+                if criteria.undrain.contains(id) {
+                    return Err(RebalanceError::DrainAndUndrain { agent: id.clone() });
+                }
+                drain.push(known("drain", id)?);
+            }
+            let mut undrain = Vec::with_capacity(criteria.undrain.len());
+            for id in &criteria.undrain {
+                undrain.push(known("undrain", id)?);
+            }
+            let mut weights = Vec::with_capacity(criteria.weights.len());
+            for (id, &weight) in &criteria.weights {
+                let entry = known("weights", id)?;
+                if !(weight.is_finite() && weight > 0.0) {
+                    return Err(RebalanceError::InvalidWeight {
+                        agent: id.clone(),
+                        weight,
+                    });
+                }
+                weights.push((entry, weight));
+            }
+            // Checked: now apply, under the read lock so no agent leaves meanwhile.
+            for entry in drain {
+                if !entry.drained.swap(true, Ordering::AcqRel) {
+                    report.drained.push(entry.descriptor.id.clone());
+                }
+            }
+            for entry in undrain {
+                if entry.drained.swap(false, Ordering::AcqRel) {
+                    report.undrained.push(entry.descriptor.id.clone());
+                }
+            }
+            for (entry, to) in weights {
+                let from = f64::from_bits(entry.weight.swap(to.to_bits(), Ordering::AcqRel));
+                if from.to_bits() != to.to_bits() {
+                    report.reweighted.push(WeightChange {
+                        agent: entry.descriptor.id.clone(),
+                        from,
+                        to,
+                    });
+                }
+            }
+            report.drained.sort();
+            report.drained.dedup();
+            report.undrained.sort();
+            report.undrained.dedup();
+            let mut types: Vec<&AgentType> = report
+                .drained
+                .iter()
+                .filter_map(|id| agents.types.get(id))
+                .collect();
+            types.sort();
+            types.dedup();
+            report.last_agent_drained = types
+                .into_iter()
+                .filter(|agent_type| {
+                    agents
+                        .by_type
+                        .get(*agent_type)
+                        .is_some_and(|of_type| of_type.values().all(|entry| entry.is_drained()))
+                })
+                .cloned()
+                .collect();
+            if let Some(ceiling) = criteria.max_utilization {
+                self.ceiling.store(ceiling.to_bits(), Ordering::Release);
+                let (mut above, mut below) = (Vec::new(), Vec::new());
+                for (id, entry) in agents
+                    .types
+                    .keys()
+                    .filter_map(|id| Some((id, agents.entry(id)?)))
+                {
+                    if entry.utilization() >= ceiling {
+                        above.push(id.clone());
+                    } else if !entry.is_drained() {
+                        below.push(id.clone());
+                    }
+                }
+                let serials: Vec<u64> = agents
+                    .by_type
+                    .values()
+                    .flat_map(BTreeMap::values)
+                    .map(|entry| entry.serial)
+                    .collect();
+                report.utilization = Some(UtilizationMove {
+                    ceiling,
+                    above,
+                    below,
+                    reselected: self.notify.waiting_for(&serials),
+                });
+            }
+        }
+        if !report.is_empty() {
+            tracing::info!(
+                target: "tradeflow::rebalance",
+                drained = ?report.drained,
+                undrained = ?report.undrained,
+                reweighted = report.reweighted.len(),
+                last_agent_drained = ?report.last_agent_drained,
+                max_utilization = ?criteria.max_utilization,
+                "agents rebalanced"
+            );
+            // Drained agents leave the waiting callers' choices, undrained ones and a
+            // new ceiling open others: every waiting caller selects again.
+            self.notify.notify_all();
+        }
+        Ok(report)
+    }
+
+    /// Whether agent `id` is drained (`None`: not registered).
+    pub fn is_drained(&self, id: &AgentId) -> Option<bool> {
+        self.read().entry(id).map(|entry| entry.is_drained())
+    }
+
+    /// Agent `id`'s calls in flight now (`None`: not registered).
+    pub fn in_flight(&self, id: &AgentId) -> Option<u32> {
+        self.read()
+            .entry(id)
+            .map(|entry| entry.in_flight.load(Ordering::Acquire))
+    }
+
+    /// How loaded the agents of `agent_type` are now: what auto-scaling reads.
+    ///
+    /// # Complexity
+    /// O(a + k × s) for the a agents of the type, the k kinds of callers waiting and
+    /// the s agents each waits for.
+    pub fn load(&self, agent_type: &AgentType) -> TypeLoad {
+        let agents = self.read();
+        let Some(of_type) = agents.by_type.get(agent_type) else {
+            return TypeLoad::default();
+        };
+        let mut load = TypeLoad::default();
+        let mut serials = Vec::with_capacity(of_type.len());
+        for entry in of_type.values() {
+            serials.push(entry.serial);
+            load.instances += 1;
+            if entry.is_drained() {
+                load.drained += 1;
+            } else {
+                load.slots = load
+                    .slots
+                    .saturating_add(u64::from(entry.descriptor.max_concurrency));
+            }
+            load.busy = load
+                .busy
+                .saturating_add(u64::from(entry.in_flight.load(Ordering::Acquire)));
+        }
+        drop(agents);
+        load.waiting = self.notify.waiting_for(&serials);
+        load
+    }
+}
+
+/// How loaded the agents of one type are, from [`AgentRegistry::load`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+#[non_exhaustive]
+pub struct TypeLoad {
+    /// Agents of the type registered, drained ones included.
+    pub instances: usize,
+    /// Of those, the drained ones.
+    pub drained: usize,
+    /// Slots (`max_concurrency`) of the agents not drained.
+    pub slots: u64,
+    /// Calls in flight on any of them (drained ones' included).
+    pub busy: u64,
+    /// Calls waiting for a slot on one of them (the queue length).
+    pub waiting: usize,
+}
+
+impl TypeLoad {
+    /// Busy slots / slots, in [0, 1] (1 when no slot is open, 0 with no agent busy).
+    pub fn utilization(&self) -> f64 {
+        if self.slots == 0 {
+            return if self.busy > 0 || self.waiting > 0 {
+                1.0
+            } else {
+                0.0
+            };
+        }
+        #[allow(clippy::cast_precision_loss)]
+        let u = self.busy as f64 / self.slots as f64;
+        u.min(1.0)
+    }
+}
+
+/// Whether every candidate whose breaker lets calls through, and that is not drained,
+/// is unhealthy: then unhealthy agents are open (a last resort). An agent whose breaker
+/// is open, or that is drained, is not one to wait for instead.
+fn only_unhealthy(entries: &[Arc<Entry>], candidates: &[Candidate], gates: &[Admission]) -> bool {
     candidates
         .iter()
         .zip(gates)
-        .filter(|(_, gate)| !gate.is_refused())
-        .all(|(c, _)| c.health == Health::Unhealthy)
+        .zip(entries)
+        .filter(|((_, gate), entry)| !gate.is_refused() && !entry.is_drained())
+        .all(|((c, _), _)| c.health == Health::Unhealthy)
 }
 
 /// Eligible agents, their candidates, and what their breakers allow: parallel vectors.
@@ -1358,7 +1632,9 @@ mod tests {
             let _lease = registry.reserve(&held).unwrap();
             let scored = registry.scored(&task(&[], &[]), &[]);
             assert_eq!(
-                registry.best(&scored.candidates, &scored.gates).len(),
+                registry
+                    .best(&scored.entries, &scored.candidates, &scored.gates)
+                    .len(),
                 expected,
                 "margin {margin}"
             );

@@ -3,8 +3,8 @@
 
 use std::sync::Arc;
 
-use super::MissingAgent;
-use crate::agent::RegistryError;
+use super::{CoordinateError, MissingAgent};
+use crate::agent::{RebalanceError, RegistryError};
 use crate::definition::{Quoted, ValidationErrors};
 use crate::resource::{CapacityError, ResourceError};
 use crate::run::RunId;
@@ -96,6 +96,12 @@ pub enum EngineError {
         /// The most allowed.
         max: usize,
     },
+    /// A rebalancing was refused; nothing changed.
+    #[error(transparent)]
+    Rebalance(#[from] RebalanceError),
+    /// A coordination of named agents has no output.
+    #[error(transparent)]
+    Coordinate(#[from] CoordinateError),
     /// Steps of the workflow that no registered agent can take (none of their agent
     /// type, or none with every capability they require): the run would fail there.
     #[error("workflow `{workflow}` has steps no registered agent can take:\n{}", lines(.problems))]
@@ -144,6 +150,8 @@ impl PartialEq for EngineError {
             ) => a == b && s == t,
             (Self::NotRunning { run: a }, Self::NotRunning { run: b }) => a == b,
             (Self::Registry(a), Self::Registry(b)) => a == b,
+            (Self::Rebalance(a), Self::Rebalance(b)) => a == b,
+            (Self::Coordinate(a), Self::Coordinate(b)) => a == b,
             (Self::Store { source: a }, Self::Store { source: b }) => Arc::ptr_eq(a, b),
             (
                 Self::OverCapacity {

@@ -135,7 +135,9 @@ use std::task::{Context as TaskContext, Poll};
 use futures::future::BoxFuture;
 use serde_json::Value;
 
-use crate::agent::{Agent, AgentId, AgentRegistry};
+use crate::agent::{
+    Agent, AgentId, AgentRegistry, RebalanceCriteria, RebalanceError, RebalanceReport,
+};
 use crate::clock::Clock;
 use crate::decision::DecisionEngine;
 use crate::plan::ExecutionPlan;
@@ -241,6 +243,22 @@ impl Engine {
     /// Removes an agent: its calls in flight finish; it gets no new ones.
     pub fn deregister_agent(&self, id: &AgentId) -> bool {
         self.inner.registry.deregister(id)
+    }
+
+    /// Rebalances the engine's agents: drains (no new calls; calls in flight finish),
+    /// undrains, reweighs them and sets the utilization ceiling, as `criteria` asks,
+    /// and returns what changed; see
+    /// [`AgentRegistry::rebalance`] and [Rebalancing](crate::agent#rebalancing).
+    /// Logged, not journaled: a rebalancing is the engine's state, not a run's.
+    ///
+    /// # Errors
+    /// [`RebalanceError`] naming the unknown agent, the invalid weight or ceiling, or
+    /// an agent both drained and undrained; nothing changed then.
+    pub fn rebalance_workload(
+        &self,
+        criteria: &RebalanceCriteria,
+    ) -> Result<RebalanceReport, RebalanceError> {
+        self.inner.registry.rebalance(criteria)
     }
 
     /// Starts a run of the latest version of workflow `workflow_id` (or the version

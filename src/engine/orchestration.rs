@@ -25,14 +25,22 @@
 //! - the engine's resources: [`allocate_resources`](OrchestrationEngine::allocate_resources)
 //!   (from its [`ResourceManager`](crate::resource::ResourceManager));
 //! - conditions: [`adapt_to_conditions`](OrchestrationEngine::adapt_to_conditions);
+//! - agents: [`coordinate_agents`](OrchestrationEngine::coordinate_agents) (one task to
+//!   named agents, their answers combined),
+//!   [`rebalance_workload`](OrchestrationEngine::rebalance_workload) (drain, undrain,
+//!   weights, a utilization ceiling);
 //! - time: [`clock`](OrchestrationEngine::clock).
 
 use std::sync::Arc;
 
 use serde_json::Value;
 
-use super::{Engine, EngineError, HeldAdaptation, Run, RunOptions, RunReport, WorkflowRef};
+use super::{
+    Coordinated, Engine, EngineError, HeldAdaptation, Run, RunOptions, RunReport, WorkflowRef,
+};
+use crate::agent::{AgentId, RebalanceCriteria, RebalanceReport, TaskRequest};
 use crate::clock::Clock;
+use crate::coordinate::Mode;
 use crate::definition::WorkflowDefinition;
 use crate::plan::ExecutionPlan;
 use crate::resource::{AllocationGuard, ResourceRequest};
@@ -65,6 +73,10 @@ use crate::run::RunId;
 /// - the engine's resources: [`allocate_resources`](OrchestrationEngine::allocate_resources)
 ///   (from its [`ResourceManager`](crate::resource::ResourceManager));
 /// - conditions: [`adapt_to_conditions`](OrchestrationEngine::adapt_to_conditions);
+/// - agents: [`coordinate_agents`](OrchestrationEngine::coordinate_agents) (one task to
+///   named agents, their answers combined),
+///   [`rebalance_workload`](OrchestrationEngine::rebalance_workload) (drain, undrain,
+///   weights, a utilization ceiling);
 /// - time: [`clock`](OrchestrationEngine::clock).
 ///
 /// # Examples
@@ -72,11 +84,13 @@ use crate::run::RunId;
 /// ```
 /// use std::sync::Arc;
 /// use serde_json::Value;
+/// use tradeflow::agent::{AgentId, RebalanceCriteria, RebalanceReport, TaskRequest};
 /// use tradeflow::clock::Clock;
+/// use tradeflow::coordinate::Mode;
 /// use tradeflow::definition::WorkflowDefinition;
 /// use tradeflow::engine::{
-///     Engine, EngineError, HeldAdaptation, OrchestrationEngine, Run, RunOptions, RunReport,
-///     WorkflowRef,
+///     Coordinated, Engine, EngineError, HeldAdaptation, OrchestrationEngine, Run, RunOptions,
+///     RunReport, WorkflowRef,
 /// };
 /// use tradeflow::plan::ExecutionPlan;
 /// use tradeflow::resource::{AllocationGuard, ResourceRequest};
@@ -122,6 +136,14 @@ use crate::run::RunId;
 ///     }
 ///     fn adapt_to_conditions(&self, conditions: Vec<(String, Value)>) -> Vec<HeldAdaptation> {
 ///         self.0.adapt_to_conditions(conditions)
+///     }
+///     async fn coordinate_agents(&self, agents: &[AgentId], task: TaskRequest, mode: &Mode)
+///         -> Result<Coordinated, EngineError> {
+///         Ok(self.0.coordinate_agents(agents, task, mode).await?)
+///     }
+///     fn rebalance_workload(&self, criteria: &RebalanceCriteria)
+///         -> Result<RebalanceReport, EngineError> {
+///         Ok(self.0.rebalance_workload(criteria)?)
 ///     }
 /// }
 ///
@@ -227,6 +249,31 @@ pub trait OrchestrationEngine: Send + Sync {
     /// now on, and returns the adaptations that hold now, by workflow then listed order
     /// (see [`Engine::adapt_to_conditions`]).
     fn adapt_to_conditions(&self, conditions: Vec<(String, Value)>) -> Vec<HeldAdaptation>;
+
+    /// Gives `task` to each of the named agents and combines their answers as `mode`
+    /// says (see [`Engine::coordinate_agents`]).
+    ///
+    /// # Errors
+    /// [`EngineError::Coordinate`] with the [`CoordinateError`](super::CoordinateError)
+    /// (no agent named, an unknown or repeated one, no quorum, every call failed); a
+    /// wrapper's own refusal ([`EngineError::Refused`]).
+    async fn coordinate_agents(
+        &self,
+        agent_ids: &[AgentId],
+        task: TaskRequest,
+        mode: &Mode,
+    ) -> Result<Coordinated, EngineError>;
+
+    /// Drains, undrains and reweighs agents and sets the utilization ceiling, returning
+    /// what changed (see [`Engine::rebalance_workload`]).
+    ///
+    /// # Errors
+    /// [`EngineError::Rebalance`] naming the unknown agent or invalid value (nothing
+    /// changed); a wrapper's own refusal ([`EngineError::Refused`]).
+    fn rebalance_workload(
+        &self,
+        criteria: &RebalanceCriteria,
+    ) -> Result<RebalanceReport, EngineError>;
 }
 
 #[async_trait::async_trait]
@@ -297,6 +344,22 @@ impl OrchestrationEngine for Engine {
 
     fn adapt_to_conditions(&self, conditions: Vec<(String, Value)>) -> Vec<HeldAdaptation> {
         Engine::adapt_to_conditions(self, conditions)
+    }
+
+    async fn coordinate_agents(
+        &self,
+        agent_ids: &[AgentId],
+        task: TaskRequest,
+        mode: &Mode,
+    ) -> Result<Coordinated, EngineError> {
+        Ok(Engine::coordinate_agents(self, agent_ids, task, mode).await?)
+    }
+
+    fn rebalance_workload(
+        &self,
+        criteria: &RebalanceCriteria,
+    ) -> Result<RebalanceReport, EngineError> {
+        Ok(Engine::rebalance_workload(self, criteria)?)
     }
 }
 
@@ -372,6 +435,22 @@ macro_rules! forward {
 
             fn adapt_to_conditions(&self, conditions: Vec<(String, Value)>) -> Vec<HeldAdaptation> {
                 (**self).adapt_to_conditions(conditions)
+            }
+
+            async fn coordinate_agents(
+                &self,
+                agent_ids: &[AgentId],
+                task: TaskRequest,
+                mode: &Mode,
+            ) -> Result<Coordinated, EngineError> {
+                (**self).coordinate_agents(agent_ids, task, mode).await
+            }
+
+            fn rebalance_workload(
+                &self,
+                criteria: &RebalanceCriteria,
+            ) -> Result<RebalanceReport, EngineError> {
+                (**self).rebalance_workload(criteria)
             }
         }
     };

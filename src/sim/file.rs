@@ -50,6 +50,69 @@ pub struct AgentsFile {
     /// pool (requirements are not limited).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resources: Option<BTreeMap<String, f64>>,
+    /// Pools of agents made from a template, by agent type, for auto-scaling:
+    /// `{"RISK_MANAGEMENT": {"min": 1, "max": 4, "template": {agent without id}}}`. The
+    /// pool's agents are `<TYPE>-pool-1`, `<TYPE>-pool-2`, …; `min` of them are
+    /// registered at once (see [`scale`](crate::scale)). Default: none.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub pools: BTreeMap<AgentType, PoolScript>,
+}
+
+/// A pool of scripted agents of one type: its bounds, its cooldown and the template its
+/// agents are made from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PoolScript {
+    /// The fewest agents; registered at once. At most `max`.
+    pub min: usize,
+    /// The most agents; at least 1.
+    pub max: usize,
+    /// No scaling of the type within this many milliseconds of the last (at most
+    /// [`MAX_DURATION_MS`](crate::plan::MAX_DURATION_MS)). Default 60000.
+    #[serde(default = "default_cooldown_ms")]
+    pub cooldown_ms: u64,
+    /// Every agent of the pool: an agent of the file without `id` and `type` (the id is
+    /// made, the type is the pool's).
+    pub template: PoolTemplate,
+}
+
+fn default_cooldown_ms() -> u64 {
+    60_000
+}
+
+/// The agent a pool makes: an [`AgentScript`] without `id` and `type`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PoolTemplate {
+    /// As [`AgentScript::capabilities`].
+    #[serde(default)]
+    pub capabilities: Vec<String>,
+    /// As [`AgentScript::weight`]. Default 1.
+    #[serde(default = "default_weight")]
+    pub weight: f64,
+    /// As [`AgentScript::max_concurrency`]. Default 1.
+    #[serde(default = "default_max_concurrency")]
+    pub max_concurrency: u32,
+    /// As [`AgentScript::circuit_breaker`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub circuit_breaker: Option<CircuitBreaker>,
+    /// As [`AgentScript::tasks`].
+    pub tasks: BTreeMap<String, TaskScript>,
+}
+
+impl PoolTemplate {
+    /// The script of the pool agent `id` of type `agent_type`.
+    pub fn script(&self, id: AgentId, agent_type: AgentType) -> AgentScript {
+        AgentScript {
+            id,
+            agent_type,
+            capabilities: self.capabilities.clone(),
+            weight: self.weight,
+            max_concurrency: self.max_concurrency,
+            circuit_breaker: self.circuit_breaker,
+            tasks: self.tasks.clone(),
+        }
+    }
 }
 
 /// One scripted agent: who it is (as an [`AgentDescriptor`]) and, for each task type it
@@ -237,6 +300,7 @@ impl AgentsFile {
                 .flatten()
                 .map(|(name, amount)| (name.as_str(), *amount)),
         );
+        check.pools(&self.pools, &self.agents);
         check.finish(())
     }
 }
@@ -351,6 +415,9 @@ fn load(value: &Value) -> Result<AgentsFile, ValidationErrors> {
             .flatten()
             .filter_map(|(name, amount)| Some((name.as_str(), amount.as_f64()?))),
     );
+    if let Some(file) = &file {
+        check.pools(&file.pools, &agents);
+    }
     let file = file.map(|file| AgentsFile {
         agents,
         approvals,
@@ -547,6 +614,74 @@ impl Checker {
         }
     }
 
+    /// Checks each pool: bounds, cooldown, its template as an agent, and that no agent
+    /// of the file takes an id the pool will make.
+    fn pools(&mut self, pools: &BTreeMap<AgentType, PoolScript>, agents: &[AgentScript]) {
+        for (agent_type, pool) in pools {
+            let at = Location::root()
+                .field("pools")
+                .field(agent_type.to_string());
+            if pool.max == 0 || pool.max < pool.min {
+                self.errors.push(DefinitionError::InvalidValue {
+                    at: at.field("max"),
+                    value: pool.max.to_string(),
+                    reason: format!(
+                        "a pool has at least 1 agent and `min` ({}) at most",
+                        pool.min
+                    ),
+                });
+            }
+            if pool.cooldown_ms > MAX_DURATION_MS {
+                self.errors.push(DefinitionError::InvalidValue {
+                    at: at.field("cooldownMs"),
+                    value: pool.cooldown_ms.to_string(),
+                    reason: format!("a cooldown is at most {MAX_DURATION_MS} ms (100 years)"),
+                });
+            }
+            let template = &pool.template;
+            let template_at = at.field("template");
+            self.agent(
+                &template_at,
+                Some(template.weight),
+                Some(template.max_concurrency.into()),
+            );
+            if let Some(breaker) = template.circuit_breaker {
+                let open_ms = u64::try_from(breaker.open_for.as_millis()).unwrap_or(u64::MAX);
+                let id = format!("{agent_type}-pool");
+                self.circuit_breaker(
+                    &template_at,
+                    &id,
+                    Some(breaker.failures.into()),
+                    Some(open_ms),
+                );
+            }
+            for (task_type, task) in &template.tasks {
+                let task_at = task_location(&template_at, task_type);
+                let random: Vec<_> = task
+                    .random
+                    .iter()
+                    .map(|(name, value)| (name.as_str(), Some(value)))
+                    .collect();
+                self.task(
+                    &task_at,
+                    task.output.as_ref(),
+                    task.outputs.as_deref(),
+                    &random,
+                );
+            }
+            let prefix = format!("{agent_type}-pool-");
+            for (index, agent) in agents.iter().enumerate() {
+                if agent.id.as_str().starts_with(&prefix) {
+                    self.errors.push(DefinitionError::InvalidValue {
+                        at: agent_location(index).field("id"),
+                        value: Value::from(agent.id.as_str()).to_string(),
+                        reason: format!("ids `{}<n>` are the pool's", Quoted(&prefix)),
+                    });
+                }
+            }
+        }
+    }
+
     fn resources<'a>(&mut self, pool: impl IntoIterator<Item = (&'a str, f64)>) {
         for (name, amount) in pool {
             if !(amount.is_finite() && amount >= 0.0) {
@@ -609,6 +744,52 @@ mod tests {
         assert!(file.approvals.is_empty());
         assert_eq!(file.resources, None);
         assert_eq!(agent.descriptor(), AgentDescriptor::new("a", "T"));
+    }
+
+    #[test]
+    fn pools_load_with_defaults_and_make_scripts_of_their_type() {
+        let file = AgentsFile::from_json(
+            r#"{"agents": [], "pools": {"RISK": {"min": 1, "max": 3,
+                "template": {"maxConcurrency": 2, "tasks": {"CHECK": {"output": true}}}}}}"#,
+        )
+        .unwrap();
+        let pool = &file.pools[&AgentType::new("RISK")];
+        assert_eq!((pool.min, pool.max, pool.cooldown_ms), (1, 3, 60_000));
+        let script = pool.template.script("RISK-pool-1".into(), "RISK".into());
+        assert_eq!(
+            script.descriptor(),
+            AgentDescriptor::new("RISK-pool-1", "RISK").with_max_concurrency(2)
+        );
+        assert_eq!(script.tasks["CHECK"].output, Some(json!(true)));
+    }
+
+    #[test]
+    fn pools_that_break_a_rule_are_refused_naming_where() {
+        let errors = problems(
+            r#"{"agents": [{"id": "RISK-pool-2", "type": "RISK", "tasks": {}}],
+                "pools": {"RISK": {"min": 3, "max": 2, "cooldownMs": 4000000000000,
+                    "template": {"weight": 0, "tasks": {"CHECK": {"output": "${params.}"}}}}}}"#,
+        );
+        let at: Vec<&str> = errors
+            .iter()
+            .map(|e| e.split(':').next().unwrap_or_default())
+            .collect();
+        assert_eq!(
+            at,
+            [
+                "pools.RISK.max",
+                "pools.RISK.cooldownMs",
+                "pools.RISK.template.weight",
+                "pools.RISK.template.tasks.CHECK.output",
+                "agents[0].id",
+            ],
+            "{errors:#?}"
+        );
+        let with_id = problems(
+            r#"{"agents": [], "pools": {"R": {"min": 1, "max": 1,
+            "template": {"id": "x", "tasks": {}}}}}"#,
+        );
+        assert!(with_id[0].starts_with("pools.R.template"), "{with_id:?}");
     }
 
     #[test]

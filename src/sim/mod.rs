@@ -170,6 +170,8 @@ mod random;
 mod scripted;
 
 pub use approvals::{ApprovalObserver, ScriptedApprover};
-pub use file::{AgentScript, AgentsFile, FailScript, ScriptedApproval, TaskScript};
+pub use file::{
+    AgentScript, AgentsFile, FailScript, PoolScript, PoolTemplate, ScriptedApproval, TaskScript,
+};
 pub use random::{Distribution, RandomBound, RandomValue};
-pub use scripted::{ScriptedAgent, scripted_agents};
+pub use scripted::{ScriptedAgent, pool_policies, scripted_agents, scripted_pools};

@@ -9,10 +9,11 @@ use serde_json::Value;
 
 use super::random::{Draw, check_name, check_reads, draw_all};
 use super::{AgentScript, AgentsFile, FailScript, TaskScript};
-use crate::agent::{Agent, AgentDescriptor, AgentError, TaskRequest};
+use crate::agent::{Agent, AgentDescriptor, AgentError, AgentId, AgentRegistry, TaskRequest};
 use crate::clock::Clock;
-use crate::definition::{DefinitionError, Location, Quoted, ValidationErrors};
+use crate::definition::{AgentType, DefinitionError, Location, Quoted, ValidationErrors};
 use crate::expr::{BindingValues, EvalError, Template};
+use crate::scale::{AgentFactory, AgentPool, ScaleError, ScalingPolicy};
 
 /// An agent whose behaviour is data: it waits, fails and answers as its [`AgentScript`]
 /// says, on the clock it is given.
@@ -314,6 +315,42 @@ pub fn scripted_agents(file: &AgentsFile, clock: Arc<dyn Clock>) -> Vec<Arc<dyn 
     file.agents
         .iter()
         .map(|script| Arc::new(ScriptedAgent::new(script, Arc::clone(&clock))) as Arc<dyn Agent>)
+        .collect()
+}
+
+/// An [`AgentPool`] on `registry` with a pool of scripted agents for each of `file`'s
+/// `pools`, made from its template and waiting on `clock`, its `min` agents registered.
+///
+/// # Errors
+/// The [`ScaleError`] of the first pool that could not be added (an id of the pool
+/// already registered, say).
+pub fn scripted_pools(
+    file: &AgentsFile,
+    registry: Arc<AgentRegistry>,
+    clock: Arc<dyn Clock>,
+) -> Result<AgentPool, ScaleError> {
+    let pools = AgentPool::new(registry);
+    for (agent_type, pool) in &file.pools {
+        let template = pool.template.clone();
+        let (of_type, clock) = (agent_type.clone(), Arc::clone(&clock));
+        let factory: AgentFactory = Arc::new(move |id: AgentId| {
+            let script = template.script(id, of_type.clone());
+            Arc::new(ScriptedAgent::new(&script, Arc::clone(&clock))) as Arc<dyn Agent>
+        });
+        pools.add_pool(agent_type.clone(), pool.min, pool.max, factory)?;
+    }
+    Ok(pools)
+}
+
+/// The scaling policy of each of `file`'s `pools`: its `min`, `max` and `cooldownMs`.
+pub fn pool_policies(file: &AgentsFile) -> Vec<(AgentType, ScalingPolicy)> {
+    file.pools
+        .iter()
+        .map(|(agent_type, pool)| {
+            let policy = ScalingPolicy::new(pool.min, pool.max)
+                .cooldown(Duration::from_millis(pool.cooldown_ms));
+            (agent_type.clone(), policy)
+        })
         .collect()
 }
 
