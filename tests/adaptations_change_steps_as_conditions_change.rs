@@ -684,3 +684,47 @@ fn built_in_names_of_hyphenated_steps_are_read_whole() {
         [json!({"mode": "cautious"})]
     );
 }
+
+#[test]
+fn a_timeline_change_reaches_the_later_steps_of_a_run_already_in_flight() {
+    use tradeflow::clock::VirtualClock;
+    use tradeflow::scheduler::{Timeline, Triggers};
+
+    let timeline = Timeline::from_json(
+        r#"{"start": "2026-11-23T09:00:00Z", "end": "2026-11-23T18:00:00Z",
+            "context": {"volatility.level": 0.2},
+            "events": [{"at": "2026-11-23T10:00:00Z", "type": "OPEN", "payload": {}}],
+            "changes": [{"at": "2026-11-23T11:00:00Z", "set": {"volatility.level": 0.9}}]}"#,
+    )
+    .unwrap();
+    let clock = VirtualClock::starting_at(timeline.start);
+    let h = Harness::on_clock(clock.clone(), |builder| builder);
+    // `risk` takes two hours: the run fires at 10:00, volatility rises at 11:00, `size`
+    // starts at 12:00.
+    let agent = h.register(h.agent("a-1").replies(|request, _| {
+        let hours = if request.step_id.as_str() == "risk" {
+            2 * 3_600_000
+        } else {
+            10
+        };
+        Reply::ok(json!({})).after_ms(hours)
+    }));
+    let mut definition = adaptive(json!([
+        {"id": "high-volatility", "when": "volatility.level > 0.5",
+         "changes": [{"stepId": "size", "parameters": {"maxPositionSize": 0.02}}]}
+    ]));
+    definition["steps"][0]["timeout"] = json!(3 * 3_600_000);
+    definition["triggers"] = json!([{"type": "EVENT", "eventType": "OPEN"}]);
+    let id = h.workflow(&definition);
+    let triggers = Triggers::new(&h.engine, &id).unwrap();
+    let replay = clock.block_on(timeline.play(&triggers));
+    assert_eq!(replay.runs.len(), 1);
+    let report = &replay.runs[0].report;
+    assert_status(report, RunStatus::Completed);
+    assert!(step(report, "risk").adaptations.is_empty());
+    assert_eq!(step(report, "size").adaptations, ["high-volatility"]);
+    assert_eq!(
+        parameters_of(&agent, "size"),
+        [json!({"maxPositionSize": 0.02})]
+    );
+}

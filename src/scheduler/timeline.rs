@@ -36,7 +36,10 @@ use crate::engine::RunReport;
 /// `start` and `end` are required (RFC 3339, any offset); every other field defaults to
 /// empty (`input` to `{}`). Context names are set as [`Triggers::set_value`] does: each
 /// value is a variable and a function returning it (`market.isOpen` and
-/// `market.isOpen()` alike). `input` is the input of every run started. Entries need not
+/// `market.isOpen()` alike). They are also the engine's conditions
+/// ([`OrchestrationEngine::adapt_to_conditions`](crate::engine::OrchestrationEngine::adapt_to_conditions)),
+/// so a change reaches the workflow's adaptations in runs already in flight: their steps
+/// that start after it adapt to it. `input` is the input of every run started. Entries need not
 /// be in time order, but each must lie in `[start, end)`.
 ///
 /// # Playing
@@ -311,9 +314,7 @@ impl Timeline {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub async fn play(&self, triggers: &Triggers) -> Replay {
-        for (name, value) in &self.context {
-            triggers.set_value(name, value.clone());
-        }
+        set_context(triggers, &self.context);
         triggers.set_input(self.input.clone());
         let clock = Arc::clone(triggers.engine().clock());
         let plan = Arc::clone(triggers.plan());
@@ -336,11 +337,7 @@ impl Timeline {
             let mut decisions: Vec<(Decision, usize)> = Vec::new();
             while let Some(entry) = entries.get(next_entry).filter(|entry| entry.at == at) {
                 match entry.what {
-                    What::Change(index) => {
-                        for (name, value) in &self.changes[index].set {
-                            triggers.set_value(name, value.clone());
-                        }
-                    }
+                    What::Change(index) => set_context(triggers, &self.changes[index].set),
                     What::Event(index) => {
                         let event = &self.events[index];
                         let considered =
@@ -674,6 +671,19 @@ impl Checker {
         } else {
             Err(ValidationErrors::new(self.errors))
         }
+    }
+}
+
+/// Sets `values` in the triggers' host context (what runs started from now on read) and
+/// as the engine's conditions (what the adaptations of runs in flight read).
+fn set_context<'v>(triggers: &Triggers, values: impl IntoIterator<Item = (&'v String, &'v Value)>) {
+    let mut conditions = Vec::new();
+    for (name, value) in values {
+        triggers.set_value(name, value.clone());
+        conditions.push((name.clone(), value.clone()));
+    }
+    if !conditions.is_empty() {
+        triggers.engine().adapt_to_conditions(conditions);
     }
 }
 
