@@ -188,6 +188,14 @@ pub struct StepDefinition {
     /// (`task` and `decision` steps only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub coordination: Option<CoordinationSettings>,
+    /// How old the run's data may be, in milliseconds, when the step calls its agent
+    /// (as it is about to start, and before each retry); agent steps only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_data_age_ms: Option<u64>,
+    /// What the step does on older data: `SKIP` (default) or `FAIL` (kind `STALE_DATA`);
+    /// only with `maxDataAgeMs`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_stale: Option<OnStale>,
 }
 
 impl StepDefinition {
@@ -465,6 +473,17 @@ pub enum OnTimeout {
     Reject,
     /// Treat silence as an approval.
     Approve,
+}
+
+/// What a step with `maxDataAgeMs` does when the run's data is older.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum OnStale {
+    /// The step is skipped, with the reason `stale data: 412 ms > 250 ms`.
+    #[default]
+    Skip,
+    /// The step fails with kind `STALE_DATA` (neither retried nor healed).
+    Fail,
 }
 
 /// What starts a workflow by itself. Which fields apply depends on `type`.

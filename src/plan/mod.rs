@@ -315,6 +315,7 @@ pub struct PlanStep {
     fallback_for: Option<usize>,
     choice: Option<Arc<Choice>>,
     coordination: Option<Arc<Coordination>>,
+    freshness: Option<crate::safety::Freshness>,
 }
 
 impl PlanStep {
@@ -424,6 +425,12 @@ impl PlanStep {
     /// `coordination` block: the task goes to several agents at once.
     pub fn coordination(&self) -> Option<&Arc<Coordination>> {
         self.coordination.as_ref()
+    }
+
+    /// How old the run's data may be when the step calls its agent (`maxDataAgeMs`,
+    /// `onStale`), when the step says.
+    pub fn freshness(&self) -> Option<&crate::safety::Freshness> {
+        self.freshness.as_ref()
     }
 
     /// The steps this one binds to (sorted, unique): if one of them is skipped or

@@ -178,6 +178,15 @@ pub enum JournalEntry {
         /// When it fired.
         at: DateTime<Utc>,
     },
+    /// The time the run's data is as of, given by the host (`RunOptions::data_as_of`) or
+    /// by the event that started it (right after `runStarted`, in the same append). A run
+    /// whose data time is its input's `asOf` journals none: the input is journaled.
+    DataAsOf {
+        /// The data time.
+        as_of: DateTime<Utc>,
+        /// When the run started.
+        at: DateTime<Utc>,
+    },
     /// The host paused the run.
     RunPaused {
         /// When.
@@ -274,6 +283,7 @@ impl JournalEntry {
             Self::RolledBack { .. } => "rolledBack",
             Self::Checkpoint { .. } => "checkpoint",
             Self::RunTriggered { .. } => "runTriggered",
+            Self::DataAsOf { .. } => "dataAsOf",
             Self::RunPaused { .. } => "runPaused",
             Self::RunResumed { .. } => "runResumed",
             Self::RunCancelled { .. } => "runCancelled",
@@ -306,6 +316,7 @@ impl JournalEntry {
             } => Some(step_id),
             Self::RunStarted { .. }
             | Self::RunTriggered { .. }
+            | Self::DataAsOf { .. }
             | Self::RunPaused { .. }
             | Self::RunResumed { .. }
             | Self::RunCancelled { .. }
@@ -327,6 +338,7 @@ impl JournalEntry {
             | Self::RolledBack { at, .. }
             | Self::Checkpoint { at, .. }
             | Self::RunTriggered { at, .. }
+            | Self::DataAsOf { at, .. }
             | Self::RunPaused { at }
             | Self::RunResumed { at }
             | Self::RunCancelled { at, .. }

@@ -268,6 +268,12 @@ impl<'a> LogicalCall<'a> {
             if !delay.is_zero() {
                 inner.clock.sleep(delay).await;
             }
+            // The retry calls on the run's data as it is now: too old, it is not made.
+            if let (Some(freshness), Some(as_of)) = (self.step.freshness(), &ctx.data_as_of) {
+                if let Err(stale) = freshness.check(as_of, inner.clock.now()) {
+                    return tries.outcome(Err((FailureKind::StaleData, stale.to_string())));
+                }
+            }
         }
     }
 

@@ -88,6 +88,7 @@ impl Compiler {
         self.timeout(step.timeout, &|| at().field("timeout"));
         let retry = self.retry(step, definition, &at);
         let recovery = self.recovery(step, definition, &at, lookup);
+        let freshness = self.freshness(step, &at);
         let resources = step.resource_requirements.as_ref().and_then(|requirement| {
             self.resources(requirement, &|| at().field("resourceRequirements"))
         });
@@ -114,6 +115,7 @@ impl Compiler {
             fallback_for: None,
             choice,
             coordination,
+            freshness,
         };
         self.step_edges(&mut plan_step);
         Some(plan_step)
