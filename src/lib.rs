@@ -108,7 +108,8 @@
 //!   (`ALL`, `FIRST`, `QUORUM`, `BEST`), for coordinated steps and
 //!   [`Engine::coordinate_agents`](engine::Engine::coordinate_agents).
 //! - [`safety`]: the trading safety rails' rules: how old a run's data may be when a
-//!   step calls its agent (`maxDataAgeMs`).
+//!   step calls its agent (`maxDataAgeMs`), and how a call whose outcome is unknown is
+//!   reconciled before any retry (`sideEffects`, `reconcile`).
 //! - [`store`]: runs as append-only journals, their state as a fold, and the stores that
 //!   keep them ([`MemoryStore`](store::MemoryStore), and `SqliteStore` with `sqlite`).
 //!

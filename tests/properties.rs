@@ -313,6 +313,8 @@ fn step(float: BoxedStrategy<f64>) -> impl Strategy<Value = StepDefinition> {
             coordination: None,
             max_data_age_ms: None,
             on_stale: None,
+            side_effects: None,
+            reconcile: None,
         },
     )
 }

@@ -174,10 +174,7 @@ fn the_data_time_survives_a_restart() {
     drop(run);
     drop(first);
 
-    let second = Harness::on_clock(clock.clone(), |b| b.store(Arc::clone(&store)));
-    second.register_shared(&agent);
-    let runs = second.engine.recover().expect("the run recovers");
-    let report = clock.block_on(runs.into_iter().next().expect("one run"));
+    let report = support::engine::recover_first(&clock, &store, &agent);
 
     let trade = step(&report, "trade");
     assert_eq!(trade.reason.as_deref(), Some("stale data: 300 ms > 250 ms"));

@@ -196,6 +196,24 @@ pub struct StepDefinition {
     /// only with `maxDataAgeMs`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub on_stale: Option<OnStale>,
+    /// The step acts on the world (places an order): its own `timeout` expiring means
+    /// `OUTCOME_UNKNOWN`, not `TIMEOUT`, and such a call is reconciled before any retry.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub side_effects: Option<bool>,
+    /// The task that asks whether a call whose outcome is unknown took effect (only with
+    /// `"sideEffects": true`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reconcile: Option<ReconcileDefinition>,
+}
+
+/// A step's `reconcile` block: the task sent, with the call's idempotency key and
+/// parameters, to ask whether a call whose outcome is unknown took effect.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ReconcileDefinition {
+    /// The task type (`ORDER_STATUS`).
+    #[serde(rename = "type")]
+    pub task_type: TaskType,
 }
 
 impl StepDefinition {
@@ -536,6 +554,18 @@ impl TriggerType {
             Self::Event => "EVENT",
             Self::Threshold => "THRESHOLD",
         }
+    }
+}
+
+/// The kind of a JSON value, as an error message names it.
+pub(crate) fn json_kind(value: &serde_json::Value) -> &'static str {
+    match value {
+        serde_json::Value::Null => "null",
+        serde_json::Value::Bool(_) => "a boolean",
+        serde_json::Value::Number(_) => "a number",
+        serde_json::Value::String(_) => "a string",
+        serde_json::Value::Array(_) => "an array",
+        serde_json::Value::Object(_) => "an object",
     }
 }
 

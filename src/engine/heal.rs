@@ -227,7 +227,8 @@ impl Healing {
 }
 
 /// Whether a failure of this kind may be healed at all. Stale data is not: no retry,
-/// other agent or other path makes the run's data younger.
+/// other agent or other path makes the run's data younger. Nor is an unknown outcome: a
+/// retry, another agent or a fallback could send the order a second time.
 fn healable(kind: FailureKind) -> bool {
     !matches!(
         kind,
@@ -235,6 +236,7 @@ fn healable(kind: FailureKind) -> bool {
             | FailureKind::WorkflowTimeout
             | FailureKind::Store
             | FailureKind::StaleData
+            | FailureKind::OutcomeUnknown
     )
 }
 

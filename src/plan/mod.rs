@@ -316,6 +316,7 @@ pub struct PlanStep {
     choice: Option<Arc<Choice>>,
     coordination: Option<Arc<Coordination>>,
     freshness: Option<crate::safety::Freshness>,
+    side_effects: Option<crate::safety::SideEffects>,
 }
 
 impl PlanStep {
@@ -431,6 +432,12 @@ impl PlanStep {
     /// `onStale`), when the step says.
     pub fn freshness(&self) -> Option<&crate::safety::Freshness> {
         self.freshness.as_ref()
+    }
+
+    /// Whether the step acts on the world (`"sideEffects": true`), and its `reconcile`
+    /// task.
+    pub fn side_effects(&self) -> Option<&crate::safety::SideEffects> {
+        self.side_effects.as_ref()
     }
 
     /// The steps this one binds to (sorted, unique): if one of them is skipped or

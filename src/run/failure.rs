@@ -46,6 +46,9 @@ pub enum FailureKind {
     /// The run's data was older than the step's `maxDataAgeMs` when the step was about
     /// to call its agent (with `"onStale": "FAIL"`); neither retried nor healed.
     StaleData,
+    /// A call may have taken effect and its `reconcile` task could not tell whether it
+    /// did (or the step has none): never retried blindly, never healed.
+    OutcomeUnknown,
 }
 
 impl FailureKind {
@@ -67,6 +70,7 @@ impl FailureKind {
             Self::Store => "STORE",
             Self::NoQuorum => "NO_QUORUM",
             Self::StaleData => "STALE_DATA",
+            Self::OutcomeUnknown => "OUTCOME_UNKNOWN",
         }
     }
 }

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::agent::AgentId;
-use crate::definition::{DecisionPolicy, StepId};
+use crate::definition::{DecisionPolicy, StepId, TaskType};
 use crate::run::{FailureKind, RecoveryDecision, RunError, RunId, RunStatus, value_depth};
 
 /// One thing that happened to a run, as the engine journals it.
@@ -70,6 +70,32 @@ pub enum JournalEntry {
         agent_id: AgentId,
         /// The key the agent receives; a recovery re-makes the call with the same key.
         idempotency_key: String,
+        /// When.
+        at: DateTime<Utc>,
+    },
+    /// A call whose outcome is unknown (`OUTCOME_UNKNOWN`, or a side-effect step's own
+    /// timeout, or a side-effect call a crash cut off) is being reconciled: the step's
+    /// `reconcile` task was sent to `agent_id` with the call's idempotency key. It is not
+    /// a call of the step (it counts no attempt) and ends none: the call it asks about
+    /// stays in flight until the step ends or calls again, so a crash before the answer
+    /// reconciles again.
+    ReconcileStarted {
+        /// The step.
+        step_id: StepId,
+        /// The item, for a `parallel` step.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        item: Option<usize>,
+        /// The iteration, from 1, for a `loop` step.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        iteration: Option<u32>,
+        /// The attempt asked about.
+        attempt: u32,
+        /// The agent asked.
+        agent_id: AgentId,
+        /// The key of the call asked about.
+        idempotency_key: String,
+        /// The reconcile task's type (`ORDER_STATUS`).
+        task_type: TaskType,
         /// When.
         at: DateTime<Utc>,
     },
@@ -274,6 +300,7 @@ impl JournalEntry {
         match self {
             Self::RunStarted { .. } => "runStarted",
             Self::StepStarted { .. } => "stepStarted",
+            Self::ReconcileStarted { .. } => "reconcileStarted",
             Self::StepCompleted { .. } => "stepCompleted",
             Self::StepFailed { .. } => "stepFailed",
             Self::StepSkipped { .. } => "stepSkipped",
@@ -299,6 +326,7 @@ impl JournalEntry {
     pub fn step_id(&self) -> Option<&StepId> {
         match self {
             Self::StepStarted { step_id, .. }
+            | Self::ReconcileStarted { step_id, .. }
             | Self::StepCompleted { step_id, .. }
             | Self::StepFailed { step_id, .. }
             | Self::StepSkipped { step_id, .. }
@@ -329,6 +357,7 @@ impl JournalEntry {
         match self {
             Self::RunStarted { at, .. }
             | Self::StepStarted { at, .. }
+            | Self::ReconcileStarted { at, .. }
             | Self::StepCompleted { at, .. }
             | Self::StepFailed { at, .. }
             | Self::StepSkipped { at, .. }

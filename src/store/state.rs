@@ -613,6 +613,8 @@ impl StepState {
                 self.error = None;
                 self.recoveries.push(decision.clone());
             }
+            // Asks about the call in flight, which stays in flight.
+            JournalEntry::ReconcileStarted { .. } => {}
             _ => debug_assert!(false, "not a step entry: {}", entry.kind()),
         }
     }

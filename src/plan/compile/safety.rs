@@ -1,15 +1,17 @@
-//! The trading safety fields of a step: `maxDataAgeMs` and `onStale`.
+//! The trading safety fields of a step: `maxDataAgeMs`, `onStale`, `sideEffects` and
+//! `reconcile`.
 //!
 //! `maxDataAgeMs` is a duration (0 to [`MAX_DURATION_MS`](crate::plan::MAX_DURATION_MS))
 //! and only agent steps (`task`, `decision`, `parallel`, `loop`) have it; `onStale` only
-//! with `maxDataAgeMs`.
+//! with `maxDataAgeMs`. `sideEffects: true` only on agent steps; `reconcile` only with
+//! `"sideEffects": true`.
 
 use std::time::Duration;
 
 use super::Compiler;
 use crate::definition::StepDefinition;
 use crate::expr::Locate;
-use crate::safety::Freshness;
+use crate::safety::{Freshness, SideEffects};
 
 impl Compiler {
     /// The step's `maxDataAgeMs` and `onStale`, checked; `None` without them (or with a
@@ -39,6 +41,39 @@ impl Compiler {
             Duration::from_millis(max_age),
             step.on_stale.unwrap_or_default(),
         ))
+    }
+
+    /// The step's `sideEffects` and `reconcile`, checked; `None` for a step without side
+    /// effects (or with a problem, which is reported).
+    pub(super) fn side_effects(
+        &mut self,
+        step: &StepDefinition,
+        at: Locate<'_>,
+    ) -> Option<SideEffects> {
+        let marked = step.side_effects == Some(true);
+        if step.reconcile.is_some() && !marked {
+            self.not_allowed(
+                at,
+                "reconcile",
+                "only a step with `\"sideEffects\": true` reconciles a call whose outcome is unknown",
+            );
+        }
+        if !marked {
+            return None;
+        }
+        if !step.step_type.uses_agent() {
+            self.not_allowed(
+                at,
+                "sideEffects",
+                &format!(
+                    "only steps that call an agent act on the world; this is a {} step",
+                    step.step_type.as_str()
+                ),
+            );
+            return None;
+        }
+        let reconcile = step.reconcile.as_ref().map(|block| block.task_type.clone());
+        Some(SideEffects::new(reconcile))
     }
 }
 
@@ -83,6 +118,41 @@ mod tests {
         );
         let errors = compile(r#", "maxDataAgeMs": 250, "onStale": "LATER""#).unwrap_err();
         assert!(errors[0].contains("onStale"), "{}", errors[0]);
+    }
+
+    #[test]
+    fn a_step_with_side_effects_reads_its_reconcile_task() {
+        let plan =
+            compile(r#", "sideEffects": true, "reconcile": {"type": "ORDER_STATUS"}"#).unwrap();
+        let effects = plan.step(0).unwrap().side_effects().unwrap();
+        assert_eq!(
+            effects.reconcile().map(|task| task.as_str()),
+            Some("ORDER_STATUS")
+        );
+        let plan = compile(r#", "sideEffects": true"#).unwrap();
+        assert!(
+            plan.step(0)
+                .unwrap()
+                .side_effects()
+                .unwrap()
+                .reconcile()
+                .is_none()
+        );
+        let plan = compile(r#", "sideEffects": false"#).unwrap();
+        assert!(plan.step(0).unwrap().side_effects().is_none());
+    }
+
+    #[test]
+    fn reconcile_without_side_effects_is_refused() {
+        for fields in [
+            r#", "reconcile": {"type": "ORDER_STATUS"}"#,
+            r#", "sideEffects": false, "reconcile": {"type": "ORDER_STATUS"}"#,
+        ] {
+            let errors = compile(fields).unwrap_err();
+            assert_eq!(errors.len(), 1, "{errors:?}");
+            assert!(errors[0].starts_with("steps[0] (trade)"), "{}", errors[0]);
+            assert!(errors[0].contains("reconcile"), "{}", errors[0]);
+        }
     }
 
     #[test]
