@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use serde_json::{Value, json};
 use support::engine::{Harness, Reply, assert_status, at_ms, ms, step, t0};
-use support::journal::folded;
+use support::journal::{assert_journal_matches, folded};
 use support::{task, with, workflow};
 use tradeflow::clock::VirtualClock;
 use tradeflow::engine::{FailureKind, RunOptions, RunStatus, StepStatus};
@@ -87,7 +87,8 @@ fn a_retry_after_the_backoff_checks_the_data_again() {
                "errorHandling": {"strategies": ["RETRY", "SKIP"]}})
     };
     for (on_stale, status) in [("SKIP", StepStatus::Skipped), ("FAIL", StepStatus::Failed)] {
-        let h = Harness::new();
+        let store = Arc::new(MemoryStore::new());
+        let h = Harness::with(|b| b.store(Arc::clone(&store)));
         let agent = h.register(
             h.agent("a-1")
                 .replies(|_, _| Reply::temporary("venue busy")),
@@ -102,6 +103,8 @@ fn a_retry_after_the_backoff_checks_the_data_again() {
         assert_eq!(times, [ms(0), ms(200)], "{on_stale}");
         let trade = step(&report, "trade");
         assert_eq!(trade.status, status, "{on_stale}");
+        // The journal says the same: the calls made, then the skip or the failure.
+        assert_journal_matches(&*store, &report);
         match status {
             StepStatus::Skipped => {
                 assert_eq!(trade.reason.as_deref(), Some("stale data: 400 ms > 250 ms"));

@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use serde_json::{Value, json};
 use support::engine::{Harness, Reply, TestAgent, assert_status, step, t0};
-use support::journal::folded;
+use support::journal::{assert_journal_matches, folded};
 use support::{task_with, with, workflow};
 use tradeflow::agent::AgentErrorKind;
 use tradeflow::clock::VirtualClock;
@@ -290,6 +290,7 @@ fn a_recovered_run_reconciles_the_order_in_flight_before_sending_it_again() {
             })
             .collect();
         assert_eq!(reconciles, [calls[0].1.as_str()], "{status}");
+        assert_journal_matches(&*store, &report);
         assert_eq!(
             folded(&*store, &id).steps["order"].attempts as usize,
             orders
