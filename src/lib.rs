@@ -107,6 +107,9 @@
 //! - [`coordinate`]: how the answers of several agents asked the same task combine
 //!   (`ALL`, `FIRST`, `QUORUM`, `BEST`), for coordinated steps and
 //!   [`Engine::coordinate_agents`](engine::Engine::coordinate_agents).
+//! - [`safety`]: the trading safety rails' rules: how old a run's data may be when a
+//!   step calls its agent (`maxDataAgeMs`), and how a call whose outcome is unknown is
+//!   reconciled before any retry (`sideEffects`, `reconcile`).
 //! - [`store`]: runs as append-only journals, their state as a fold, and the stores that
 //!   keep them ([`MemoryStore`](store::MemoryStore), and `SqliteStore` with `sqlite`).
 //!
@@ -145,6 +148,7 @@ pub mod plan;
 pub mod prelude;
 pub mod resource;
 pub mod run;
+pub mod safety;
 pub mod scale;
 pub mod scheduler;
 pub mod sim;

@@ -311,6 +311,10 @@ fn step(float: BoxedStrategy<f64>) -> impl Strategy<Value = StepDefinition> {
             approval,
             decision: None,
             coordination: None,
+            max_data_age_ms: None,
+            on_stale: None,
+            side_effects: None,
+            reconcile: None,
         },
     )
 }

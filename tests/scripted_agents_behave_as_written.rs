@@ -251,7 +251,7 @@ fn agents_file_problems_are_located() {
         [
             "agents[0]: unknown field `maxConcurency` (did you mean `maxConcurrency`?)",
             "agents[0].tasks.ORDER_EXECUTION.fail.kind: unknown value `BUSY`, expected one of \
-             `TEMPORARY`, `PERMANENT`, `AGENT_UNAVAILABLE`, `TIMEOUT`",
+             `TEMPORARY`, `PERMANENT`, `AGENT_UNAVAILABLE`, `TIMEOUT`, `OUTCOME_UNKNOWN`",
             "agents[1].id: invalid value \"exec-1\": duplicate agent id (first used by agents[0])",
             "agents[1].tasks.EXECUTION_MONITORING: `outputs` is not allowed here: `output` is \
              given; a script has one `output` or a sequence of `outputs`, not both",

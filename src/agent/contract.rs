@@ -295,6 +295,10 @@ pub enum AgentErrorKind {
     AgentUnavailable,
     /// The call took too long: retried like `Temporary`.
     Timeout,
+    /// The call may or may not have taken effect (the venue timed out after the order
+    /// was sent; the connection dropped mid-request). Never retried blindly: the engine
+    /// first asks the step's `reconcile` task whether it did.
+    OutcomeUnknown,
 }
 
 impl AgentErrorKind {
@@ -305,6 +309,7 @@ impl AgentErrorKind {
             Self::Permanent => "PERMANENT",
             Self::AgentUnavailable => "AGENT_UNAVAILABLE",
             Self::Timeout => "TIMEOUT",
+            Self::OutcomeUnknown => "OUTCOME_UNKNOWN",
         }
     }
 }
@@ -399,6 +404,7 @@ impl From<AgentErrorKind> for FailureKind {
             AgentErrorKind::Permanent => Self::Permanent,
             AgentErrorKind::AgentUnavailable => Self::AgentUnavailable,
             AgentErrorKind::Timeout => Self::Timeout,
+            AgentErrorKind::OutcomeUnknown => Self::OutcomeUnknown,
         }
     }
 }

@@ -188,6 +188,32 @@ pub struct StepDefinition {
     /// (`task` and `decision` steps only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub coordination: Option<CoordinationSettings>,
+    /// How old the run's data may be, in milliseconds, when the step calls its agent
+    /// (as it is about to start, and before each retry); agent steps only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_data_age_ms: Option<u64>,
+    /// What the step does on older data: `SKIP` (default) or `FAIL` (kind `STALE_DATA`);
+    /// only with `maxDataAgeMs`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_stale: Option<OnStale>,
+    /// The step acts on the world (places an order): its own `timeout` expiring means
+    /// `OUTCOME_UNKNOWN`, not `TIMEOUT`, and such a call is reconciled before any retry.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub side_effects: Option<bool>,
+    /// The task that asks whether a call whose outcome is unknown took effect (only with
+    /// `"sideEffects": true`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reconcile: Option<ReconcileDefinition>,
+}
+
+/// A step's `reconcile` block: the task sent, with the call's idempotency key and
+/// parameters, to ask whether a call whose outcome is unknown took effect.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ReconcileDefinition {
+    /// The task type (`ORDER_STATUS`).
+    #[serde(rename = "type")]
+    pub task_type: TaskType,
 }
 
 impl StepDefinition {
@@ -467,6 +493,17 @@ pub enum OnTimeout {
     Approve,
 }
 
+/// What a step with `maxDataAgeMs` does when the run's data is older.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum OnStale {
+    /// The step is skipped, with the reason `stale data: 412 ms > 250 ms`.
+    #[default]
+    Skip,
+    /// The step fails with kind `STALE_DATA` (neither retried nor healed).
+    Fail,
+}
+
 /// What starts a workflow by itself. Which fields apply depends on `type`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -517,6 +554,18 @@ impl TriggerType {
             Self::Event => "EVENT",
             Self::Threshold => "THRESHOLD",
         }
+    }
+}
+
+/// The kind of a JSON value, as an error message names it.
+pub(crate) fn json_kind(value: &serde_json::Value) -> &'static str {
+    match value {
+        serde_json::Value::Null => "null",
+        serde_json::Value::Bool(_) => "a boolean",
+        serde_json::Value::Number(_) => "a number",
+        serde_json::Value::String(_) => "a string",
+        serde_json::Value::Array(_) => "an array",
+        serde_json::Value::Object(_) => "an object",
     }
 }
 

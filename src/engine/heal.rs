@@ -226,11 +226,17 @@ impl Healing {
     }
 }
 
-/// Whether a failure of this kind may be healed at all.
+/// Whether a failure of this kind may be healed at all. Stale data is not: no retry,
+/// other agent or other path makes the run's data younger. Nor is an unknown outcome: a
+/// retry, another agent or a fallback could send the order a second time.
 fn healable(kind: FailureKind) -> bool {
     !matches!(
         kind,
-        FailureKind::Rejected | FailureKind::WorkflowTimeout | FailureKind::Store
+        FailureKind::Rejected
+            | FailureKind::WorkflowTimeout
+            | FailureKind::Store
+            | FailureKind::StaleData
+            | FailureKind::OutcomeUnknown
     )
 }
 

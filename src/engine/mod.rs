@@ -307,6 +307,7 @@ impl Engine {
             seed,
             started_at,
             trigger: options.trigger,
+            data_as_of: options.data_as_of,
             lease: None,
         };
         let plan_for_run = Arc::clone(&plan);

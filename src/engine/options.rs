@@ -1,5 +1,6 @@
 //! What a run starts with: [`RunOptions`].
 
+use chrono::{DateTime, Utc};
 use serde_json::Value;
 
 use crate::expr::Context;
@@ -14,6 +15,7 @@ pub struct RunOptions {
     pub(super) run_id: Option<RunId>,
     pub(super) trigger: Option<String>,
     pub(super) version: Option<String>,
+    pub(super) data_as_of: Option<DateTime<Utc>>,
 }
 
 impl RunOptions {
@@ -60,6 +62,16 @@ impl RunOptions {
     #[must_use]
     pub fn version(mut self, version: impl Into<String>) -> Self {
         self.version = Some(version.into());
+        self
+    }
+
+    /// The time the run's data is as of (the market snapshot it decides on): a step with
+    /// `maxDataAgeMs` does not call its agent on data older than that, measured on the
+    /// engine's clock. Journaled, so a recovered run keeps it. Without it, the input's
+    /// `asOf` (RFC 3339), when present, is the data time; without either, no step checks.
+    #[must_use]
+    pub fn data_as_of(mut self, as_of: DateTime<Utc>) -> Self {
+        self.data_as_of = Some(as_of);
         self
     }
 

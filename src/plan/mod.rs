@@ -315,6 +315,8 @@ pub struct PlanStep {
     fallback_for: Option<usize>,
     choice: Option<Arc<Choice>>,
     coordination: Option<Arc<Coordination>>,
+    freshness: Option<crate::safety::Freshness>,
+    side_effects: Option<crate::safety::SideEffects>,
 }
 
 impl PlanStep {
@@ -424,6 +426,18 @@ impl PlanStep {
     /// `coordination` block: the task goes to several agents at once.
     pub fn coordination(&self) -> Option<&Arc<Coordination>> {
         self.coordination.as_ref()
+    }
+
+    /// How old the run's data may be when the step calls its agent (`maxDataAgeMs`,
+    /// `onStale`), when the step says.
+    pub fn freshness(&self) -> Option<&crate::safety::Freshness> {
+        self.freshness.as_ref()
+    }
+
+    /// Whether the step acts on the world (`"sideEffects": true`), and its `reconcile`
+    /// task.
+    pub fn side_effects(&self) -> Option<&crate::safety::SideEffects> {
+        self.side_effects.as_ref()
     }
 
     /// The steps this one binds to (sorted, unique): if one of them is skipped or

@@ -43,6 +43,12 @@ pub enum FailureKind {
     /// (`ALL`), or too few agreed (`QUORUM`), and the answers still to come could not
     /// change that.
     NoQuorum,
+    /// The run's data was older than the step's `maxDataAgeMs` when the step was about
+    /// to call its agent (with `"onStale": "FAIL"`); neither retried nor healed.
+    StaleData,
+    /// A call may have taken effect and its `reconcile` task could not tell whether it
+    /// did (or the step has none): never retried blindly, never healed.
+    OutcomeUnknown,
 }
 
 impl FailureKind {
@@ -63,6 +69,8 @@ impl FailureKind {
             Self::Resources => "RESOURCES",
             Self::Store => "STORE",
             Self::NoQuorum => "NO_QUORUM",
+            Self::StaleData => "STALE_DATA",
+            Self::OutcomeUnknown => "OUTCOME_UNKNOWN",
         }
     }
 }

@@ -536,10 +536,14 @@ impl Triggers {
                 let outcome = match decision.verdict {
                     Ok((context, input)) => {
                         let plan = &self.shared.plan;
-                        let options = RunOptions::new(input)
+                        let mut options = RunOptions::new(input)
                             .context(context)
                             .triggered_by(label(decision.index, decision.trigger_type))
                             .version(plan.definition().version.clone().unwrap_or_default());
+                        // An event's run decides on the event: its data is as of then.
+                        if decision.trigger_type == TriggerType::Event {
+                            options = options.data_as_of(decision.at);
+                        }
                         match self.shared.engine.start(plan.workflow_id(), options) {
                             Ok(run) => FiringOutcome::Started(run),
                             Err(error) => {

@@ -218,7 +218,8 @@ pub struct FailScript {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub times: Option<u32>,
     /// The kind of the failure (`TEMPORARY`, `PERMANENT`, `AGENT_UNAVAILABLE`,
-    /// `TIMEOUT`), which decides whether the engine retries.
+    /// `TIMEOUT`, `OUTCOME_UNKNOWN`), which decides whether the engine retries (or, for
+    /// `OUTCOME_UNKNOWN`, reconciles first).
     pub kind: AgentErrorKind,
     /// The agent's message.
     pub message: String,
@@ -876,7 +877,7 @@ mod tests {
             [
                 "agents[0].type: invalid type: found integer `3`, expected a string",
                 "agents[0].tasks.X.fail.kind: unknown value `FLAKY`, expected one of `TEMPORARY`, \
-                 `PERMANENT`, `AGENT_UNAVAILABLE`, `TIMEOUT`",
+                 `PERMANENT`, `AGENT_UNAVAILABLE`, `TIMEOUT`, `OUTCOME_UNKNOWN`",
                 "agents[0].tasks.X: `outputs` is not allowed here: `output` is given; a script \
                  has one `output` or a sequence of `outputs`, not both",
                 "agents[1].id: invalid value \"a\": duplicate agent id (first used by agents[0])",

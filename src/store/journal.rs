@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::agent::AgentId;
-use crate::definition::{DecisionPolicy, StepId};
+use crate::definition::{DecisionPolicy, StepId, TaskType};
 use crate::run::{FailureKind, RecoveryDecision, RunError, RunId, RunStatus, value_depth};
 
 /// One thing that happened to a run, as the engine journals it.
@@ -70,6 +70,32 @@ pub enum JournalEntry {
         agent_id: AgentId,
         /// The key the agent receives; a recovery re-makes the call with the same key.
         idempotency_key: String,
+        /// When.
+        at: DateTime<Utc>,
+    },
+    /// A call whose outcome is unknown (`OUTCOME_UNKNOWN`, or a side-effect step's own
+    /// timeout, or a side-effect call a crash cut off) is being reconciled: the step's
+    /// `reconcile` task was sent to `agent_id` with the call's idempotency key. It is not
+    /// a call of the step (it counts no attempt) and ends none: the call it asks about
+    /// stays in flight until the step ends or calls again, so a crash before the answer
+    /// reconciles again.
+    ReconcileStarted {
+        /// The step.
+        step_id: StepId,
+        /// The item, for a `parallel` step.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        item: Option<usize>,
+        /// The iteration, from 1, for a `loop` step.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        iteration: Option<u32>,
+        /// The attempt asked about.
+        attempt: u32,
+        /// The agent asked.
+        agent_id: AgentId,
+        /// The key of the call asked about.
+        idempotency_key: String,
+        /// The reconcile task's type (`ORDER_STATUS`).
+        task_type: TaskType,
         /// When.
         at: DateTime<Utc>,
     },
@@ -178,6 +204,15 @@ pub enum JournalEntry {
         /// When it fired.
         at: DateTime<Utc>,
     },
+    /// The time the run's data is as of, given by the host (`RunOptions::data_as_of`) or
+    /// by the event that started it (right after `runStarted`, in the same append). A run
+    /// whose data time is its input's `asOf` journals none: the input is journaled.
+    DataAsOf {
+        /// The data time.
+        as_of: DateTime<Utc>,
+        /// When the run started.
+        at: DateTime<Utc>,
+    },
     /// The host paused the run.
     RunPaused {
         /// When.
@@ -265,6 +300,7 @@ impl JournalEntry {
         match self {
             Self::RunStarted { .. } => "runStarted",
             Self::StepStarted { .. } => "stepStarted",
+            Self::ReconcileStarted { .. } => "reconcileStarted",
             Self::StepCompleted { .. } => "stepCompleted",
             Self::StepFailed { .. } => "stepFailed",
             Self::StepSkipped { .. } => "stepSkipped",
@@ -274,6 +310,7 @@ impl JournalEntry {
             Self::RolledBack { .. } => "rolledBack",
             Self::Checkpoint { .. } => "checkpoint",
             Self::RunTriggered { .. } => "runTriggered",
+            Self::DataAsOf { .. } => "dataAsOf",
             Self::RunPaused { .. } => "runPaused",
             Self::RunResumed { .. } => "runResumed",
             Self::RunCancelled { .. } => "runCancelled",
@@ -289,6 +326,7 @@ impl JournalEntry {
     pub fn step_id(&self) -> Option<&StepId> {
         match self {
             Self::StepStarted { step_id, .. }
+            | Self::ReconcileStarted { step_id, .. }
             | Self::StepCompleted { step_id, .. }
             | Self::StepFailed { step_id, .. }
             | Self::StepSkipped { step_id, .. }
@@ -306,6 +344,7 @@ impl JournalEntry {
             } => Some(step_id),
             Self::RunStarted { .. }
             | Self::RunTriggered { .. }
+            | Self::DataAsOf { .. }
             | Self::RunPaused { .. }
             | Self::RunResumed { .. }
             | Self::RunCancelled { .. }
@@ -318,6 +357,7 @@ impl JournalEntry {
         match self {
             Self::RunStarted { at, .. }
             | Self::StepStarted { at, .. }
+            | Self::ReconcileStarted { at, .. }
             | Self::StepCompleted { at, .. }
             | Self::StepFailed { at, .. }
             | Self::StepSkipped { at, .. }
@@ -327,6 +367,7 @@ impl JournalEntry {
             | Self::RolledBack { at, .. }
             | Self::Checkpoint { at, .. }
             | Self::RunTriggered { at, .. }
+            | Self::DataAsOf { at, .. }
             | Self::RunPaused { at }
             | Self::RunResumed { at }
             | Self::RunCancelled { at, .. }

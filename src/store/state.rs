@@ -49,6 +49,9 @@ pub struct RunState {
     /// The ids of the adaptations applied to each step as it started (`adaptationsApplied`;
     /// empty when none held). A rollback that runs a step again forgets its entry.
     pub adaptations: BTreeMap<StepId, Vec<String>>,
+    /// The time the run's data is as of, when the host or the starting event gave one
+    /// (`dataAsOf`); a data time read from the input's `asOf` is not repeated here.
+    pub data_as_of: Option<DateTime<Utc>>,
 }
 
 /// What a `decision` step chose and learned, as its run's journal says.
@@ -287,6 +290,7 @@ impl RunState {
             match entry {
                 JournalEntry::RunStarted { .. } => return Err(FoldError::StartedTwice { index }),
                 JournalEntry::RunTriggered { trigger, .. } => state.trigger = Some(trigger.clone()),
+                JournalEntry::DataAsOf { as_of, .. } => state.data_as_of = Some(*as_of),
                 JournalEntry::RunPaused { .. } => paused = true,
                 JournalEntry::RunResumed { .. } => paused = false,
                 JournalEntry::RunCancelled { by, .. } => state.cancelled_by = Some(by.clone()),
@@ -384,6 +388,7 @@ impl RunState {
             error: None,
             decisions: BTreeMap::new(),
             adaptations: BTreeMap::new(),
+            data_as_of: None,
         })
     }
 
@@ -608,6 +613,8 @@ impl StepState {
                 self.error = None;
                 self.recoveries.push(decision.clone());
             }
+            // Asks about the call in flight, which stays in flight.
+            JournalEntry::ReconcileStarted { .. } => {}
             _ => debug_assert!(false, "not a step entry: {}", entry.kind()),
         }
     }

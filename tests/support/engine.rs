@@ -435,6 +435,20 @@ impl Harness {
     }
 }
 
+/// A new engine on `clock` and `store` with `agent` registered, which recovers the runs
+/// a dropped engine left there and drives the first to its end (a restart).
+#[track_caller]
+pub fn recover_first(
+    clock: &VirtualClock,
+    store: &Arc<tradeflow::store::MemoryStore>,
+    agent: &Arc<TestAgent>,
+) -> RunReport {
+    let second = Harness::on_clock(clock.clone(), |b| b.store(Arc::clone(store)));
+    second.register_shared(agent);
+    let runs = second.engine.recover().expect("the run recovers");
+    clock.block_on(runs.into_iter().next().expect("one run"))
+}
+
 /// A `task` step run by an agent of `agent_type`, task type `TASK`, no parameters.
 pub fn step_on(id: &str, agent_type: &str) -> Value {
     json!({

@@ -215,7 +215,7 @@ impl Execution {
     }
 
     /// The run begins: a fresh run journals `runStarted` (and the trigger that started
-    /// it); every run announces `RunStarted`.
+    /// it, and the data time the host or the event gave); every run announces `RunStarted`.
     fn begin(&mut self, start: Start) {
         let at = self.started_at;
         if let Start::Fresh { .. } = start {
@@ -233,7 +233,13 @@ impl Execution {
                     .trigger
                     .clone()
                     .map(|trigger| JournalEntry::RunTriggered { trigger, at });
-                std::iter::once(started).chain(triggered).collect()
+                let as_of = self
+                    .given_data_as_of
+                    .map(|as_of| JournalEntry::DataAsOf { as_of, at });
+                std::iter::once(started)
+                    .chain(triggered)
+                    .chain(as_of)
+                    .collect()
             });
         }
         self.inner.emit(|| RunEvent::RunStarted {

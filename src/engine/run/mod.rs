@@ -99,6 +99,7 @@ pub(super) async fn resume(
         trigger,
         decisions,
         adaptations,
+        data_as_of,
         ..
     } = journaled;
     let identity = Identity {
@@ -107,6 +108,7 @@ pub(super) async fn resume(
         seed,
         started_at,
         trigger,
+        data_as_of,
         lease: Some(lease),
     };
     let mut run = Execution::new(inner, Arc::clone(&plan), identity, context, control);
@@ -174,6 +176,8 @@ pub(super) struct Identity {
     pub(super) started_at: DateTime<Utc>,
     /// The trigger that started it, if one did.
     pub(super) trigger: Option<String>,
+    /// The time its data is as of, when the host or the starting event gave one.
+    pub(super) data_as_of: Option<DateTime<Utc>>,
     /// For a recovered run, the lease this engine claimed it under.
     pub(super) lease: Option<Lease>,
 }
@@ -200,6 +204,10 @@ struct Execution {
     started_at: DateTime<Utc>,
     /// The trigger that started the run, if one did.
     trigger: Option<String>,
+    /// The time the host or the starting event said the data is as of (journaled).
+    given_data_as_of: Option<DateTime<Utc>>,
+    /// The time the run's data is as of, from that or the input's `asOf`.
+    data_as_of: Option<crate::safety::DataAsOf>,
     book: Book,
     /// The parameters of running `decision` steps, recorded with their decision.
     decision_parameters: HashMap<usize, Value>,
@@ -254,8 +262,10 @@ impl Execution {
             seed,
             started_at,
             trigger,
+            data_as_of: given_data_as_of,
             lease,
         } = identity;
+        let data_as_of = crate::safety::DataAsOf::of_run(given_data_as_of, &input);
         let batch = match lease {
             Some(lease) => inner.has_store().then(|| Arc::new(Batch::new(lease))),
             None => inner.new_batch(&run_id),
@@ -274,6 +284,8 @@ impl Execution {
             seed,
             started_at,
             trigger,
+            given_data_as_of,
+            data_as_of,
             book: Book::new(plan, input),
             decision_parameters: HashMap::new(),
             answers: HashMap::new(),

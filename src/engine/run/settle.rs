@@ -20,6 +20,20 @@ impl Execution {
     pub(super) fn settle(&mut self, index: usize, result: StepResult) {
         match result {
             Ok(success) => self.complete(index, success),
+            // Stale before a retry: a `SKIP` step is skipped, as it would be at its start.
+            Err(failure)
+                if failure.kind == FailureKind::StaleData
+                    && self
+                        .book
+                        .plan
+                        .step(index)
+                        .and_then(|step| step.freshness())
+                        .is_some_and(|freshness| {
+                            freshness.on_stale() == crate::definition::OnStale::Skip
+                        }) =>
+            {
+                self.skip(index, failure.message);
+            }
             Err(failure) => self.fail(index, failure),
         }
     }

@@ -14,6 +14,10 @@
 //! may skip it (reason `adaptation <id>`), change its timeout and retry policy, and merge
 //! parameters over its own (after a decision's option, so they win). This is also where
 //! every start could be refused (a kill switch).
+//!
+//! A step with `maxDataAgeMs` about to start (everything above passed) first checks the
+//! run's data time on the engine's clock: on stale data it is skipped (`stale data: 412
+//! ms > 250 ms`) or fails with kind `STALE_DATA`, as its `onStale` says.
 
 use std::sync::Arc;
 
@@ -23,7 +27,7 @@ use serde_json::Value;
 use super::adapt::{Adapted, merged};
 use super::book::Book;
 use super::{Execution, Running};
-use crate::definition::{Concurrency, FailureHandling};
+use crate::definition::{Concurrency, FailureHandling, OnStale};
 use crate::engine::step::{Failure, StepCtx, Success, run_step};
 use crate::expr::EvalError;
 use crate::plan::{PlanStep, StepKind};
@@ -51,7 +55,12 @@ impl Execution {
             let Some(step) = plan.step(index) else {
                 continue;
             };
-            match prepare(&self.book, &self.context, step) {
+            let now = self.inner.clock.now();
+            match prepare(&self.book, &self.context, step).and_fresh(
+                step,
+                self.data_as_of.as_ref(),
+                now,
+            ) {
                 Prepared::Skip(reason) => self.skip(index, reason),
                 Prepared::Fail(kind, message) => {
                     self.fail(index, Failure::before_calls(kind, message));
@@ -121,6 +130,7 @@ impl Execution {
             progress,
             cut_off: self.cut_off.remove(&index).unwrap_or_default(),
             adapted,
+            data_as_of: step.freshness().and_then(|_| self.data_as_of.clone()),
         };
         let work = self.with_resources(step, run_step(ctx, parameters));
         running.push(work.map(move |result| (index, result)).boxed());
@@ -147,6 +157,31 @@ fn with_overrides(
             ),
         )
     })
+}
+
+impl Prepared {
+    /// A step about to start whose data is too old does not: it is skipped or fails
+    /// (kind `STALE_DATA`), as its `onStale` says.
+    fn and_fresh(
+        self,
+        step: &PlanStep,
+        data_as_of: Option<&crate::safety::DataAsOf>,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Self {
+        let Self::Start(_) = &self else {
+            return self;
+        };
+        let (Some(freshness), Some(as_of)) = (step.freshness(), data_as_of) else {
+            return self;
+        };
+        match freshness.check(as_of, now) {
+            Ok(()) => self,
+            Err(stale) => match freshness.on_stale() {
+                OnStale::Skip => Self::Skip(stale.to_string()),
+                OnStale::Fail => Self::Fail(FailureKind::StaleData, stale.to_string()),
+            },
+        }
+    }
 }
 
 /// Decides what a ready step does: skip, fail, finish at once, or start.

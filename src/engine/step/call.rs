@@ -21,6 +21,17 @@
 //!    slot is freed, and either returns or waits the retry policy's jittered backoff
 //!    before the next attempt.
 //!
+//! A call whose outcome is unknown — the agent answered `OUTCOME_UNKNOWN`, or the step is
+//! marked `"sideEffects": true` and its own timeout (or the loop's deadline) cut the call
+//! off — is never retried blindly: the step's `reconcile` task goes first to the same
+//! agent (else another eligible for the step) with the call's idempotency key and
+//! parameters, journaled as `reconcileStarted` (durably) before it is sent. `DONE` ends
+//! the call with the answer's output; `NOT_DONE` lets the retry policy go on (the same
+//! key); anything else, a failing reconcile call, or no `reconcile` task fails the call
+//! `OUTCOME_UNKNOWN`. Retries spent after a `NOT_DONE` fail it `TEMPORARY` (the call is
+//! known not to have taken effect). A side-effect call a restart cut off is reconciled
+//! the same way before the first attempt here (see `crate::safety::reconcile`).
+//!
 //! A coordinated step makes one logical call per agent it asks, each a *lane* of the
 //! step ([`Lanes`]): lane k's key ends in `/a<k+1>`, it never takes an agent another lane
 //! holds, and its retries go back to its own agent whenever that agent has a free slot.
@@ -51,6 +62,7 @@ use crate::engine::RunEvent;
 use crate::plan::{AgentTask, PlanStep};
 use crate::run::seed::{mix, spread};
 use crate::run::{FailureKind, RunId};
+use crate::safety::Verdict;
 use crate::store::JournalEntry;
 
 /// The call of `task` for one item or iteration of `step`, with resolved `parameters`.
@@ -196,6 +208,20 @@ impl<'a> LogicalCall<'a> {
     /// Calls an agent until it succeeds, fails for good, or the retry policy is spent.
     pub(super) async fn make(&self, ctx: &StepCtx) -> CallOutcome {
         let mut tries = Tries::new(ctx, self, self.step.retry().max_attempts);
+        // A side-effect call a restart cut off may have been made: ask before calling again.
+        if let (Some(_), Some(agent)) = (self.step.side_effects(), tries.cut_off_agent.clone()) {
+            match self.reconcile(ctx, &agent, &mut tries).await {
+                Ok(Some(output)) => return tries.outcome(Ok(output)),
+                Ok(None) => {}
+                Err((kind, why)) => {
+                    let message = format!(
+                        "step `{}`, agent `{agent}`: the call a restart cut off may have been made; {why}",
+                        self.step.id()
+                    );
+                    return tries.outcome(Err((kind, message)));
+                }
+            }
+        }
         loop {
             let first = tries.count == tries.from;
             let (preferred, excluded) = match self.lane {
@@ -241,15 +267,28 @@ impl<'a> LogicalCall<'a> {
             tries.count += 1;
             let agent_id = selection.candidate.agent.clone();
             tries.last_agent = Some(agent_id.clone());
-            let (error, kind) = match self.attempt(ctx, selection, tries.count).await {
+            let (error, mut kind) = match self.attempt(ctx, selection, tries.count).await {
                 Ok(output) => return tries.outcome(Ok(output)),
                 Err(error) => error,
             };
-            let message = format!(
+            let mut message = format!(
                 "step `{}`, agent `{agent_id}`: {}",
                 self.step.id(),
                 error.message
             );
+            // Never retried blindly: asked first whether it took effect.
+            if kind == FailureKind::OutcomeUnknown {
+                match self.reconcile(ctx, &agent_id, &mut tries).await {
+                    Ok(Some(output)) => return tries.outcome(Ok(output)),
+                    Ok(None) => {
+                        kind = FailureKind::Temporary;
+                        message.push_str("; the reconcile task says it was not done");
+                    }
+                    Err((kind, why)) => {
+                        return tries.outcome(Err((kind, format!("{message}; {why}"))));
+                    }
+                }
+            }
             let Some(delay) = self.retry_delay(ctx, &error, &agent_id, &mut tries) else {
                 return tries.outcome(Err((kind, message)));
             };
@@ -268,6 +307,12 @@ impl<'a> LogicalCall<'a> {
             if !delay.is_zero() {
                 inner.clock.sleep(delay).await;
             }
+            // The retry calls on the run's data as it is now: too old, it is not made.
+            if let (Some(freshness), Some(as_of)) = (self.step.freshness(), &ctx.data_as_of) {
+                if let Err(stale) = freshness.check(as_of, inner.clock.now()) {
+                    return tries.outcome(Err((FailureKind::StaleData, stale.to_string())));
+                }
+            }
         }
     }
 
@@ -281,14 +326,7 @@ impl<'a> LogicalCall<'a> {
     ) -> Result<Value, AttemptError> {
         let inner = &*ctx.inner;
         let agent_id = selection.candidate.agent.clone();
-        let idempotency_key = idempotency_key(
-            &ctx.run_id,
-            self.step,
-            self.item,
-            self.iteration,
-            ctx.generation,
-            self.lane_index(),
-        );
+        let idempotency_key = self.key(ctx);
         let iteration = (self.iteration > 0).then_some(self.iteration);
         // Counted as the journal counts it: from its `stepStarted` on.
         ctx.progress.called();
@@ -342,7 +380,8 @@ impl<'a> LogicalCall<'a> {
         let started = inner.clock.now();
         let limit = attempt_deadline(started, self.step.timeout(), self.deadline);
         let Selection { agent, lease, .. } = selection;
-        let result = call_agent(ctx, &*agent, request, limit).await;
+        let side_effects = self.step.side_effects().is_some();
+        let result = call_agent(ctx, &*agent, request, limit, side_effects).await;
         let latency = (inner.clock.now() - started).to_std().unwrap_or_default();
         let result = result
             .and_then(|output| check_output(output, inner.max_output_bytes, self.step, &agent_id));
@@ -389,6 +428,105 @@ impl<'a> LogicalCall<'a> {
             });
         }
         result
+    }
+
+    /// Asks whether the call whose outcome is unknown (attempt `tries.count`, last made
+    /// on `agent`) took effect, with the step's `reconcile` task: `Some(output)` if it
+    /// did, `None` if it did not; `Err` when nobody can tell (kind `OUTCOME_UNKNOWN`) or
+    /// the ask cannot be journaled (kind `STORE`).
+    async fn reconcile(
+        &self,
+        ctx: &StepCtx,
+        agent: &AgentId,
+        tries: &mut Tries,
+    ) -> Result<Option<Value>, (FailureKind, String)> {
+        let unknown = |why: String| (FailureKind::OutcomeUnknown, why);
+        let Some(task_type) = self
+            .step
+            .side_effects()
+            .and_then(|effects| effects.reconcile())
+        else {
+            return Err(unknown(
+                "its outcome is unknown and the step has no `reconcile` task".to_owned(),
+            ));
+        };
+        let inner = &*ctx.inner;
+        let waits_until = attempt_deadline(inner.clock.now(), self.step.timeout(), self.deadline);
+        let selection = choose(
+            ctx,
+            self.task,
+            Some(agent),
+            &[],
+            &mut tries.rng,
+            waits_until,
+        )
+        .await
+        .map_err(|error| {
+            unknown(format!(
+                "its outcome is unknown and no agent can reconcile it: {error}"
+            ))
+        })?;
+        let agent_id = selection.candidate.agent.clone();
+        let Selection { agent, lease, .. } = selection;
+        tries.last_agent = Some(agent_id.clone());
+        let idempotency_key = self.key(ctx);
+        let iteration = (self.iteration > 0).then_some(self.iteration);
+        let journaled = inner
+            .journal_durably(ctx.batch.as_deref(), || {
+                vec![JournalEntry::ReconcileStarted {
+                    step_id: self.step.id().clone(),
+                    item: self.item,
+                    iteration,
+                    attempt: tries.count,
+                    agent_id: agent_id.clone(),
+                    idempotency_key: idempotency_key.clone(),
+                    task_type: task_type.clone(),
+                    at: inner.clock.now(),
+                }]
+            })
+            .await;
+        if let Err(lost) = journaled {
+            return Err((FailureKind::Store, format!("not reconciled: {lost}")));
+        }
+        let request = TaskRequest {
+            run_id: ctx.run_id.clone(),
+            step_id: self.step.id().clone(),
+            item: self.item,
+            attempt: tries.count,
+            idempotency_key,
+            task_type: task_type.clone(),
+            parameters: self.parameters.clone(),
+            seed: call_seed(ctx, self, tries.count),
+        };
+        let limit = attempt_deadline(inner.clock.now(), self.step.timeout(), self.deadline);
+        let answer = call_agent(ctx, &*agent, request, limit, false)
+            .await
+            .and_then(|answer| check_output(answer, inner.max_output_bytes, self.step, &agent_id));
+        drop(lease);
+        let answer = answer.map_err(|(error, _)| {
+            unknown(format!(
+                "its outcome is unknown and the reconcile task `{task_type}` on agent `{agent_id}` failed: {error}"
+            ))
+        })?;
+        match Verdict::of(answer) {
+            Verdict::Done(output) => Ok(Some(output)),
+            Verdict::NotDone => Ok(None),
+            Verdict::Unknown(why) => Err(unknown(format!(
+                "its outcome is unknown: agent `{agent_id}`: {why}"
+            ))),
+        }
+    }
+
+    /// The call's idempotency key.
+    fn key(&self, ctx: &StepCtx) -> String {
+        idempotency_key(
+            &ctx.run_id,
+            self.step,
+            self.item,
+            self.iteration,
+            ctx.generation,
+            self.lane_index(),
+        )
     }
 
     /// The lane, for a call of a coordinated step.
@@ -574,19 +712,27 @@ fn attempt_deadline(
 }
 
 /// One call: contained if the agent panics, cut off at `limit` (the call's future is
-/// dropped then). The caller holds the agent's slot and frees it once it has recorded
-/// the outcome.
+/// dropped then; for a call with `side_effects`, its outcome is unknown then). The caller
+/// holds the agent's slot and frees it once it has recorded the outcome.
 async fn call_agent(
     ctx: &StepCtx,
     agent: &dyn Agent,
     request: TaskRequest,
     limit: Option<DateTime<Utc>>,
+    side_effects: bool,
 ) -> Result<Value, AttemptError> {
     let call = AssertUnwindSafe(agent.execute(request)).catch_unwind();
     let result = match limit {
         None => call.await,
         Some(limit) => match select(call, ctx.inner.clock.sleep_until(limit)).await {
             Either::Left((result, _)) => result,
+            Either::Right(((), _)) if side_effects => {
+                let error = AgentError::new(
+                    AgentErrorKind::OutcomeUnknown,
+                    "no answer within the step's timeout: the call may have taken effect",
+                );
+                return Err((error, FailureKind::OutcomeUnknown));
+            }
             Either::Right(((), _)) => {
                 let error = AgentError::timeout("no answer within the step's timeout");
                 return Err((error, FailureKind::Timeout));

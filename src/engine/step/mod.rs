@@ -61,6 +61,8 @@ pub(super) struct StepCtx {
     pub(super) cut_off: Vec<crate::store::InFlightCall>,
     /// The step as adaptations changed it (timeout, retry policy), when they did.
     pub(super) adapted: Option<Arc<crate::plan::PlanStep>>,
+    /// The time the run's data is as of, if it has one (checked before each retry).
+    pub(super) data_as_of: Option<crate::safety::DataAsOf>,
 }
 
 /// What a running step has journaled: its calls (each from its `stepStarted` on), and

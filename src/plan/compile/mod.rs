@@ -29,6 +29,7 @@ mod graph;
 mod kinds;
 mod recovery;
 mod resources;
+mod safety;
 mod steps;
 mod triggers;
 mod workflow;

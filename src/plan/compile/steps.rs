@@ -88,6 +88,8 @@ impl Compiler {
         self.timeout(step.timeout, &|| at().field("timeout"));
         let retry = self.retry(step, definition, &at);
         let recovery = self.recovery(step, definition, &at, lookup);
+        let freshness = self.freshness(step, &at);
+        let side_effects = self.side_effects(step, &at);
         let resources = step.resource_requirements.as_ref().and_then(|requirement| {
             self.resources(requirement, &|| at().field("resourceRequirements"))
         });
@@ -114,6 +116,8 @@ impl Compiler {
             fallback_for: None,
             choice,
             coordination,
+            freshness,
+            side_effects,
         };
         self.step_edges(&mut plan_step);
         Some(plan_step)
@@ -132,7 +136,7 @@ impl Compiler {
             if !value.is_string() {
                 self.errors.push(DefinitionError::InvalidType {
                     at: at().field(name.clone()),
-                    found: json_kind(value).to_owned(),
+                    found: crate::definition::json_kind(value).to_owned(),
                     expected: "a binding string such as \"${output.price}\"".to_owned(),
                 });
             }
@@ -324,17 +328,5 @@ pub(super) fn for_each_step_binding<'s>(step: &'s PlanStep, visit: &mut dyn FnMu
     };
     for condition in own.chain(kind_conditions) {
         condition.bindings().iter().for_each(&mut *visit);
-    }
-}
-
-/// The kind of a JSON value, as an error message names it.
-fn json_kind(value: &serde_json::Value) -> &'static str {
-    match value {
-        serde_json::Value::Null => "null",
-        serde_json::Value::Bool(_) => "a boolean",
-        serde_json::Value::Number(_) => "a number",
-        serde_json::Value::String(_) => "a string",
-        serde_json::Value::Array(_) => "an array",
-        serde_json::Value::Object(_) => "an object",
     }
 }
