@@ -107,6 +107,11 @@
 //! - [`coordinate`]: how the answers of several agents asked the same task combine
 //!   (`ALL`, `FIRST`, `QUORUM`, `BEST`), for coordinated steps and
 //!   [`Engine::coordinate_agents`](engine::Engine::coordinate_agents).
+//! - [`adapt`]: workflow adaptations: what the rules that hold change about a step
+//!   about to start, and the call measurements behind their built-in names.
+//! - [`scale`]: auto-scaling: the rules, the [`Scaler`](scale::Scaler) a host implements,
+//!   the in-process [`AgentPool`](scale::AgentPool) and the
+//!   [`AutoScaler`](scale::AutoScaler).
 //! - [`safety`]: the trading safety rails' rules: how old a run's data may be when a
 //!   step calls its agent (`maxDataAgeMs`), and how a call whose outcome is unknown is
 //!   reconciled before any retry (`sideEffects`, `reconcile`).
