@@ -18,8 +18,10 @@
 //! each retry of its call (`engine/step/call.rs`); outcome unknown after an attempt, and
 //! before the first attempt of a call a crash cut off (`engine/step/call.rs`).
 
+pub mod budget;
 pub mod fresh;
 pub mod reconcile;
 
+pub use budget::{BudgetSpec, Ledger};
 pub use fresh::{DataAsOf, Freshness, Stale};
 pub use reconcile::{SideEffects, Verdict};
