@@ -315,6 +315,7 @@ fn step(float: BoxedStrategy<f64>) -> impl Strategy<Value = StepDefinition> {
             on_stale: None,
             side_effects: None,
             reconcile: None,
+            budget: None,
         },
     )
 }
@@ -418,6 +419,7 @@ fn definition(float: BoxedStrategy<f64>) -> impl Strategy<Value = WorkflowDefini
                 resource_requirements,
                 triggers,
                 adaptations: None,
+                budgets: None,
             },
         )
 }

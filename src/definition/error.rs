@@ -257,6 +257,14 @@ pub enum DefinitionError {
         /// What is wrong with it.
         reason: &'static str,
     },
+    /// A step's `budget` names a budget neither the workflow nor the engine declares.
+    #[error("{at}: unknown budget `{}`", Quoted(.budget))]
+    UnknownBudget {
+        /// The step's `budget.<name>`.
+        at: Location,
+        /// The name as written.
+        budget: String,
+    },
     /// A dependency or fallback names a step that does not exist.
     #[error("{at}: unknown step `{}`", Quoted(.step))]
     UnknownStep {
@@ -363,6 +371,7 @@ macro_rules! location_of {
             | DefinitionError::DuplicateStepId { at, .. }
             | DefinitionError::InvalidStepId { at, .. }
             | DefinitionError::UnknownStep { at, .. }
+            | DefinitionError::UnknownBudget { at, .. }
             | DefinitionError::UnknownBindingStep { at, .. }
             | DefinitionError::SelfReference { at, .. }
             | DefinitionError::BindingNotAllowed { at, .. }

@@ -21,6 +21,8 @@ mod load;
 mod quoted;
 mod syntax;
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
@@ -89,6 +91,21 @@ pub struct WorkflowDefinition {
     /// Rules that change steps as conditions change, evaluated as each step starts.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub adaptations: Option<Vec<AdaptationDefinition>>,
+    /// Named token buckets of this workflow, name → `{capacity, refillPerSecond}`, shared
+    /// by its runs; steps take from them with `budget`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub budgets: Option<BTreeMap<String, BudgetDefinition>>,
+}
+
+/// A named token bucket: `{"capacity": 10, "refillPerSecond": 10}`. It starts full, holds
+/// at most `capacity` tokens and gains `refillPerSecond` each second.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct BudgetDefinition {
+    /// The most tokens the bucket holds (at least 1).
+    pub capacity: u64,
+    /// Tokens gained per second (0 or more; 0: never refills).
+    pub refill_per_second: f64,
 }
 
 impl WorkflowDefinition {
@@ -204,6 +221,11 @@ pub struct StepDefinition {
     /// `"sideEffects": true`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reconcile: Option<ReconcileDefinition>,
+    /// The tokens each call takes from named budgets (the workflow's, else the engine's),
+    /// name → a whole number or a binding string that resolves to one; the call waits for
+    /// them (agent steps only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub budget: Option<Map<String, Value>>,
 }
 
 /// A step's `reconcile` block: the task sent, with the call's idempotency key and

@@ -37,6 +37,7 @@ pub struct EngineBuilder {
     agent_check: AgentCheck,
     relearn_decisions: bool,
     circuit_breaker: Option<CircuitBreaker>,
+    budgets: std::collections::BTreeMap<String, crate::safety::BudgetSpec>,
 }
 
 impl fmt::Debug for EngineBuilder {
@@ -51,6 +52,7 @@ impl fmt::Debug for EngineBuilder {
             .field("agent_check", &self.agent_check)
             .field("relearn_decisions", &self.relearn_decisions)
             .field("circuit_breaker", &self.circuit_breaker)
+            .field("budgets", &self.budgets)
             .finish_non_exhaustive()
     }
 }
@@ -60,6 +62,21 @@ impl EngineBuilder {
     #[must_use]
     pub fn clock(mut self, clock: impl Clock + 'static) -> Self {
         self.clock = Arc::new(clock);
+        self
+    }
+
+    /// Engine-level budgets: named token buckets shared by every run of the engine (a
+    /// venue's limit is the account's, not a run's), added to those set before. A step's
+    /// `budget` takes from the workflow's own budget of a name first, else from the
+    /// engine's; a workflow naming a budget neither declares is refused when it is added
+    /// to the engine ([`EngineError::Invalid`](super::EngineError::Invalid)).
+    #[must_use]
+    pub fn budgets<N: Into<String>>(
+        mut self,
+        budgets: impl IntoIterator<Item = (N, crate::safety::BudgetSpec)>,
+    ) -> Self {
+        self.budgets
+            .extend(budgets.into_iter().map(|(name, spec)| (name.into(), spec)));
         self
     }
 
@@ -288,6 +305,7 @@ impl EngineBuilder {
                 .circuit_breaker(self.circuit_breaker);
             Arc::new(registry.build())
         });
+        let now = self.clock.now();
         Engine {
             inner: Arc::new(Inner {
                 clock: self.clock,
@@ -318,6 +336,7 @@ impl EngineBuilder {
                 outcomes: Outcomes::default(),
                 relearned,
                 adapting: Default::default(),
+                budgets: super::budgets::Budgets::new(self.budgets, now),
             }),
         }
     }
@@ -343,6 +362,7 @@ impl Engine {
             agent_check: AgentCheck::default(),
             relearn_decisions: true,
             circuit_breaker: Some(CircuitBreaker::DEFAULT),
+            budgets: std::collections::BTreeMap::new(),
         }
     }
 }

@@ -116,7 +116,8 @@ impl Engine {
     /// its pool ([`ResourceManager::check_plan`](crate::resource::ResourceManager::check_plan)).
     ///
     /// # Errors
-    /// [`EngineError::Invalid`] with every problem of the definition;
+    /// [`EngineError::Invalid`] with every problem of the definition (a step's `budget`
+    /// naming a budget neither the workflow nor the engine declares among them);
     /// [`EngineError::OverCapacity`] naming every step (or the workflow) whose
     /// requirements the pool could never grant, and the resource;
     /// [`EngineError::Store`] when the store fails or keeps this version with other text
@@ -126,6 +127,7 @@ impl Engine {
         definition: WorkflowDefinition,
     ) -> Result<WorkflowRef, EngineError> {
         let plan = ExecutionPlan::compile(definition)?;
+        plan.check_budgets(self.inner.budgets.engine())?;
         if let Some(manager) = &self.inner.resources {
             manager
                 .check_plan(&plan)

@@ -57,6 +57,8 @@ pub(crate) struct Inner {
     /// The host's conditions, rules added at run time, and calls measured for
     /// adaptations.
     pub(crate) adapting: super::adapt::Adapting,
+    /// The engine's budgets and the workflows', and the calls waiting for them.
+    pub(crate) budgets: super::budgets::Budgets,
 }
 
 impl Inner {

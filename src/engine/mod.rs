@@ -108,6 +108,7 @@
 
 mod adapt;
 mod approvals;
+mod budgets;
 mod builder;
 mod catalogue;
 mod control;

@@ -12,6 +12,7 @@
 //! algorithm finds cycles, each reported with the steps on it in order.
 
 mod adapt;
+mod budget;
 mod choice;
 mod compile;
 mod draw;
@@ -34,6 +35,7 @@ use crate::definition::{
 use crate::expr::{Binding, Condition, Template};
 
 pub use adapt::{Adaptation, Builtin, Change};
+pub use budget::StepBudget;
 pub use choice::{Choice, Policy};
 pub use draw::DrawFormat;
 pub use trigger::{CronError, Schedule, Trigger, TriggerKind};
@@ -81,6 +83,7 @@ pub struct ExecutionPlan {
     triggers: Box<[Trigger]>,
     input_bindings: Box<[Binding]>,
     adaptations: Box<[Arc<Adaptation>]>,
+    budgets: std::collections::BTreeMap<String, crate::safety::BudgetSpec>,
 }
 
 impl ExecutionPlan {
@@ -207,6 +210,25 @@ impl ExecutionPlan {
         &self.adaptations
     }
 
+    /// The workflow's own budgets (`budgets`), by name.
+    pub fn budgets(&self) -> &std::collections::BTreeMap<String, crate::safety::BudgetSpec> {
+        &self.budgets
+    }
+
+    /// Checks every step's `budget` against the workflow's budgets and `engine`'s (an
+    /// engine's [`EngineBuilder::budgets`](crate::engine::EngineBuilder::budgets)): each
+    /// name is declared by one of them, each literal amount at most its capacity.
+    ///
+    /// # Errors
+    /// [`ValidationErrors`] with every unknown name and amount over a capacity, each
+    /// located `steps[i] (id).budget.<name>`.
+    pub fn check_budgets(
+        &self,
+        engine: &std::collections::BTreeMap<String, crate::safety::BudgetSpec>,
+    ) -> Result<(), ValidationErrors> {
+        budget::check_all(self, engine)
+    }
+
     /// Checks and compiles `rule` as one more adaptation of this workflow, listed after
     /// `others` (its own and those added before): the checks an adaptation in the file
     /// gets, its id unique among `others` too.
@@ -317,6 +339,7 @@ pub struct PlanStep {
     coordination: Option<Arc<Coordination>>,
     freshness: Option<crate::safety::Freshness>,
     side_effects: Option<crate::safety::SideEffects>,
+    budget: Option<Arc<StepBudget>>,
 }
 
 impl PlanStep {
@@ -438,6 +461,12 @@ impl PlanStep {
     /// task.
     pub fn side_effects(&self) -> Option<&crate::safety::SideEffects> {
         self.side_effects.as_ref()
+    }
+
+    /// The tokens each call of the step takes from named budgets (`budget`), when it
+    /// says.
+    pub fn budget(&self) -> Option<&Arc<StepBudget>> {
+        self.budget.as_ref()
     }
 
     /// The steps this one binds to (sorted, unique): if one of them is skipped or

@@ -49,6 +49,9 @@ pub enum FailureKind {
     /// A call may have taken effect and its `reconcile` task could not tell whether it
     /// did (or the step has none): never retried blindly, never healed.
     OutcomeUnknown,
+    /// The step's `budget` could not be had: a budget did not refill enough within the
+    /// step's `timeout`, or a bound amount was over a budget's capacity or unknown.
+    BudgetExhausted,
 }
 
 impl FailureKind {
@@ -71,6 +74,7 @@ impl FailureKind {
             Self::NoQuorum => "NO_QUORUM",
             Self::StaleData => "STALE_DATA",
             Self::OutcomeUnknown => "OUTCOME_UNKNOWN",
+            Self::BudgetExhausted => "BUDGET_EXHAUSTED",
         }
     }
 }

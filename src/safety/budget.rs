@@ -225,6 +225,14 @@ impl Ledger {
         }
     }
 
+    /// Adds a full bucket named `name` at `now`, unless the ledger has one by that name.
+    pub fn add(&mut self, name: &str, spec: BudgetSpec, now: DateTime<Utc>) {
+        if !self.buckets.contains_key(name) {
+            self.buckets
+                .insert(name.to_owned(), Bucket::full(spec, now));
+        }
+    }
+
     /// The bucket named `name`.
     pub fn bucket(&self, name: &str) -> Option<&Bucket> {
         self.buckets.get(name)

@@ -12,11 +12,17 @@
 //! - **Outcome unknown** ([`reconcile`]): a call to a step with `"sideEffects": true`
 //!   that may have taken effect (`OUTCOME_UNKNOWN`, or the step's own timeout) is never
 //!   retried blindly: the step's `reconcile` task asks first whether it did.
+//! - **Budgets** ([`budget`]): named token buckets, the workflow's (`budgets`) or the
+//!   engine's (shared by every run); a step's `budget` is taken before each call, which
+//!   waits for refill in priority then arrival order while its timeout allows, then
+//!   fails `BUDGET_EXHAUSTED`.
 //!
 //! This module holds the decisions only (no clock, no I/O): the engine asks them at one
 //! seam each: fresh data as a step is about to start (`engine/run/start.rs`) and before
 //! each retry of its call (`engine/step/call.rs`); outcome unknown after an attempt, and
-//! before the first attempt of a call a crash cut off (`engine/step/call.rs`).
+//! before the first attempt of a call a crash cut off (`engine/step/call.rs`); budgets
+//! before each attempt chooses its agent (`engine/step/call.rs`, waiting on the engine's
+//! clock in `engine/budgets.rs`).
 
 pub mod budget;
 pub mod fresh;

@@ -131,6 +131,7 @@ impl Execution {
             cut_off: self.cut_off.remove(&index).unwrap_or_default(),
             adapted,
             data_as_of: step.freshness().and_then(|_| self.data_as_of.clone()),
+            budget: step.budget().map(|budget| budget.resolve(&self.book)),
         };
         let work = self.with_resources(step, run_step(ctx, parameters));
         running.push(work.map(move |result| (index, result)).boxed());

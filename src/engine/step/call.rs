@@ -239,6 +239,15 @@ impl<'a> LogicalCall<'a> {
                     Cow::Borrowed(tries.excluded.as_slice()),
                 ),
             };
+            // Every attempt takes the step's budget first, waiting its turn as the
+            // attempt's timeout allows (without holding an agent's slot meanwhile).
+            if let Err(why) = self.take_budget(ctx).await {
+                if let Some(choosing) = self.choosing.filter(|_| first) {
+                    choosing.store(false, Ordering::Relaxed);
+                }
+                let message = format!("step `{}`: {why}", self.step.id());
+                return tries.outcome(Err((FailureKind::BudgetExhausted, message)));
+            }
             // Waiting for an open circuit breaker is bounded as an attempt is.
             let waits_until =
                 attempt_deadline(ctx.inner.clock.now(), self.step.timeout(), self.deadline);
@@ -314,6 +323,27 @@ impl<'a> LogicalCall<'a> {
                 }
             }
         }
+    }
+
+    /// Takes the step's `budget` for one attempt: waits (in priority, then arrival order)
+    /// until every budget it names holds the amounts, at most the step's `timeout` (or up
+    /// to the loop's deadline); why not otherwise.
+    async fn take_budget(&self, ctx: &StepCtx) -> Result<(), String> {
+        let amounts = match &ctx.budget {
+            None => return Ok(()),
+            Some(Err(why)) => return Err(why.clone()),
+            Some(Ok(amounts)) => amounts,
+        };
+        let inner = &*ctx.inner;
+        let until = attempt_deadline(inner.clock.now(), self.step.timeout(), self.deadline);
+        let priority = self
+            .step
+            .resources()
+            .map_or(0, |resources| resources.priority);
+        inner
+            .budgets
+            .take(&*inner.clock, &ctx.plan, amounts, priority, until)
+            .await
     }
 
     /// One attempt on the chosen agent: journaled (durably) and announced, made, and

@@ -63,6 +63,9 @@ pub(super) struct StepCtx {
     pub(super) adapted: Option<Arc<crate::plan::PlanStep>>,
     /// The time the run's data is as of, if it has one (checked before each retry).
     pub(super) data_as_of: Option<crate::safety::DataAsOf>,
+    /// The tokens each call takes from named budgets (the step's `budget`, resolved when
+    /// it started), or why they could not be resolved.
+    pub(super) budget: Option<Result<crate::safety::budget::Amounts, String>>,
 }
 
 /// What a running step has journaled: its calls (each from its `stepStarted` on), and

@@ -130,6 +130,7 @@ impl Compiler {
         let resources = self.workflow_resources(definition);
         let triggers = self.triggers(definition);
         let adaptations = self.adaptations(definition);
+        let budgets = self.budgets(definition);
         self.at_least_one_step(definition);
         self.listed_order(definition);
         let graph = self.graph(definition);
@@ -169,6 +170,7 @@ impl Compiler {
                 .map(|adaptation| adaptation.map(Arc::new))
                 .collect::<Option<Vec<_>>>()?
                 .into_boxed_slice(),
+            budgets,
         })
     }
 

@@ -1,17 +1,23 @@
-//! The trading safety fields of a step: `maxDataAgeMs`, `onStale`, `sideEffects` and
-//! `reconcile`.
+//! The trading safety fields of a step: `maxDataAgeMs`, `onStale`, `sideEffects`,
+//! `reconcile` and `budget`, and the workflow's `budgets`.
 //!
 //! `maxDataAgeMs` is a duration (0 to [`MAX_DURATION_MS`](crate::plan::MAX_DURATION_MS))
 //! and only agent steps (`task`, `decision`, `parallel`, `loop`) have it; `onStale` only
 //! with `maxDataAgeMs`. `sideEffects: true` only on agent steps; `reconcile` only with
-//! `"sideEffects": true`.
+//! `"sideEffects": true`. Each of the workflow's `budgets` has a capacity of at least 1
+//! and a finite `refillPerSecond` of at least 0. `budget` only on agent steps; each
+//! amount is a whole number or a binding string; a literal over the capacity of the
+//! workflow's budget of that name is refused here (names the workflow does not declare
+//! are the engine's, checked when the workflow is added to one).
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use super::Compiler;
-use crate::definition::StepDefinition;
-use crate::expr::Locate;
-use crate::safety::{Freshness, SideEffects};
+use crate::definition::{DefinitionError, Location, StepDefinition, WorkflowDefinition};
+use crate::expr::{Locate, Scope, Template};
+use crate::plan::StepBudget;
+use crate::safety::{BudgetSpec, Freshness, SideEffects};
 
 impl Compiler {
     /// The step's `maxDataAgeMs` and `onStale`, checked; `None` without them (or with a
@@ -74,6 +80,100 @@ impl Compiler {
         }
         let reconcile = step.reconcile.as_ref().map(|block| block.task_type.clone());
         Some(SideEffects::new(reconcile))
+    }
+}
+
+impl Compiler {
+    /// The workflow's `budgets`, checked; those with a problem are reported and left out.
+    pub(super) fn budgets(
+        &mut self,
+        definition: &WorkflowDefinition,
+    ) -> BTreeMap<String, BudgetSpec> {
+        let mut specs = BTreeMap::new();
+        for (name, budget) in definition.budgets.iter().flatten() {
+            let at = Location::root().field("budgets").field(name.clone());
+            if name.is_empty() {
+                self.invalid(at, "\"\"", "a budget has a name");
+                continue;
+            }
+            match BudgetSpec::new(budget.capacity, budget.refill_per_second) {
+                Ok(spec) => {
+                    specs.insert(name.clone(), spec);
+                }
+                Err(error) => {
+                    let value = serde_json::to_string(budget).unwrap_or_default();
+                    self.invalid(at, &value, &error.to_string());
+                }
+            }
+        }
+        specs
+    }
+
+    /// The step's `budget`, checked against the workflow's budgets; `None` without one
+    /// (or with a problem, which is reported).
+    pub(super) fn budget(
+        &mut self,
+        index: usize,
+        step: &StepDefinition,
+        definition: &WorkflowDefinition,
+        scope: &Scope<'_>,
+        at: Locate<'_>,
+    ) -> Option<StepBudget> {
+        let written = step.budget.as_ref()?;
+        if !step.step_type.uses_agent() {
+            self.not_allowed(
+                at,
+                "budget",
+                &format!(
+                    "only steps that call an agent take from budgets; this is a {} step",
+                    step.step_type.as_str()
+                ),
+            );
+            return None;
+        }
+        let errors_before = self.errors.len();
+        let mut literals = BTreeMap::new();
+        for (name, amount) in written {
+            let at = || at().field("budget").field(name.clone());
+            match amount {
+                serde_json::Value::String(_) => {}
+                serde_json::Value::Number(number) => match number.as_u64() {
+                    Some(tokens) => {
+                        literals.insert(name.clone(), tokens);
+                    }
+                    None => self.invalid(
+                        at(),
+                        &number.to_string(),
+                        "an amount is a whole number of tokens, 0 or more",
+                    ),
+                },
+                other => self.errors.push(DefinitionError::InvalidType {
+                    at: at(),
+                    found: crate::definition::json_kind(other).to_owned(),
+                    expected: "a whole number of tokens or a binding string".to_owned(),
+                }),
+            }
+        }
+        let template =
+            Template::compile_object(written, scope, &|| at().field("budget"), &mut self.errors)?;
+        let names = written.keys().cloned().collect();
+        let budget = StepBudget::new(index, template, literals, names);
+        let own = self.budgets_of(definition);
+        budget.check(&step.id, &own, None, &mut self.errors);
+        (self.errors.len() == errors_before).then_some(budget)
+    }
+
+    /// The workflow's valid budgets, without reporting (the workflow pass reports them).
+    fn budgets_of(&self, definition: &WorkflowDefinition) -> BTreeMap<String, BudgetSpec> {
+        definition
+            .budgets
+            .iter()
+            .flatten()
+            .filter_map(|(name, budget)| {
+                let spec = BudgetSpec::new(budget.capacity, budget.refill_per_second).ok()?;
+                Some((name.clone(), spec))
+            })
+            .collect()
     }
 }
 

@@ -90,6 +90,7 @@ impl Compiler {
         let recovery = self.recovery(step, definition, &at, lookup);
         let freshness = self.freshness(step, &at);
         let side_effects = self.side_effects(step, &at);
+        let budget = self.budget(index, step, definition, &scope, &at);
         let resources = step.resource_requirements.as_ref().and_then(|requirement| {
             self.resources(requirement, &|| at().field("resourceRequirements"))
         });
@@ -118,6 +119,7 @@ impl Compiler {
             coordination,
             freshness,
             side_effects,
+            budget: budget.map(Arc::new),
         };
         self.step_edges(&mut plan_step);
         Some(plan_step)
@@ -312,7 +314,12 @@ pub(super) fn for_each_step_binding<'s>(step: &'s PlanStep, visit: &mut dyn FnMu
             .filter_map(|index| choice.option_parameters(index))
             .chain(choice.context_key())
     });
-    for template in templates.chain(choice).chain(step.output_mapping()) {
+    let budget = step.budget().map(|budget| budget.template());
+    for template in templates
+        .chain(choice)
+        .chain(step.output_mapping())
+        .chain(budget)
+    {
         template.for_each_binding(visit);
     }
     let own = step.condition().into_iter().chain(step.skip_condition());
