@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 use support::engine::{Harness, Reply, assert_status, ms, step};
 use support::{location, task, task_with, with, workflow};
 use tradeflow::definition::{DefinitionError, WorkflowDefinition};
-use tradeflow::engine::{EngineError, FailureKind, RunOptions, RunStatus, StepStatus};
+use tradeflow::engine::{EngineError, FailureKind, RunEvent, RunOptions, RunStatus, StepStatus};
 use tradeflow::plan::ExecutionPlan;
 use tradeflow::safety::BudgetSpec;
 
@@ -60,6 +60,29 @@ fn ten_items_on_a_budget_of_four_refilling_one_a_second_start_by_six_seconds() {
         starts(&agent),
         seconds(&[0, 0, 0, 0, 1, 2, 3, 4, 5, 6]),
         "four at once, then one as each token refills"
+    );
+    let waits: Vec<(Option<usize>, Duration)> = h
+        .events()
+        .iter()
+        .filter_map(|event| match event {
+            RunEvent::BudgetWaiting {
+                item,
+                budgets,
+                until,
+                ..
+            } => {
+                assert_eq!(budgets.get("orders"), Some(&1));
+                Some((*item, support::engine::since_t0(*until)))
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        waits,
+        (4..10)
+            .map(|item| (Some(item), ms((item as u64 - 3) * 1000)))
+            .collect::<Vec<_>>(),
+        "each call that waits says so once, with when its turn can come"
     );
 }
 

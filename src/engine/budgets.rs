@@ -61,7 +61,8 @@ impl Budgets {
     }
 
     /// Waits until `amounts` (by the names `plan`'s step wrote) are taken, in `priority`
-    /// then arrival order, at most until `deadline`; why not, otherwise.
+    /// then arrival order, at most until `deadline`; why not, otherwise. `waiting` is
+    /// called once, with the earliest instant the call's turn can come, if it waits.
     pub(crate) async fn take(
         &self,
         clock: &dyn Clock,
@@ -69,7 +70,9 @@ impl Budgets {
         amounts: &Amounts,
         priority: i32,
         deadline: Option<DateTime<Utc>>,
+        waiting: impl FnOnce(DateTime<Utc>),
     ) -> Result<(), String> {
+        let mut waiting = Some(waiting);
         if amounts.is_empty() {
             return Ok(());
         }
@@ -111,6 +114,11 @@ impl Budgets {
                     return Ok(());
                 }
                 Turn::WaitUntil(at) => match deadline {
+                    _ if waiting.is_some() => {
+                        if let Some(announce) = waiting.take() {
+                            announce(at);
+                        }
+                    }
                     Some(deadline) if at > deadline => {
                         if now >= deadline {
                             return Err(format!(

@@ -83,6 +83,22 @@ pub enum RunEvent {
         /// When.
         at: DateTime<Utc>,
     },
+    /// A call waits for its step's `budget`: a bucket it names is short (announced once
+    /// per attempt, when it starts to wait).
+    BudgetWaiting {
+        /// The run.
+        run_id: RunId,
+        /// The step.
+        step_id: StepId,
+        /// The item, for a `parallel` step.
+        item: Option<usize>,
+        /// The amounts the call waits for, budget name → tokens.
+        budgets: std::collections::BTreeMap<String, u64>,
+        /// The earliest instant its turn can come, as the line stands.
+        until: DateTime<Utc>,
+        /// When.
+        at: DateTime<Utc>,
+    },
     /// A step completed.
     StepCompleted {
         /// The run.
@@ -274,6 +290,7 @@ impl RunEvent {
             Self::RunStarted { run_id, .. }
             | Self::StepStarted { run_id, .. }
             | Self::StepRetrying { run_id, .. }
+            | Self::BudgetWaiting { run_id, .. }
             | Self::StepCompleted { run_id, .. }
             | Self::StepFailed { run_id, .. }
             | Self::StepSkipped { run_id, .. }

@@ -342,7 +342,23 @@ impl<'a> LogicalCall<'a> {
             .map_or(0, |resources| resources.priority);
         inner
             .budgets
-            .take(&*inner.clock, &ctx.plan, amounts, priority, until)
+            .take(
+                &*inner.clock,
+                &ctx.plan,
+                amounts,
+                priority,
+                until,
+                |first| {
+                    inner.emit(|| RunEvent::BudgetWaiting {
+                        run_id: ctx.run_id.clone(),
+                        step_id: self.step.id().clone(),
+                        item: self.item,
+                        budgets: amounts.clone(),
+                        until: first,
+                        at: inner.clock.now(),
+                    });
+                },
+            )
             .await
     }
 
