@@ -218,7 +218,7 @@ fn a_bound_amount_over_the_capacity_fails_the_step_without_calling() {
 fn literal_amounts_over_capacity_and_bad_budgets_are_validation_errors() {
     let mut definition = workflow([with(
         task("trade"),
-        json!({"budget": {"orders": 11, "weight": 1.5}}),
+        json!({"budget": {"orders": 11, "weight": 1.5, "actualFrom": 5}}),
     )]);
     definition["budgets"] = json!({
         "orders": {"capacity": 10, "refillPerSecond": 10},
@@ -278,4 +278,39 @@ fn a_name_neither_the_workflow_nor_the_engine_declares_is_refused_when_added() {
         matches!(&errors[0], DefinitionError::UnknownBudget { budget, .. } if budget == "venue.weight")
     );
     assert_eq!(location(&errors[0]), "steps[0] (trade).budget.venue.weight");
+}
+
+/// Three items each taking 10 `weight` (capacity 10, refilling 1 a second), whose agent
+/// reports it used `used` in `usage`: when each started.
+fn paced_by_usage(used: u64) -> Vec<Duration> {
+    let h = Harness::new();
+    let agent = h.register(
+        h.agent("exec-1")
+            .capacity(10)
+            .answers(json!({"usage": {"weight": used, "other": 99}})),
+    );
+    let mut definition = workflow([execute(json!({"weight": 10, "actualFrom": "usage"}))]);
+    definition["budgets"] = json!({"weight": {"capacity": 10, "refillPerSecond": 1}});
+    let report = h.run(&definition, json!({"orders": orders(3)}));
+    assert_status(&report, RunStatus::Completed);
+    starts(&agent)
+}
+
+#[test]
+fn what_a_call_reports_in_actual_from_is_refunded_or_charged() {
+    assert_eq!(
+        paced_by_usage(10),
+        seconds(&[0, 10, 20]),
+        "used as reserved"
+    );
+    assert_eq!(
+        paced_by_usage(4),
+        seconds(&[0, 4, 8]),
+        "the 6 unused are refunded"
+    );
+    assert_eq!(
+        paced_by_usage(13),
+        seconds(&[0, 13, 26]),
+        "the 3 used beyond are charged"
+    );
 }

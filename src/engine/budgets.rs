@@ -136,6 +136,32 @@ impl Budgets {
     }
 }
 
+impl Budgets {
+    /// Settles a call of `plan` that took `taken` and reports `used` (budget name →
+    /// tokens): refunds what it did not use, charges what it used beyond. Names it did
+    /// not take from are left alone.
+    pub(crate) fn settle(
+        &self,
+        plan: &ExecutionPlan,
+        taken: &Amounts,
+        used: &Amounts,
+        now: DateTime<Utc>,
+    ) {
+        let mut ledger = self.lock();
+        for (name, &used) in used {
+            let Some(&reserved) = taken.get(name) else {
+                continue;
+            };
+            if plan.budgets().contains_key(name) {
+                let key = format!("{}\u{1f}{name}", plan.workflow_id());
+                ledger.settle(&key, reserved, used, now);
+            } else {
+                ledger.settle(name, reserved, used, now);
+            }
+        }
+    }
+}
+
 /// A ledger's message with a workflow's budget keys back to their names.
 fn plain(message: &str, workflow: &str) -> String {
     message.replace(&format!("{workflow}\u{1f}"), "")

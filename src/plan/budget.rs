@@ -7,7 +7,8 @@
 //! than the budget's capacity, or a name neither declares, is a validation error (the
 //! engine's names are checked when the workflow is added to an engine); a bound amount
 //! that is not a whole number, is unknown or is over the capacity fails the step with
-//! kind `BUDGET_EXHAUSTED`.
+//! kind `BUDGET_EXHAUSTED`. The key `actualFrom` is not a budget: it names the output
+//! field that reports what a call actually used.
 
 use std::collections::BTreeMap;
 
@@ -29,6 +30,8 @@ pub struct StepBudget {
     literals: BTreeMap<String, u64>,
     /// Every name, in order.
     names: Box<[String]>,
+    /// The output field that says what a call actually used (`actualFrom`).
+    actual_from: Option<String>,
 }
 
 impl StepBudget {
@@ -37,13 +40,22 @@ impl StepBudget {
         amounts: Template,
         literals: BTreeMap<String, u64>,
         names: Box<[String]>,
+        actual_from: Option<String>,
     ) -> Self {
         Self {
             index,
             amounts,
             literals,
             names,
+            actual_from,
         }
+    }
+
+    /// The output field whose object (budget name → whole number) says what a call
+    /// actually used (`budget.actualFrom`); the difference from what it took is refunded
+    /// or charged.
+    pub fn actual_from(&self) -> Option<&str> {
+        self.actual_from.as_deref()
     }
 
     /// The budgets named, in order.

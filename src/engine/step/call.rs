@@ -277,7 +277,10 @@ impl<'a> LogicalCall<'a> {
             let agent_id = selection.candidate.agent.clone();
             tries.last_agent = Some(agent_id.clone());
             let (error, mut kind) = match self.attempt(ctx, selection, tries.count).await {
-                Ok(output) => return tries.outcome(Ok(output)),
+                Ok(output) => {
+                    self.settle_budget(ctx, &output);
+                    return tries.outcome(Ok(output));
+                }
                 Err(error) => error,
             };
             let mut message = format!(
@@ -360,6 +363,29 @@ impl<'a> LogicalCall<'a> {
                 },
             )
             .await
+    }
+
+    /// Refunds or charges the difference between what the call took and what its
+    /// `output` says it used, in the field the step's `budget.actualFrom` names (an
+    /// object, budget name → whole number; other entries are ignored).
+    fn settle_budget(&self, ctx: &StepCtx, output: &Value) {
+        let (Some(field), Some(Ok(taken))) = (
+            self.step.budget().and_then(|budget| budget.actual_from()),
+            &ctx.budget,
+        ) else {
+            return;
+        };
+        let Some(Value::Object(reported)) = output.get(field) else {
+            return;
+        };
+        let used: crate::safety::budget::Amounts = reported
+            .iter()
+            .filter_map(|(name, amount)| Some((name.clone(), amount.as_u64()?)))
+            .collect();
+        let inner = &*ctx.inner;
+        inner
+            .budgets
+            .settle(&ctx.plan, taken, &used, inner.clock.now());
     }
 
     /// One attempt on the chosen agent: journaled (durably) and announced, made, and

@@ -132,6 +132,20 @@ impl Compiler {
             return None;
         }
         let errors_before = self.errors.len();
+        let mut written = written.clone();
+        let actual_from = match written.remove("actualFrom") {
+            None => None,
+            Some(serde_json::Value::String(field)) if !field.is_empty() => Some(field),
+            Some(other) => {
+                self.errors.push(DefinitionError::InvalidType {
+                    at: at().field("budget").field("actualFrom"),
+                    found: crate::definition::json_kind(&other).to_owned(),
+                    expected: "the name of an output field".to_owned(),
+                });
+                None
+            }
+        };
+        let written = &written;
         let mut literals = BTreeMap::new();
         for (name, amount) in written {
             let at = || at().field("budget").field(name.clone());
@@ -157,7 +171,7 @@ impl Compiler {
         let template =
             Template::compile_object(written, scope, &|| at().field("budget"), &mut self.errors)?;
         let names = written.keys().cloned().collect();
-        let budget = StepBudget::new(index, template, literals, names);
+        let budget = StepBudget::new(index, template, literals, names, actual_from);
         let own = self.budgets_of(definition);
         budget.check(&step.id, &own, None, &mut self.errors);
         (self.errors.len() == errors_before).then_some(budget)
