@@ -544,3 +544,44 @@ fn a_step_that_needs_more_than_the_pool_is_rejected_naming_it() {
         "{lines:#?}"
     );
 }
+
+#[test]
+fn the_agents_files_budgets_pace_the_steps_that_name_them() {
+    let dir = command::scratch_dir("simulate-budgets");
+    let steps: Vec<Value> = ["a", "b", "c"]
+        .iter()
+        .map(|id| {
+            json!({
+                "id": id, "type": "task", "agentCriteria": {"type": "WORK"},
+                "task": {"type": "WORK"}, "budget": {"orders": 1}
+            })
+        })
+        .collect();
+    let workflow = json!({"id": "paced", "dependencies": [], "steps": steps});
+    let agents = json!({
+        "agents": [{"id": "w-1", "type": "WORK", "maxConcurrency": 10,
+                    "tasks": {"WORK": {"output": {"ok": true}}}}],
+        "budgets": {"orders": {"capacity": 1, "refillPerSecond": 2}}
+    });
+    let (workflow_path, agents_path) = (dir.join("paced.json"), dir.join("agents.json"));
+    std::fs::write(&workflow_path, workflow.to_string()).expect("write the workflow");
+    std::fs::write(&agents_path, agents.to_string()).expect("write the agents");
+
+    let output = run(&[
+        "simulate",
+        &workflow_path.display().to_string(),
+        "--agents",
+        &agents_path.display().to_string(),
+    ]);
+
+    assert_exit(&output, 0);
+    let report = report(&output);
+    let at = |field: &str| {
+        DateTime::parse_from_rfc3339(report[field].as_str().expect("a time")).expect("RFC 3339")
+    };
+    assert_eq!(
+        at("endedAt") - at("startedAt"),
+        TimeDelta::milliseconds(1000),
+        "one order at once, then one every 500 ms"
+    );
+}

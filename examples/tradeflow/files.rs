@@ -302,8 +302,10 @@ fn resource_pool(agents: &AgentsFile) -> Result<Option<ResourcePool>, ResourceEr
         .transpose()
 }
 
-/// `builder` with the agents file's pool, when it has one (checked when loaded).
+/// `builder` with the agents file's pool, when it has one, and its budgets (checked
+/// when loaded).
 pub(crate) fn with_pool(builder: EngineBuilder, agents: &AgentsFile) -> EngineBuilder {
+    let builder = builder.budgets(agents.budget_specs());
     match resource_pool(agents) {
         Ok(Some(pool)) => builder.resource_pool(pool),
         _ => builder,

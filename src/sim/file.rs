@@ -56,6 +56,28 @@ pub struct AgentsFile {
     /// registered at once (see [`scale`](crate::scale)). Default: none.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub pools: BTreeMap<AgentType, PoolScript>,
+    /// Engine-level budgets, name → `{"capacity": 1200, "refillPerSecond": 20}`: token
+    /// buckets shared by every run (capacity at least 1, `refillPerSecond` finite and not
+    /// negative); `tradeflow simulate`, `run` and `replay` give them to the engine
+    /// ([`EngineBuilder::budgets`](crate::engine::EngineBuilder::budgets)). Default: none.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub budgets: BTreeMap<String, crate::definition::BudgetDefinition>,
+}
+
+impl AgentsFile {
+    /// The engine-level budgets, checked (those with a problem, which
+    /// [`validate`](Self::validate) reports, are left out).
+    pub fn budget_specs(&self) -> Vec<(String, crate::safety::BudgetSpec)> {
+        self.budgets
+            .iter()
+            .filter_map(|(name, budget)| {
+                let spec =
+                    crate::safety::BudgetSpec::new(budget.capacity, budget.refill_per_second)
+                        .ok()?;
+                Some((name.clone(), spec))
+            })
+            .collect()
+    }
 }
 
 /// A pool of scripted agents of one type: its bounds, its cooldown and the template its
@@ -302,6 +324,7 @@ impl AgentsFile {
                 .map(|(name, amount)| (name.as_str(), *amount)),
         );
         check.pools(&self.pools, &self.agents);
+        check.budgets(&self.budgets);
         check.finish(())
     }
 }
@@ -418,6 +441,7 @@ fn load(value: &Value) -> Result<AgentsFile, ValidationErrors> {
     );
     if let Some(file) = &file {
         check.pools(&file.pools, &agents);
+        check.budgets(&file.budgets);
     }
     let file = file.map(|file| AgentsFile {
         agents,
@@ -695,6 +719,22 @@ impl Checker {
         }
     }
 
+    /// Each budget has a capacity of at least 1 and a finite `refillPerSecond` of at
+    /// least 0.
+    fn budgets(&mut self, budgets: &BTreeMap<String, crate::definition::BudgetDefinition>) {
+        for (name, budget) in budgets {
+            if let Err(error) =
+                crate::safety::BudgetSpec::new(budget.capacity, budget.refill_per_second)
+            {
+                self.errors.push(DefinitionError::InvalidValue {
+                    at: Location::root().field("budgets").field(name.clone()),
+                    value: serde_json::to_string(budget).unwrap_or_default(),
+                    reason: error.to_string(),
+                });
+            }
+        }
+    }
+
     /// `Ok(value)` if no problem was found.
     fn finish<T>(self, value: T) -> Result<T, ValidationErrors> {
         if self.errors.is_empty() {
@@ -966,6 +1006,29 @@ mod tests {
                 "agents[1].tasks.X: `outputs` is not allowed here: `output` is given; a script \
                  has one `output` or a sequence of `outputs`, not both",
             ]
+        );
+    }
+
+    #[test]
+    fn budgets_are_read_and_bad_ones_are_refused_naming_them() {
+        let file = AgentsFile::from_json(
+            r#"{"agents": [], "budgets": {"orders": {"capacity": 10, "refillPerSecond": 10}}}"#,
+        )
+        .unwrap();
+        let specs = file.budget_specs();
+        assert_eq!(specs.len(), 1);
+        assert_eq!(specs[0].0, "orders");
+        assert_eq!(specs[0].1.capacity(), 10);
+
+        let errors = AgentsFile::from_json(
+            r#"{"agents": [], "budgets": {"orders": {"capacity": 0, "refillPerSecond": 1}}}"#,
+        )
+        .unwrap_err();
+        let listed: Vec<String> = errors.into_iter().map(|error| error.to_string()).collect();
+        assert_eq!(listed.len(), 1, "{listed:?}");
+        assert!(
+            listed[0].starts_with("budgets.orders: invalid value"),
+            "{listed:?}"
         );
     }
 }
