@@ -270,7 +270,9 @@ impl Ledger {
 
     /// Takes the call's amounts at `now` when it is first in line and every bucket holds
     /// them; otherwise says when to ask again (the earliest the buckets will have given
-    /// the calls ahead and this one what they want).
+    /// the calls ahead and this one what they want). A call behind others when the
+    /// buckets already hold enough for all of them is told to ask again 1 ms later, by
+    /// when the calls ahead, woken at the same instant, have taken theirs.
     pub fn poll(&mut self, ticket: Ticket, now: DateTime<Utc>) -> Result<Turn, BudgetError> {
         let Some(amounts) = self.line.get(&ticket) else {
             return Err(BudgetError::NotInLine(ticket));
