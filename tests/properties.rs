@@ -418,6 +418,7 @@ fn definition(float: BoxedStrategy<f64>) -> impl Strategy<Value = WorkflowDefini
                 resource_requirements,
                 triggers,
                 adaptations: None,
+                tags: None,
             },
         )
 }

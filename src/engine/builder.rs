@@ -37,6 +37,7 @@ pub struct EngineBuilder {
     agent_check: AgentCheck,
     relearn_decisions: bool,
     circuit_breaker: Option<CircuitBreaker>,
+    kill_switch: Arc<crate::safety::KillSwitch>,
 }
 
 impl fmt::Debug for EngineBuilder {
@@ -56,6 +57,21 @@ impl fmt::Debug for EngineBuilder {
 }
 
 impl EngineBuilder {
+    /// The engine's kill switch rules (see [`Engine::report_metric`]): checked and
+    /// compiled here, every problem at once, located `killSwitch[i] (id).field`.
+    ///
+    /// # Errors
+    /// The rules' problems: an empty, long or repeated id, a `when` that does not
+    /// compile as a condition over the host context (no `${…}` bindings), an empty tag
+    /// or `flatten`, a `quorum` outside 1..=16, more than 100 rules.
+    pub fn kill_switch(
+        mut self,
+        rules: &[crate::safety::KillSwitchRule],
+    ) -> Result<Self, crate::definition::ValidationErrors> {
+        self.kill_switch = Arc::new(crate::safety::KillSwitch::compile(rules)?);
+        Ok(self)
+    }
+
     /// Where time comes from. Defaults to [`SystemClock`].
     #[must_use]
     pub fn clock(mut self, clock: impl Clock + 'static) -> Self {
@@ -318,6 +334,7 @@ impl EngineBuilder {
                 outcomes: Outcomes::default(),
                 relearned,
                 adapting: Default::default(),
+                kill_switch: self.kill_switch,
             }),
         }
     }
@@ -342,6 +359,7 @@ impl Engine {
             resources: None,
             agent_check: AgentCheck::default(),
             relearn_decisions: true,
+            kill_switch: Arc::default(),
             circuit_breaker: Some(CircuitBreaker::DEFAULT),
         }
     }

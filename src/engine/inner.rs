@@ -57,6 +57,8 @@ pub(crate) struct Inner {
     /// The host's conditions, rules added at run time, and calls measured for
     /// adaptations.
     pub(crate) adapting: super::adapt::Adapting,
+    /// The kill switch rules and which have tripped.
+    pub(crate) kill_switch: Arc<crate::safety::KillSwitch>,
 }
 
 impl Inner {

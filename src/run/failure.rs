@@ -49,6 +49,9 @@ pub enum FailureKind {
     /// A call may have taken effect and its `reconcile` task could not tell whether it
     /// did (or the step has none): never retried blindly, never healed.
     OutcomeUnknown,
+    /// A kill switch rule that covers the run's workflow has tripped: the run was refused
+    /// (or stopped) until the rule is reset.
+    Halted,
 }
 
 impl FailureKind {
@@ -71,6 +74,7 @@ impl FailureKind {
             Self::NoQuorum => "NO_QUORUM",
             Self::StaleData => "STALE_DATA",
             Self::OutcomeUnknown => "OUTCOME_UNKNOWN",
+            Self::Halted => "HALTED",
         }
     }
 }

@@ -12,14 +12,21 @@
 //! - **Outcome unknown** ([`reconcile`]): a call to a step with `"sideEffects": true`
 //!   that may have taken effect (`OUTCOME_UNKNOWN`, or the step's own timeout) is never
 //!   retried blindly: the step's `reconcile` task asks first whether it did.
+//! - **Kill switch** ([`kill`]): engine-level rules over the host's metrics that, once
+//!   tripped, refuse new runs of the workflows they cover (kind `HALTED`) and hold their
+//!   runs' side-effect steps until enough people reset them.
 //!
 //! This module holds the decisions only (no clock, no I/O): the engine asks them at one
 //! seam each: fresh data as a step is about to start (`engine/run/start.rs`) and before
 //! each retry of its call (`engine/step/call.rs`); outcome unknown after an attempt, and
-//! before the first attempt of a call a crash cut off (`engine/step/call.rs`).
+//! before the first attempt of a call a crash cut off (`engine/step/call.rs`); the kill
+//! switch as a run is started (`Engine::start`, and before a fresh run's first step) and
+//! as a side-effect step is about to start (`engine/run/start.rs`).
 
 pub mod fresh;
+pub mod kill;
 pub mod reconcile;
 
 pub use fresh::{DataAsOf, Freshness, Stale};
+pub use kill::{KillSwitch, KillSwitchError, KillSwitchEvent, KillSwitchRule, ResetProgress};
 pub use reconcile::{SideEffects, Verdict};
