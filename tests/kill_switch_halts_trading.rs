@@ -259,3 +259,67 @@ fn invalid_rules_and_tags_are_located() {
         .to_string();
     assert!(errors.contains("tags[1]"), "{errors}");
 }
+
+#[test]
+fn a_replayed_day_whose_drawdown_crosses_the_rule_at_noon_refuses_the_afternoon_runs() {
+    let timeline = tradeflow::scheduler::Timeline::from_json(
+        r#"{"start": "2026-11-23T09:00:00Z", "end": "2026-11-23T15:30:00Z",
+            "metrics": [
+                {"at": "2026-11-23T10:30:00Z", "name": "pnl.drawdown", "value": 0.02},
+                {"at": "2026-11-23T12:00:00Z", "name": "pnl.drawdown", "value": 0.055},
+                {"at": "2026-11-23T13:30:00Z", "name": "pnl.drawdown", "value": 0.08}
+            ]}"#,
+    )
+    .expect("a valid timeline");
+    let clock = VirtualClock::starting_at(timeline.start);
+    let desk = desk(&clock, 1);
+    let mut hourly = algo();
+    hourly["triggers"] = json!([{"type": "SCHEDULED", "schedule": "0 * * * *"}]);
+    desk.host.workflow(&hourly);
+    let triggers =
+        tradeflow::scheduler::Triggers::new(&desk.host.engine, "algo").expect("triggers");
+
+    let replay = clock.block_on(timeline.play(&triggers));
+    let ran = listed(&replay.runs, |run| (run.fired_at, run.trigger.clone()));
+    assert_eq!(
+        ran,
+        [
+            "09:00 triggers[0] (SCHEDULED)",
+            "10:00 triggers[0] (SCHEDULED)",
+            "11:00 triggers[0] (SCHEDULED)",
+            "12:00 killSwitch (drawdown)",
+        ]
+    );
+    let refused = listed(&replay.refused, |run| {
+        (run.fired_at, run.refused.to_string())
+    });
+    assert_eq!(
+        refused,
+        [
+            "12:00 HALTED",
+            "13:00 HALTED",
+            "14:00 HALTED",
+            "15:00 HALTED"
+        ],
+        "the noon report comes before the noon firing"
+    );
+    assert!(replay.refused[0].reason.contains("drawdown"));
+    let json: Value = serde_json::from_str(&replay.to_json_pretty()).unwrap();
+    assert_eq!(json["refused"][0]["refused"], "HALTED");
+    assert_eq!(json["refused"][0]["firedAt"], "2026-11-23T12:00:00Z");
+    assert_eq!(desk.close.calls().len(), 1, "flatten ran once");
+}
+
+/// `HH:MM what` of each item.
+fn listed<T>(
+    items: &[T],
+    line: impl Fn(&T) -> (chrono::DateTime<chrono::Utc>, String),
+) -> Vec<String> {
+    items
+        .iter()
+        .map(|item| {
+            let (at, what) = line(item);
+            format!("{} {what}", at.format("%H:%M"))
+        })
+        .collect()
+}
