@@ -114,7 +114,8 @@
 //!   [`AutoScaler`](scale::AutoScaler).
 //! - [`safety`]: the trading safety rails' rules: how old a run's data may be when a
 //!   step calls its agent (`maxDataAgeMs`), and how a call whose outcome is unknown is
-//!   reconciled before any retry (`sideEffects`, `reconcile`).
+//!   reconciled before any retry (`sideEffects`, `reconcile`), and the kill switch's
+//!   rules and state (which rules tripped, which workflows they halt, who reset them).
 //! - [`store`]: runs as append-only journals, their state as a fold, and the stores that
 //!   keep them ([`MemoryStore`](store::MemoryStore), and `SqliteStore` with `sqlite`).
 //!

@@ -106,6 +106,10 @@ impl OrchestrationEngine for Guarded {
         self.engine.adapt_to_conditions(conditions)
     }
 
+    fn check_kill_switch(&self) -> Vec<tradeflow::engine::Tripped> {
+        self.engine.check_kill_switch()
+    }
+
     async fn coordinate_agents(
         &self,
         agent_ids: &[AgentId],

@@ -420,6 +420,7 @@ fn definition(float: BoxedStrategy<f64>) -> impl Strategy<Value = WorkflowDefini
                 triggers,
                 adaptations: None,
                 budgets: None,
+                tags: None,
             },
         )
 }

@@ -26,7 +26,12 @@ pub(crate) fn engine(
     clock: Arc<dyn Clock>,
     effects: Option<&Arc<Effects>>,
 ) -> Result<(Engine, Arc<AgentPool>), Problems> {
-    let engine = files::with_pool(builder, agents).build();
+    // The rules were checked when the file was loaded.
+    let builder = files::with_pool(builder, agents);
+    let engine = builder
+        .kill_switch(&agents.kill_switch)
+        .map_err(|problems| vec![format!("{path}: {problems}")])?
+        .build();
     let pools = register(&engine, agents, path, clock, effects)?;
     Ok((engine, pools))
 }

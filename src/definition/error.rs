@@ -34,6 +34,10 @@ enum Segment {
         index: usize,
         id: Option<String>,
     },
+    KillSwitch {
+        index: usize,
+        id: Option<String>,
+    },
 }
 
 impl Location {
@@ -70,6 +74,14 @@ impl Location {
     /// The adaptation at `index` of `adaptations`, with its id when it has a string one.
     pub fn adaptation(index: usize, id: Option<&str>) -> Self {
         Self::root().with(Segment::Adaptation {
+            index,
+            id: id.map(str::to_owned),
+        })
+    }
+
+    /// The engine's kill switch rule listed at `index` (`killSwitch[0] (drawdown)`).
+    pub fn kill_switch(index: usize, id: Option<&str>) -> Self {
+        Self::root().with(Segment::KillSwitch {
             index,
             id: id.map(str::to_owned),
         })
@@ -139,6 +151,12 @@ impl fmt::Display for Location {
                 }
                 Segment::Adaptation { index, id } => {
                     write!(f, "adaptations[{index}]")?;
+                    if let Some(id) = id.as_deref().filter(|id| !id.is_empty()) {
+                        write!(f, " ({})", Quoted(id))?;
+                    }
+                }
+                Segment::KillSwitch { index, id } => {
+                    write!(f, "killSwitch[{index}]")?;
                     if let Some(id) = id.as_deref().filter(|id| !id.is_empty()) {
                         write!(f, " ({})", Quoted(id))?;
                     }

@@ -161,6 +161,7 @@ pub(crate) fn load(value: &Value) -> Loaded {
         triggers: present("triggers").then(Vec::new),
         adaptations: present("adaptations").then(Vec::new),
         budgets: None,
+        tags: None,
     });
     let step_origin: Vec<usize> = steps.iter().map(|(index, _)| *index).collect();
     definition.steps = steps.into_iter().map(|(_, step)| step).collect();

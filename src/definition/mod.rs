@@ -91,6 +91,10 @@ pub struct WorkflowDefinition {
     /// Rules that change steps as conditions change, evaluated as each step starts.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub adaptations: Option<Vec<AdaptationDefinition>>,
+    /// Labels the engine's kill switch rules select workflows by (`["live"]`): each is
+    /// not empty, at most 64 bytes, and listed once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tags: Option<Vec<String>>,
     /// Named token buckets of this workflow, name → `{capacity, refillPerSecond}`, shared
     /// by its runs; steps take from them with `budget`.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -38,6 +38,7 @@ pub struct EngineBuilder {
     relearn_decisions: bool,
     circuit_breaker: Option<CircuitBreaker>,
     budgets: std::collections::BTreeMap<String, crate::safety::BudgetSpec>,
+    kill_switch: Arc<crate::safety::KillSwitch>,
 }
 
 impl fmt::Debug for EngineBuilder {
@@ -58,6 +59,21 @@ impl fmt::Debug for EngineBuilder {
 }
 
 impl EngineBuilder {
+    /// The engine's kill switch rules (see [`Engine::report_metric`]): checked and
+    /// compiled here, every problem at once, located `killSwitch[i] (id).field`.
+    ///
+    /// # Errors
+    /// The rules' problems: an empty, long or repeated id, a `when` that does not
+    /// compile as a condition over the host context (no `${…}` bindings), an empty tag
+    /// or `flatten`, a `quorum` outside 1..=16, more than 100 rules.
+    pub fn kill_switch(
+        mut self,
+        rules: &[crate::safety::KillSwitchRule],
+    ) -> Result<Self, crate::definition::ValidationErrors> {
+        self.kill_switch = Arc::new(crate::safety::KillSwitch::compile(rules)?);
+        Ok(self)
+    }
+
     /// Where time comes from. Defaults to [`SystemClock`].
     #[must_use]
     pub fn clock(mut self, clock: impl Clock + 'static) -> Self {
@@ -337,6 +353,7 @@ impl EngineBuilder {
                 relearned,
                 adapting: Default::default(),
                 budgets: super::budgets::Budgets::new(self.budgets, now),
+                kill_switch: self.kill_switch,
             }),
         }
     }
@@ -361,6 +378,7 @@ impl Engine {
             resources: None,
             agent_check: AgentCheck::default(),
             relearn_decisions: true,
+            kill_switch: Arc::default(),
             circuit_breaker: Some(CircuitBreaker::DEFAULT),
             budgets: std::collections::BTreeMap::new(),
         }

@@ -22,6 +22,8 @@ pub(crate) enum Command {
     Pause,
     /// Start steps again.
     Resume,
+    /// Look again at the steps held back (a kill switch rule was reset).
+    Wake,
     /// End the run `CANCELLED`, stopping the steps in flight.
     Cancel {
         /// Who asked.
@@ -101,6 +103,20 @@ impl Controls {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .contains_key(run)
+    }
+
+    /// Wakes every live run (a kill switch rule was reset: held steps may start).
+    pub(crate) fn wake_all(&self) {
+        let controls: Vec<Arc<RunControl>> = self
+            .runs
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .values()
+            .cloned()
+            .collect();
+        for control in controls {
+            control.send(Command::Wake);
+        }
     }
 
     /// Sends `command` to run `run`; `false` when no such run is live.

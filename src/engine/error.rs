@@ -51,6 +51,15 @@ pub enum EngineError {
         /// Why, in the wrapper's words.
         reason: String,
     },
+    /// A tripped kill switch rule covers the workflow: no new run of it starts until the
+    /// rule is reset ([`Engine::reset_kill_switch`](super::Engine::reset_kill_switch)).
+    #[error("workflow `{workflow}` is halted: kill switch rule `{}` has tripped", Quoted(.rule))]
+    Halted {
+        /// The rule.
+        rule: String,
+        /// The workflow refused.
+        workflow: String,
+    },
     /// No step of this run waits for an answer under this id.
     #[error("run `{run}` has no step `{step}` waiting for approval")]
     NoPendingApproval {

@@ -228,7 +228,8 @@ impl Healing {
 
 /// Whether a failure of this kind may be healed at all. Stale data is not: no retry,
 /// other agent or other path makes the run's data younger. Nor is an unknown outcome: a
-/// retry, another agent or a fallback could send the order a second time.
+/// retry, another agent or a fallback could send the order a second time. Nor is a halt:
+/// only a kill switch reset ends it.
 fn healable(kind: FailureKind) -> bool {
     !matches!(
         kind,
@@ -237,6 +238,7 @@ fn healable(kind: FailureKind) -> bool {
             | FailureKind::Store
             | FailureKind::StaleData
             | FailureKind::OutcomeUnknown
+            | FailureKind::Halted
     )
 }
 

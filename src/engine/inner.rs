@@ -59,6 +59,8 @@ pub(crate) struct Inner {
     pub(crate) adapting: super::adapt::Adapting,
     /// The engine's budgets and the workflows', and the calls waiting for them.
     pub(crate) budgets: super::budgets::Budgets,
+    /// The kill switch rules and which have tripped.
+    pub(crate) kill_switch: Arc<crate::safety::KillSwitch>,
 }
 
 impl Inner {

@@ -118,6 +118,7 @@ mod error;
 mod event;
 mod heal;
 mod inner;
+mod kill;
 mod options;
 mod orchestration;
 mod outcome;
@@ -156,6 +157,7 @@ pub use coordinated::{CoordinateError, Coordinated};
 pub use error::{EngineError, RecoveryError};
 pub use event::{EventStream, RunEvent, RunEvents};
 pub use heal::MAX_RECOVERIES;
+pub use kill::Tripped;
 pub use options::{RunIds, RunOptions};
 pub use orchestration::OrchestrationEngine;
 pub use outcome::{MAX_REMEMBERED, OutcomeError, Relearned};
@@ -270,7 +272,8 @@ impl Engine {
     /// first checked against the agents registered now ([`Engine::check_agents`]).
     ///
     /// # Errors
-    /// [`EngineError::UnknownWorkflow`]; with [`AgentCheck::BeforeStart`],
+    /// [`EngineError::UnknownWorkflow`]; [`EngineError::Halted`] when a tripped kill
+    /// switch rule covers the workflow; with [`AgentCheck::BeforeStart`],
     /// [`EngineError::NoAgents`] naming every step no registered agent can take (then
     /// nothing runs, nothing is journaled and no agent is called);
     /// [`EngineError::UnknownVersion`] for a version the engine does not keep.
@@ -284,6 +287,16 @@ impl Engine {
                 }
             })?,
         };
+        if let Some(rule) = self
+            .inner
+            .kill_switch
+            .halting(plan.workflow_id(), plan.tags())
+        {
+            return Err(EngineError::Halted {
+                rule,
+                workflow: workflow_id.to_owned(),
+            });
+        }
         if self.inner.agent_check == AgentCheck::BeforeStart {
             self.check_plan_agents(&plan)?;
         }

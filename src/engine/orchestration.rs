@@ -90,7 +90,7 @@ use crate::run::RunId;
 /// use tradeflow::definition::WorkflowDefinition;
 /// use tradeflow::engine::{
 ///     Coordinated, Engine, EngineError, HeldAdaptation, OrchestrationEngine, Run, RunOptions,
-///     RunReport, WorkflowRef,
+///     RunReport, Tripped, WorkflowRef,
 /// };
 /// use tradeflow::plan::ExecutionPlan;
 /// use tradeflow::resource::{AllocationGuard, ResourceRequest};
@@ -136,6 +136,9 @@ use crate::run::RunId;
 ///     }
 ///     fn adapt_to_conditions(&self, conditions: Vec<(String, Value)>) -> Vec<HeldAdaptation> {
 ///         self.0.adapt_to_conditions(conditions)
+///     }
+///     fn check_kill_switch(&self) -> Vec<Tripped> {
+///         self.0.check_kill_switch()
 ///     }
 ///     async fn coordinate_agents(&self, agents: &[AgentId], task: TaskRequest, mode: &Mode)
 ///         -> Result<Coordinated, EngineError> {
@@ -250,6 +253,12 @@ pub trait OrchestrationEngine: Send + Sync {
     /// (see [`Engine::adapt_to_conditions`]).
     fn adapt_to_conditions(&self, conditions: Vec<(String, Value)>) -> Vec<HeldAdaptation>;
 
+    /// Evaluates the engine's armed kill switch rules over its conditions now, and
+    /// returns the rules that tripped, with their flatten runs (see
+    /// [`Engine::check_kill_switch`]). A timeline's replay calls it after each metric and
+    /// context change.
+    fn check_kill_switch(&self) -> Vec<super::Tripped>;
+
     /// Gives `task` to each of the named agents and combines their answers as `mode`
     /// says (see [`Engine::coordinate_agents`]).
     ///
@@ -346,6 +355,10 @@ impl OrchestrationEngine for Engine {
         Engine::adapt_to_conditions(self, conditions)
     }
 
+    fn check_kill_switch(&self) -> Vec<super::Tripped> {
+        Engine::check_kill_switch(self)
+    }
+
     async fn coordinate_agents(
         &self,
         agent_ids: &[AgentId],
@@ -435,6 +448,10 @@ macro_rules! forward {
 
             fn adapt_to_conditions(&self, conditions: Vec<(String, Value)>) -> Vec<HeldAdaptation> {
                 (**self).adapt_to_conditions(conditions)
+            }
+
+            fn check_kill_switch(&self) -> Vec<super::Tripped> {
+                (**self).check_kill_switch()
             }
 
             async fn coordinate_agents(

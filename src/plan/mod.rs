@@ -113,6 +113,11 @@ impl ExecutionPlan {
         &self.definition
     }
 
+    /// The workflow's `tags` (what kill switch rules select it by).
+    pub fn tags(&self) -> &[String] {
+        self.definition.tags.as_deref().unwrap_or_default()
+    }
+
     /// The workflow id.
     pub fn workflow_id(&self) -> &str {
         &self.definition.id

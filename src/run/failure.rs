@@ -52,6 +52,9 @@ pub enum FailureKind {
     /// The step's `budget` could not be had: a budget did not refill enough within the
     /// step's `timeout`, or a bound amount was over a budget's capacity or unknown.
     BudgetExhausted,
+    /// A kill switch rule that covers the run's workflow has tripped: the run was refused
+    /// (or stopped) until the rule is reset.
+    Halted,
 }
 
 impl FailureKind {
@@ -75,6 +78,7 @@ impl FailureKind {
             Self::StaleData => "STALE_DATA",
             Self::OutcomeUnknown => "OUTCOME_UNKNOWN",
             Self::BudgetExhausted => "BUDGET_EXHAUSTED",
+            Self::Halted => "HALTED",
         }
     }
 }

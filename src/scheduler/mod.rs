@@ -22,7 +22,8 @@ mod timeline;
 mod triggers;
 
 pub use timeline::{
-    Considered, ContextChange, MetricReport, Replay, ReplayedRun, Timeline, TimelineEvent,
+    Considered, ContextChange, MetricReport, RefusedRun, Replay, ReplayedRun, Timeline,
+    TimelineEvent,
 };
 pub use triggers::{
     Firing, FiringOutcome, NotFiredReason, ScheduledFirings, TriggerError, Triggers,

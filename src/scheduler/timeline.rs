@@ -165,7 +165,14 @@ pub struct MetricReport {
 /// What playing a timeline did: the runs its triggers started, with their reports.
 ///
 /// Serializes to the result of `tradeflow replay`:
-/// `{"runs": [{"trigger": …, "firedAt": …, "report": …}]}`.
+/// `{"runs": [{"trigger": …, "firedAt": …, "report": …}]}`, and, when the engine's kill
+/// switch refused some, `"refused": [{"trigger": …, "firedAt": …, "refused": "HALTED",
+/// "reason": …}]`.
+///
+/// The timeline's metrics are also reported to the engine (`Engine::report_metric`) and
+/// its context changes re-evaluate the kill switch, so a metric that crosses a rule
+/// mid-week halts the later runs; a rule's `flatten` run is listed among the runs, its
+/// trigger `killSwitch (rule)`.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct Replay {
     /// The runs started, ordered by firing time (ties: trigger index, then the order
@@ -174,6 +181,24 @@ pub struct Replay {
     /// Every trigger considered, fired or not, in the same order. Not serialized.
     #[serde(skip)]
     pub considered: Vec<Considered>,
+    /// The firings whose run the engine's kill switch refused, in firing order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub refused: Vec<RefusedRun>,
+}
+
+/// A firing whose run the engine refused to start because a kill switch rule had
+/// tripped.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RefusedRun {
+    /// The trigger that fired.
+    pub trigger: String,
+    /// When it fired.
+    pub fired_at: DateTime<Utc>,
+    /// The kind: `HALTED`.
+    pub refused: crate::run::FailureKind,
+    /// The engine's words (which rule, which workflow).
+    pub reason: String,
 }
 
 impl Replay {
@@ -325,6 +350,7 @@ impl Timeline {
         // The runs in the order they started (which is the order of the result).
         let mut started: Vec<(String, DateTime<Utc>, Option<RunReport>)> = Vec::new();
         let mut considered = Vec::new();
+        let mut refused = Vec::new();
         loop {
             let cron = agenda.peek().filter(|at| *at < self.end);
             let entry = entries.get(next_entry).map(|entry| entry.at);
@@ -337,7 +363,11 @@ impl Timeline {
             let mut decisions: Vec<(Decision, usize)> = Vec::new();
             while let Some(entry) = entries.get(next_entry).filter(|entry| entry.at == at) {
                 match entry.what {
-                    What::Change(index) => set_context(triggers, &self.changes[index].set),
+                    What::Change(index) => {
+                        set_context(triggers, &self.changes[index].set);
+                        let tripped = triggers.engine().check_kill_switch();
+                        flatten_runs(tripped, at, &mut running, &mut started);
+                    }
                     What::Event(index) => {
                         let event = &self.events[index];
                         let considered =
@@ -346,6 +376,13 @@ impl Timeline {
                     }
                     What::Metric(index) => {
                         let metric = &self.metrics[index];
+                        let engine = triggers.engine();
+                        engine.adapt_to_conditions(vec![(
+                            metric.name.clone(),
+                            Value::from(metric.value),
+                        )]);
+                        let tripped = engine.check_kill_switch();
+                        flatten_runs(tripped, at, &mut running, &mut started);
                         let considered = triggers.decide_metric(&metric.name, metric.value, at);
                         decisions.extend(considered.into_iter().map(|decision| (decision, index)));
                     }
@@ -374,7 +411,20 @@ impl Timeline {
                         started.push((trigger.clone(), firing.at, None));
                         Ok(tag)
                     }
-                    FiringOutcome::NotFired(reason) => Err(reason),
+                    FiringOutcome::NotFired(reason) => {
+                        if let NotFiredReason::StartRefused(
+                            error @ crate::engine::EngineError::Halted { .. },
+                        ) = &reason
+                        {
+                            refused.push(RefusedRun {
+                                trigger: trigger.clone(),
+                                fired_at: firing.at,
+                                refused: crate::run::FailureKind::Halted,
+                                reason: error.to_string(),
+                            });
+                        }
+                        Err(reason)
+                    }
                 };
                 considered.push(Considered {
                     trigger,
@@ -403,6 +453,7 @@ impl Timeline {
                 })
                 .collect(),
             considered,
+            refused,
         }
     }
 
@@ -676,6 +727,27 @@ impl Checker {
 
 /// Sets `values` in the triggers' host context (what runs started from now on read) and
 /// as the engine's conditions (what the adaptations of runs in flight read).
+/// The flatten runs of the kill switch rules that just tripped join the replay's runs,
+/// their trigger `killSwitch (rule)`.
+fn flatten_runs(
+    tripped: Vec<crate::engine::Tripped>,
+    at: DateTime<Utc>,
+    running: &mut FuturesUnordered<Tagged>,
+    started: &mut Vec<(String, DateTime<Utc>, Option<RunReport>)>,
+) {
+    for tripped in tripped {
+        let rule = match &tripped.event {
+            crate::safety::KillSwitchEvent::Tripped { rule, .. } => rule.clone(),
+            _ => String::new(),
+        };
+        if let Some(Ok(run)) = tripped.flatten {
+            let tag = started.len();
+            running.push(Tagged { tag, run });
+            started.push((format!("killSwitch ({rule})"), at, None));
+        }
+    }
+}
+
 fn set_context<'v>(triggers: &Triggers, values: impl IntoIterator<Item = (&'v String, &'v Value)>) {
     let mut conditions = Vec::new();
     for (name, value) in values {

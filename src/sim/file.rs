@@ -56,6 +56,13 @@ pub struct AgentsFile {
     /// registered at once (see [`scale`](crate::scale)). Default: none.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub pools: BTreeMap<AgentType, PoolScript>,
+    /// The engine's kill switch rules (see [`kill`](crate::safety::kill)):
+    /// `[{"id": "drawdown", "when": "pnl.drawdown > 0.05", "scope": {"tags": ["live"]},
+    /// "flatten": "flatten-positions", "quorum": 2}]`; `tradeflow simulate`, `run` and
+    /// `replay` build the engine with them. Default: none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub kill_switch: Vec<crate::safety::KillSwitchRule>,
+
     /// Engine-level budgets, name → `{"capacity": 1200, "refillPerSecond": 20}`: token
     /// buckets shared by every run (capacity at least 1, `refillPerSecond` finite and not
     /// negative); `tradeflow simulate`, `run` and `replay` give them to the engine
@@ -284,7 +291,9 @@ impl AgentsFile {
     /// formed, every `${random…}` binding naming a value of the script's `random`, random
     /// values well formed (a name readable as `${random.NAME}`, two numbers or bindings, a
     /// literal sd not negative, a literal low not above high), approvals keyed by valid
-    /// step ids, pool amounts finite and not negative. [`from_json`](Self::from_json) runs
+    /// step ids, pool amounts finite and not negative, the `killSwitch` rules as
+    /// [`EngineBuilder::kill_switch`](crate::engine::EngineBuilder::kill_switch) checks
+    /// them. [`from_json`](Self::from_json) runs
     /// it; call it on a file built in code.
     ///
     /// # Errors
@@ -325,6 +334,9 @@ impl AgentsFile {
         );
         check.pools(&self.pools, &self.agents);
         check.budgets(&self.budgets);
+        if let Err(problems) = crate::safety::KillSwitch::compile(&self.kill_switch) {
+            check.errors.extend(problems.errors().iter().cloned());
+        }
         check.finish(())
     }
 }
@@ -442,6 +454,9 @@ fn load(value: &Value) -> Result<AgentsFile, ValidationErrors> {
     if let Some(file) = &file {
         check.pools(&file.pools, &agents);
         check.budgets(&file.budgets);
+        if let Err(problems) = crate::safety::KillSwitch::compile(&file.kill_switch) {
+            check.errors.extend(problems.errors().iter().cloned());
+        }
     }
     let file = file.map(|file| AgentsFile {
         agents,
@@ -1030,5 +1045,26 @@ mod tests {
             listed[0].starts_with("budgets.orders: invalid value"),
             "{listed:?}"
         );
+    }
+
+    #[test]
+    fn kill_switch_rules_are_read_and_their_problems_located() {
+        let file = AgentsFile::from_json(
+            r#"{"agents": [], "killSwitch": [{"id": "drawdown", "when": "pnl.drawdown > 0.05",
+                "scope": {"tags": ["live"]}, "flatten": "flatten-positions", "quorum": 2}]}"#,
+        )
+        .unwrap();
+        assert_eq!(file.kill_switch.len(), 1);
+        assert_eq!(file.kill_switch[0].quorum, Some(2));
+        let errors = AgentsFile::from_json(
+            r#"{"agents": [], "killSwitch": [{"id": "d", "when": "pnl.drawdown >", "quorum": 0}]}"#,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(errors.contains("killSwitch[0] (d).when"), "{errors}");
+        assert!(errors.contains("killSwitch[0] (d).quorum"), "{errors}");
+        let mut built = file;
+        built.kill_switch[0].when = "${steps.x.output} > 1".to_owned();
+        assert!(built.validate().is_err());
     }
 }

@@ -189,6 +189,11 @@ impl Book {
         Some(index)
     }
 
+    /// Step `index`, taken with [`Book::next_ready`] and not started, is ready again.
+    pub(super) fn ready_again(&mut self, index: usize) {
+        self.ready.push(Reverse(index));
+    }
+
     /// Whether no step is ready.
     pub(super) fn nothing_ready(&self) -> bool {
         self.ready.is_empty()

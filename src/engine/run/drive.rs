@@ -115,6 +115,11 @@ impl Execution {
             let refused = self.stop_before_steps(FailureKind::Binding, message);
             return self.finish(refused).await;
         }
+        if let Start::Fresh { .. } = start {
+            if let Some(halted) = self.halted_at_start() {
+                return self.finish(halted).await;
+            }
+        }
         if !matches!(start, Start::Resumed { began: true, .. }) {
             if let Some(early) = self.check_start() {
                 return self.finish(early).await;
@@ -147,10 +152,11 @@ impl Execution {
         if !self.book.paused && waits.admission.is_none() {
             self.start_ready(&mut waits.running);
         }
-        // A paused run waits for its host, unless nothing is left to start.
+        // A paused run (or one whose side-effect steps a kill switch holds) waits for its
+        // host, unless nothing is left to start.
         let idle = waits.admission.is_none()
             && waits.running.is_empty()
-            && (!self.book.paused || self.book.nothing_ready());
+            && (!(self.book.paused || self.held_by_kill_switch) || self.book.nothing_ready());
         if idle && self.book.end.is_none() && !self.book.healing.standing_in.is_empty() {
             // Nothing can run any more, and steps still stand aside for fallbacks that
             // never ran: they fail (and may recover), and the loop goes on.
@@ -250,6 +256,23 @@ impl Execution {
         });
     }
 
+    /// A fresh run of a workflow a tripped kill switch rule covers does not start: it
+    /// ends `CANCELLED` with kind `HALTED` before any step.
+    fn halted_at_start(&mut self) -> Option<RunStatus> {
+        let plan = &self.book.plan;
+        let rule = self
+            .inner
+            .kill_switch
+            .halting(plan.workflow_id(), plan.tags())?;
+        let message = format!(
+            "kill switch rule `{}` has tripped: workflow `{}` is halted",
+            crate::definition::Quoted(&rule),
+            plan.workflow_id()
+        );
+        self.stop_before_steps(FailureKind::Halted, message);
+        Some(RunStatus::Cancelled)
+    }
+
     /// Workflow conditions and input paths, checked before any step runs.
     fn check_start(&mut self) -> Option<RunStatus> {
         let plan = std::sync::Arc::clone(&self.book.plan);
@@ -292,7 +315,7 @@ impl Execution {
         match command {
             Command::Pause if !self.book.paused => self.apply(Transition::Paused),
             Command::Resume if self.book.paused => self.apply(Transition::Resumed),
-            Command::Pause | Command::Resume => {}
+            Command::Pause | Command::Resume | Command::Wake => {}
             Command::Cancel { by } => self.apply(Transition::Cancelled { by }),
         }
     }

@@ -221,6 +221,9 @@ struct Execution {
     batch: Option<Arc<Batch>>,
     /// With a store: gives the run's lease up if the run is dropped before its end.
     held: Option<Held>,
+    /// Whether a kill switch holds side-effect steps that are ready (the run waits for
+    /// a reset as a paused run waits for its host).
+    held_by_kill_switch: bool,
 }
 
 /// A run's hold on its lease while it is driven here: dropped before the run's end is
@@ -293,6 +296,7 @@ impl Execution {
             control,
             batch,
             held,
+            held_by_kill_switch: false,
             inner,
         }
     }

@@ -13,7 +13,11 @@
 //! A step that starts is then adapted (`adapt.rs`): the workflow's adaptations that hold
 //! may skip it (reason `adaptation <id>`), change its timeout and retry policy, and merge
 //! parameters over its own (after a decision's option, so they win). This is also where
-//! every start could be refused (a kill switch).
+//! every start could be refused.
+//!
+//! A step with `"sideEffects": true` of a workflow a tripped kill switch rule covers
+//! does not start at all: it stays ready, and the run waits (as a paused run does) until
+//! the rule is reset; the other ready steps start as usual.
 //!
 //! A step with `maxDataAgeMs` about to start (everything above passed) first checks the
 //! run's data time on the engine's clock: on stale data it is skipped (`stale data: 412
@@ -50,11 +54,26 @@ impl Execution {
     /// one at a time under `SEQUENTIAL`.
     pub(super) fn start_ready(&mut self, running: &mut Running) {
         let sequential = self.book.plan.policy().concurrency == Concurrency::Sequential;
+        let mut held = Vec::new();
         while let Some(index) = self.book.next_ready(sequential && !running.is_empty()) {
             let plan = Arc::clone(&self.book.plan);
             let Some(step) = plan.step(index) else {
                 continue;
             };
+            if step.side_effects().is_some()
+                && self
+                    .inner
+                    .kill_switch
+                    .halting(plan.workflow_id(), plan.tags())
+                    .is_some()
+            {
+                // A kill switch holds it: it stays ready, and starts after the reset.
+                held.push(index);
+                if sequential {
+                    break;
+                }
+                continue;
+            }
             let now = self.inner.clock.now();
             match prepare(&self.book, &self.context, step).and_fresh(
                 step,
@@ -92,6 +111,10 @@ impl Execution {
                     }
                 }
             }
+        }
+        self.held_by_kill_switch = !held.is_empty();
+        for index in held {
+            self.book.ready_again(index);
         }
     }
 

@@ -127,6 +127,7 @@ impl Compiler {
         let conditions = self.workflow_conditions(definition);
         self.workflow_error_handling(definition, &lookup);
         self.workflow_timeout(definition);
+        self.workflow_tags(definition);
         let resources = self.workflow_resources(definition);
         let triggers = self.triggers(definition);
         let adaptations = self.adaptations(definition);

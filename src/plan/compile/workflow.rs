@@ -59,6 +59,31 @@ impl Compiler {
         self.timeout(definition.timeout, &|| Location::root().field("timeout"));
     }
 
+    /// Checks the workflow's `tags`: each not empty, at most
+    /// [`MAX_TAG_BYTES`](crate::safety::kill::MAX_TAG_BYTES) bytes, listed once.
+    pub(super) fn workflow_tags(&mut self, definition: &WorkflowDefinition) {
+        let tags = definition.tags.as_deref().unwrap_or_default();
+        for (index, tag) in tags.iter().enumerate() {
+            let at = Location::root().field("tags").index(index);
+            let reason = if tag.is_empty() {
+                Some("a tag is not empty")
+            } else if tag.len() > crate::safety::kill::MAX_TAG_BYTES {
+                Some("a tag is at most 64 bytes")
+            } else if tags.iter().take(index).any(|other| other == tag) {
+                Some("the tag is listed twice")
+            } else {
+                None
+            };
+            if let Some(reason) = reason {
+                self.errors.push(DefinitionError::InvalidValue {
+                    at,
+                    value: tag.chars().take(80).collect(),
+                    reason: reason.to_owned(),
+                });
+            }
+        }
+    }
+
     /// Reports a workflow without steps.
     pub(super) fn at_least_one_step(&mut self, definition: &WorkflowDefinition) {
         if definition.steps.is_empty() {
