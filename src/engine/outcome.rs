@@ -25,8 +25,11 @@ use super::inner::Inner;
 use crate::agent::AgentId;
 use crate::decision::{DecisionEngine, DecisionError, MAX_ABS_REWARD, OptionKey};
 use crate::definition::{StepId, TaskType};
+use crate::plan::AgentTask;
 use crate::run::{RunId, StepStatus};
-use crate::store::{Append, FoldError, JournalEntry, RunState, RunStore, StoreError};
+use crate::store::{
+    Append, DecisionState, FoldError, JournalEntry, RunState, RunStore, StoreError,
+};
 
 /// How many decisions of ended runs an engine without a store remembers for
 /// [`Engine::report_outcome`] (the oldest are forgotten first).
@@ -157,6 +160,23 @@ pub(crate) struct Awaiting {
 }
 
 impl Awaiting {
+    /// The decision `made` in a run of `workflow_id`, by `agent`, for a step of `task`
+    /// (none: the agent is not credited under any task type).
+    pub(crate) fn of(
+        workflow_id: &str,
+        made: &DecisionState,
+        agent: Option<AgentId>,
+        task: Option<&AgentTask>,
+    ) -> Self {
+        Self {
+            workflow_id: workflow_id.to_owned(),
+            context: made.context_key.clone(),
+            option: made.option.clone(),
+            agent,
+            task_type: task.map_or_else(|| "".into(), |task| task.task_type.clone()),
+        }
+    }
+
     /// The key of its option, for step `step_id`.
     pub(crate) fn key<'a>(&'a self, step_id: &'a str) -> OptionKey<'a> {
         OptionKey::new(&self.workflow_id, step_id, &self.context, &self.option)
@@ -429,25 +449,15 @@ impl Engine {
                 step: step.clone(),
             });
         }
-        Ok(Awaiting {
-            workflow_id: state.workflow_id.clone(),
-            context: decision.context_key.clone(),
-            option: decision.option.clone(),
-            agent: step_state.and_then(|done| done.agent_id.clone()),
-            task_type: self.task_type(state, step),
-        })
-    }
-
-    /// The task type of `step` in the workflow version `state` ran, when the engine
-    /// knows it (else `""`: the agent is not credited).
-    fn task_type(&self, state: &RunState, step: &StepId) -> TaskType {
-        self.workflow_version(&state.workflow_id, &state.version)
-            .or_else(|| self.workflow(&state.workflow_id))
-            .and_then(|plan| {
-                let index = plan.index_of(step.as_str())?;
-                Some(plan.step(index)?.agent_task()?.task_type.clone())
-            })
-            .unwrap_or_else(|| "".into())
+        let agent = step_state.and_then(|done| done.agent_id.clone());
+        let plan = self
+            .workflow_version(&state.workflow_id, &state.version)
+            .or_else(|| self.workflow(&state.workflow_id));
+        let task = plan.as_ref().and_then(|plan| {
+            let index = plan.index_of(step.as_str())?;
+            plan.step(index)?.agent_task()
+        });
+        Ok(Awaiting::of(&state.workflow_id, decision, agent, task))
     }
 
     /// What this engine learned again from its store's journals when it was built:
@@ -501,13 +511,7 @@ pub(crate) fn relearn(store: &dyn RunStore, decisions: &dyn DecisionEngine) -> R
             let Some(reward) = decision.reward else {
                 continue;
             };
-            let awaiting = Awaiting {
-                workflow_id: state.workflow_id.clone(),
-                context: decision.context_key.clone(),
-                option: decision.option.clone(),
-                agent: None,
-                task_type: "".into(),
-            };
+            let awaiting = Awaiting::of(&state.workflow_id, decision, None, None);
             match decisions.learn_from_outcome(awaiting.key(step.as_str()), reward) {
                 Ok(_) => relearned.rewards += 1,
                 Err(source) => {

@@ -72,8 +72,8 @@ impl Execution {
     /// Makes `step`'s choice and journals it; the chosen option's index.
     fn choose(&mut self, step: &PlanStep, choice: &Choice) -> Result<usize, Refused> {
         let context = self.context_key(step, choice)?;
-        let workflow_id = self.book.plan.workflow_id().to_owned();
-        let request = DecisionRequest::of_choice(&workflow_id, step.id().as_str(), choice)
+        let plan = Arc::clone(&self.book.plan);
+        let request = DecisionRequest::of_choice(plan.workflow_id(), step.id().as_str(), choice)
             .with_context(&context);
         let mut rng = StdRng::seed_from_u64(mix(self.seed, &format!("decision/{}", step.id())));
         let decision = self
@@ -157,44 +157,47 @@ impl Execution {
     pub(super) fn evaluate_rewards(&mut self) -> Vec<JournalEntry> {
         let now = self.inner.clock.now();
         let plan = Arc::clone(&self.book.plan);
+        // Decisions of completed steps with a `reward` and nothing learned or missing yet.
+        let due: Vec<usize> = self
+            .book
+            .decisions
+            .iter()
+            .filter(|(_, made)| made.reward.is_none() && made.reward_missing.is_none())
+            .map(|(&index, _)| index)
+            .filter(|&index| self.book.status(index) == StepStatus::Completed)
+            .collect();
         let mut entries = Vec::new();
-        let indices: Vec<usize> = self.book.decisions.keys().copied().collect();
-        for index in indices {
+        for index in due {
             let Some(step) = plan.step(index) else {
                 continue;
             };
             let Some(template) = step.choice().and_then(|choice| choice.reward()) else {
                 continue;
             };
-            let evaluated = (self.book.status(index) == StepStatus::Completed)
-                .then(|| reward_of(template.resolve(&self.book)));
+            let evaluated = reward_of(template.resolve(&self.book));
             let Some(decision) = self.book.decisions.get_mut(&index) else {
                 continue;
             };
-            if decision.reward.is_some() || decision.reward_missing.is_some() {
-                continue;
-            }
-            match evaluated {
-                Some(Ok(reward)) => {
+            let step_id = step.id().clone();
+            entries.push(match evaluated {
+                Ok(reward) => {
                     decision.reward = Some(reward);
-                    entries.push(JournalEntry::RewardLearned {
-                        step_id: step.id().clone(),
+                    JournalEntry::RewardLearned {
+                        step_id,
                         reward,
                         reported: false,
                         at: now,
-                    });
+                    }
                 }
-                Some(Err(reason)) => {
+                Err(reason) => {
                     decision.reward_missing = Some(reason.clone());
-                    entries.push(JournalEntry::RewardMissing {
-                        step_id: step.id().clone(),
+                    JournalEntry::RewardMissing {
+                        step_id,
                         reason,
                         at: now,
-                    });
+                    }
                 }
-                // The decision step did not complete: there is nothing to learn from.
-                None => {}
-            }
+            });
         }
         entries
     }
@@ -212,19 +215,11 @@ impl Execution {
             if self.book.status(index) != StepStatus::Completed {
                 continue;
             }
-            let awaiting = Awaiting {
-                workflow_id: workflow_id.to_owned(),
-                context: decision.context_key.clone(),
-                option: decision.option.clone(),
-                agent: self
-                    .book
-                    .report(index)
-                    .and_then(|(_, report)| report.agent_id.clone()),
-                task_type: step
-                    .agent_task()
-                    .map(|task| task.task_type.clone())
-                    .unwrap_or_else(|| "".into()),
-            };
+            let agent = self
+                .book
+                .report(index)
+                .and_then(|(_, report)| report.agent_id.clone());
+            let awaiting = Awaiting::of(workflow_id, decision, agent, step.agent_task());
             let reward = decision.reward;
             if let Some(reward) = reward {
                 if let Err(error) = self.inner.learn(&awaiting, step.id().as_str(), reward) {
