@@ -418,6 +418,7 @@ fn adapt_workflow_adds_a_rule_at_run_time_checked_like_one_in_the_file() {
         &id,
         rule(json!({"id": "bad", "when": "${input.x} > 1",
                     "changes": [{"stepId": "nope", "timeoutFactor": 0}]})),
+        "ops",
     );
     let Err(EngineError::Invalid(errors)) = refused else {
         panic!("refused as invalid: {refused:?}")
@@ -437,7 +438,8 @@ fn adapt_workflow_adds_a_rule_at_run_time_checked_like_one_in_the_file() {
     assert!(matches!(
         h.engine.adapt_workflow(
             "missing",
-            rule(json!({"id": "x", "when": "true", "changes": []}))
+            rule(json!({"id": "x", "when": "true", "changes": []})),
+            "ops",
         ),
         Err(EngineError::UnknownWorkflow { .. })
     ));
@@ -447,6 +449,7 @@ fn adapt_workflow_adds_a_rule_at_run_time_checked_like_one_in_the_file() {
             &id,
             rule(json!({"id": "added", "when": "true",
                         "changes": [{"stepId": "size", "parameters": {"maxPositionSize": 0.03}}]})),
+            "ops",
         )
         .expect("a valid rule is added");
     let report = h
@@ -461,6 +464,7 @@ fn adapt_workflow_adds_a_rule_at_run_time_checked_like_one_in_the_file() {
     let duplicate = h.engine.adapt_workflow(
         &id,
         rule(json!({"id": "added", "when": "true", "changes": [{"stepId": "size", "skip": true}]})),
+        "ops",
     );
     assert!(matches!(duplicate, Err(EngineError::Invalid(_))));
 }

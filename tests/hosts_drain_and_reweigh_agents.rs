@@ -33,7 +33,7 @@ fn a_drained_agent_finishes_its_call_in_flight_and_takes_no_new_one_until_undrai
     let first = h.register(h.agent("exec-1").replies(move |_, n| {
         if n == 1 {
             let report = engine
-                .rebalance_workload(&RebalanceCriteria::new().drain(["exec-1"]))
+                .rebalance_workload(&RebalanceCriteria::new().drain(["exec-1"]), "ops")
                 .expect("exec-1 is registered");
             assert_eq!(report.drained, [AgentId::from("exec-1")]);
             assert!(
@@ -57,7 +57,7 @@ fn a_drained_agent_finishes_its_call_in_flight_and_takes_no_new_one_until_undrai
 
     let undrained = h
         .engine
-        .rebalance_workload(&RebalanceCriteria::new().undrain(["exec-1"]))
+        .rebalance_workload(&RebalanceCriteria::new().undrain(["exec-1"]), "ops")
         .expect("exec-1 is registered");
     assert_eq!(undrained.undrained, [AgentId::from("exec-1")]);
     let report = h.run(&fan_out("ROUND_ROBIN"), orders(4));
@@ -85,6 +85,7 @@ fn new_weights_change_the_weighted_balancers_picks() {
                     &RebalanceCriteria::new()
                         .weight("exec-1", a)
                         .weight("exec-2", b),
+                    "ops",
                 )
                 .expect("both are registered");
             // exec-2 keeps its weight: only exec-1's changed.
@@ -122,7 +123,7 @@ fn draining_the_last_agent_of_a_type_is_allowed_and_reported() {
 
     let report = h
         .engine
-        .rebalance_workload(&RebalanceCriteria::new().drain(["exec-1", "exec-2"]))
+        .rebalance_workload(&RebalanceCriteria::new().drain(["exec-1", "exec-2"]), "ops")
         .expect("both are registered");
 
     assert_eq!(
@@ -137,7 +138,7 @@ fn draining_the_last_agent_of_a_type_is_allowed_and_reported() {
     // Draining again changes nothing, and says so.
     let again = h
         .engine
-        .rebalance_workload(&RebalanceCriteria::new().drain(["exec-1"]))
+        .rebalance_workload(&RebalanceCriteria::new().drain(["exec-1"]), "ops")
         .expect("registered");
     assert!(again.is_empty(), "{again:?}");
 }
@@ -149,7 +150,7 @@ fn unknown_agents_and_bad_values_are_refused_by_name_and_change_nothing() {
     let engine: Arc<dyn OrchestrationEngine> = Arc::new(h.engine.clone());
 
     let unknown = engine
-        .rebalance_workload(&RebalanceCriteria::new().drain(["exec-1", "ghost"]))
+        .rebalance_workload(&RebalanceCriteria::new().drain(["exec-1", "ghost"]), "ops")
         .unwrap_err();
     assert_eq!(
         unknown,
@@ -169,7 +170,7 @@ fn unknown_agents_and_bad_values_are_refused_by_name_and_change_nothing() {
 
     let weight = h
         .engine
-        .rebalance_workload(&RebalanceCriteria::new().weight("exec-1", f64::NAN))
+        .rebalance_workload(&RebalanceCriteria::new().weight("exec-1", f64::NAN), "ops")
         .unwrap_err();
     assert!(
         matches!(weight, RebalanceError::InvalidWeight { .. }),
@@ -177,7 +178,7 @@ fn unknown_agents_and_bad_values_are_refused_by_name_and_change_nothing() {
     );
     let ceiling = h
         .engine
-        .rebalance_workload(&RebalanceCriteria::new().max_utilization(0.0))
+        .rebalance_workload(&RebalanceCriteria::new().max_utilization(0.0), "ops")
         .unwrap_err();
     assert_eq!(ceiling, RebalanceError::InvalidUtilization { value: 0.0 });
     let both = h
@@ -186,6 +187,7 @@ fn unknown_agents_and_bad_values_are_refused_by_name_and_change_nothing() {
             &RebalanceCriteria::new()
                 .drain(["exec-1"])
                 .undrain(["exec-1"]),
+            "ops",
         )
         .unwrap_err();
     assert_eq!(
@@ -221,7 +223,7 @@ fn a_utilization_ceiling_steers_new_calls_to_agents_below_it() {
         if let Some(ceiling) = ceiling {
             let report = h
                 .engine
-                .rebalance_workload(&RebalanceCriteria::new().max_utilization(ceiling))
+                .rebalance_workload(&RebalanceCriteria::new().max_utilization(ceiling), "ops")
                 .expect("a valid ceiling");
             let moved = report.utilization.expect("a ceiling was set");
             assert_eq!(moved.ceiling, ceiling);

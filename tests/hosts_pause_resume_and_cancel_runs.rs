@@ -85,9 +85,11 @@ fn a_paused_run_lets_its_step_in_flight_finish_and_starts_nothing_until_resumed(
     assert!(still_going(&mut run));
     assert_eq!(fetch.calls().len(), 1, "fetch is in flight");
 
-    host.engine.pause_workflow(&id).expect("the run is live");
     host.engine
-        .pause_workflow(&id)
+        .pause_workflow(&id, "ops")
+        .expect("the run is live");
+    host.engine
+        .pause_workflow(&id, "ops")
         .expect("pausing twice is harmless");
     assert!(
         clock.run_until_stalled(&mut run).is_pending(),
@@ -107,7 +109,9 @@ fn a_paused_run_lets_its_step_in_flight_finish_and_starts_nothing_until_resumed(
         |event| matches!(event, RunEvent::StepCompleted { step_id, .. } if step_id == "fetch")
     ));
 
-    host.engine.resume_workflow(&id).expect("the run is live");
+    host.engine
+        .resume_workflow(&id, "ops")
+        .expect("the run is live");
     let report = clock.block_on(run);
     assert_status(&report, RunStatus::Completed);
     assert_eq!(trade.calls().len(), 1);
@@ -117,7 +121,7 @@ fn a_paused_run_lets_its_step_in_flight_finish_and_starts_nothing_until_resumed(
             .any(|event| matches!(event, RunEvent::RunResumed { .. }))
     );
     assert_eq!(
-        host.engine.resume_workflow(&id),
+        host.engine.resume_workflow(&id, "ops"),
         Err(EngineError::NotRunning { run: id.clone() }),
         "an ended run takes no commands"
     );
@@ -178,7 +182,7 @@ fn a_paused_run_can_be_cancelled() {
     register(&host, &agents);
     let mut run = host.start(&chain(), RunOptions::new(json!({})));
     let id = run.id().clone();
-    host.engine.pause_workflow(&id).unwrap();
+    host.engine.pause_workflow(&id, "ops").unwrap();
     assert!(clock.run_until_stalled(&mut run).is_pending());
     host.engine.cancel_workflow(&id, "ops").unwrap();
     let report = clock.block_on(run);
@@ -191,8 +195,8 @@ fn commands_to_runs_that_are_not_live_are_refused() {
     let host = Harness::new();
     let unknown = RunId::from("run-404");
     for result in [
-        host.engine.pause_workflow(&unknown),
-        host.engine.resume_workflow(&unknown),
+        host.engine.pause_workflow(&unknown, "ops"),
+        host.engine.resume_workflow(&unknown, "ops"),
         host.engine.cancel_workflow(&unknown, "ops"),
     ] {
         assert_eq!(
@@ -217,10 +221,10 @@ fn a_paused_run_is_still_paused_after_a_restart_and_resumes_where_it_was() {
 
     let first = harness(&clock, Some(&store));
     register(&first, &agents);
-    let mut run = first.start(&chain(), RunOptions::new(json!({})));
+    let mut run = first.start(&chain(), RunOptions::new(json!({})).user("alice"));
     let id = run.id().clone();
     assert!(still_going(&mut run));
-    first.engine.pause_workflow(&id).unwrap();
+    first.engine.pause_workflow(&id, "risk-desk").unwrap();
     assert!(clock.run_until_stalled(&mut run).is_pending());
     assert_eq!(folded(&store, &id).status, RunStatus::Paused);
     drop(run);
@@ -238,14 +242,37 @@ fn a_paused_run_is_still_paused_after_a_restart_and_resumes_where_it_was() {
     assert!(trade.calls().is_empty(), "no step starts while paused");
     second
         .engine
-        .resume_workflow(&id)
+        .resume_workflow(&id, "ops")
         .expect("the recovered run is live");
     let report = clock.block_on(run);
     assert_status(&report, RunStatus::Completed);
     assert_eq!(fetch.calls().len(), 1, "fetch completed before the restart");
     assert_eq!(trade.calls().len(), 1);
     assert_eq!(report_agent.calls().len(), 1);
-    assert_eq!(folded(&store, &id).status, RunStatus::Completed);
+    let state = folded(&store, &id);
+    assert_eq!(state.status, RunStatus::Completed);
+    assert_eq!(
+        state.started_by.as_deref(),
+        Some("alice"),
+        "the starter is kept"
+    );
+    let journal = store.load(&id).unwrap();
+    let asked: Vec<(&str, Option<&str>)> = journal
+        .iter()
+        .filter_map(|entry| match entry {
+            JournalEntry::RunPaused { by, .. } => Some(("paused", by.as_deref())),
+            JournalEntry::RunResumed { by, .. } => Some(("resumed", by.as_deref())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        asked,
+        [("paused", Some("risk-desk")), ("resumed", Some("ops"))]
+    );
+    assert!(second.events().iter().any(|event| matches!(
+        event,
+        RunEvent::RunStarted { user: Some(user), .. } if user == "alice"
+    )));
 }
 
 #[test]

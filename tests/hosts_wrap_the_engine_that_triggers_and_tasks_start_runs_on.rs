@@ -83,12 +83,12 @@ impl OrchestrationEngine for Guarded {
         self.engine.reject(run, step, by, c)
     }
 
-    fn pause_workflow(&self, run: &RunId) -> Result<(), EngineError> {
-        self.engine.pause_workflow(run)
+    fn pause_workflow(&self, run: &RunId, by: &str) -> Result<(), EngineError> {
+        self.engine.pause_workflow(run, by)
     }
 
-    fn resume_workflow(&self, run: &RunId) -> Result<(), EngineError> {
-        self.engine.resume_workflow(run)
+    fn resume_workflow(&self, run: &RunId, by: &str) -> Result<(), EngineError> {
+        self.engine.resume_workflow(run, by)
     }
 
     fn cancel_workflow(&self, run: &RunId, by: &str) -> Result<(), EngineError> {
@@ -122,8 +122,9 @@ impl OrchestrationEngine for Guarded {
     fn rebalance_workload(
         &self,
         criteria: &RebalanceCriteria,
+        by: &str,
     ) -> Result<RebalanceReport, EngineError> {
-        OrchestrationEngine::rebalance_workload(&self.engine, criteria)
+        OrchestrationEngine::rebalance_workload(&self.engine, criteria, by)
     }
 }
 

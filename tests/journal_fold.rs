@@ -257,12 +257,21 @@ fn pause_and_resume_set_the_run_status() {
             parameters: json!({}),
             at: at(1),
         },
-        JournalEntry::RunPaused { at: at(2) },
+        JournalEntry::RunPaused {
+            by: None,
+            at: at(2),
+        },
     ];
     assert_eq!(RunState::fold(&journal).unwrap().status, RunStatus::Paused);
-    journal.push(JournalEntry::RunResumed { at: at(3) });
+    journal.push(JournalEntry::RunResumed {
+        by: Some("ops".into()),
+        at: at(3),
+    });
     assert_eq!(RunState::fold(&journal).unwrap().status, RunStatus::Waiting);
-    journal.push(JournalEntry::RunPaused { at: at(4) });
+    journal.push(JournalEntry::RunPaused {
+        by: None,
+        at: at(4),
+    });
     assert_eq!(RunState::fold(&journal).unwrap().status, RunStatus::Paused);
 }
 
@@ -389,7 +398,10 @@ fn a_failed_run_keeps_its_error() {
 fn journals_that_break_the_grammar_are_refused_naming_the_entry() {
     assert_eq!(RunState::fold(&[]), Err(FoldError::Empty));
     assert_eq!(
-        RunState::fold(&[JournalEntry::RunPaused { at: at(0) }]),
+        RunState::fold(&[JournalEntry::RunPaused {
+            by: None,
+            at: at(0)
+        }]),
         Err(FoldError::NotStarted {
             index: 0,
             kind: "runPaused"

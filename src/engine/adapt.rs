@@ -275,7 +275,8 @@ impl Engine {
     /// in the file (against the workflow's latest version; its id unique among the
     /// workflow's rules), it applies after the workflow's own rules to every step that
     /// starts from now on, runs in flight included. With a store it is stored first, so
-    /// an engine built on the store later has it too (see the module docs).
+    /// an engine built on the store later has it too (see the module docs). `by` is the
+    /// user who adds it (logged, target `tradeflow::adapt`).
     ///
     /// # Errors
     /// [`EngineError::UnknownWorkflow`]; [`EngineError::Invalid`] with every problem of
@@ -286,6 +287,7 @@ impl Engine {
         &self,
         workflow_id: &str,
         adaptation: AdaptationDefinition,
+        by: &str,
     ) -> Result<(), EngineError> {
         let plan = self.known_workflow(workflow_id)?;
         let adapting = &self.inner.adapting;
@@ -324,6 +326,13 @@ impl Engine {
         let mut rules: Vec<_> = kept.to_vec();
         rules.push(Arc::new(rule));
         *kept = Arc::from(rules);
+        tracing::info!(
+            target: "tradeflow::adapt",
+            workflow = workflow_id,
+            adaptation = adaptation.id.as_str(),
+            by,
+            "adaptation added"
+        );
         Ok(())
     }
 }

@@ -19,9 +19,15 @@ use crate::run::RunId;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Command {
     /// Start no new step until resumed; steps in flight finish.
-    Pause,
+    Pause {
+        /// Who asked.
+        by: String,
+    },
     /// Start steps again.
-    Resume,
+    Resume {
+        /// Who asked.
+        by: String,
+    },
     /// Look again at the steps held back (a kill switch rule was reset).
     Wake,
     /// End the run `CANCELLED`, stopping the steps in flight.
@@ -170,7 +176,7 @@ impl Drop for ControlGuard {
 }
 
 impl Engine {
-    /// Pauses run `run`: it starts no new step (steps in flight finish, approvals can
+    /// Pauses run `run` on behalf of `by` (journaled with the pause): it starts no new step (steps in flight finish, approvals can
     /// still be answered) until [`resume_workflow`](Self::resume_workflow). The pause is
     /// journaled, so a run recovered after a restart is still paused; it then starts
     /// nothing, not even the calls the restart cut off, until resumed. A paused run's
@@ -178,16 +184,16 @@ impl Engine {
     ///
     /// # Errors
     /// [`EngineError::NotRunning`] when the run is not live in this engine.
-    pub fn pause_workflow(&self, run: &RunId) -> Result<(), EngineError> {
-        self.control(run, Command::Pause)
+    pub fn pause_workflow(&self, run: &RunId, by: &str) -> Result<(), EngineError> {
+        self.control(run, Command::Pause { by: by.to_owned() })
     }
 
-    /// Resumes a paused run (journaled). Resuming a run that is not paused does nothing.
+    /// Resumes a paused run on behalf of `by` (journaled). Resuming a run that is not paused does nothing.
     ///
     /// # Errors
     /// [`EngineError::NotRunning`] when the run is not live in this engine.
-    pub fn resume_workflow(&self, run: &RunId) -> Result<(), EngineError> {
-        self.control(run, Command::Resume)
+    pub fn resume_workflow(&self, run: &RunId, by: &str) -> Result<(), EngineError> {
+        self.control(run, Command::Resume { by: by.to_owned() })
     }
 
     /// Cancels run `run` on behalf of `by`: the cancellation is journaled, the steps in
@@ -219,19 +225,15 @@ mod tests {
     fn commands_arrive_in_order_and_only_while_registered() {
         let controls = Arc::new(Controls::default());
         let run = RunId::from("run-1");
-        assert!(!controls.send(&run, Command::Pause));
+        let pause = || Command::Pause { by: "ops".into() };
+        let resume = || Command::Resume { by: "ops".into() };
+        assert!(!controls.send(&run, pause()));
         let guard = controls.register(&run);
-        assert!(controls.send(&run, Command::Pause));
-        assert!(controls.send(&run, Command::Resume));
+        assert!(controls.send(&run, pause()));
+        assert!(controls.send(&run, resume()));
         let mut cx = Context::from_waker(noop_waker_ref());
-        assert_eq!(
-            guard.control().poll_command(&mut cx),
-            Poll::Ready(Command::Pause)
-        );
-        assert_eq!(
-            guard.control().poll_command(&mut cx),
-            Poll::Ready(Command::Resume)
-        );
+        assert_eq!(guard.control().poll_command(&mut cx), Poll::Ready(pause()));
+        assert_eq!(guard.control().poll_command(&mut cx), Poll::Ready(resume()));
         assert_eq!(guard.control().poll_command(&mut cx), Poll::Pending);
         drop(guard);
         assert!(!controls.send(&run, Command::Cancel { by: "ops".into() }));

@@ -40,6 +40,8 @@ pub enum RunEvent {
         workflow_id: String,
         /// The trigger that started it, if one did (`triggers[0] (SCHEDULED)`).
         trigger: Option<String>,
+        /// The user it was started for ([`RunOptions::user`](super::RunOptions::user)).
+        user: Option<String>,
         /// When.
         at: DateTime<Utc>,
     },
@@ -212,6 +214,8 @@ pub enum RunEvent {
     RunPaused {
         /// The run.
         run_id: RunId,
+        /// Who paused it.
+        by: String,
         /// When.
         at: DateTime<Utc>,
     },
@@ -219,6 +223,8 @@ pub enum RunEvent {
     RunResumed {
         /// The run.
         run_id: RunId,
+        /// Who resumed it.
+        by: String,
         /// When.
         at: DateTime<Utc>,
     },

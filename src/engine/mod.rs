@@ -252,7 +252,8 @@ impl Engine {
     /// undrains, reweighs them and sets the utilization ceiling, as `criteria` asks,
     /// and returns what changed; see
     /// [`AgentRegistry::rebalance`] and [Rebalancing](crate::agent#rebalancing).
-    /// Logged, not journaled: a rebalancing is the engine's state, not a run's.
+    /// Logged with `by`, the user who asked, not journaled: a rebalancing is the engine's
+    /// state, not a run's.
     ///
     /// # Errors
     /// [`RebalanceError`] naming the unknown agent, the invalid weight or ceiling, or
@@ -260,8 +261,13 @@ impl Engine {
     pub fn rebalance_workload(
         &self,
         criteria: &RebalanceCriteria,
+        by: &str,
     ) -> Result<RebalanceReport, RebalanceError> {
-        self.inner.registry.rebalance(criteria)
+        let report = self.inner.registry.rebalance(criteria)?;
+        if !report.is_empty() {
+            tracing::info!(target: "tradeflow::rebalance", by, "rebalancing asked by");
+        }
+        Ok(report)
     }
 
     /// Starts a run of the latest version of workflow `workflow_id` (or the version
@@ -322,6 +328,7 @@ impl Engine {
             started_at,
             trigger: options.trigger,
             data_as_of: options.data_as_of,
+            user: options.user,
             lease: None,
         };
         let plan_for_run = Arc::clone(&plan);

@@ -16,6 +16,7 @@ pub struct RunOptions {
     pub(super) trigger: Option<String>,
     pub(super) version: Option<String>,
     pub(super) data_as_of: Option<DateTime<Utc>>,
+    pub(super) user: Option<String>,
 }
 
 impl RunOptions {
@@ -73,6 +74,20 @@ impl RunOptions {
     pub fn data_as_of(mut self, as_of: DateTime<Utc>) -> Self {
         self.data_as_of = Some(as_of);
         self
+    }
+
+    /// The user the run is started for (the principal: a person or a service). Journaled
+    /// (`startedBy`) and in the `RunStarted` event, so that a recovered run keeps it.
+    /// Without it the run is the host's own, started for no one.
+    #[must_use]
+    pub fn user(mut self, user: impl Into<String>) -> Self {
+        self.user = Some(user.into());
+        self
+    }
+
+    /// The user the run is started for, if [`user`](Self::user) named one.
+    pub fn user_name(&self) -> Option<&str> {
+        self.user.as_deref()
     }
 
     /// The run id. Defaults to a new one, as the engine's [`RunIds`] say (a UUIDv7 by

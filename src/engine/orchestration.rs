@@ -121,11 +121,11 @@ use crate::run::RunId;
 ///         -> Result<(), EngineError> { self.0.approve(run, step, by, comment) }
 ///     fn reject(&self, run: &RunId, step: &str, by: &str, comment: Option<&str>)
 ///         -> Result<(), EngineError> { self.0.reject(run, step, by, comment) }
-///     fn pause_workflow(&self, run: &RunId) -> Result<(), EngineError> {
-///         self.0.pause_workflow(run)
+///     fn pause_workflow(&self, run: &RunId, by: &str) -> Result<(), EngineError> {
+///         self.0.pause_workflow(run, by)
 ///     }
-///     fn resume_workflow(&self, run: &RunId) -> Result<(), EngineError> {
-///         self.0.resume_workflow(run)
+///     fn resume_workflow(&self, run: &RunId, by: &str) -> Result<(), EngineError> {
+///         self.0.resume_workflow(run, by)
 ///     }
 ///     fn cancel_workflow(&self, run: &RunId, by: &str) -> Result<(), EngineError> {
 ///         self.0.cancel_workflow(run, by)
@@ -144,9 +144,9 @@ use crate::run::RunId;
 ///         -> Result<Coordinated, EngineError> {
 ///         Ok(self.0.coordinate_agents(agents, task, mode).await?)
 ///     }
-///     fn rebalance_workload(&self, criteria: &RebalanceCriteria)
+///     fn rebalance_workload(&self, criteria: &RebalanceCriteria, by: &str)
 ///         -> Result<RebalanceReport, EngineError> {
-///         Ok(self.0.rebalance_workload(criteria)?)
+///         Ok(self.0.rebalance_workload(criteria, by)?)
 ///     }
 /// }
 ///
@@ -217,17 +217,18 @@ pub trait OrchestrationEngine: Send + Sync {
         comment: Option<&str>,
     ) -> Result<(), EngineError>;
 
-    /// Pauses a run: it starts no new step until resumed; steps in flight finish.
+    /// Pauses a run on behalf of `by`: it starts no new step until resumed; steps in
+    /// flight finish.
     ///
     /// # Errors
     /// [`EngineError::NotRunning`] when the run is not live.
-    fn pause_workflow(&self, run: &RunId) -> Result<(), EngineError>;
+    fn pause_workflow(&self, run: &RunId, by: &str) -> Result<(), EngineError>;
 
-    /// Resumes a paused run.
+    /// Resumes a paused run on behalf of `by`.
     ///
     /// # Errors
     /// [`EngineError::NotRunning`] when the run is not live.
-    fn resume_workflow(&self, run: &RunId) -> Result<(), EngineError>;
+    fn resume_workflow(&self, run: &RunId, by: &str) -> Result<(), EngineError>;
 
     /// Cancels a run: steps in flight are stopped and the run ends `CANCELLED`.
     ///
@@ -273,8 +274,8 @@ pub trait OrchestrationEngine: Send + Sync {
         mode: &Mode,
     ) -> Result<Coordinated, EngineError>;
 
-    /// Drains, undrains and reweighs agents and sets the utilization ceiling, returning
-    /// what changed (see [`Engine::rebalance_workload`]).
+    /// Drains, undrains and reweighs agents and sets the utilization ceiling on behalf
+    /// of `by`, returning what changed (see [`Engine::rebalance_workload`]).
     ///
     /// # Errors
     /// [`EngineError::Rebalance`] naming the unknown agent or invalid value (nothing
@@ -282,6 +283,7 @@ pub trait OrchestrationEngine: Send + Sync {
     fn rebalance_workload(
         &self,
         criteria: &RebalanceCriteria,
+        by: &str,
     ) -> Result<RebalanceReport, EngineError>;
 }
 
@@ -331,12 +333,12 @@ impl OrchestrationEngine for Engine {
         Engine::reject(self, run, step, by, comment)
     }
 
-    fn pause_workflow(&self, run: &RunId) -> Result<(), EngineError> {
-        Engine::pause_workflow(self, run)
+    fn pause_workflow(&self, run: &RunId, by: &str) -> Result<(), EngineError> {
+        Engine::pause_workflow(self, run, by)
     }
 
-    fn resume_workflow(&self, run: &RunId) -> Result<(), EngineError> {
-        Engine::resume_workflow(self, run)
+    fn resume_workflow(&self, run: &RunId, by: &str) -> Result<(), EngineError> {
+        Engine::resume_workflow(self, run, by)
     }
 
     fn cancel_workflow(&self, run: &RunId, by: &str) -> Result<(), EngineError> {
@@ -371,8 +373,9 @@ impl OrchestrationEngine for Engine {
     fn rebalance_workload(
         &self,
         criteria: &RebalanceCriteria,
+        by: &str,
     ) -> Result<RebalanceReport, EngineError> {
-        Ok(Engine::rebalance_workload(self, criteria)?)
+        Ok(Engine::rebalance_workload(self, criteria, by)?)
     }
 }
 
@@ -427,12 +430,12 @@ macro_rules! forward {
                 (**self).reject(run, step, by, comment)
             }
 
-            fn pause_workflow(&self, run: &RunId) -> Result<(), EngineError> {
-                (**self).pause_workflow(run)
+            fn pause_workflow(&self, run: &RunId, by: &str) -> Result<(), EngineError> {
+                (**self).pause_workflow(run, by)
             }
 
-            fn resume_workflow(&self, run: &RunId) -> Result<(), EngineError> {
-                (**self).resume_workflow(run)
+            fn resume_workflow(&self, run: &RunId, by: &str) -> Result<(), EngineError> {
+                (**self).resume_workflow(run, by)
             }
 
             fn cancel_workflow(&self, run: &RunId, by: &str) -> Result<(), EngineError> {
@@ -466,8 +469,9 @@ macro_rules! forward {
             fn rebalance_workload(
                 &self,
                 criteria: &RebalanceCriteria,
+                by: &str,
             ) -> Result<RebalanceReport, EngineError> {
-                (**self).rebalance_workload(criteria)
+                (**self).rebalance_workload(criteria, by)
             }
         }
     };

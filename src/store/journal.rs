@@ -213,13 +213,31 @@ pub enum JournalEntry {
         /// When the run started.
         at: DateTime<Utc>,
     },
+    /// The user the host started the run for ([`RunOptions::user`]; right after
+    /// `runStarted`, in the same append). A run recovered after a restart keeps its
+    /// starter, so that the person who started it still cannot approve its steps.
+    ///
+    /// [`RunOptions::user`]: crate::engine::RunOptions::user
+    StartedBy {
+        /// Who started the run.
+        user: String,
+        /// When.
+        at: DateTime<Utc>,
+    },
     /// The host paused the run.
     RunPaused {
+        /// Who paused it (absent in journals written before pauses named their user).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        by: Option<String>,
         /// When.
         at: DateTime<Utc>,
     },
     /// The host resumed the run.
     RunResumed {
+        /// Who resumed it (absent in journals written before resumptions named their
+        /// user).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        by: Option<String>,
         /// When.
         at: DateTime<Utc>,
     },
@@ -311,6 +329,7 @@ impl JournalEntry {
             Self::Checkpoint { .. } => "checkpoint",
             Self::RunTriggered { .. } => "runTriggered",
             Self::DataAsOf { .. } => "dataAsOf",
+            Self::StartedBy { .. } => "startedBy",
             Self::RunPaused { .. } => "runPaused",
             Self::RunResumed { .. } => "runResumed",
             Self::RunCancelled { .. } => "runCancelled",
@@ -345,6 +364,7 @@ impl JournalEntry {
             Self::RunStarted { .. }
             | Self::RunTriggered { .. }
             | Self::DataAsOf { .. }
+            | Self::StartedBy { .. }
             | Self::RunPaused { .. }
             | Self::RunResumed { .. }
             | Self::RunCancelled { .. }
@@ -368,8 +388,9 @@ impl JournalEntry {
             | Self::Checkpoint { at, .. }
             | Self::RunTriggered { at, .. }
             | Self::DataAsOf { at, .. }
-            | Self::RunPaused { at }
-            | Self::RunResumed { at }
+            | Self::StartedBy { at, .. }
+            | Self::RunPaused { at, .. }
+            | Self::RunResumed { at, .. }
             | Self::RunCancelled { at, .. }
             | Self::DecisionMade { at, .. }
             | Self::RewardLearned { at, .. }

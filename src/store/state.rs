@@ -38,6 +38,8 @@ pub struct RunState {
     pub trigger: Option<String>,
     /// Who asked to cancel the run, once someone did.
     pub cancelled_by: Option<String>,
+    /// The user the host started the run for (`startedBy`), if it named one.
+    pub started_by: Option<String>,
     /// When the run started.
     pub started_at: DateTime<Utc>,
     /// When it ended.
@@ -291,6 +293,7 @@ impl RunState {
                 JournalEntry::RunStarted { .. } => return Err(FoldError::StartedTwice { index }),
                 JournalEntry::RunTriggered { trigger, .. } => state.trigger = Some(trigger.clone()),
                 JournalEntry::DataAsOf { as_of, .. } => state.data_as_of = Some(*as_of),
+                JournalEntry::StartedBy { user, .. } => state.started_by = Some(user.clone()),
                 JournalEntry::RunPaused { .. } => paused = true,
                 JournalEntry::RunResumed { .. } => paused = false,
                 JournalEntry::RunCancelled { by, .. } => state.cancelled_by = Some(by.clone()),
@@ -383,6 +386,7 @@ impl RunState {
             checkpoints: Vec::new(),
             trigger: None,
             cancelled_by: None,
+            started_by: None,
             started_at: *at,
             ended_at: None,
             error: None,

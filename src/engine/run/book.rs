@@ -570,9 +570,9 @@ mod tests {
     #[test]
     fn host_commands_pause_resume_and_cancel() {
         let mut book = diamond("");
-        book.apply(Transition::Paused);
+        book.apply(Transition::Paused { by: "ops".into() });
         assert!(book.paused);
-        book.apply(Transition::Resumed);
+        book.apply(Transition::Resumed { by: "ops".into() });
         assert!(!book.paused);
         book.apply(Transition::Cancelled { by: "ops".into() });
         assert_eq!(book.end, Some(RunStatus::Cancelled));

@@ -242,9 +242,14 @@ impl Execution {
                 let as_of = self
                     .given_data_as_of
                     .map(|as_of| JournalEntry::DataAsOf { as_of, at });
+                let by = self
+                    .user
+                    .clone()
+                    .map(|user| JournalEntry::StartedBy { user, at });
                 std::iter::once(started)
                     .chain(triggered)
                     .chain(as_of)
+                    .chain(by)
                     .collect()
             });
         }
@@ -252,6 +257,7 @@ impl Execution {
             run_id: self.run_id.clone(),
             workflow_id: self.book.plan.workflow_id().to_owned(),
             trigger: self.trigger.clone(),
+            user: self.user.clone(),
             at,
         });
     }
@@ -313,9 +319,11 @@ impl Execution {
     /// that is not, does nothing.
     fn command(&mut self, command: Command) {
         match command {
-            Command::Pause if !self.book.paused => self.apply(Transition::Paused),
-            Command::Resume if self.book.paused => self.apply(Transition::Resumed),
-            Command::Pause | Command::Resume | Command::Wake => {}
+            Command::Pause { by } if !self.book.paused => self.apply(Transition::Paused { by }),
+            Command::Resume { by } if self.book.paused => {
+                self.apply(Transition::Resumed { by });
+            }
+            Command::Pause { .. } | Command::Resume { .. } | Command::Wake => {}
             Command::Cancel { by } => self.apply(Transition::Cancelled { by }),
         }
     }

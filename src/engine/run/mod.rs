@@ -100,6 +100,7 @@ pub(super) async fn resume(
         decisions,
         adaptations,
         data_as_of,
+        started_by,
         ..
     } = journaled;
     let identity = Identity {
@@ -109,6 +110,7 @@ pub(super) async fn resume(
         started_at,
         trigger,
         data_as_of,
+        user: started_by,
         lease: Some(lease),
     };
     let mut run = Execution::new(inner, Arc::clone(&plan), identity, context, control);
@@ -178,6 +180,8 @@ pub(super) struct Identity {
     pub(super) trigger: Option<String>,
     /// The time its data is as of, when the host or the starting event gave one.
     pub(super) data_as_of: Option<DateTime<Utc>>,
+    /// The user the run was started for, if the host named one.
+    pub(super) user: Option<String>,
     /// For a recovered run, the lease this engine claimed it under.
     pub(super) lease: Option<Lease>,
 }
@@ -208,6 +212,8 @@ struct Execution {
     given_data_as_of: Option<DateTime<Utc>>,
     /// The time the run's data is as of, from that or the input's `asOf`.
     data_as_of: Option<crate::safety::DataAsOf>,
+    /// The user the run was started for, if the host named one (journaled).
+    user: Option<String>,
     book: Book,
     /// The parameters of running `decision` steps, recorded with their decision.
     decision_parameters: HashMap<usize, Value>,
@@ -266,6 +272,7 @@ impl Execution {
             started_at,
             trigger,
             data_as_of: given_data_as_of,
+            user,
             lease,
         } = identity;
         let data_as_of = crate::safety::DataAsOf::of_run(given_data_as_of, &input);
@@ -289,6 +296,7 @@ impl Execution {
             trigger,
             given_data_as_of,
             data_as_of,
+            user,
             book: Book::new(plan, input),
             decision_parameters: HashMap::new(),
             answers: HashMap::new(),

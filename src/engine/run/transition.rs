@@ -53,9 +53,15 @@ pub(super) enum Transition {
     /// its first call.
     Adapted { index: usize, ids: Vec<String> },
     /// The host paused the run.
-    Paused,
+    Paused {
+        /// Who paused it.
+        by: String,
+    },
     /// The host resumed the run.
-    Resumed,
+    Resumed {
+        /// Who resumed it.
+        by: String,
+    },
     /// The host cancelled the run.
     Cancelled { by: String },
 }
@@ -90,8 +96,8 @@ impl Transition {
             // Deciding is part of starting: the step's launch is not settled by it.
             Self::Decided { .. }
             | Self::Adapted { .. }
-            | Self::Paused
-            | Self::Resumed
+            | Self::Paused { .. }
+            | Self::Resumed { .. }
             | Self::Cancelled { .. } => None,
         }
     }
@@ -152,8 +158,14 @@ impl Transition {
                 ids: ids.clone(),
                 at,
             }],
-            Self::Paused => vec![JournalEntry::RunPaused { at }],
-            Self::Resumed => vec![JournalEntry::RunResumed { at }],
+            Self::Paused { by } => vec![JournalEntry::RunPaused {
+                by: Some(by.clone()),
+                at,
+            }],
+            Self::Resumed { by } => vec![JournalEntry::RunResumed {
+                by: Some(by.clone()),
+                at,
+            }],
             Self::Cancelled { by } => vec![JournalEntry::RunCancelled { by: by.clone(), at }],
         }
     }
@@ -207,8 +219,16 @@ impl Transition {
                 ids: ids.clone(),
                 at,
             },
-            Self::Paused => RunEvent::RunPaused { run_id, at },
-            Self::Resumed => RunEvent::RunResumed { run_id, at },
+            Self::Paused { by } => RunEvent::RunPaused {
+                run_id,
+                by: by.clone(),
+                at,
+            },
+            Self::Resumed { by } => RunEvent::RunResumed {
+                run_id,
+                by: by.clone(),
+                at,
+            },
             Self::Cancelled { by } => RunEvent::RunCancelled {
                 run_id,
                 by: by.clone(),
@@ -265,8 +285,8 @@ impl Book {
             Transition::Adapted { index, ids } => {
                 self.adaptations.insert(index, ids);
             }
-            Transition::Paused => self.paused = true,
-            Transition::Resumed => self.paused = false,
+            Transition::Paused { .. } => self.paused = true,
+            Transition::Resumed { .. } => self.paused = false,
             Transition::Cancelled { .. } => self.end = Some(RunStatus::Cancelled),
         }
     }
