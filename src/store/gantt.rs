@@ -1,30 +1,10 @@
-//! A run drawn as a Mermaid `gantt` chart: its steps on the run's clock.
-//!
-//! One line per step that began or ended, in the order the steps began (ties by step
-//! id), from [`StepState::started_at`](super::StepState::started_at) to
-//! [`StepState::ended_at`](super::StepState::ended_at); the chart's title names the run,
-//! its workflow, status and duration. Each line's tag says how the step ended, so that
-//! a failure stands out at a glance:
-//!
-//! | step | drawn as |
-//! |---|---|
-//! | completed | `done` bar |
-//! | failed | `crit` bar (red) |
-//! | cancelled | `crit` bar, labelled `cancelled` |
-//! | running or waiting (the run has not ended) | `active` bar up to the latest time the journal knows |
-//! | skipped (after calls or without any) | `milestone` (a diamond) at the time it was skipped, labelled `skipped` |
-//! | ended without beginning (a condition) | `done` milestone |
-//!
-//! A line's label is the step id, then what else a reader needs: the number of calls
-//! when there was more than one, the status when it is not `completed`. Steps the
-//! journal does not mention (not reached) are named in a `%%` comment, since they have
-//! no time to be drawn at. Times are written with milliseconds (`dateFormat YYYY-MM-DD
-//! HH:mm:ss.SSS`); characters Mermaid reads as syntax (`#`, `:`, `;`, line breaks) are
-//! replaced in labels.
+//! A run drawn as a Mermaid `gantt` chart: its steps on the run's clock
+//! ([`RunState::gantt`], which says what each line shows).
 //!
 //! # Cost
 //! O(steps × log steps).
 
+use std::collections::HashMap;
 use std::fmt::Write as _;
 
 use chrono::{DateTime, Utc};
@@ -34,11 +14,36 @@ use crate::definition::StepId;
 use crate::run::StepStatus;
 
 impl RunState {
-    /// The run as a Mermaid `gantt` chart of its steps (see the [module](self) docs for
-    /// what each line shows).
+    /// The run as a Mermaid `gantt` chart of its steps.
     ///
-    /// `pending` names the steps of the run's definition the journal does not mention,
-    /// to list them in a comment; pass `&[]` when they are not known.
+    /// One line per step that began or ended, in the order the steps began (ties in the
+    /// definition's order, then by step id), from [`StepState::started_at`] to
+    /// [`StepState::ended_at`]; the chart's title names the run, its workflow, status and
+    /// duration. Each line's tag says how the step ended, so that a failure stands out at
+    /// a glance:
+    ///
+    /// | step | drawn as |
+    /// |---|---|
+    /// | completed | `done` bar |
+    /// | failed | `crit` bar (red) |
+    /// | cancelled | `crit` bar, labelled `cancelled` |
+    /// | running or waiting (the run has not ended) | `active` bar up to the latest time the journal knows |
+    /// | skipped (after calls or without any) | `milestone` (a diamond) at the time it was skipped, labelled `skipped` |
+    /// | ended without beginning (a condition) | `done` milestone |
+    ///
+    /// A line's label is the step id, then what else a reader needs: the number of calls
+    /// when there was more than one, the status when it is not `completed`. Steps the
+    /// journal does not mention (not reached) are named in a `%%` comment, since they have
+    /// no time to be drawn at. Times are written with milliseconds (`dateFormat YYYY-MM-DD
+    /// HH:mm:ss.SSS`); characters Mermaid reads as syntax (`#`, `:`, `;`, `%`, line breaks) are
+    /// replaced in labels.
+    ///
+    /// `steps` are the steps of the run's definition, in its order: they order the steps
+    /// that began at one instant, and those the journal does not mention are listed in a
+    /// comment as not reached. Pass `&[]` when the definition is not known.
+    ///
+    /// # Complexity
+    /// O((steps + definition steps) × log steps).
     ///
     /// # Examples
     /// ```
@@ -60,20 +65,32 @@ impl RunState {
     ///         message: "no data".into(), attempts: 1, at: at(250),
     ///     },
     /// ])?;
-    /// let chart = state.gantt(&[]);
+    /// let chart = state.gantt(&["signal".into(), "trade".into()]);
     /// assert!(chart.starts_with("gantt\n"));
+    /// assert!(chart.ends_with("%% not reached: trade\n"));
     /// assert!(chart.contains(
     ///     "signal (failed) :crit, s0, 2026-01-05 09:00:00.005, 2026-01-05 09:00:00.250\n"
     /// ));
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
-    pub fn gantt(&self, pending: &[&StepId]) -> String {
-        let mut steps: Vec<(&StepId, &StepState, DateTime<Utc>)> = self
+    pub fn gantt(&self, steps: &[StepId]) -> String {
+        let positions: HashMap<&StepId, usize> =
+            steps.iter().enumerate().map(|(n, id)| (id, n)).collect();
+        let position = |id: &StepId| positions.get(id).copied();
+        let mut drawn: Vec<(DateTime<Utc>, usize, &StepId, &StepState)> = self
             .steps
             .iter()
-            .filter_map(|(id, step)| Some((id, step, step.started_at.or(step.ended_at)?)))
+            .filter_map(|(id, step)| {
+                let at = step.started_at.or(step.ended_at)?;
+                // Steps the definition does not name come after those it does.
+                Some((at, position(id).unwrap_or(usize::MAX), id, step))
+            })
             .collect();
-        steps.sort_by(|a, b| (a.2, a.0).cmp(&(b.2, b.0)));
+        drawn.sort_by(|a, b| (a.0, a.1, a.2).cmp(&(b.0, b.1, b.2)));
+        let pending: Vec<&StepId> = steps
+            .iter()
+            .filter(|id| !self.steps.contains_key(*id))
+            .collect();
         let latest = self.latest();
 
         let mut out = String::from("gantt\n");
@@ -94,7 +111,7 @@ impl RunState {
         out.push_str("    dateFormat YYYY-MM-DD HH:mm:ss.SSS\n");
         out.push_str("    axisFormat %H:%M:%S\n");
         out.push_str("    todayMarker off\n");
-        for (n, (id, step, _)) in steps.iter().enumerate() {
+        for (n, (_, _, id, step)) in drawn.iter().enumerate() {
             let (tag, start, end) = match (step.started_at, step.ended_at) {
                 // Skipped, after its calls or without any: a diamond when it was skipped.
                 (_, Some(end)) if step.status == StepStatus::Skipped => ("milestone", end, end),
@@ -268,9 +285,9 @@ mod tests {
             at: at(2350),
         });
         let state = RunState::fold(&entries).unwrap();
-        let report = StepId::from("report");
+        let steps = ["fetch", "trade", "hedge", "report"].map(StepId::from);
         assert_eq!(
-            state.gantt(&[&report]),
+            state.gantt(&steps),
             "gantt
     title run-1 of momentum v2, FAILED in 2.35 s
     dateFormat YYYY-MM-DD HH:mm:ss.SSS
