@@ -94,9 +94,11 @@ const DETAILS: &str = r#"verbs:
 
 options:
   --effects FILE  (run, resume) before each agent call, appends one JSON line to FILE and
-            syncs it: {"runId","stepId","item","attempt","agentId","idempotencyKey"}
-            (item: null outside parallel steps). A call made again by resume carries the
-            idempotencyKey of the interrupted one.
+            syncs it: {"runId","stepId","item","attempt","agentId","idempotencyKey",
+            "taskType"} (item: null outside parallel steps). A call made again by resume
+            carries the idempotencyKey of the interrupted one. A call that reconciles a
+            sideEffects step has its line too: the reconcile task type in taskType, the
+            attempt and idempotencyKey of the call it asks about.
 
 exit codes:
   0  success (simulate: every run COMPLETED; run: the run COMPLETED; resume: every resumed run COMPLETED, or
