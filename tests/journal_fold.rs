@@ -718,3 +718,52 @@ fn a_rollback_or_a_recovery_lets_a_step_be_adapted_again() {
         Err(FoldError::AdaptedTwice { index: 4, .. })
     ));
 }
+
+#[test]
+fn steps_keep_when_they_began_and_when_they_ended() {
+    let mut journal = vec![
+        started(),
+        call("fetch", None, 1, "ma-1", 1),
+        completed("fetch", json!({}), 1, "ma-1", 2),
+        JournalEntry::StepSkipped {
+            step_id: "hedge".into(),
+            reason: "condition is false".into(),
+            at: at(2),
+        },
+        call("trade", None, 1, "ex-1", 3),
+    ];
+    journal.extend(recovering("trade", RecoveryStrategy::Retry, 4));
+    let state = RunState::fold(&journal).unwrap();
+    let span = |step: &str| {
+        let step = &state.steps[step];
+        (step.started_at, step.ended_at)
+    };
+    assert_eq!(span("fetch"), (Some(at(1)), Some(at(2))));
+    assert_eq!(span("hedge"), (None, Some(at(2))), "skipped without a call");
+    assert_eq!(span("trade"), (Some(at(3)), None), "recovering: not ended");
+
+    // Run again, the step keeps the time it first began; the run's end ends a waiting
+    // step, cancelled, at the run's end.
+    journal.extend([
+        call("trade", None, 1, "ex-1", 6),
+        completed("trade", json!({}), 2, "ex-1", 7),
+        JournalEntry::StepWaiting {
+            step_id: "approve".into(),
+            parameters: json!({}),
+            at: at(8),
+        },
+        ended(RunStatus::Cancelled, 9),
+    ]);
+    let state = RunState::fold(&journal).unwrap();
+    let trade = &state.steps["trade"];
+    assert_eq!(
+        (trade.started_at, trade.ended_at),
+        (Some(at(3)), Some(at(7)))
+    );
+    let approve = &state.steps["approve"];
+    assert_eq!(approve.status, StepStatus::Cancelled);
+    assert_eq!(
+        (approve.started_at, approve.ended_at),
+        (Some(at(8)), Some(at(9)))
+    );
+}

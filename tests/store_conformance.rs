@@ -15,7 +15,10 @@ use serde_json::json;
 use tradeflow::agent::RunId;
 use tradeflow::definition::{DecisionPolicy, RecoveryStrategy};
 use tradeflow::engine::{FailureKind, RecoveryDecision, RunStatus};
-use tradeflow::store::{JournalEntry, MemoryStore, RunState, RunStore, StoreError, WriteFault};
+use tradeflow::store::{
+    JournalEntry, ListingStore, MemoryStore, RunFilter, RunState, RunStore, StoreError, WriteFault,
+    list_runs,
+};
 
 fn at(seconds: i64) -> DateTime<Utc> {
     "2026-01-05T09:00:00Z".parse::<DateTime<Utc>>().unwrap() + Duration::seconds(seconds)
@@ -212,6 +215,27 @@ fn unfinished_runs_are_listed_in_start_order(store: &dyn RunStore) {
         .append(&RunId::from("f"), &[completed("x", 1)])
         .unwrap();
     assert_eq!(store.unfinished_runs().unwrap(), ["b", "d", "c"]);
+}
+
+fn every_run_is_listed_in_start_order(store: &dyn ListingStore) {
+    assert!(store.runs().unwrap().is_empty());
+    for run in ["b", "a", "d"] {
+        store
+            .append(&RunId::from(run), &[run_started(run)])
+            .unwrap();
+    }
+    // Ended runs stay listed, where they started; a run that never started is not.
+    store
+        .append(&RunId::from("c"), &[run_started("c"), run_ended(1)])
+        .unwrap();
+    store.append(&RunId::from("a"), &[run_ended(2)]).unwrap();
+    store
+        .append(&RunId::from("f"), &[completed("x", 1)])
+        .unwrap();
+    assert_eq!(store.runs().unwrap(), ["b", "a", "d", "c"]);
+    let listing = list_runs(store, &RunFilter::new().status(RunStatus::Completed)).unwrap();
+    let ended: Vec<&str> = listing.runs.iter().map(|run| run.run_id.as_str()).collect();
+    assert_eq!(ended, ["c", "a"], "newest first");
 }
 
 fn definitions_are_kept_by_id_and_version(store: &dyn RunStore) {
@@ -513,6 +537,7 @@ macro_rules! conformance {
                 an_invalid_entry_fails_the_whole_append,
                 unfinished_runs_are_listed_in_start_order,
                 rewarded_runs_are_listed_in_start_order,
+                every_run_is_listed_in_start_order,
                 definitions_are_kept_by_id_and_version,
                 a_failed_write_keeps_nothing_and_the_next_append_succeeds,
                 concurrent_appends_to_different_runs_all_land,
@@ -540,6 +565,10 @@ fn arc_and_box_forward_to_the_store() {
     appends_load_back_in_order(&shared);
     let boxed: Box<dyn RunStore> = Box::new(MemoryStore::new());
     definitions_are_kept_by_id_and_version(&boxed);
+    let listing: Arc<dyn ListingStore> = Arc::new(MemoryStore::new());
+    every_run_is_listed_in_start_order(&listing);
+    let listing: Box<dyn ListingStore> = Box::new(MemoryStore::new());
+    every_run_is_listed_in_start_order(&listing);
 }
 
 #[cfg(feature = "sqlite")]

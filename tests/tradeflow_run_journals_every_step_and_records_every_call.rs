@@ -74,6 +74,16 @@ fn the_algo_trading_workflow_runs_to_completion_records_every_call_and_leaves_no
     }
 
     // One line per call, with exactly the fields of docs/command.md.
+    let workflow: Value = serde_json::from_str(
+        &std::fs::read_to_string("examples/workflows/algo-trading.json").expect("the workflow"),
+    )
+    .expect("JSON");
+    let task_types: BTreeMap<&str, &Value> = workflow["steps"]
+        .as_array()
+        .expect("steps")
+        .iter()
+        .map(|step| (step["id"].as_str().expect("an id"), &step["task"]["type"]))
+        .collect();
     let lines = json_lines(&effects);
     let mut calls: BTreeMap<String, u64> = BTreeMap::new();
     for line in &lines {
@@ -91,7 +101,8 @@ fn the_algo_trading_workflow_runs_to_completion_records_every_call_and_leaves_no
                 "item",
                 "attempt",
                 "agentId",
-                "idempotencyKey"
+                "idempotencyKey",
+                "taskType"
             ]),
             "{line}"
         );
@@ -102,6 +113,10 @@ fn the_algo_trading_workflow_runs_to_completion_records_every_call_and_leaves_no
         assert!(line["agentId"].is_string(), "{line}");
         let key = line["idempotencyKey"].as_str().expect("a key");
         assert!(key.starts_with(&format!("{run_id}/{step}/")), "{line}");
+        assert_eq!(
+            &line["taskType"], task_types[step],
+            "the step's task: {line}"
+        );
         if step == "order-execution" {
             assert!(
                 line["item"].is_u64(),

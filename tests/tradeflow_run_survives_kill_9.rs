@@ -6,16 +6,13 @@
 #![cfg(all(unix, feature = "sqlite"))]
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::process::{Output, Stdio};
-use std::thread;
-use std::time::{Duration, Instant};
+use std::process::Output;
 
 #[path = "support/command.rs"]
 mod command;
 
-use command::{ScratchDir, command, json_lines, scratch_dir, stderr_lines, stdout};
+use command::{ScratchDir, command, json_lines, kill_when, scratch_dir, stderr_lines, stdout};
 
 use serde_json::{Value, json};
 use tradeflow::agent::RunId;
@@ -102,42 +99,17 @@ impl Scenario {
     /// few milliseconds, and kills the process (SIGKILL) as soon as `kill_now` says so.
     /// Returns the effects lines written before the kill.
     fn run_and_kill(&self, kill_now: impl Fn(&[Value], &str) -> bool) -> Vec<Value> {
-        let stderr_path = self.dir.join("run.stderr");
-        let stderr = File::create(&stderr_path).expect("create the stderr file");
-        let mut child = command()
-            .args(["run", text(&self.workflow), "--agents", text(&self.agents)])
+        let mut run = command();
+        run.args(["run", text(&self.workflow), "--agents", text(&self.agents)])
             .args([
                 "--store",
                 &self.store_arg(),
                 "--effects",
                 text(&self.effects),
-            ])
-            .stdout(Stdio::null())
-            .stderr(stderr)
-            .spawn()
-            .expect("spawn tradeflow run");
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let progress = std::fs::read_to_string(&stderr_path).unwrap_or_default();
-            if kill_now(&json_lines(&self.effects), &progress) {
-                break;
-            }
-            if let Some(status) = child.try_wait().expect("poll the child") {
-                panic!("the run ended ({status}) before the kill point:\n{progress}");
-            }
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                panic!("the kill point never came:\n{progress}");
-            }
-            thread::sleep(Duration::from_millis(2));
-        }
-        child.kill().expect("SIGKILL the run");
-        let status = child.wait().expect("reap the run");
-        assert_eq!(
-            std::os::unix::process::ExitStatusExt::signal(&status),
-            Some(9),
-            "killed by SIGKILL, not ended: {status}"
-        );
+            ]);
+        kill_when(run, &self.dir.join("run.stderr"), |progress| {
+            kill_now(&json_lines(&self.effects), progress)
+        });
         json_lines(&self.effects)
     }
 

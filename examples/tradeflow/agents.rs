@@ -9,7 +9,7 @@ use serde::Serialize;
 use serde_json::Value;
 use tradeflow::agent::{Agent, AgentDescriptor, AgentError, AgentId, Health, RunId, TaskRequest};
 use tradeflow::clock::Clock;
-use tradeflow::definition::StepId;
+use tradeflow::definition::{StepId, TaskType};
 use tradeflow::engine::{Engine, EngineBuilder};
 use tradeflow::scale::AgentPool;
 use tradeflow::sim::{AgentsFile, scripted_agents, scripted_pools};
@@ -84,6 +84,9 @@ struct Effect<'a> {
     attempt: u32,
     agent_id: &'a AgentId,
     idempotency_key: &'a str,
+    /// The task asked for: the step's task, or its `reconcile` task for a call that asks
+    /// whether an earlier one took effect.
+    task_type: &'a TaskType,
 }
 
 impl Effects {
@@ -110,6 +113,7 @@ impl Effects {
             attempt: request.attempt,
             agent_id: agent,
             idempotency_key: &request.idempotency_key,
+            task_type: &request.task_type,
         })?;
         line.push('\n');
         let mut file = self.file.lock().unwrap_or_else(PoisonError::into_inner);

@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 use clap::error::{ContextKind, ErrorKind};
 use clap::{CommandFactory as _, FromArgMatches as _, Parser, Subcommand};
 
-use crate::{Problems, help, plan, replay, resume, run, schedule, simulate, validate};
+use crate::{Problems, help, plan, replay, resume, run, runs, schedule, show, simulate, validate};
 
 /// `tradeflow VERB …`.
 #[derive(Debug, Parser)]
@@ -61,6 +61,21 @@ pub(crate) enum Verb {
     /// idempotency key; approvals that waited wait again and are answered as AGENTS.json
     /// says. Prints one compact JSON report per line on stdout, in the order the runs end.
     Resume(resume::Args),
+    /// Lists the runs of a store, newest first.
+    ///
+    /// One line per run under a header: its id, workflow, status, start (RFC 3339, UTC)
+    /// and duration (- until it ends). --status, --workflow and --limit keep the runs
+    /// with that status, of that workflow, and the newest N. Runs whose journal cannot be
+    /// read are named on stderr. Exit code 0.
+    Runs(runs::Args),
+    /// Shows one run of a store, step by step.
+    ///
+    /// Every step of the run's workflow, in the definition's order: status, agent,
+    /// calls, when it began and ended, its error, recoveries, decision, adaptations and
+    /// calls in flight. --format json prints the same as one JSON object; --format
+    /// mermaid prints a Mermaid gantt chart of the steps on the run's clock. Exit code 0;
+    /// 2 for a run the store does not have.
+    Show(show::Args),
     /// Lists the cron firings of the workflow's SCHEDULED triggers in a range.
     ///
     /// One RFC 3339 UTC time a line, in time order, for [--from, --to). Only the cron
@@ -240,6 +255,28 @@ pub(crate) fn time(option: &str, value: &str) -> Result<DateTime<Utc>, Problems>
                 "{option} `{value}`: {error} (expected RFC 3339, like 2026-01-05T09:00:00Z)"
             ))
         })
+}
+
+/// The store of a verb that takes no file (`resume`, `runs`), as clap reads it;
+/// [`StoreOnly::check`] checks it.
+#[derive(Debug, clap::Args)]
+pub(crate) struct StoreOnly {
+    /// None: the verb takes no file (said as `unexpected argument`).
+    #[arg(hide = true)]
+    unexpected: Vec<String>,
+    /// The store of earlier runs, sqlite:PATH (required).
+    #[arg(long, value_name = "sqlite:PATH", allow_hyphen_values = true)]
+    store: Option<String>,
+}
+
+impl StoreOnly {
+    /// The store's file (the `PATH` of `sqlite:PATH`) of `verb`, with no other argument.
+    pub(crate) fn check(self, verb: &str) -> Result<String, Problems> {
+        if let Some(extra) = self.unexpected.first() {
+            return Err(unexpected(extra));
+        }
+        store(verb, self.store.as_deref())
+    }
 }
 
 /// The path of a `--store sqlite:PATH` value of `verb`; anything else is a usage error.

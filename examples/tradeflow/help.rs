@@ -1,6 +1,6 @@
 //! `help`: the usage, every verb, the options and the exit codes.
 
-use crate::{plan, replay, resume, run, schedule, simulate, validate};
+use crate::{plan, replay, resume, run, runs, schedule, show, simulate, validate};
 
 /// The usage: one line per verb.
 pub(crate) fn usage() -> String {
@@ -10,6 +10,8 @@ pub(crate) fn usage() -> String {
         simulate::USAGE,
         run::USAGE,
         resume::USAGE,
+        runs::USAGE,
+        show::USAGE,
         schedule::USAGE,
         replay::USAGE,
         "tradeflow help",
@@ -55,6 +57,23 @@ const DETAILS: &str = r#"verbs:
             stdout, in the order the runs end; progress on stderr. With nothing to
             resume, prints nothing on stdout (stderr says so) and exits 0. --agents is
             required as soon as there is a run to finish (exit 2 without it).
+  runs      lists the runs of the existing store PATH, newest first (the reverse of the
+            order they started in), one a line under a header: RUN, WORKFLOW, STATUS,
+            STARTED (RFC 3339, UTC, milliseconds) and DURATION (2.350s; - until the run
+            ends). --status STATUS keeps the runs with that status (COMPLETED, FAILED,
+            RUNNING, WAITING, ...; any case), --workflow ID those of that workflow,
+            --limit N the newest N of those. A run whose journal cannot be read is named
+            on stderr. Exit 0.
+  show      shows the run RUN_ID of the existing store PATH: its status, start, end and
+            error, then every step of its workflow in the definition's order: status,
+            agent(s), calls, when it began and ended, why it was skipped, who approved,
+            its error, the recoveries, the decision, the adaptations and the calls in
+            flight. --format json prints it as one JSON object ({"runId", "workflowId",
+            "version", "status", "startedAt", "endedAt", "durationMs", "error", "steps":
+            [{"stepId", "status", "agentId", "attempts", "startedAt", "endedAt", ...}]});
+            --format mermaid prints a Mermaid gantt chart of the steps on the run's
+            clock (done, crit for failed and cancelled, active while running, a
+            milestone for skipped). Exit 2 for a run the store does not have.
   schedule  lists every time a SCHEDULED trigger of the workflow fires in [--from, --to),
             one RFC 3339 UTC time a line (2026-11-23T09:00:00Z), in time order (one line
             per trigger when several fire at once). Only the cron patterns are read, each
@@ -75,13 +94,17 @@ const DETAILS: &str = r#"verbs:
 
 options:
   --effects FILE  (run, resume) before each agent call, appends one JSON line to FILE and
-            syncs it: {"runId","stepId","item","attempt","agentId","idempotencyKey"}
-            (item: null outside parallel steps). A call made again by resume carries the
-            idempotencyKey of the interrupted one.
+            syncs it: {"runId","stepId","item","attempt","agentId","idempotencyKey",
+            "taskType"} (item: null outside parallel steps). A call made again by resume
+            carries the idempotencyKey of the interrupted one. A call that reconciles a
+            sideEffects step has its line too: the reconcile task type in taskType, the
+            attempt and idempotencyKey of the call it asks about.
 
 exit codes:
   0  success (simulate: every run COMPLETED; run: the run COMPLETED; resume: every resumed run COMPLETED, or
-     nothing to resume; schedule; replay, however its runs ended)
+     nothing to resume; schedule; replay, however its runs ended; runs; show)
   1  a run ended otherwise, or is stuck (a step waits for an approval with no scripted
      answer and no timeout; after run and resume it stays unfinished in the store)
-  2  invalid files or arguments, every problem on stderr, one a line (PATH: problem)"#;
+  2  invalid files or arguments, every problem on stderr, one a line (PATH: problem);
+     for runs and show, also a store that is missing or not a tradeflow store, and
+     (show) a run the store does not have"#;

@@ -10,6 +10,10 @@
 //!     [--input INPUT.json] --store sqlite:PATH [--effects FILE]
 //! cargo run --example tradeflow -- resume --store sqlite:PATH [--agents AGENTS.json]
 //!     [--effects FILE]
+//! cargo run --example tradeflow -- runs --store sqlite:PATH [--status STATUS]
+//!     [--workflow ID] [--limit N]
+//! cargo run --example tradeflow -- show RUN_ID --store sqlite:PATH
+//!     [--format text|json|mermaid]
 //! cargo run --example tradeflow -- schedule WORKFLOW.json --from RFC3339 --to RFC3339
 //! cargo run --example tradeflow -- replay WORKFLOW.json --agents AGENTS.json
 //!     --timeline TIMELINE.json [--seed N]
@@ -50,6 +54,11 @@
 //! appends a synced JSON line to FILE: the witness of what was called, and with which
 //! idempotency key.
 //!
+//! `runs` and `show` read a store and change nothing in it: `runs` lists its runs newest
+//! first ([`list_runs`], filtered by status, workflow and a limit); `show` folds one
+//! run's journal ([`RunState::fold`]) and prints every step of its definition, as text,
+//! JSON, or a Mermaid gantt chart ([`RunState::gantt`]).
+//!
 //! `schedule` lists the cron occurrences of the workflow's `SCHEDULED` triggers in a
 //! range ([`scheduled_firings`]); conditions are not evaluated (they need a host
 //! context). `replay` plays a timeline file ([`Timeline`]) through the workflow's
@@ -67,6 +76,9 @@
 //! [`ScriptedApprover`]: tradeflow::sim::ScriptedApprover
 //! [`SqliteStore`]: tradeflow::store
 //! [`Engine::recover`]: tradeflow::engine::Engine::recover
+//! [`list_runs`]: tradeflow::store::list_runs
+//! [`RunState::fold`]: tradeflow::store::RunState::fold
+//! [`RunState::gantt`]: tradeflow::store::RunState::gantt
 //! [`scheduled_firings`]: tradeflow::scheduler::scheduled_firings
 //! [`Timeline`]: tradeflow::scheduler::Timeline
 //! [`Triggers`]: tradeflow::scheduler::Triggers
@@ -75,9 +87,11 @@
 //! [`Context::set_value`]: tradeflow::expr::Context::set_value
 //!
 //! Exit codes: 0 success (`simulate`: every run `COMPLETED`; `run`: the run `COMPLETED`;
-//! `resume`: every resumed run `COMPLETED`, or none to resume; `schedule`; `replay`, however its runs ended); 1 a
+//! `resume`: every resumed run `COMPLETED`, or none to resume; `schedule`; `replay`, however its runs ended;
+//! `runs`; `show`); 1 a
 //! run ended otherwise (or stalled: a step waits for an answer nobody will give); 2
-//! invalid files or arguments, every problem on stderr, one a line (`PATH: problem`).
+//! invalid files or arguments, every problem on stderr, one a line (`PATH: problem`), a
+//! store that is missing or not a tradeflow store, a run `show` cannot find.
 
 mod agents;
 mod cli;
@@ -89,7 +103,9 @@ mod progress;
 mod replay;
 mod resume;
 mod run;
+mod runs;
 mod schedule;
+mod show;
 mod simulate;
 mod store;
 mod validate;
@@ -140,6 +156,8 @@ fn tradeflow(args: &[String]) -> Result<u8, Problems> {
         Verb::Simulate(args) => simulate::simulate(args),
         Verb::Run(args) => run::run(args),
         Verb::Resume(args) => resume::resume(args),
+        Verb::Runs(args) => runs::runs(args),
+        Verb::Show(args) => show::show(args),
         Verb::Schedule(args) => schedule::schedule(args),
         Verb::Replay(args) => replay::replay(args),
         Verb::Help { .. } => {

@@ -27,12 +27,8 @@ pub(crate) const USAGE: &str =
 #[derive(Debug, clap::Args)]
 #[command(override_usage = USAGE)]
 pub(crate) struct Args {
-    /// None: `resume` takes no file (said as `unexpected argument`).
-    #[arg(hide = true)]
-    unexpected: Vec<String>,
-    /// The store of an earlier `run`, sqlite:PATH (required).
-    #[arg(long, value_name = "sqlite:PATH", allow_hyphen_values = true)]
-    store: Option<String>,
+    #[command(flatten)]
+    store: cli::StoreOnly,
     /// The scripted agents and approvals (required when there is a run to finish).
     #[arg(long, value_name = "AGENTS.json", allow_hyphen_values = true)]
     agents: Option<String>,
@@ -52,11 +48,8 @@ struct Resume {
 
 impl Args {
     fn check(self) -> Result<Resume, Problems> {
-        if let Some(extra) = self.unexpected.first() {
-            return Err(cli::unexpected(extra));
-        }
         Ok(Resume {
-            store: cli::store("resume", self.store.as_deref())?,
+            store: self.store.check("resume")?,
             agents: self.agents,
             effects: self.effects,
         })

@@ -1,4 +1,4 @@
-//! The SQLite store of `run` and `resume`.
+//! The SQLite store of `run` and `resume`, and the one `runs` and `show` read.
 
 use std::sync::Arc;
 
@@ -12,8 +12,32 @@ use crate::files::chain;
 /// Opens the SQLite store at `path`, creating it when `create` says so.
 #[cfg(feature = "sqlite")]
 pub(crate) fn open(path: &str, create: bool) -> Result<Arc<dyn RunStore>, Problems> {
+    Ok(Arc::new(open_sqlite(path, create)?))
+}
+
+/// Opens the existing SQLite store at `path` to read it (`runs`, `show`): a missing file
+/// is `no such store`, and nothing is created.
+#[cfg(feature = "sqlite")]
+pub(crate) fn inspect(path: &str, verb: &str) -> Result<SqliteStore, Problems> {
+    if !std::path::Path::new(path).exists() {
+        return Err(vec![format!(
+            "{path}: no such store ({verb} reads the store of an earlier `run`)"
+        )]);
+    }
+    open_sqlite(path, false)
+}
+
+/// Without the `sqlite` feature there is no store to read.
+#[cfg(not(feature = "sqlite"))]
+pub(crate) fn inspect(path: &str, _verb: &str) -> Result<tradeflow::store::MemoryStore, Problems> {
+    Err(no_sqlite(path))
+}
+
+/// Opens the SQLite store at `path`; its errors in the command's words.
+#[cfg(feature = "sqlite")]
+fn open_sqlite(path: &str, create: bool) -> Result<SqliteStore, Problems> {
     match SqliteStore::builder().create(create).open(path) {
-        Ok(store) => Ok(Arc::new(store)),
+        Ok(store) => Ok(store),
         // The error names the path already (`cannot open store `PATH``); its source says
         // why.
         Err(StoreError::Open { source, .. }) => Err(vec![format!(
@@ -30,9 +54,14 @@ pub(crate) fn open(path: &str, create: bool) -> Result<Arc<dyn RunStore>, Proble
 /// Without the `sqlite` feature there is no store to open.
 #[cfg(not(feature = "sqlite"))]
 pub(crate) fn open(path: &str, _create: bool) -> Result<Arc<dyn RunStore>, Problems> {
-    Err(vec![format!(
+    Err(no_sqlite(path))
+}
+
+#[cfg(not(feature = "sqlite"))]
+fn no_sqlite(path: &str) -> Problems {
+    vec![format!(
         "{path}: this build has no SQLite store (build with the `sqlite` feature)"
-    )])
+    )]
 }
 
 /// `PATH: error and its sources`, for a store's errors.

@@ -6,7 +6,9 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use chrono::{DateTime, Utc};
 
-use super::{Append, JournalEntry, Lease, RunStore, StoreError, check_entries, owner_is_gone};
+use super::{
+    Append, JournalEntry, Lease, ListingStore, RunStore, StoreError, check_entries, owner_is_gone,
+};
 use crate::run::RunId;
 
 /// Journals in memory, the default store: fast, and gone with the process.
@@ -265,6 +267,19 @@ impl RunStore for MemoryStore {
             }
         }
         Ok(())
+    }
+}
+
+impl ListingStore for MemoryStore {
+    fn runs(&self) -> Result<Vec<RunId>, StoreError> {
+        let memory = self.lock();
+        let mut started: Vec<(u64, &RunId)> = memory
+            .journals
+            .iter()
+            .filter_map(|(run, journal)| Some((journal.start?, run)))
+            .collect();
+        started.sort_unstable();
+        Ok(started.into_iter().map(|(_, run)| run.clone()).collect())
     }
 }
 

@@ -28,6 +28,16 @@
 //!   `synchronous=FULL`; its schema is versioned (`PRAGMA user_version`) and migrated on
 //!   open.
 //!
+//! # Drawing
+//! [`RunState::gantt`] draws a run's steps on its clock as a Mermaid `gantt` chart, from
+//! the times the fold keeps for each step ([`StepState::started_at`],
+//! [`StepState::ended_at`]).
+//!
+//! # Listing
+//! Stores that can list every run they hold implement [`ListingStore`] (both of these
+//! do); [`list_runs`] lists them newest first, each with its [`RunSummary`], kept by a
+//! [`RunFilter`] (status, workflow, limit). The engine never lists runs.
+//!
 //! # Durability and its cost
 //! Measured with this crate's SQLite (bundled, WAL): a committed transaction survives a
 //! process crash (`kill -9`) under any `synchronous` setting, but with `NORMAL` the last
@@ -84,8 +94,10 @@ use chrono::{DateTime, Utc};
 use crate::definition::StepId;
 use crate::run::RunId;
 
+mod gantt;
 mod journal;
 mod lease;
+mod listing;
 mod memory;
 #[cfg(feature = "sqlite")]
 mod sqlite;
@@ -94,6 +106,7 @@ mod state;
 pub use journal::JournalEntry;
 pub use lease::Lease;
 pub(crate) use lease::{new_owner, owner_is_gone};
+pub use listing::{Listing, ListingStore, RunFilter, RunSummary, UnreadableRun, list_runs};
 pub use memory::MemoryStore;
 #[cfg(feature = "sqlite")]
 pub use sqlite::{SqliteStore, SqliteStoreBuilder};

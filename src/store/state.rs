@@ -111,6 +111,13 @@ pub struct StepState {
     /// The position of the entry that last failed the step (its `stepFailed`): the order
     /// failures happened in, so the run's error is its first failure.
     pub failed_at: Option<usize>,
+    /// When the step began: its first call (`stepStarted`), wait for a person
+    /// (`stepWaiting`) or reconcile, since the run started or a rollback redid it. `None`
+    /// for a step that ended without beginning (skipped, or a condition evaluated).
+    pub started_at: Option<DateTime<Utc>>,
+    /// When the step ended: completed, failed, skipped, or cancelled by the run's end.
+    /// `None` while it has not (a step that runs again after it ended has not).
+    pub ended_at: Option<DateTime<Utc>>,
 }
 
 /// A call to an agent that started and has not ended.
@@ -499,6 +506,7 @@ impl RunState {
         for step in self.steps.values_mut() {
             if matches!(step.status, StepStatus::Running | StepStatus::Waiting) {
                 step.status = StepStatus::Cancelled;
+                step.ended_at = Some(at);
             }
             step.end_calls();
         }
@@ -555,9 +563,11 @@ impl StepState {
                 agent_id,
                 agent_ids,
                 approved_by,
+                at,
                 ..
             } => {
                 self.status = StepStatus::Completed;
+                self.ended_at = Some(*at);
                 self.output = Some(output.clone());
                 self.attempts = *attempts;
                 self.agent_id = agent_id.clone();
@@ -573,9 +583,11 @@ impl StepState {
                 kind,
                 message,
                 attempts,
+                at,
                 ..
             } => {
                 self.status = StepStatus::Failed;
+                self.ended_at = Some(*at);
                 self.failed_at = Some(index);
                 self.attempts = *attempts;
                 self.error = Some(StepError {
@@ -584,12 +596,14 @@ impl StepState {
                 });
                 self.end_calls();
             }
-            JournalEntry::StepSkipped { reason, .. } => {
+            JournalEntry::StepSkipped { reason, at, .. } => {
                 self.status = StepStatus::Skipped;
+                self.ended_at = Some(*at);
                 self.reason = Some(reason.clone());
                 self.end_calls();
             }
-            JournalEntry::StepWaiting { parameters, .. } => {
+            JournalEntry::StepWaiting { parameters, at, .. } => {
+                self.begun(*at);
                 self.status = StepStatus::Waiting;
                 self.waiting = Some(parameters.clone());
             }
@@ -615,10 +629,11 @@ impl StepState {
                     StepStatus::Pending
                 };
                 self.error = None;
+                self.ended_at = None;
                 self.recoveries.push(decision.clone());
             }
             // Asks about the call in flight, which stays in flight.
-            JournalEntry::ReconcileStarted { .. } => {}
+            JournalEntry::ReconcileStarted { at, .. } => self.begun(*at),
             _ => debug_assert!(false, "not a step entry: {}", entry.kind()),
         }
     }
@@ -630,6 +645,7 @@ impl StepState {
             self.output = None;
             self.reason = None;
         }
+        self.begun(call.started_at);
         self.status = StepStatus::Running;
         self.attempts += 1;
         self.waiting = None;
@@ -637,6 +653,13 @@ impl StepState {
         self.in_flight
             .retain(|earlier| earlier.item != call.item || earlier.lane() != lane);
         self.in_flight.push(call);
+    }
+
+    /// The step began (again) at `at`: it keeps the time it first began, and has not
+    /// ended.
+    fn begun(&mut self, at: DateTime<Utc>) {
+        self.started_at.get_or_insert(at);
+        self.ended_at = None;
     }
 
     /// A person answered: the engine acts on the answer next (completes or fails the step).

@@ -151,3 +151,39 @@ pub fn write(dir: &Path, name: &str, value: &serde_json::Value) -> String {
     std::fs::write(&path, value.to_string()).expect("write a test file");
     text(&path).to_owned()
 }
+
+/// Spawns `command` with stdout discarded and stderr written to `stderr_path`, asks
+/// `kill_now` every 2 ms (with the stderr written so far) whether to kill it, and then
+/// kills it with SIGKILL and reaps it, checking that the signal ended it. Panics when the
+/// process ends before, or when the kill point has not come after 30 s.
+#[cfg(unix)]
+pub fn kill_when(mut command: Command, stderr_path: &Path, mut kill_now: impl FnMut(&str) -> bool) {
+    let stderr = std::fs::File::create(stderr_path).expect("create the stderr file");
+    let mut child = command
+        .stdout(std::process::Stdio::null())
+        .stderr(stderr)
+        .spawn()
+        .expect("spawn tradeflow");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let progress = std::fs::read_to_string(stderr_path).unwrap_or_default();
+        if kill_now(&progress) {
+            break;
+        }
+        if let Some(status) = child.try_wait().expect("poll the child") {
+            panic!("the process ended ({status}) before the kill point:\n{progress}");
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("the kill point never came:\n{progress}");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+    child.kill().expect("SIGKILL the process");
+    let status = child.wait().expect("reap the process");
+    assert_eq!(
+        std::os::unix::process::ExitStatusExt::signal(&status),
+        Some(9),
+        "killed by SIGKILL, not ended: {status}"
+    );
+}

@@ -16,7 +16,8 @@ use self::schema::{
     apply_settings, backfill_checksums, check_identity, migrate, read_pragma, run_statement,
 };
 use super::{
-    Append, JournalEntry, Lease, RunStore, StoreError, WriteFault, check_entries, owner_is_gone,
+    Append, JournalEntry, Lease, ListingStore, RunStore, StoreError, WriteFault, check_entries,
+    owner_is_gone,
 };
 use crate::definition::StepId;
 use crate::run::RunId;
@@ -117,6 +118,26 @@ impl Default for SqliteStoreBuilder {
             create: true,
         }
     }
+}
+
+/// The query of the started runs whose record `$filter` (a `WHERE` clause on `runs`, or
+/// `""`) admits, in start order; then the started journals whose run record is missing
+/// (they are listed so that loading them reports the damage).
+macro_rules! started_runs {
+    ($filter:literal) => {
+        concat!(
+            r#"SELECT run_id FROM (
+                 SELECT run_id, 0 AS orphan, started_seq AS n FROM runs "#,
+            $filter,
+            r#"
+                 UNION ALL
+                 SELECT heads.run_id, 1, 0 FROM heads JOIN events
+                     ON events.run_id = heads.run_id AND events.seq = 0
+                 WHERE heads.run_id NOT IN (SELECT run_id FROM runs)
+                   AND events.body LIKE '{"type":"runStarted"%'
+             ) ORDER BY orphan, n, run_id"#
+        )
+    };
 }
 
 impl SqliteStore {
@@ -333,18 +354,7 @@ impl RunStore for SqliteStore {
     }
 
     fn unfinished_runs(&self) -> Result<Vec<RunId>, StoreError> {
-        // Started journals whose run record is missing are listed too: loading them
-        // reports the damage.
-        self.run_ids(
-            r#"SELECT run_id FROM (
-                 SELECT run_id, 0 AS orphan, started_seq AS n FROM runs WHERE finished = 0
-                 UNION ALL
-                 SELECT heads.run_id, 1, 0 FROM heads JOIN events
-                     ON events.run_id = heads.run_id AND events.seq = 0
-                 WHERE heads.run_id NOT IN (SELECT run_id FROM runs)
-                   AND events.body LIKE '{"type":"runStarted"%'
-             ) ORDER BY orphan, n, run_id"#,
-        )
+        self.run_ids(started_runs!("WHERE finished = 0"))
     }
 
     fn rewarded_runs(&self) -> Result<Vec<RunId>, StoreError> {
@@ -521,6 +531,12 @@ impl RunStore for SqliteStore {
             run: None,
             source: source.into(),
         })
+    }
+}
+
+impl ListingStore for SqliteStore {
+    fn runs(&self) -> Result<Vec<RunId>, StoreError> {
+        self.run_ids(started_runs!(""))
     }
 }
 
