@@ -108,6 +108,7 @@
 
 mod adapt;
 mod approvals;
+mod audit;
 mod budgets;
 mod builder;
 mod catalogue;
@@ -151,6 +152,7 @@ use crate::store::RunState as Journaled;
 /// The run vocabulary, defined in [`run`](crate::run) and used here by name.
 pub use crate::run::{FailureKind, RecoveryDecision, RunError, RunStatus, StepError, StepStatus};
 pub use adapt::{HeldAdaptation, MAX_ADDED_ADAPTATIONS};
+pub use audit::MAX_WAITING as MAX_WAITING_AUDIT_ENTRIES;
 pub use builder::EngineBuilder;
 pub use catalogue::WorkflowRef;
 pub use coordinated::{CoordinateError, Coordinated};
@@ -258,15 +260,23 @@ impl Engine {
     /// # Errors
     /// [`RebalanceError`] naming the unknown agent, the invalid weight or ceiling, or
     /// an agent both drained and undrained; nothing changed then.
+    /// [`RebalanceError::Audit`] when the audit log fails: before (entries wait for it;
+    /// nothing changed) or after the rebalancing (it stands; its entry waits).
     pub fn rebalance_workload(
         &self,
         criteria: &RebalanceCriteria,
         by: &str,
     ) -> Result<RebalanceReport, RebalanceError> {
+        self.inner.audit_ready()?;
         let report = self.inner.registry.rebalance(criteria)?;
         if !report.is_empty() {
             tracing::info!(target: "tradeflow::rebalance", by, "rebalancing asked by");
         }
+        // What changed is known only now: the entry follows the change.
+        self.inner
+            .audit_done(Some(by), || crate::audit::AuditEvent::WorkloadRebalanced {
+                changes: serde_json::to_value(&report).unwrap_or_default(),
+            })?;
         Ok(report)
     }
 
