@@ -80,6 +80,8 @@
 //! invalid files or arguments, every problem on stderr, one a line (`PATH: problem`).
 
 mod agents;
+#[cfg(feature = "sqlite")]
+mod audit;
 mod cli;
 mod decisions;
 mod files;
@@ -142,6 +144,8 @@ fn tradeflow(args: &[String]) -> Result<u8, Problems> {
         Verb::Resume(args) => resume::resume(args),
         Verb::Schedule(args) => schedule::schedule(args),
         Verb::Replay(args) => replay::replay(args),
+        #[cfg(feature = "sqlite")]
+        Verb::Audit(args) => audit::audit(args),
         Verb::Help { .. } => {
             println!("{}", help::text());
             Ok(0)

@@ -12,8 +12,14 @@ use crate::files::chain;
 /// Opens the SQLite store at `path`, creating it when `create` says so.
 #[cfg(feature = "sqlite")]
 pub(crate) fn open(path: &str, create: bool) -> Result<Arc<dyn RunStore>, Problems> {
+    Ok(Arc::new(open_sqlite(path, create)?))
+}
+
+/// Opens the SQLite store at `path` as itself (for its audit log).
+#[cfg(feature = "sqlite")]
+pub(crate) fn open_sqlite(path: &str, create: bool) -> Result<SqliteStore, Problems> {
     match SqliteStore::builder().create(create).open(path) {
-        Ok(store) => Ok(Arc::new(store)),
+        Ok(store) => Ok(store),
         // The error names the path already (`cannot open store `PATH``); its source says
         // why.
         Err(StoreError::Open { source, .. }) => Err(vec![format!(

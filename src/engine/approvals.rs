@@ -117,16 +117,7 @@ impl Engine {
         by: &str,
         comment: Option<&str>,
     ) -> Result<(), EngineError> {
-        let verdict = Verdict::new(true, by, comment);
-        self.inner
-            .approvals
-            .answer(run, step, verdict, |parameters_sha256| {
-                self.inner.audit(Some(by), || AuditEvent::StepApproved {
-                    run: run.as_str().to_owned(),
-                    step: step.to_owned(),
-                    parameters_sha256,
-                })
-            })
+        self.answer(run, step, Verdict::new(true, by, comment))
     }
 
     /// Rejects the waiting step `step` of run `run`: the step fails with kind `REJECTED`.
@@ -142,14 +133,31 @@ impl Engine {
         by: &str,
         comment: Option<&str>,
     ) -> Result<(), EngineError> {
-        let verdict = Verdict::new(false, by, comment);
-        self.inner
+        self.answer(run, step, Verdict::new(false, by, comment))
+    }
+
+    /// Hands `verdict` to the waiting step once the audit log took its entry.
+    fn answer(&self, run: &RunId, step: &str, verdict: Verdict) -> Result<(), EngineError> {
+        let inner = &self.inner;
+        let by = verdict.by.clone();
+        let approved = verdict.approved;
+        inner
             .approvals
             .answer(run, step, verdict, |parameters_sha256| {
-                self.inner.audit(Some(by), || AuditEvent::StepRejected {
-                    run: run.as_str().to_owned(),
-                    step: step.to_owned(),
-                    parameters_sha256,
+                inner.audit(Some(&by), || {
+                    let (run, step) = (run.as_str().to_owned(), step.to_owned());
+                    match approved {
+                        true => AuditEvent::StepApproved {
+                            run,
+                            step,
+                            parameters_sha256,
+                        },
+                        false => AuditEvent::StepRejected {
+                            run,
+                            step,
+                            parameters_sha256,
+                        },
+                    }
                 })
             })
     }

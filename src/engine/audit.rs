@@ -93,11 +93,7 @@ impl Inner {
         actor: Option<&str>,
         event: impl FnOnce() -> AuditEvent,
     ) -> Result<(), AuditError> {
-        if !self.auditing() {
-            return Ok(());
-        }
-        let record = AuditRecord::new(self.clock.now(), actor, event());
-        self.audit.append(Some(record), false)
+        self.audit_record(actor, event, false)
     }
 
     /// Appends `event`, which has happened: when this fails, the entry waits and is
@@ -111,11 +107,21 @@ impl Inner {
         actor: Option<&str>,
         event: impl FnOnce() -> AuditEvent,
     ) -> Result<(), AuditError> {
+        self.audit_record(actor, event, true)
+    }
+
+    /// Builds and appends the record (kept waiting on failure when `keep` says so).
+    fn audit_record(
+        &self,
+        actor: Option<&str>,
+        event: impl FnOnce() -> AuditEvent,
+        keep: bool,
+    ) -> Result<(), AuditError> {
         if !self.auditing() {
             return Ok(());
         }
         let record = AuditRecord::new(self.clock.now(), actor, event());
-        self.audit.append(Some(record), true)
+        self.audit.append(Some(record), keep)
     }
 
     /// Appends the entries waiting, if any: whether the log takes entries now.
