@@ -124,3 +124,37 @@ fn a_path_that_is_not_a_store_exits_2() {
     assert!(!missing.exists(), "verify creates no store");
     assert_exit(&run(&["audit", "verify", "--store", "runs.db"]), 2);
 }
+
+#[test]
+fn tradeflow_run_audits_into_its_store_and_verify_checks_it() {
+    let dir = scratch_dir("audit-cli-run");
+    let path = dir.join("runs.db");
+    let store = format!("sqlite:{}", text(&path));
+    let output = run(&[
+        "run",
+        "examples/workflows/algo-trading.json",
+        "--agents",
+        "examples/agents/algo-trading.json",
+        "--input",
+        "examples/inputs/algo-trading.json",
+        "--store",
+        &store,
+    ]);
+    assert_exit(&output, 0);
+
+    let listed = run(&["audit", "list", "--store", &store]);
+    assert_exit(&listed, 0);
+    let kinds: Vec<String> = stdout(&listed)
+        .lines()
+        .map(|line| {
+            let line: Value = serde_json::from_str(line).expect("a JSON line");
+            line["entry"]["kind"].as_str().expect("a kind").to_owned()
+        })
+        .collect();
+    assert_eq!(kinds.first().map(String::as_str), Some("workflowDefined"));
+    assert_eq!(kinds.get(1).map(String::as_str), Some("runStarted"));
+    assert_eq!(kinds.last().map(String::as_str), Some("runEnded"));
+    let verified = run(&["audit", "verify", "--store", &store]);
+    assert_exit(&verified, 0);
+    assert!(stdout(&verified).starts_with(&format!("{} entries, head ", kinds.len())));
+}

@@ -9,13 +9,10 @@ use tradeflow::store::{SqliteStore, StoreError};
 use crate::Problems;
 use crate::files::chain;
 
-/// Opens the SQLite store at `path`, creating it when `create` says so.
-#[cfg(feature = "sqlite")]
-pub(crate) fn open(path: &str, create: bool) -> Result<Arc<dyn RunStore>, Problems> {
-    Ok(Arc::new(open_sqlite(path, create)?))
-}
+/// A store, and the audit log in its file.
+pub(crate) type Audited = (Arc<dyn RunStore>, Arc<dyn tradeflow::audit::AuditLog>);
 
-/// Opens the SQLite store at `path` as itself (for its audit log).
+/// Opens the SQLite store at `path`, creating it when `create` says so.
 #[cfg(feature = "sqlite")]
 pub(crate) fn open_sqlite(path: &str, create: bool) -> Result<SqliteStore, Problems> {
     match SqliteStore::builder().create(create).open(path) {
@@ -33,9 +30,18 @@ pub(crate) fn open_sqlite(path: &str, create: bool) -> Result<SqliteStore, Probl
     }
 }
 
+/// Opens the SQLite store at `path` (as [`open_sqlite`]) with the audit log in its file, which
+/// `run` and `resume` append to and `audit verify` checks.
+#[cfg(feature = "sqlite")]
+pub(crate) fn open_audited(path: &str, create: bool) -> Result<Audited, Problems> {
+    let store = open_sqlite(path, create)?;
+    let audit = Arc::new(store.audit_log());
+    Ok((Arc::new(store), audit))
+}
+
 /// Without the `sqlite` feature there is no store to open.
 #[cfg(not(feature = "sqlite"))]
-pub(crate) fn open(path: &str, _create: bool) -> Result<Arc<dyn RunStore>, Problems> {
+pub(crate) fn open_audited(path: &str, _create: bool) -> Result<Audited, Problems> {
     Err(vec![format!(
         "{path}: this build has no SQLite store (build with the `sqlite` feature)"
     )])

@@ -3,18 +3,18 @@
 //! The engine ([`EngineBuilder::audit`](crate::engine::EngineBuilder::audit)) appends one
 //! entry for each of these, in the order it decides them:
 //!
-//! | kind | actor | subject |
+//! | kind | actor | subject fields, in body order |
 //! |---|---|---|
-//! | `workflowDefined` | none | workflow id, version, SHA-256 of the definition's JSON |
-//! | `runStarted` | the run's user ([`RunOptions::user`](crate::engine::RunOptions::user)), or none | run, workflow, version, SHA-256 of the input |
-//! | `runEnded` | none | run, workflow, status |
-//! | `stepApproved`, `stepRejected` | who answered | run, step, SHA-256 of the step's parameters |
-//! | `runPaused`, `runResumed`, `runCancelled` | who asked | run |
-//! | `adaptationAdded` | who added it | workflow, rule id |
-//! | `workloadRebalanced` | who asked | what changed (drained, undrained, weights, ceiling) |
-//! | `killSwitchTripped` | none | rule |
-//! | `killSwitchReset` | who reset | rule, whether the quorum was reached |
-//! | `permissionRefused` | who was refused | action, workflow, step |
+//! | `workflowDefined` | none | `workflow`, `version` (empty when none), `definitionSha256` |
+//! | `runStarted` | the run's user ([`RunOptions::user`](crate::engine::RunOptions::user)), or none | `run`, `workflow`, `version`, `inputSha256` |
+//! | `runEnded` | none | `run`, `workflow`, `status` |
+//! | `stepApproved`, `stepRejected` | who answered | `run`, `step`, `parametersSha256` |
+//! | `runPaused`, `runResumed`, `runCancelled` | who asked | `run` |
+//! | `adaptationAdded` | who added it | `workflow`, `rule` |
+//! | `workloadRebalanced` | who asked | `changes` (the rebalancing's report: drained, undrained, reweighted, lastAgentDrained, utilization; keys sorted) |
+//! | `killSwitchTripped` | none | `rule` |
+//! | `killSwitchReset` | who reset | `rule`, `armed` (the quorum was reached) |
+//! | `permissionRefused` | who was refused | `action`, `workflow`, `step` (`workflow` and `step` may be `null`) |
 //!
 //! Values a person or a market gave are never written in clear: a run's input, a
 //! step's parameters and a definition are hashed (SHA-256 of their compact JSON as
@@ -28,8 +28,8 @@
 //! subject's fields, and `prev`, the hash of the entry before it (64 zeros for the
 //! first). Its **body** is the canonical serialization of all of these: compact JSON
 //! (no whitespace), keys in this order — `seq`, `at`, `actor`, `kind`, the subject's
-//! fields in the order of the table in `docs/audit.md` (as [`AuditEvent`] declares
-//! them), `prev` — strings escaped as `serde_json` escapes them (`"`, `\` and control
+//! fields in the order of the table above, `prev` — numbers as `serde_json` writes
+//! them, strings escaped as `serde_json` escapes them (`"`, `\` and control
 //! characters; everything else as UTF-8). For example:
 //!
 //! ```text

@@ -99,6 +99,26 @@
 //! since a bot registers its agents after [`Engine::recover`] returns
 //! ([`Engine::check_plan_agents`] checks them once it has).
 //!
+//! # Audit
+//! With an audit log ([`EngineBuilder::audit`]; see [`crate::audit`] for the entries and
+//! the chain), the engine appends an entry for each workflow defined, fresh run started
+//! and run ended, approval and rejection, pause, resume and cancel, adaptation added,
+//! rebalancing, kill switch trip and reset, and permission refused. What a person asks
+//! that the engine can still refuse is appended **before** it is done, and not done when
+//! the append fails: [`Engine::create_workflow`], [`Engine::approve`],
+//! [`Engine::reject`], [`Engine::pause_workflow`], [`Engine::resume_workflow`],
+//! [`Engine::cancel_workflow`] and [`Engine::adapt_workflow`] return
+//! [`EngineError::Audit`] (the workflow not kept, the step still waiting, nothing sent,
+//! no rule added), and a fresh run stops before any step, `FAILED` with kind `STORE`.
+//! What has already happened (a run's end, a trip, a rebalancing or reset made, a
+//! refusal, a plan kept with [`Engine::add_plan`]) is appended **after**; when that
+//! fails, the entry waits in memory, in order, is logged (`tracing`, target
+//! `tradeflow::audit`) and is appended before any later entry, so that while the log
+//! fails nothing audited proceeds ([`Engine::rebalance_workload`] and
+//! [`Engine::reset_kill_switch`] return the error too, though what they did stands). At
+//! most [`MAX_WAITING_AUDIT_ENTRIES`] wait; waiting entries die with the process.
+//! Without a log (the default), nothing is audited.
+//!
 //! # Cost
 //! Per step: one boxed future, one agent selection (O(agents of the type)), the
 //! parameter template resolved once, and events only when someone subscribes. A step
