@@ -337,27 +337,28 @@ fn every_column_of_every_row_and_every_byte_of_a_row_changed_is_named_as_that_en
             }
             set(&raw, seq, name, original.as_deref());
         }
-        // Its sequence number moved past the end: a gap where it was.
-        raw.execute(
-            "UPDATE audit SET seq = ?2 WHERE seq = ?1",
-            [seq, 10_000 + seq],
-        )
-        .expect("renumber");
-        assert_eq!(
-            named(&log, seq).problem,
-            Problem::Missing {
-                next: if seq == rows {
-                    10_000 + seq as u64
-                } else {
-                    seq as u64 + 1
-                }
+        // Its sequence number changed: moved past the end (a gap where it was), or
+        // before the start (its hashed body still says which entry it is).
+        for moved in [10_000 + seq, -seq, 0] {
+            raw.execute("UPDATE audit SET seq = ?2 WHERE seq = ?1", [seq, moved])
+                .expect("renumber");
+            let problem = named(&log, seq).problem;
+            if moved > rows && seq < rows {
+                assert_eq!(
+                    problem,
+                    Problem::Missing { next: seq + 1 },
+                    "moved to {moved}"
+                );
+            } else {
+                assert_eq!(
+                    problem,
+                    Problem::Column { column: "seq" },
+                    "moved to {moved}"
+                );
             }
-        );
-        raw.execute(
-            "UPDATE audit SET seq = ?2 WHERE seq = ?1",
-            [10_000 + seq, seq],
-        )
-        .expect("renumber back");
+            raw.execute("UPDATE audit SET seq = ?2 WHERE seq = ?1", [moved, seq])
+                .expect("renumber back");
+        }
     }
     assert_eq!(log.verify(), Ok(intact.clone()));
 
@@ -386,12 +387,7 @@ fn every_column_of_every_row_and_every_byte_of_a_row_changed_is_named_as_that_en
     let body = column(&raw, seq, "body").expect("a body");
     raw.execute("DELETE FROM audit WHERE seq = ?1", [seq])
         .expect("delete");
-    assert_eq!(
-        named(&log, seq).problem,
-        Problem::Missing {
-            next: seq as u64 + 1
-        }
-    );
+    assert_eq!(named(&log, seq).problem, Problem::Missing { next: seq + 1 });
     let forged = AuditEntry::seal(
         AuditRecord::new(
             t0(),

@@ -7,7 +7,8 @@ use super::{AuditHead, Problem, Tampered};
 /// the log need not be UTF-8 any more).
 #[derive(Debug, Clone)]
 pub(crate) struct StoredRow {
-    pub(crate) seq: u64,
+    /// As stored (a row renumbered outside the log may hold any integer).
+    pub(crate) seq: i64,
     pub(crate) at: Vec<u8>,
     pub(crate) kind: Vec<u8>,
     pub(crate) actor: Option<Vec<u8>>,
@@ -20,7 +21,7 @@ impl StoredRow {
     /// The row an entry is stored as.
     pub(crate) fn of(entry: &AuditEntry) -> Self {
         Self {
-            seq: entry.seq,
+            seq: i64::try_from(entry.seq).unwrap_or(i64::MAX),
             at: format_at(&entry.at).into_bytes(),
             kind: entry.event.kind().as_bytes().to_vec(),
             actor: entry.actor.as_ref().map(|actor| actor.as_bytes().to_vec()),
@@ -58,8 +59,16 @@ impl Chain {
     pub(crate) fn check(&mut self, row: &StoredRow) -> Result<(), Tampered> {
         let seq = self.next;
         let bad = |problem| Tampered { seq, problem };
-        if row.seq != seq {
-            return Err(bad(Problem::Missing { next: row.seq }));
+        if i64::try_from(seq).ok() != Some(row.seq) {
+            // A row whose own hashed body says it is a later entry was renumbered; else
+            // the entry expected here is missing.
+            return Err(match renumbered(row) {
+                Some(moved) if moved >= seq => Tampered {
+                    seq: moved,
+                    problem: Problem::Column { column: "seq" },
+                },
+                _ => bad(Problem::Missing { next: row.seq }),
+            });
         }
         if sha256_bytes(&row.body).as_bytes() != row.hash.as_slice() {
             return Err(bad(Problem::Hash));
@@ -75,7 +84,7 @@ impl Chain {
             return Err(bad(Problem::NotCanonical));
         }
         let differs = |column| bad(Problem::Column { column });
-        if entry.seq != row.seq {
+        if entry.seq != seq {
             return Err(differs("seq"));
         }
         if format_at(&entry.at).as_bytes() != row.at.as_slice() {
@@ -105,6 +114,15 @@ impl Chain {
             hash: self.head.clone(),
         }
     }
+}
+
+/// The sequence number `row`'s intact body gives, when it differs from its column.
+fn renumbered(row: &StoredRow) -> Option<u64> {
+    if sha256_bytes(&row.body).as_bytes() != row.hash.as_slice() {
+        return None;
+    }
+    let (entry, _) = AuditEntry::parse(std::str::from_utf8(&row.body).ok()?).ok()?;
+    (i64::try_from(entry.seq).ok() != Some(row.seq)).then_some(entry.seq)
 }
 
 #[cfg(test)]

@@ -43,7 +43,9 @@
 //!
 //! [`AuditLog::verify`] checks more, and names the first entry that fails
 //! ([`Tampered`]: its sequence number and what differs), in this order per entry: it is
-//! missing (the next stored entry has a later number), its hash is not the SHA-256 of
+//! missing (the next stored entry has a later number; but a row out of place whose
+//! intact body says it is this entry or a later one is named by its body's number, its
+//! `seq` column changed), its hash is not the SHA-256 of
 //! its body, its body is not an entry or not canonical (written again it gives other
 //! bytes), one of its columns (`seq`, `at`, `kind`, `actor`, `prev`) differs from its
 //! body, or its `prev` is not the hash of the entry before (its link). A verified chain
@@ -163,8 +165,8 @@ pub enum Problem {
     /// The entry is missing: the next entry stored has sequence number `next` (a gap:
     /// deleted, or renumbered).
     Missing {
-        /// The sequence number found in its place.
-        next: u64,
+        /// The sequence number found in its place, as stored.
+        next: i64,
     },
     /// Its hash is not the SHA-256 of its body (the body or the hash was changed).
     Hash,

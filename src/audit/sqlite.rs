@@ -183,14 +183,15 @@ impl AuditLog for SqliteAuditLog {
 
     fn verify(&self) -> Result<AuditHead, AuditError> {
         let mut chain = Chain::default();
-        let mut after = 0_i64;
+        // Every row, whatever its number (one renumbered below 1 is read first).
+        let mut after: Option<i64> = None;
         loop {
             let page: Vec<(i64, StoredRow)> = {
                 let connection = self.connection();
                 let mut select = connection
                     .prepare_cached(
                         "SELECT seq, at, kind, actor, prev, hash, body FROM audit
-                         WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+                         WHERE ?1 IS NULL OR seq > ?1 ORDER BY seq LIMIT ?2",
                     )
                     .map_err(|error| self.read_failed(error))?;
                 select
@@ -200,7 +201,7 @@ impl AuditLog for SqliteAuditLog {
                         Ok((
                             seq,
                             StoredRow {
-                                seq: u64::try_from(seq).unwrap_or(0),
+                                seq,
                                 at: text(1)?,
                                 kind: text(2)?,
                                 actor: bytes(row.get_ref(3)?),
@@ -219,7 +220,7 @@ impl AuditLog for SqliteAuditLog {
             for (_, row) in &page {
                 chain.check(row)?;
             }
-            after = last;
+            after = Some(last);
         }
     }
 }
