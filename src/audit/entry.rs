@@ -47,8 +47,9 @@ pub enum AuditEvent {
         run: String,
         /// Its workflow.
         workflow: String,
-        /// How it ended (`COMPLETED`, `FAILED`, …).
-        status: crate::run::RunStatus,
+        /// How it ended: `COMPLETED`, `FAILED`, `CANCELLED`, `TIMED_OUT` or `SKIPPED`
+        /// (as the run's report says it).
+        status: String,
     },
     /// A waiting approval step was approved.
     StepApproved {
@@ -357,7 +358,7 @@ mod tests {
             AuditEvent::RunEnded {
                 run: "r".into(),
                 workflow: "w".into(),
-                status: crate::run::RunStatus::Completed,
+                status: "COMPLETED".into(),
             },
             AuditEvent::StepApproved {
                 run: "r".into(),

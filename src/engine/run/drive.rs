@@ -443,7 +443,7 @@ impl Execution {
         let _ = self.inner.audit_done(None, || AuditEvent::RunEnded {
             run: self.run_id.as_str().to_owned(),
             workflow: self.book.plan.workflow_id().to_owned(),
-            status,
+            status: status.as_str().to_owned(),
         });
         let run_id = self.run_id.clone();
         let report = self.book.into_report(run_id, status, self.started_at, now);
