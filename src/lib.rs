@@ -116,6 +116,8 @@
 //!   step calls its agent (`maxDataAgeMs`), and how a call whose outcome is unknown is
 //!   reconciled before any retry (`sideEffects`, `reconcile`), and the kill switch's
 //!   rules and state (which rules tripped, which workflows they halt, who reset them).
+//! - [`audit`]: the audit log: who did what to the engine, as a SHA-256 hash chain that
+//!   shows any entry changed, removed or inserted ([`AuditLog`](audit::AuditLog)).
 //! - [`store`]: runs as append-only journals, their state as a fold, and the stores that
 //!   keep them ([`MemoryStore`](store::MemoryStore), and `SqliteStore` with `sqlite`).
 //!
@@ -144,6 +146,7 @@
 
 pub mod adapt;
 pub mod agent;
+pub mod audit;
 pub mod clock;
 pub mod coordinate;
 pub mod decision;

@@ -622,7 +622,7 @@ mod sqlite_only {
     }
 
     #[test]
-    fn the_file_is_in_wal_mode_at_schema_version_3() {
+    fn the_file_is_in_wal_mode_at_schema_version_4() {
         let dir = TempDir::new();
         let path = dir.0.join("runs.db");
         let _store = SqliteStore::open(&path).unwrap();
@@ -634,7 +634,7 @@ mod sqlite_only {
         let version: i64 = raw
             .query_row("PRAGMA user_version", [], |row| row.get(0))
             .unwrap();
-        assert_eq!(version, 3);
+        assert_eq!(version, 4);
         let tables: Vec<String> = raw
             .prepare("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")
             .unwrap()
@@ -644,7 +644,14 @@ mod sqlite_only {
             .unwrap();
         assert_eq!(
             tables,
-            ["definitions", "events", "heads", "rewarded", "runs"]
+            [
+                "audit",
+                "definitions",
+                "events",
+                "heads",
+                "rewarded",
+                "runs"
+            ]
         );
     }
 
@@ -676,7 +683,7 @@ mod sqlite_only {
                 error,
                 StoreError::Schema {
                     found: 99,
-                    supported: 3,
+                    supported: 4,
                     ..
                 }
             ),

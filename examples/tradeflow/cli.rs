@@ -89,6 +89,14 @@ pub(crate) enum Verb {
     /// {"runs": [{"trigger", "firedAt", "report"}]} (pretty JSON) on stdout, one line per
     /// trigger considered on stderr; the same files and seed print the same bytes.
     Replay(replay::Args),
+    /// Verifies or lists the audit log kept in a store.
+    ///
+    /// `audit verify --store sqlite:PATH` recomputes the hash chain: exit 0 when intact
+    /// (prints the entry count and the head hash), 1 naming the first entry that does
+    /// not match, 2 when PATH is not a tradeflow store. `audit list --store sqlite:PATH`
+    /// prints every entry, one JSON object a line.
+    #[cfg(feature = "sqlite")]
+    Audit(crate::audit::Args),
     /// Prints the usage, every verb, the options and the exit codes.
     #[command(disable_help_flag = true)]
     Help {
@@ -146,6 +154,10 @@ fn problem(args: &[String], error: &clap::Error) -> String {
         (Some("validate"), ErrorKind::ArgumentConflict) => format!("{} is given twice", option()),
         (Some("validate"), _) => validate::TAKES.to_owned(),
         (Some("plan"), _) => plan::TAKES.to_owned(),
+        (
+            Some("audit"),
+            ErrorKind::MissingSubcommand | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand,
+        ) => "audit needs verify or list".to_owned(),
         (Some(verb), ErrorKind::UnknownArgument) => {
             format!(
                 "{verb} has no option `{}`",

@@ -14,6 +14,7 @@ pub(crate) fn usage() -> String {
         show::USAGE,
         schedule::USAGE,
         replay::USAGE,
+        "tradeflow audit verify|list --store sqlite:PATH",
         "tradeflow help",
     ];
     format!("usage:\n  {}", verbs.join("\n  "))
@@ -91,6 +92,13 @@ const DETAILS: &str = r#"verbs:
             by firedAt (ties: trigger index, then timeline order); on stderr, one line per
             trigger considered (fired, or why not). The seed defaults to 0; the same
             files and seed print the same bytes.
+  audit     verify: recomputes the audit log's hash chain in the store PATH from its
+            first entry; prints "N entries, head HASH" when every entry matches (keep
+            the head elsewhere: a chain rewritten whole or cut short shows only against
+            it), else names the first entry that does not on stderr ("PATH: audit entry
+            17: its hash is not the SHA-256 of its body") and exits 1. list: prints
+            every entry, one line each: {"hash": HASH, "entry": BODY}, BODY the bytes
+            hashed.
 
 options:
   --effects FILE  (run, resume) before each agent call, appends one JSON line to FILE and
@@ -102,9 +110,11 @@ options:
 
 exit codes:
   0  success (simulate: every run COMPLETED; run: the run COMPLETED; resume: every resumed run COMPLETED, or
-     nothing to resume; schedule; replay, however its runs ended; runs; show)
+     nothing to resume; schedule; replay, however its runs ended; runs; show; audit verify:
+     the chain is intact)
   1  a run ended otherwise, or is stuck (a step waits for an approval with no scripted
-     answer and no timeout; after run and resume it stays unfinished in the store)
+     answer and no timeout; after run and resume it stays unfinished in the store);
+     audit verify: an entry does not match (the first one is named)
   2  invalid files or arguments, every problem on stderr, one a line (PATH: problem);
      for runs and show, also a store that is missing or not a tradeflow store, and
      (show) a run the store does not have"#;

@@ -94,6 +94,8 @@
 //! store that is missing or not a tradeflow store, a run `show` cannot find.
 
 mod agents;
+#[cfg(feature = "sqlite")]
+mod audit;
 mod cli;
 mod decisions;
 mod files;
@@ -160,6 +162,8 @@ fn tradeflow(args: &[String]) -> Result<u8, Problems> {
         Verb::Show(args) => show::show(args),
         Verb::Schedule(args) => schedule::schedule(args),
         Verb::Replay(args) => replay::replay(args),
+        #[cfg(feature = "sqlite")]
+        Verb::Audit(args) => audit::audit(args),
         Verb::Help { .. } => {
             println!("{}", help::text());
             Ok(0)

@@ -69,12 +69,13 @@ pub(crate) fn resume(args: Args) -> Result<u8, Problems> {
         )]);
     }
     let effects = args.effects.as_deref().map(Effects::open).transpose()?;
-    let store = store::open(&args.store, false)?;
+    let (store, audit) = store::open_audited(&args.store, false)?;
 
     let clock = StallDetectingClock::new();
     let engine = Engine::builder()
         .clock(clock.clone())
         .store(Arc::clone(&store))
+        .audit(audit)
         .build();
     // Nothing happens to a recovered run until it is polled: agents can come after.
     let recovery = engine

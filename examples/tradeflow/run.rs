@@ -61,12 +61,13 @@ pub(crate) fn run(args: Args) -> Result<u8, Problems> {
         files::load_run_files(&paths.workflow, &paths.agents, paths.input.as_deref())?;
     // Opened once the files are known to be good, so that a typo creates no file.
     let effects = args.effects.as_deref().map(Effects::open).transpose()?;
-    let store = store::open(&args.store, true)?;
+    let (store, audit) = store::open_audited(&args.store, true)?;
 
     let clock = StallDetectingClock::new();
     let builder = Engine::builder()
         .clock(clock.clone())
-        .store(Arc::clone(&store));
+        .store(Arc::clone(&store))
+        .audit(audit);
     let scripted = Arc::new(clock.clone());
     let (engine, _pools) =
         agents::engine(builder, &agents, &paths.agents, scripted, effects.as_ref())?;

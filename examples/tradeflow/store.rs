@@ -9,10 +9,25 @@ use tradeflow::store::{SqliteStore, StoreError};
 use crate::Problems;
 use crate::files::chain;
 
+/// A store, and the audit log in its file.
+pub(crate) type Audited = (Arc<dyn RunStore>, Arc<dyn tradeflow::audit::AuditLog>);
+
 /// Opens the SQLite store at `path`, creating it when `create` says so.
 #[cfg(feature = "sqlite")]
-pub(crate) fn open(path: &str, create: bool) -> Result<Arc<dyn RunStore>, Problems> {
-    Ok(Arc::new(open_sqlite(path, create)?))
+pub(crate) fn open_sqlite(path: &str, create: bool) -> Result<SqliteStore, Problems> {
+    match SqliteStore::builder().create(create).open(path) {
+        Ok(store) => Ok(store),
+        // The error names the path already (`cannot open store `PATH``); its source says
+        // why.
+        Err(StoreError::Open { source, .. }) => Err(vec![format!(
+            "{path}: cannot open the store: {}",
+            chain(&*source)
+        )]),
+        Err(StoreError::NotAStore { why, .. }) => Err(vec![format!(
+            "{path}: cannot open the store: it is not a tradeflow store: {why}"
+        )]),
+        Err(error) => Err(vec![format!("{path}: {}", chain(&error))]),
+    }
 }
 
 /// Opens the existing SQLite store at `path` to read it (`runs`, `show`): a missing file
@@ -33,27 +48,18 @@ pub(crate) fn inspect(path: &str, _verb: &str) -> Result<tradeflow::store::Memor
     Err(no_sqlite(path))
 }
 
-/// Opens the SQLite store at `path`; its errors in the command's words.
+/// Opens the SQLite store at `path` (as [`open_sqlite`]) with the audit log in its file, which
+/// `run` and `resume` append to and `audit verify` checks.
 #[cfg(feature = "sqlite")]
-fn open_sqlite(path: &str, create: bool) -> Result<SqliteStore, Problems> {
-    match SqliteStore::builder().create(create).open(path) {
-        Ok(store) => Ok(store),
-        // The error names the path already (`cannot open store `PATH``); its source says
-        // why.
-        Err(StoreError::Open { source, .. }) => Err(vec![format!(
-            "{path}: cannot open the store: {}",
-            chain(&*source)
-        )]),
-        Err(StoreError::NotAStore { why, .. }) => Err(vec![format!(
-            "{path}: cannot open the store: it is not a tradeflow store: {why}"
-        )]),
-        Err(error) => Err(vec![format!("{path}: {}", chain(&error))]),
-    }
+pub(crate) fn open_audited(path: &str, create: bool) -> Result<Audited, Problems> {
+    let store = open_sqlite(path, create)?;
+    let audit = Arc::new(store.audit_log());
+    Ok((Arc::new(store), audit))
 }
 
 /// Without the `sqlite` feature there is no store to open.
 #[cfg(not(feature = "sqlite"))]
-pub(crate) fn open(path: &str, _create: bool) -> Result<Arc<dyn RunStore>, Problems> {
+pub(crate) fn open_audited(path: &str, _create: bool) -> Result<Audited, Problems> {
     Err(no_sqlite(path))
 }
 

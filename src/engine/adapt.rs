@@ -282,7 +282,8 @@ impl Engine {
     /// [`EngineError::UnknownWorkflow`]; [`EngineError::Invalid`] with every problem of
     /// the rule, located at `adaptations[n] (id)`; [`EngineError::Store`] when the store
     /// fails (the rule is then not added); [`EngineError::TooManyAdaptations`] past
-    /// [`MAX_ADDED_ADAPTATIONS`].
+    /// [`MAX_ADDED_ADAPTATIONS`]; [`EngineError::Audit`] when the audit log does not take
+    /// the entry (the rule is then not added).
     pub fn adapt_workflow(
         &self,
         workflow_id: &str,
@@ -307,6 +308,11 @@ impl Engine {
             .cloned()
             .collect();
         let rule = plan.compile_adaptation(&adaptation, &others)?;
+        self.inner
+            .audit(Some(by), || crate::audit::AuditEvent::AdaptationAdded {
+                workflow: workflow_id.to_owned(),
+                rule: adaptation.id.clone(),
+            })?;
         if let Some(store) = self.inner.store() {
             let text = serde_json::to_string(&adaptation).unwrap_or_default();
             let version = format!("{STORED_PREFIX}{}", added.len() + 1);

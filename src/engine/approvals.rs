@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use futures::channel::oneshot;
 
 use super::{Engine, EngineError};
+use crate::audit::AuditEvent;
 use crate::definition::StepId;
 use crate::run::RunId;
 
@@ -33,7 +34,8 @@ impl Verdict {
     }
 }
 
-type Waiting = HashMap<(RunId, StepId), oneshot::Sender<Verdict>>;
+/// A waiting step's channel, and the SHA-256 of its parameters when the engine audits.
+type Waiting = HashMap<(RunId, StepId), (oneshot::Sender<Verdict>, Option<String>)>;
 
 /// The steps waiting for an answer, by run and step.
 #[derive(Debug, Default)]
@@ -46,15 +48,17 @@ impl Approvals {
         self.waiting.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Registers a waiting step; the returned guard unregisters it when dropped.
+    /// Registers a waiting step (with its parameters' hash, for the audit log); the
+    /// returned guard unregisters it when dropped.
     pub(crate) fn wait(
         self: &Arc<Self>,
         run: &RunId,
         step: &StepId,
+        parameters_sha256: Option<String>,
     ) -> (oneshot::Receiver<Verdict>, ApprovalGuard) {
         let (sender, receiver) = oneshot::channel();
         let key = (run.clone(), step.clone());
-        self.lock().insert(key.clone(), sender);
+        self.lock().insert(key.clone(), (sender, parameters_sha256));
         let guard = ApprovalGuard {
             approvals: Arc::clone(self),
             key,
@@ -62,17 +66,27 @@ impl Approvals {
         (receiver, guard)
     }
 
-    /// Hands `verdict` to step `step` of run `run`, if it waits.
-    fn answer(&self, run: &RunId, step: &str, verdict: Verdict) -> Result<(), EngineError> {
-        let sender = self.lock().remove(&(run.clone(), StepId::new(step)));
+    /// Hands `verdict` to step `step` of run `run`, if it waits, once `audit` took the
+    /// entry (given the parameters' hash); the step keeps waiting when it did not.
+    fn answer(
+        &self,
+        run: &RunId,
+        step: &str,
+        verdict: Verdict,
+        audit: impl FnOnce(String) -> Result<(), crate::audit::AuditError>,
+    ) -> Result<(), EngineError> {
         let missing = || EngineError::NoPendingApproval {
             run: run.clone(),
             step: step.to_owned(),
         };
-        sender
-            .ok_or_else(missing)?
-            .send(verdict)
-            .map_err(|_| missing())
+        let key = (run.clone(), StepId::new(step));
+        let sender = {
+            let mut waiting = self.lock();
+            let (_, parameters) = waiting.get(&key).ok_or_else(missing)?;
+            audit(parameters.clone().unwrap_or_default())?;
+            waiting.remove(&key).ok_or_else(missing)?.0
+        };
+        sender.send(verdict).map_err(|_| missing())
     }
 }
 
@@ -93,7 +107,9 @@ impl Engine {
     /// Approves the waiting step `step` of run `run`, as `by`, with an optional comment.
     ///
     /// # Errors
-    /// [`EngineError::NoPendingApproval`] when that step is not waiting.
+    /// [`EngineError::NoPendingApproval`] when that step is not waiting;
+    /// [`EngineError::Audit`] when the audit log does not take the entry (the step
+    /// keeps waiting).
     pub fn approve(
         &self,
         run: &RunId,
@@ -101,14 +117,15 @@ impl Engine {
         by: &str,
         comment: Option<&str>,
     ) -> Result<(), EngineError> {
-        let verdict = Verdict::new(true, by, comment);
-        self.inner.approvals.answer(run, step, verdict)
+        self.answer(run, step, Verdict::new(true, by, comment))
     }
 
     /// Rejects the waiting step `step` of run `run`: the step fails with kind `REJECTED`.
     ///
     /// # Errors
-    /// [`EngineError::NoPendingApproval`] when that step is not waiting.
+    /// [`EngineError::NoPendingApproval`] when that step is not waiting;
+    /// [`EngineError::Audit`] when the audit log does not take the entry (the step
+    /// keeps waiting).
     pub fn reject(
         &self,
         run: &RunId,
@@ -116,7 +133,32 @@ impl Engine {
         by: &str,
         comment: Option<&str>,
     ) -> Result<(), EngineError> {
-        let verdict = Verdict::new(false, by, comment);
-        self.inner.approvals.answer(run, step, verdict)
+        self.answer(run, step, Verdict::new(false, by, comment))
+    }
+
+    /// Hands `verdict` to the waiting step once the audit log took its entry.
+    fn answer(&self, run: &RunId, step: &str, verdict: Verdict) -> Result<(), EngineError> {
+        let inner = &self.inner;
+        let by = verdict.by.clone();
+        let approved = verdict.approved;
+        inner
+            .approvals
+            .answer(run, step, verdict, |parameters_sha256| {
+                inner.audit(Some(&by), || {
+                    let (run, step) = (run.as_str().to_owned(), step.to_owned());
+                    match approved {
+                        true => AuditEvent::StepApproved {
+                            run,
+                            step,
+                            parameters_sha256,
+                        },
+                        false => AuditEvent::StepRejected {
+                            run,
+                            step,
+                            parameters_sha256,
+                        },
+                    }
+                })
+            })
     }
 }

@@ -39,6 +39,7 @@ pub struct EngineBuilder {
     circuit_breaker: Option<CircuitBreaker>,
     budgets: std::collections::BTreeMap<String, crate::safety::BudgetSpec>,
     kill_switch: Arc<crate::safety::KillSwitch>,
+    audit: Option<Arc<dyn crate::audit::AuditLog>>,
 }
 
 impl fmt::Debug for EngineBuilder {
@@ -54,6 +55,7 @@ impl fmt::Debug for EngineBuilder {
             .field("relearn_decisions", &self.relearn_decisions)
             .field("circuit_breaker", &self.circuit_breaker)
             .field("budgets", &self.budgets)
+            .field("audit", &self.audit)
             .finish_non_exhaustive()
     }
 }
@@ -72,6 +74,34 @@ impl EngineBuilder {
     ) -> Result<Self, crate::definition::ValidationErrors> {
         self.kill_switch = Arc::new(crate::safety::KillSwitch::compile(rules)?);
         Ok(self)
+    }
+
+    /// Where the engine appends its audit entries (see [`crate::audit`] for what they
+    /// are, and the [module docs](super#audit) for when they are appended and what
+    /// happens when an append fails). With a [`SqliteStore`](crate::store::SqliteStore),
+    /// `SqliteStore::audit_log` keeps them in the store's file. Costs one append per
+    /// entry (with SQLite, one synced commit, made on the thread that asked or polls
+    /// the run: two per run, at its start and end). Defaults to none: nothing is
+    /// audited.
+    ///
+    /// ```
+    /// # use std::sync::Arc;
+    /// use tradeflow::audit::{AuditLog, MemoryAuditLog};
+    /// use tradeflow::definition::WorkflowDefinition;
+    /// use tradeflow::engine::Engine;
+    ///
+    /// let log = Arc::new(MemoryAuditLog::new());
+    /// let engine = Engine::builder().audit(log.clone()).build();
+    /// engine.create_workflow(WorkflowDefinition::from_json(r#"{"id": "w", "steps": [
+    ///     {"id": "a", "type": "task", "agentCriteria": {"type": "X"}, "task": {"type": "T"}}]}"#)?)?;
+    /// assert_eq!(log.read(1, 10)?[0].event.kind(), "workflowDefined");
+    /// assert_eq!(log.verify()?.entries, 1);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[must_use]
+    pub fn audit(mut self, log: Arc<dyn crate::audit::AuditLog>) -> Self {
+        self.audit = Some(log);
+        self
     }
 
     /// Where time comes from. Defaults to [`SystemClock`].
@@ -354,6 +384,7 @@ impl EngineBuilder {
                 adapting: Default::default(),
                 budgets: super::budgets::Budgets::new(self.budgets, now),
                 kill_switch: self.kill_switch,
+                audit: super::audit::Auditor::new(self.audit),
             }),
         }
     }
@@ -379,6 +410,7 @@ impl Engine {
             agent_check: AgentCheck::default(),
             relearn_decisions: true,
             kill_switch: Arc::default(),
+            audit: None,
             circuit_breaker: Some(CircuitBreaker::DEFAULT),
             budgets: std::collections::BTreeMap::new(),
         }

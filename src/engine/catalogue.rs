@@ -84,6 +84,15 @@ impl Catalogue {
     }
 }
 
+/// The audit entry of `plan` defined.
+fn defined(plan: &ExecutionPlan) -> crate::audit::AuditEvent {
+    crate::audit::AuditEvent::WorkflowDefined {
+        workflow: plan.workflow_id().to_owned(),
+        version: plan_version(plan).to_owned(),
+        definition_sha256: crate::audit::sha256_text(&plan.definition().to_json()),
+    }
+}
+
 /// A plan's version as kept: its definition's, empty when it has none.
 fn plan_version(plan: &ExecutionPlan) -> &str {
     plan.definition().version.as_deref().unwrap_or_default()
@@ -98,6 +107,8 @@ impl Engine {
     ///
     /// [`create_workflow`]: Self::create_workflow
     pub fn add_plan(&self, plan: ExecutionPlan) -> WorkflowRef {
+        // A failure is logged, and the entry waits for the log (see `EngineBuilder::audit`).
+        let _ = self.inner.audit_done(None, || defined(&plan));
         if let Err(error) = self.put_definition(&plan) {
             tracing::warn!(
                 workflow = plan.workflow_id(),
@@ -121,7 +132,8 @@ impl Engine {
     /// [`EngineError::OverCapacity`] naming every step (or the workflow) whose
     /// requirements the pool could never grant, and the resource;
     /// [`EngineError::Store`] when the store fails or keeps this version with other text
-    /// (then the engine does not keep it either).
+    /// (then the engine does not keep it either); [`EngineError::Audit`] when the audit
+    /// log does not take its `workflowDefined` entry (then neither stores nor keeps it).
     pub fn create_workflow(
         &self,
         definition: WorkflowDefinition,
@@ -136,6 +148,7 @@ impl Engine {
                     problems,
                 })?;
         }
+        self.inner.audit(None, || defined(&plan))?;
         self.put_definition(&plan).map_err(store_failed)?;
         Ok(self.keep(plan))
     }

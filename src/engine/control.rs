@@ -13,6 +13,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll, Waker};
 
 use super::{Engine, EngineError};
+use crate::audit::AuditEvent;
 use crate::run::RunId;
 
 /// What the host asks of a run.
@@ -183,7 +184,8 @@ impl Engine {
     /// workflow `timeout` keeps running. Pausing a paused run does nothing.
     ///
     /// # Errors
-    /// [`EngineError::NotRunning`] when the run is not live in this engine.
+    /// [`EngineError::NotRunning`] when the run is not live in this engine;
+    /// [`EngineError::Audit`] when the audit log does not take the entry (nothing is sent).
     pub fn pause_workflow(&self, run: &RunId, by: &str) -> Result<(), EngineError> {
         self.control(run, Command::Pause { by: by.to_owned() })
     }
@@ -191,7 +193,8 @@ impl Engine {
     /// Resumes a paused run on behalf of `by` (journaled). Resuming a run that is not paused does nothing.
     ///
     /// # Errors
-    /// [`EngineError::NotRunning`] when the run is not live in this engine.
+    /// [`EngineError::NotRunning`] when the run is not live in this engine;
+    /// [`EngineError::Audit`] when the audit log does not take the entry (nothing is sent).
     pub fn resume_workflow(&self, run: &RunId, by: &str) -> Result<(), EngineError> {
         self.control(run, Command::Resume { by: by.to_owned() })
     }
@@ -202,12 +205,25 @@ impl Engine {
     /// restart ends the recovered run at once.
     ///
     /// # Errors
-    /// [`EngineError::NotRunning`] when the run is not live in this engine.
+    /// [`EngineError::NotRunning`] when the run is not live in this engine;
+    /// [`EngineError::Audit`] when the audit log does not take the entry (nothing is sent).
     pub fn cancel_workflow(&self, run: &RunId, by: &str) -> Result<(), EngineError> {
         self.control(run, Command::Cancel { by: by.to_owned() })
     }
 
     fn control(&self, run: &RunId, command: Command) -> Result<(), EngineError> {
+        if !self.inner.controls.is_live(run) {
+            return Err(EngineError::NotRunning { run: run.clone() });
+        }
+        // Entered before the command is sent: a command the log does not take is not sent.
+        let audited = |by: &str, event: AuditEvent| self.inner.audit(Some(by), || event);
+        let name = || run.as_str().to_owned();
+        match &command {
+            Command::Pause { by } => audited(by, AuditEvent::RunPaused { run: name() })?,
+            Command::Resume { by } => audited(by, AuditEvent::RunResumed { run: name() })?,
+            Command::Cancel { by } => audited(by, AuditEvent::RunCancelled { run: name() })?,
+            Command::Wake => {}
+        }
         if self.inner.controls.send(run, command) {
             Ok(())
         } else {

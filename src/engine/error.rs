@@ -121,6 +121,10 @@ pub enum EngineError {
         /// it requires.
         problems: Vec<MissingAgent>,
     },
+    /// The audit log did not take the operation's entry: the operation was not
+    /// performed (see [`EngineBuilder::audit`](super::EngineBuilder::audit)).
+    #[error(transparent)]
+    Audit(#[from] crate::audit::AuditError),
 }
 
 fn lines(problems: &[impl ToString]) -> String {
@@ -160,6 +164,7 @@ impl PartialEq for EngineError {
             (Self::NotRunning { run: a }, Self::NotRunning { run: b }) => a == b,
             (Self::Registry(a), Self::Registry(b)) => a == b,
             (Self::Rebalance(a), Self::Rebalance(b)) => a == b,
+            (Self::Audit(a), Self::Audit(b)) => a == b,
             (Self::Coordinate(a), Self::Coordinate(b)) => a == b,
             (Self::Store { source: a }, Self::Store { source: b }) => Arc::ptr_eq(a, b),
             (

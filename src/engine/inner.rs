@@ -61,6 +61,8 @@ pub(crate) struct Inner {
     pub(crate) budgets: super::budgets::Budgets,
     /// The kill switch rules and which have tripped.
     pub(crate) kill_switch: Arc<crate::safety::KillSwitch>,
+    /// The audit log, and the entries waiting for it.
+    pub(crate) audit: super::audit::Auditor,
 }
 
 impl Inner {

@@ -22,6 +22,7 @@
 use serde_json::Value;
 
 use super::{Engine, EngineError, Run, RunOptions};
+use crate::audit::AuditEvent;
 use crate::safety::{KillSwitchError, KillSwitchEvent, ResetProgress};
 
 /// A rule that tripped on a report.
@@ -58,6 +59,12 @@ impl Engine {
             .into_iter()
             .map(|trip| {
                 tracing::warn!(target: "tradeflow::kill_switch", event = ?trip.event, "kill switch tripped");
+                if let KillSwitchEvent::Tripped { rule, .. } = &trip.event {
+                    // A failure is logged, and the entry waits for the log.
+                    let _ = self.inner.audit_done(None, || AuditEvent::KillSwitchTripped {
+                        rule: rule.clone(),
+                    });
+                }
                 let flatten = trip.flatten.map(|workflow| {
                     self.known_workflow(&workflow)
                         .map(|plan| self.start_plan(plan, RunOptions::default()))
@@ -78,16 +85,21 @@ impl Engine {
     /// The host checks that `by_user` may (an `admin` role) before it calls.
     ///
     /// # Errors
-    /// No such rule, the rule has not tripped, or `by_user` is empty.
+    /// No such rule, the rule has not tripped, or `by_user` is empty;
+    /// [`KillSwitchError::Audit`] when the audit log fails: before (entries wait for it;
+    /// the reset is not counted) or after the reset is counted (it stands; its entry
+    /// waits).
     pub fn reset_kill_switch(
         &self,
         rule: &str,
         by_user: &str,
     ) -> Result<ResetProgress, KillSwitchError> {
+        self.inner.audit_ready()?;
         let progress = self
             .inner
             .kill_switch
             .reset(rule, by_user, self.inner.clock.now())?;
+
         match &progress {
             ResetProgress::Done(event) => {
                 tracing::warn!(target: "tradeflow::kill_switch", event = ?event, "kill switch reset");
@@ -97,6 +109,11 @@ impl Engine {
                 tracing::info!(target: "tradeflow::kill_switch", rule, by_user, have, need, "kill switch reset counted");
             }
         }
+        self.inner
+            .audit_done(Some(by_user), || AuditEvent::KillSwitchReset {
+                rule: rule.to_owned(),
+                armed: matches!(progress, ResetProgress::Done(_)),
+            })?;
         Ok(progress)
     }
 

@@ -99,6 +99,26 @@
 //! since a bot registers its agents after [`Engine::recover`] returns
 //! ([`Engine::check_plan_agents`] checks them once it has).
 //!
+//! # Audit
+//! With an audit log ([`EngineBuilder::audit`]; see [`crate::audit`] for the entries and
+//! the chain), the engine appends an entry for each workflow defined, fresh run started
+//! and run ended, approval and rejection, pause, resume and cancel, adaptation added,
+//! rebalancing, kill switch trip and reset, and permission refused. What a person asks
+//! that the engine can still refuse is appended **before** it is done, and not done when
+//! the append fails: [`Engine::create_workflow`], [`Engine::approve`],
+//! [`Engine::reject`], [`Engine::pause_workflow`], [`Engine::resume_workflow`],
+//! [`Engine::cancel_workflow`] and [`Engine::adapt_workflow`] return
+//! [`EngineError::Audit`] (the workflow not kept, the step still waiting, nothing sent,
+//! no rule added), and a fresh run stops before any step, `FAILED` with kind `STORE`.
+//! What has already happened (a run's end, a trip, a rebalancing or reset made, a
+//! refusal, a plan kept with [`Engine::add_plan`]) is appended **after**; when that
+//! fails, the entry waits in memory, in order, is logged (`tracing`, target
+//! `tradeflow::audit`) and is appended before any later entry, so that while the log
+//! fails nothing audited proceeds ([`Engine::rebalance_workload`] and
+//! [`Engine::reset_kill_switch`] return the error too, though what they did stands). At
+//! most [`MAX_WAITING_AUDIT_ENTRIES`] wait; waiting entries die with the process.
+//! Without a log (the default), nothing is audited.
+//!
 //! # Cost
 //! Per step: one boxed future, one agent selection (O(agents of the type)), the
 //! parameter template resolved once, and events only when someone subscribes. A step
@@ -108,6 +128,7 @@
 
 mod adapt;
 mod approvals;
+mod audit;
 mod budgets;
 mod builder;
 mod catalogue;
@@ -151,6 +172,7 @@ use crate::store::RunState as Journaled;
 /// The run vocabulary, defined in [`run`](crate::run) and used here by name.
 pub use crate::run::{FailureKind, RecoveryDecision, RunError, RunStatus, StepError, StepStatus};
 pub use adapt::{HeldAdaptation, MAX_ADDED_ADAPTATIONS};
+pub use audit::MAX_WAITING as MAX_WAITING_AUDIT_ENTRIES;
 pub use builder::EngineBuilder;
 pub use catalogue::WorkflowRef;
 pub use coordinated::{CoordinateError, Coordinated};
@@ -258,15 +280,23 @@ impl Engine {
     /// # Errors
     /// [`RebalanceError`] naming the unknown agent, the invalid weight or ceiling, or
     /// an agent both drained and undrained; nothing changed then.
+    /// [`RebalanceError::Audit`] when the audit log fails: before (entries wait for it;
+    /// nothing changed) or after the rebalancing (it stands; its entry waits).
     pub fn rebalance_workload(
         &self,
         criteria: &RebalanceCriteria,
         by: &str,
     ) -> Result<RebalanceReport, RebalanceError> {
+        self.inner.audit_ready()?;
         let report = self.inner.registry.rebalance(criteria)?;
         if !report.is_empty() {
             tracing::info!(target: "tradeflow::rebalance", by, "rebalancing asked by");
         }
+        // What changed is known only now: the entry follows the change.
+        self.inner
+            .audit_done(Some(by), || crate::audit::AuditEvent::WorkloadRebalanced {
+                changes: serde_json::to_value(&report).unwrap_or_default(),
+            })?;
         Ok(report)
     }
 

@@ -17,6 +17,7 @@ use futures::{FutureExt, StreamExt};
 
 use super::resources::WorkflowAdmission;
 use super::{Execution, Running, Start};
+use crate::audit::{AuditEvent, sha256_json};
 use crate::clock::{Sleep, add_saturating};
 use crate::engine::RunEvent;
 use crate::engine::control::{Command, RunControl};
@@ -98,6 +99,11 @@ impl Execution {
     /// Runs the run to its end.
     pub(super) async fn drive(mut self, start: Start) -> RunReport {
         self.begin(start);
+        if let Start::Fresh { .. } = start {
+            if let Some(unaudited) = self.audit_start() {
+                return self.finish(unaudited).await;
+            }
+        }
         if let Start::Resumed {
             cancelled: true, ..
         } = start
@@ -262,6 +268,24 @@ impl Execution {
         });
     }
 
+    /// A fresh run's `runStarted` audit entry; a run the audit log does not take stops
+    /// before any step, `FAILED` with kind `STORE`.
+    fn audit_start(&mut self) -> Option<RunStatus> {
+        let plan = &self.book.plan;
+        let appended = self
+            .inner
+            .audit(self.user.as_deref(), || AuditEvent::RunStarted {
+                run: self.run_id.as_str().to_owned(),
+                workflow: plan.workflow_id().to_owned(),
+                version: plan.definition().version.clone().unwrap_or_default(),
+                // The input as the journal holds it (`begin`'s `runStarted`).
+                input_sha256: sha256_json(self.book.input_value()),
+            });
+        let error = appended.err()?;
+        let message = format!("the run's audit entry cannot be appended: {error}; no step started");
+        Some(self.stop_before_steps(FailureKind::Store, message))
+    }
+
     /// A fresh run of a workflow a tripped kill switch rule covers does not start: it
     /// ends `CANCELLED` with kind `HALTED` before any step.
     fn halted_at_start(&mut self) -> Option<RunStatus> {
@@ -415,6 +439,12 @@ impl Execution {
                 },
             });
         }
+        // A failure is logged, and the entry waits for the log (see `EngineBuilder::audit`).
+        let _ = self.inner.audit_done(None, || AuditEvent::RunEnded {
+            run: self.run_id.as_str().to_owned(),
+            workflow: self.book.plan.workflow_id().to_owned(),
+            status: status.as_str().to_owned(),
+        });
         let run_id = self.run_id.clone();
         let report = self.book.into_report(run_id, status, self.started_at, now);
         self.inner.emit(|| RunEvent::RunEnded {

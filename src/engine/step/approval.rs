@@ -81,7 +81,10 @@ async fn wait_for_verdict(
             }]
         })
         .await?;
-    let (answer, _registration) = inner.approvals.wait(&ctx.run_id, step.id());
+    let audited = inner
+        .auditing()
+        .then(|| crate::audit::sha256_json(parameters));
+    let (answer, _registration) = inner.approvals.wait(&ctx.run_id, step.id(), audited);
     inner.emit(|| RunEvent::StepWaiting {
         run_id: ctx.run_id.clone(),
         step_id: step.id().clone(),

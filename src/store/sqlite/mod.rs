@@ -5,7 +5,7 @@ mod schema;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -51,7 +51,8 @@ use crate::run::RunId;
 /// ```
 pub struct SqliteStore {
     path: PathBuf,
-    connection: Mutex<Connection>,
+    /// Shared with the audit log in the same file ([`SqliteStore::audit_log`]).
+    connection: Arc<Mutex<Connection>>,
 }
 
 /// Options of a [`SqliteStore`], from [`SqliteStore::builder`].
@@ -106,7 +107,7 @@ impl SqliteStoreBuilder {
         backfill_checksums(&mut connection).map_err(open_error)?;
         Ok(SqliteStore {
             path,
-            connection: Mutex::new(connection),
+            connection: Arc::new(Mutex::new(connection)),
         })
     }
 }
@@ -174,6 +175,14 @@ impl SqliteStore {
     /// The store's file.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// The audit log in this store's file (its table `audit`, see [`crate::audit`]),
+    /// for [`EngineBuilder::audit`](crate::engine::EngineBuilder::audit). It shares the
+    /// store's connection and lock: an audit append and a journal append never
+    /// interleave, and each audit append is its own committed, synced transaction.
+    pub fn audit_log(&self) -> crate::audit::SqliteAuditLog {
+        crate::audit::SqliteAuditLog::on(self.path.clone(), Arc::clone(&self.connection))
     }
 
     fn connection(&self) -> MutexGuard<'_, Connection> {

@@ -50,6 +50,9 @@ pub(super) const MIGRATIONS: &[&str] = &[
     // 3: the runs with a learned reward, which an engine reads to rebuild its decision
     // model on open (no journal before this version has one).
     "CREATE TABLE rewarded (run_id TEXT PRIMARY KEY);",
+    // 4: the audit log's hash chain, append-only (triggers refuse UPDATE, DELETE and any
+    // INSERT but the next entry); see `crate::audit`.
+    crate::audit::SCHEMA,
 ];
 
 /// `PRAGMA application_id` of a tradeflow store (`tflw` in ASCII).
