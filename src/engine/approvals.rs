@@ -93,7 +93,10 @@ impl Engine {
     /// Approves the waiting step `step` of run `run`, as `by`, with an optional comment.
     ///
     /// # Errors
-    /// [`EngineError::NoPendingApproval`] when that step is not waiting.
+    /// [`EngineError::NoPendingApproval`] when that step is not waiting;
+    /// [`EngineError::Security`] when the engine checks permissions and `by` may not
+    /// `approve` the run's workflow, or with four eyes, when `by` started the run
+    /// ([`EngineBuilder::four_eyes`](super::EngineBuilder::four_eyes)).
     pub fn approve(
         &self,
         run: &RunId,
@@ -101,6 +104,7 @@ impl Engine {
         by: &str,
         comment: Option<&str>,
     ) -> Result<(), EngineError> {
+        self.permit_answer(run, step, by, true)?;
         let verdict = Verdict::new(true, by, comment);
         self.inner.approvals.answer(run, step, verdict)
     }
@@ -108,7 +112,9 @@ impl Engine {
     /// Rejects the waiting step `step` of run `run`: the step fails with kind `REJECTED`.
     ///
     /// # Errors
-    /// [`EngineError::NoPendingApproval`] when that step is not waiting.
+    /// [`EngineError::NoPendingApproval`] when that step is not waiting;
+    /// [`EngineError::Security`] when the engine checks permissions and `by` may not
+    /// `approve` the run's workflow (the starter may reject, four eyes or not).
     pub fn reject(
         &self,
         run: &RunId,
@@ -116,6 +122,7 @@ impl Engine {
         by: &str,
         comment: Option<&str>,
     ) -> Result<(), EngineError> {
+        self.permit_answer(run, step, by, false)?;
         let verdict = Verdict::new(false, by, comment);
         self.inner.approvals.answer(run, step, verdict)
     }

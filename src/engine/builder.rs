@@ -39,6 +39,9 @@ pub struct EngineBuilder {
     circuit_breaker: Option<CircuitBreaker>,
     budgets: std::collections::BTreeMap<String, crate::safety::BudgetSpec>,
     kill_switch: Arc<crate::safety::KillSwitch>,
+    permissions: Option<Arc<dyn crate::security::PermissionService>>,
+    four_eyes: Option<bool>,
+    analyzers: Vec<Arc<dyn crate::security::SecurityAnalyzer>>,
 }
 
 impl fmt::Debug for EngineBuilder {
@@ -72,6 +75,37 @@ impl EngineBuilder {
     ) -> Result<Self, crate::definition::ValidationErrors> {
         self.kill_switch = Arc::new(crate::safety::KillSwitch::compile(rules)?);
         Ok(self)
+    }
+
+    /// Who may do what: with a service, every operation a user asks for is checked
+    /// before the engine acts, and a run must name its user ([`RunOptions::user`], or
+    /// [`RunOptions::as_host`]); see [`crate::security`] for the whole contract. Defaults
+    /// to none: everything is allowed.
+    ///
+    /// [`RunOptions::user`]: super::RunOptions::user
+    /// [`RunOptions::as_host`]: super::RunOptions::as_host
+    #[must_use]
+    pub fn permissions(mut self, permissions: Arc<dyn crate::security::PermissionService>) -> Self {
+        self.permissions = Some(permissions);
+        self
+    }
+
+    /// Four eyes: whether the user who started a run is refused as the approver of its
+    /// steps ([`SecurityError::FourEyes`](crate::security::SecurityError::FourEyes);
+    /// rejecting stays allowed). Defaults to on when the engine has
+    /// [`permissions`](Self::permissions), off otherwise.
+    #[must_use]
+    pub fn four_eyes(mut self, on: bool) -> Self {
+        self.four_eyes = Some(on);
+        self
+    }
+
+    /// Adds a check run before every run [`Engine::start`] starts, after the others
+    /// added before it (see [`crate::security::SecurityAnalyzer`]). Defaults to none.
+    #[must_use]
+    pub fn analyzer(mut self, analyzer: Arc<dyn crate::security::SecurityAnalyzer>) -> Self {
+        self.analyzers.push(analyzer);
+        self
     }
 
     /// Where time comes from. Defaults to [`SystemClock`].
@@ -354,6 +388,11 @@ impl EngineBuilder {
                 adapting: Default::default(),
                 budgets: super::budgets::Budgets::new(self.budgets, now),
                 kill_switch: self.kill_switch,
+                guard: super::guard::Guard {
+                    four_eyes: self.four_eyes.unwrap_or(self.permissions.is_some()),
+                    permissions: self.permissions,
+                    analyzers: self.analyzers,
+                },
             }),
         }
     }
@@ -381,6 +420,9 @@ impl Engine {
             kill_switch: Arc::default(),
             circuit_breaker: Some(CircuitBreaker::DEFAULT),
             budgets: std::collections::BTreeMap::new(),
+            permissions: None,
+            four_eyes: None,
+            analyzers: Vec::new(),
         }
     }
 }

@@ -14,6 +14,7 @@ use std::task::{Context, Poll, Waker};
 
 use super::{Engine, EngineError};
 use crate::run::RunId;
+use crate::security::Action;
 
 /// What the host asks of a run.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -41,6 +42,17 @@ pub(crate) enum Command {
 #[derive(Debug, Default)]
 pub(crate) struct RunControl {
     state: Mutex<State>,
+    /// Whose run it is, for the permission checks.
+    owner: Owner,
+}
+
+/// What the permission checks need to know of a live run.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct Owner {
+    /// The run's workflow id.
+    pub(crate) workflow: String,
+    /// The user it was started for (journaled, so kept by a recovered run).
+    pub(crate) started_by: Option<String>,
 }
 
 #[derive(Debug, Default)]
@@ -90,8 +102,11 @@ pub(crate) struct Controls {
 impl Controls {
     /// Registers run `run`; the guard unregisters it when dropped (the run ended or was
     /// dropped).
-    pub(crate) fn register(self: &Arc<Self>, run: &RunId) -> ControlGuard {
-        let control = Arc::new(RunControl::default());
+    pub(crate) fn register(self: &Arc<Self>, run: &RunId, owner: Owner) -> ControlGuard {
+        let control = Arc::new(RunControl {
+            owner,
+            ..RunControl::default()
+        });
         self.runs
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
@@ -109,6 +124,15 @@ impl Controls {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .contains_key(run)
+    }
+
+    /// Whose run `run` is, while it is live.
+    pub(crate) fn owner(&self, run: &RunId) -> Option<Owner> {
+        self.runs
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(run)
+            .map(|control| control.owner.clone())
     }
 
     /// Wakes every live run (a kill switch rule was reset: held steps may start).
@@ -183,17 +207,26 @@ impl Engine {
     /// workflow `timeout` keeps running. Pausing a paused run does nothing.
     ///
     /// # Errors
-    /// [`EngineError::NotRunning`] when the run is not live in this engine.
+    /// [`EngineError::NotRunning`] when the run is not live in this engine;
+    /// [`EngineError::Security`] when the engine checks permissions and `by` may not
+    /// (see [`crate::security`]).
     pub fn pause_workflow(&self, run: &RunId, by: &str) -> Result<(), EngineError> {
-        self.control(run, Command::Pause { by: by.to_owned() })
+        self.control(run, by, Action::Pause, Command::Pause { by: by.to_owned() })
     }
 
     /// Resumes a paused run on behalf of `by` (journaled). Resuming a run that is not paused does nothing.
     ///
     /// # Errors
-    /// [`EngineError::NotRunning`] when the run is not live in this engine.
+    /// [`EngineError::NotRunning`] when the run is not live in this engine;
+    /// [`EngineError::Security`] when the engine checks permissions and `by` may not
+    /// (see [`crate::security`]).
     pub fn resume_workflow(&self, run: &RunId, by: &str) -> Result<(), EngineError> {
-        self.control(run, Command::Resume { by: by.to_owned() })
+        self.control(
+            run,
+            by,
+            Action::Resume,
+            Command::Resume { by: by.to_owned() },
+        )
     }
 
     /// Cancels run `run` on behalf of `by`: the cancellation is journaled, the steps in
@@ -202,12 +235,26 @@ impl Engine {
     /// restart ends the recovered run at once.
     ///
     /// # Errors
-    /// [`EngineError::NotRunning`] when the run is not live in this engine.
+    /// [`EngineError::NotRunning`] when the run is not live in this engine;
+    /// [`EngineError::Security`] when the engine checks permissions and `by` may not
+    /// (see [`crate::security`]).
     pub fn cancel_workflow(&self, run: &RunId, by: &str) -> Result<(), EngineError> {
-        self.control(run, Command::Cancel { by: by.to_owned() })
+        self.control(
+            run,
+            by,
+            Action::Cancel,
+            Command::Cancel { by: by.to_owned() },
+        )
     }
 
-    fn control(&self, run: &RunId, command: Command) -> Result<(), EngineError> {
+    fn control(
+        &self,
+        run: &RunId,
+        by: &str,
+        action: Action,
+        command: Command,
+    ) -> Result<(), EngineError> {
+        self.inner.permit_on_run(run, by, action)?;
         if self.inner.controls.send(run, command) {
             Ok(())
         } else {
@@ -228,7 +275,7 @@ mod tests {
         let pause = || Command::Pause { by: "ops".into() };
         let resume = || Command::Resume { by: "ops".into() };
         assert!(!controls.send(&run, pause()));
-        let guard = controls.register(&run);
+        let guard = controls.register(&run, Owner::default());
         assert!(controls.send(&run, pause()));
         assert!(controls.send(&run, resume()));
         let mut cx = Context::from_waker(noop_waker_ref());

@@ -61,6 +61,8 @@ pub(crate) struct Inner {
     pub(crate) budgets: super::budgets::Budgets,
     /// The kill switch rules and which have tripped.
     pub(crate) kill_switch: Arc<crate::safety::KillSwitch>,
+    /// Who may do what, four eyes, and the analyzers run before a run starts.
+    pub(super) guard: super::guard::Guard,
 }
 
 impl Inner {

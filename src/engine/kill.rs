@@ -22,7 +22,7 @@
 use serde_json::Value;
 
 use super::{Engine, EngineError, Run, RunOptions};
-use crate::safety::{KillSwitchError, KillSwitchEvent, ResetProgress};
+use crate::safety::{KillSwitchEvent, ResetProgress};
 
 /// A rule that tripped on a report.
 #[derive(Debug)]
@@ -60,7 +60,7 @@ impl Engine {
                 tracing::warn!(target: "tradeflow::kill_switch", event = ?trip.event, "kill switch tripped");
                 let flatten = trip.flatten.map(|workflow| {
                     self.known_workflow(&workflow)
-                        .map(|plan| self.start_plan(plan, RunOptions::default()))
+                        .map(|plan| self.start_plan(plan, RunOptions::default().as_host()))
                 });
                 if let Some(Err(error)) = &flatten {
                     tracing::error!(target: "tradeflow::kill_switch", error = %error, "cannot start the flatten workflow");
@@ -75,15 +75,21 @@ impl Engine {
 
     /// `by_user` resets kill switch rule `rule`: counted once per person; at the rule's
     /// `quorum` of distinct people the rule is armed again and the runs it held go on.
-    /// The host checks that `by_user` may (an `admin` role) before it calls.
+    /// With permissions ([`EngineBuilder::permissions`](super::EngineBuilder::permissions)),
+    /// `by_user` must be allowed to `reset` the rule (with a
+    /// [`PolicyPermissions`](crate::security::PolicyPermissions): the `admin` role, or a
+    /// role listing `reset`).
     ///
     /// # Errors
-    /// No such rule, the rule has not tripped, or `by_user` is empty.
+    /// [`EngineError::KillSwitch`]: no such rule, the rule has not tripped, or `by_user`
+    /// is empty; [`EngineError::Security`] when `by_user` may not reset it (not counted).
     pub fn reset_kill_switch(
         &self,
         rule: &str,
         by_user: &str,
-    ) -> Result<ResetProgress, KillSwitchError> {
+    ) -> Result<ResetProgress, EngineError> {
+        self.inner
+            .permit(Some(by_user), crate::security::Action::Reset, Some(rule))?;
         let progress = self
             .inner
             .kill_switch

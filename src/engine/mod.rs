@@ -116,6 +116,7 @@ mod coordinated;
 mod durable;
 mod error;
 mod event;
+mod guard;
 mod heal;
 mod inner;
 mod kill;
@@ -137,9 +138,7 @@ use std::task::{Context as TaskContext, Poll};
 use futures::future::BoxFuture;
 use serde_json::Value;
 
-use crate::agent::{
-    Agent, AgentId, AgentRegistry, RebalanceCriteria, RebalanceError, RebalanceReport,
-};
+use crate::agent::{Agent, AgentId, AgentRegistry, RebalanceCriteria, RebalanceReport};
 use crate::clock::Clock;
 use crate::decision::DecisionEngine;
 use crate::plan::ExecutionPlan;
@@ -256,13 +255,16 @@ impl Engine {
     /// state, not a run's.
     ///
     /// # Errors
-    /// [`RebalanceError`] naming the unknown agent, the invalid weight or ceiling, or
-    /// an agent both drained and undrained; nothing changed then.
+    /// [`EngineError::Rebalance`] naming the unknown agent, the invalid weight or
+    /// ceiling, or an agent both drained and undrained; [`EngineError::Security`] when
+    /// the engine checks permissions and `by` may not `rebalance`. Nothing changed then.
     pub fn rebalance_workload(
         &self,
         criteria: &RebalanceCriteria,
         by: &str,
-    ) -> Result<RebalanceReport, RebalanceError> {
+    ) -> Result<RebalanceReport, EngineError> {
+        self.inner
+            .permit(Some(by), crate::security::Action::Rebalance, None)?;
         let report = self.inner.registry.rebalance(criteria)?;
         if !report.is_empty() {
             tracing::info!(target: "tradeflow::rebalance", by, "rebalancing asked by");
@@ -277,7 +279,14 @@ impl Engine {
     /// With [`AgentCheck::BeforeStart`] ([`EngineBuilder::agent_check`]), every step is
     /// first checked against the agents registered now ([`Engine::check_agents`]).
     ///
+    /// With permissions ([`EngineBuilder::permissions`]), the run's user
+    /// ([`RunOptions::user`]) must be allowed to `execute` the workflow, and every step's
+    /// `resourceRequirements` must be within the user's caps; then the engine's
+    /// analyzers are asked ([`EngineBuilder::analyzer`]). See [`crate::security`].
+    ///
     /// # Errors
+    /// [`EngineError::Security`] when a check refuses the run (nothing runs, nothing is
+    /// journaled, no agent is called);
     /// [`EngineError::UnknownWorkflow`]; [`EngineError::Halted`] when a tripped kill
     /// switch rule covers the workflow; with [`AgentCheck::BeforeStart`],
     /// [`EngineError::NoAgents`] naming every step no registered agent can take (then
@@ -293,6 +302,7 @@ impl Engine {
                 }
             })?,
         };
+        self.permit_start(&plan, &options)?;
         if let Some(rule) = self
             .inner
             .kill_switch
@@ -306,6 +316,7 @@ impl Engine {
         if self.inner.agent_check == AgentCheck::BeforeStart {
             self.check_plan_agents(&plan)?;
         }
+        self.analyze_start(&plan, &options)?;
         Ok(self.start_plan(plan, options))
     }
 
@@ -319,7 +330,11 @@ impl Engine {
         let seed = options
             .seed
             .unwrap_or_else(|| mix(self.inner.seed, id.as_str()));
-        let control = self.inner.controls.register(&id);
+        let owner = control::Owner {
+            workflow: plan.workflow_id().to_owned(),
+            started_by: options.user.clone(),
+        };
+        let control = self.inner.controls.register(&id, owner);
         let (input, refused_input) = run::checked_input(options.input);
         let identity = run::Identity {
             run_id: id.clone(),
