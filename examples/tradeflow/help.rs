@@ -74,6 +74,12 @@ const DETAILS: &str = r#"verbs:
             files and seed print the same bytes.
 
 options:
+  --user NAME  (simulate, run) the user the run is started for (journaled).
+  --policy POLICY.json  (simulate, run) who may do what: {"roles": {ROLE: {ACTION:
+            [PATTERN, ...], "resources": {"cpu": N, ...}}}, "users": {USER: [ROLE, ...]}},
+            deny by default. The run is checked for --user (execute, the steps'
+            resourceRequirements against the caps), and so are the scripted approvers'
+            answers (approve; four eyes: not the run's user). A refused run exits 3.
   --effects FILE  (run, resume) before each agent call, appends one JSON line to FILE and
             syncs it: {"runId","stepId","item","attempt","agentId","idempotencyKey"}
             (item: null outside parallel steps). A call made again by resume carries the
@@ -84,4 +90,5 @@ exit codes:
      nothing to resume; schedule; replay, however its runs ended)
   1  a run ended otherwise, or is stuck (a step waits for an approval with no scripted
      answer and no timeout; after run and resume it stays unfinished in the store)
-  2  invalid files or arguments, every problem on stderr, one a line (PATH: problem)"#;
+  2  invalid files or arguments, every problem on stderr, one a line (PATH: problem)
+  3  the run was refused (--policy): the reason on stderr"#;

@@ -77,7 +77,8 @@
 //! Exit codes: 0 success (`simulate`: every run `COMPLETED`; `run`: the run `COMPLETED`;
 //! `resume`: every resumed run `COMPLETED`, or none to resume; `schedule`; `replay`, however its runs ended); 1 a
 //! run ended otherwise (or stalled: a step waits for an answer nobody will give); 2
-//! invalid files or arguments, every problem on stderr, one a line (`PATH: problem`).
+//! invalid files or arguments, every problem on stderr, one a line (`PATH: problem`); 3
+//! the engine's permissions (`--policy`) refused the run, the reason on stderr.
 
 mod agents;
 mod cli;
@@ -90,6 +91,7 @@ mod replay;
 mod resume;
 mod run;
 mod schedule;
+mod secure;
 mod simulate;
 mod store;
 mod validate;
