@@ -1,19 +1,23 @@
 //! Answers to `human_approval` steps: the steps that wait, and the host's answers.
 //!
-//! A waiting step registers itself under its run and step ids and waits on a one-shot
-//! channel; [`Engine::approve`] and [`Engine::reject`] send the answer down it. The
-//! registration ends with the wait (answered, timed out, or the step cancelled), so an
-//! answer to a step that no longer waits is refused with
-//! [`EngineError::NoPendingApproval`].
+//! A waiting step registers itself under its run and step ids and reads its answers
+//! from a channel; [`Engine::approve`] and [`Engine::reject`] send them down it. A step
+//! without a quorum takes one answer (its registration ends with it); a step with
+//! `approval.quorum` / `approval.approvers` keeps its registration, which admits each
+//! approver once, until the quorum is reached or someone rejects. The registration ends
+//! with the wait (answered, timed out, or the step cancelled), so an answer to a step
+//! that no longer waits is refused with [`EngineError::NoPendingApproval`].
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 
-use futures::channel::oneshot;
+use futures::channel::mpsc;
 
 use super::{Engine, EngineError};
 use crate::definition::StepId;
+use crate::plan::Quorum;
 use crate::run::RunId;
+use crate::security::SecurityError;
 
 /// A person's answer to a waiting step, as the step acts on it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,12 +37,28 @@ impl Verdict {
     }
 }
 
-type Waiting = HashMap<(RunId, StepId), oneshot::Sender<Verdict>>;
+/// A waiting step's registration: where answers go, and for a quorum, who may answer
+/// and who approved so far.
+struct Waiter {
+    sender: mpsc::UnboundedSender<Verdict>,
+    quorum: Option<Arc<Quorum>>,
+    counted: Vec<String>,
+}
+
+type Waiting = HashMap<(RunId, StepId), Waiter>;
 
 /// The steps waiting for an answer, by run and step.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub(crate) struct Approvals {
     waiting: Mutex<Waiting>,
+}
+
+impl std::fmt::Debug for Approvals {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Approvals")
+            .field("waiting", &self.lock().len())
+            .finish()
+    }
 }
 
 impl Approvals {
@@ -46,15 +66,23 @@ impl Approvals {
         self.waiting.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Registers a waiting step; the returned guard unregisters it when dropped.
+    /// Registers a waiting step (for a quorum: who may answer, and who approved before
+    /// a restart); the returned guard unregisters it when dropped.
     pub(crate) fn wait(
         self: &Arc<Self>,
         run: &RunId,
         step: &StepId,
-    ) -> (oneshot::Receiver<Verdict>, ApprovalGuard) {
-        let (sender, receiver) = oneshot::channel();
+        quorum: Option<Arc<Quorum>>,
+        counted: Vec<String>,
+    ) -> (mpsc::UnboundedReceiver<Verdict>, ApprovalGuard) {
+        let (sender, receiver) = mpsc::unbounded();
         let key = (run.clone(), step.clone());
-        self.lock().insert(key.clone(), sender);
+        let waiter = Waiter {
+            sender,
+            quorum,
+            counted,
+        };
+        self.lock().insert(key.clone(), waiter);
         let guard = ApprovalGuard {
             approvals: Arc::clone(self),
             key,
@@ -62,18 +90,54 @@ impl Approvals {
         (receiver, guard)
     }
 
-    /// Hands `verdict` to step `step` of run `run`, if it waits.
-    fn answer(&self, run: &RunId, step: &str, verdict: Verdict) -> Result<(), EngineError> {
-        let sender = self.lock().remove(&(run.clone(), StepId::new(step)));
-        let missing = || EngineError::NoPendingApproval {
-            run: run.clone(),
-            step: step.to_owned(),
+    /// Hands `verdict` to step `step` of run `run`, if it waits. A step without a quorum
+    /// takes one answer; with one, an approval from someone `roles` admits is counted once
+    /// per person until the quorum is reached, and a rejection ends the wait.
+    fn answer(
+        &self,
+        run: &RunId,
+        step: &str,
+        verdict: Verdict,
+        roles: &dyn Fn(&str) -> Vec<String>,
+    ) -> Result<(), Refusal> {
+        let key = (run.clone(), StepId::new(step));
+        let mut waiting = self.lock();
+        let Some(waiter) = waiting.get_mut(&key) else {
+            return Err(Refusal::NotWaiting);
         };
-        sender
-            .ok_or_else(missing)?
-            .send(verdict)
-            .map_err(|_| missing())
+        let last = match &waiter.quorum {
+            None => true,
+            Some(quorum) => {
+                if !quorum.admits(&verdict.by, &roles(&verdict.by)) {
+                    return Err(Refusal::NotApprover);
+                }
+                if waiter.counted.contains(&verdict.by) {
+                    return Err(Refusal::Counted);
+                }
+                if verdict.approved {
+                    waiter.counted.push(verdict.by.clone());
+                }
+                !verdict.approved
+                    || waiter.counted.len() >= usize::try_from(quorum.need()).unwrap_or(1)
+            }
+        };
+        let sent = waiter.sender.unbounded_send(verdict).is_ok();
+        if last || !sent {
+            waiting.remove(&key);
+        }
+        if sent {
+            Ok(())
+        } else {
+            Err(Refusal::NotWaiting)
+        }
     }
+}
+
+/// Why an answer did not reach a step.
+enum Refusal {
+    NotWaiting,
+    NotApprover,
+    Counted,
 }
 
 /// Removes a waiting step's registration when the wait ends (answered, timed out or
@@ -105,8 +169,7 @@ impl Engine {
         comment: Option<&str>,
     ) -> Result<(), EngineError> {
         self.permit_answer(run, step, by, true)?;
-        let verdict = Verdict::new(true, by, comment);
-        self.inner.approvals.answer(run, step, verdict)
+        self.answer(run, step, Verdict::new(true, by, comment))
     }
 
     /// Rejects the waiting step `step` of run `run`: the step fails with kind `REJECTED`.
@@ -123,7 +186,39 @@ impl Engine {
         comment: Option<&str>,
     ) -> Result<(), EngineError> {
         self.permit_answer(run, step, by, false)?;
-        let verdict = Verdict::new(false, by, comment);
-        self.inner.approvals.answer(run, step, verdict)
+        self.answer(run, step, Verdict::new(false, by, comment))
+    }
+
+    /// Hands `verdict` to the waiting step; a refusal of a quorum's approver passes
+    /// through [`Inner::refuse`](super::Inner::refuse).
+    fn answer(&self, run: &RunId, step: &str, verdict: Verdict) -> Result<(), EngineError> {
+        let inner = &self.inner;
+        let roles = |user: &str| {
+            inner
+                .guard
+                .permissions
+                .as_ref()
+                .map(|permissions| permissions.roles(user))
+                .unwrap_or_default()
+        };
+        let by = verdict.by.clone();
+        let refused = |error| inner.refuse(error);
+        match inner.approvals.answer(run, step, verdict, &roles) {
+            Ok(()) => Ok(()),
+            Err(Refusal::NotWaiting) => Err(EngineError::NoPendingApproval {
+                run: run.clone(),
+                step: step.to_owned(),
+            }),
+            Err(Refusal::NotApprover) => Err(refused(SecurityError::NotApprover {
+                user: by,
+                run: run.to_string(),
+                step: step.to_owned(),
+            })),
+            Err(Refusal::Counted) => Err(refused(SecurityError::AlreadyApproved {
+                user: by,
+                run: run.to_string(),
+                step: step.to_owned(),
+            })),
+        }
     }
 }

@@ -173,6 +173,22 @@ pub enum RunEvent {
         /// When.
         at: DateTime<Utc>,
     },
+    /// One approval of a step that needs a quorum (`approval.quorum`) was counted; the
+    /// step waits on until `have` reaches `need` (then `StepAnswered` follows).
+    ApprovalCounted {
+        /// The run.
+        run_id: RunId,
+        /// The step.
+        step_id: StepId,
+        /// Who approved.
+        by: String,
+        /// Approvals counted so far.
+        have: u32,
+        /// Approvals needed.
+        need: u32,
+        /// When.
+        at: DateTime<Utc>,
+    },
     /// A `decision` step chose one of its options, before its first call.
     StepDecided {
         /// The run.
@@ -303,6 +319,7 @@ impl RunEvent {
             | Self::StepCancelled { run_id, .. }
             | Self::StepWaiting { run_id, .. }
             | Self::StepAnswered { run_id, .. }
+            | Self::ApprovalCounted { run_id, .. }
             | Self::StepDecided { run_id, .. }
             | Self::StepAdapted { run_id, .. }
             | Self::StepRecovering { run_id, .. }

@@ -64,6 +64,34 @@ pub enum SecurityError {
         /// The step.
         step: String,
     },
+    /// The step needs approvers of named roles or names (`approval.approvers`), and the
+    /// user is none of them.
+    #[error(
+        "user `{}` is not among the approvers of step `{}` of run `{}`",
+        Quoted(.user), Quoted(.step), Quoted(.run)
+    )]
+    NotApprover {
+        /// The user.
+        user: String,
+        /// The run.
+        run: String,
+        /// The step.
+        step: String,
+    },
+    /// The user's approval of a step that needs a quorum was counted already: a quorum
+    /// needs distinct people.
+    #[error(
+        "user `{}` approved step `{}` of run `{}` already; its quorum needs distinct approvers",
+        Quoted(.user), Quoted(.step), Quoted(.run)
+    )]
+    AlreadyApproved {
+        /// The user.
+        user: String,
+        /// The run.
+        run: String,
+        /// The step.
+        step: String,
+    },
     /// The user started as many runs in the window as the rate limit allows.
     #[error(
         "user `{}` may not execute `{}` now: {limit} runs in the last {window_secs} s, the most allowed",
@@ -103,6 +131,8 @@ impl SecurityError {
             Self::Denied { user, .. }
             | Self::OverCap { user, .. }
             | Self::FourEyes { user, .. }
+            | Self::NotApprover { user, .. }
+            | Self::AlreadyApproved { user, .. }
             | Self::RateLimited { user, .. } => Some(user),
             Self::Analyzer { user, .. } => user.as_deref(),
             Self::NoUser { .. } => None,

@@ -53,6 +53,14 @@
 //! [`EngineBuilder::four_eyes`](crate::engine::EngineBuilder::four_eyes) sets it either
 //! way.
 //!
+//! ## Quorum approvals
+//! A `human_approval` step with `approval.quorum` / `approval.approvers` waits for that
+//! many approvals from distinct people the list admits (`role:NAME` through
+//! [`PermissionService::roles`], `user:NAME`); one rejection rejects. An answer from
+//! outside the list is [`SecurityError::NotApprover`], a second approval by one person
+//! [`SecurityError::AlreadyApproved`]; each counted approval is journaled
+//! (`approvalCounted`), so a restart keeps the count.
+//!
 //! # Policies
 //! [`PolicyPermissions`] is the built-in service: roles and users read from JSON, deny by
 //! default; see its docs for the format. Patterns are [`Glob`]s (`*`, `?`), matched in

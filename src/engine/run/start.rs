@@ -147,6 +147,11 @@ impl Execution {
             } else {
                 self.answers.remove(&index)
             },
+            counted: if self.counted.is_empty() {
+                Vec::new()
+            } else {
+                self.counted.remove(&index).unwrap_or_default()
+            },
             excluded: self.book.healing.failed_agents(index).to_vec(),
             generation: self.book.healing.generation(index),
             batch: self.batch.clone(),

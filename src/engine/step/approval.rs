@@ -1,5 +1,9 @@
 //! `human_approval` steps: wait for a person's answer, journaled before it is acted on.
 
+use std::pin::pin;
+
+use futures::StreamExt;
+use futures::channel::mpsc;
 use futures::future::{Either, select};
 use serde_json::{Map, Value};
 
@@ -8,7 +12,7 @@ use crate::definition::OnTimeout;
 use crate::engine::RunEvent;
 use crate::engine::approvals::Verdict;
 use crate::engine::durable::Lost;
-use crate::plan::PlanStep;
+use crate::plan::{PlanStep, Quorum};
 use crate::run::FailureKind;
 use crate::store::JournalEntry;
 
@@ -81,17 +85,23 @@ async fn wait_for_verdict(
             }]
         })
         .await?;
-    let (answer, _registration) = inner.approvals.wait(&ctx.run_id, step.id());
+    let quorum = step.quorum().cloned();
+    let mut counted = ctx.counted.clone();
+    let (mut answers, _registration) =
+        inner
+            .approvals
+            .wait(&ctx.run_id, step.id(), quorum.clone(), counted.clone());
     inner.emit(|| RunEvent::StepWaiting {
         run_id: ctx.run_id.clone(),
         step_id: step.id().clone(),
         parameters: parameters.clone(),
         at: inner.clock.now(),
     });
+    let collect = collect(ctx, step, quorum.as_deref(), &mut counted, &mut answers);
     let answer = match step.timeout() {
-        None => answer.await.ok(),
-        Some(timeout) => match select(answer, inner.clock.sleep(timeout)).await {
-            Either::Left((answer, _)) => answer.ok(),
+        None => collect.await?,
+        Some(timeout) => match select(pin!(collect), inner.clock.sleep(timeout)).await {
+            Either::Left((answer, _)) => answer?,
             Either::Right(((), _)) => None,
         },
     };
@@ -123,4 +133,65 @@ async fn wait_for_verdict(
         at: inner.clock.now(),
     });
     Ok(verdict)
+}
+
+/// The answer the step acts on: the first one without a quorum; with one, a rejection,
+/// or the approval that reaches the quorum (by every approver, `, `-separated). Each
+/// approval before that is journaled (`approvalCounted`) and announced; `counted` holds
+/// who approved (from the journal, after a restart). `None`: the answers ended (the
+/// step is no longer registered).
+///
+/// # Errors
+/// The journal was lost.
+async fn collect(
+    ctx: &StepCtx,
+    step: &PlanStep,
+    quorum: Option<&Quorum>,
+    counted: &mut Vec<String>,
+    answers: &mut mpsc::UnboundedReceiver<Verdict>,
+) -> Result<Option<Verdict>, Lost> {
+    let inner = &ctx.inner;
+    let Some(quorum) = quorum else {
+        return Ok(answers.next().await);
+    };
+    let need = usize::try_from(quorum.need()).unwrap_or(1);
+    while counted.len() < need {
+        let Some(verdict) = answers.next().await else {
+            return Ok(None);
+        };
+        if !verdict.approved {
+            return Ok(Some(verdict));
+        }
+        counted.push(verdict.by.clone());
+        if counted.len() >= need {
+            return Ok(Some(Verdict {
+                by: counted.join(", "),
+                ..verdict
+            }));
+        }
+        inner
+            .journal_durably(ctx.batch.as_deref(), || {
+                vec![JournalEntry::ApprovalCounted {
+                    step_id: step.id().clone(),
+                    by: verdict.by.clone(),
+                    comment: verdict.comment.clone(),
+                    at: inner.clock.now(),
+                }]
+            })
+            .await?;
+        inner.emit(|| RunEvent::ApprovalCounted {
+            run_id: ctx.run_id.clone(),
+            step_id: step.id().clone(),
+            by: verdict.by.clone(),
+            have: u32::try_from(counted.len()).unwrap_or(u32::MAX),
+            need: quorum.need(),
+            at: inner.clock.now(),
+        });
+    }
+    // Counted in full before a restart cut the final answer off.
+    Ok(Some(Verdict {
+        approved: true,
+        by: counted.join(", "),
+        comment: None,
+    }))
 }

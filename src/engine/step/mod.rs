@@ -48,6 +48,9 @@ pub(super) struct StepCtx {
     pub(super) snapshot: Option<Snapshot>,
     /// For an approval step recovered after a restart: the answer journaled before it.
     pub(super) answer: Option<Verdict>,
+    /// For an approval step with a quorum recovered after a restart: who approved before
+    /// it (journaled `approvalCounted`).
+    pub(super) counted: Vec<String>,
     /// Agents not to call (they failed the step before: a `SUBSTITUTE` recovery).
     pub(super) excluded: Vec<AgentId>,
     /// How often a `ROLLBACK` reset the step (part of its idempotency keys).
