@@ -61,6 +61,12 @@
 //! [`SecurityError::AlreadyApproved`]; each counted approval is journaled
 //! (`approvalCounted`), so a restart keeps the count.
 //!
+//! ## Bound approvals
+//! An approval is bound to [`canonical_hash`] of the parameters the approver was shown;
+//! when adaptations change the step's parameters after it was asked, the approval is
+//! void when it arrives (or, after a restart, before a journaled one is acted on):
+//! journaled `approvalVoided`, announced `RunEvent::ApprovalVoided`, and asked again.
+//!
 //! # Policies
 //! [`PolicyPermissions`] is the built-in service: roles and users read from JSON, deny by
 //! default; see its docs for the format. Patterns are [`Glob`]s (`*`, `?`), matched in
@@ -74,6 +80,7 @@
 mod analyzer;
 mod error;
 mod glob;
+mod hash;
 mod policy;
 
 use std::fmt;
@@ -82,6 +89,7 @@ use std::sync::Arc;
 pub use analyzer::{RateLimit, RunRequest, SecurityAnalyzer};
 pub use error::{PolicyError, PolicyErrors, SecurityError};
 pub use glob::Glob;
+pub use hash::canonical_hash;
 pub use policy::{ADMIN_ROLE, PolicyPermissions};
 
 use crate::plan::{ExecutionPlan, Resources};

@@ -597,6 +597,7 @@ impl StepState {
                 self.waiting = Some(parameters.clone());
             }
             JournalEntry::ApprovalCounted { by, .. } => self.approvals.push(by.clone()),
+            JournalEntry::ApprovalVoided { .. } => self.approvals.clear(),
             JournalEntry::StepAnswered {
                 approved,
                 by,

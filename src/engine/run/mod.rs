@@ -30,6 +30,8 @@ mod settle;
 mod start;
 mod transition;
 
+pub(crate) use adapt::merged;
+
 use std::collections::HashMap;
 use std::sync::Arc;
 

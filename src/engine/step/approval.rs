@@ -10,10 +10,13 @@ use serde_json::{Map, Value};
 use super::{Failure, StepCtx, StepResult, Success};
 use crate::definition::OnTimeout;
 use crate::engine::RunEvent;
+use crate::engine::adapt::{conditions_over, holds};
 use crate::engine::approvals::Verdict;
 use crate::engine::durable::Lost;
-use crate::plan::{PlanStep, Quorum};
+use crate::engine::run::merged;
+use crate::plan::{Adaptation, PlanStep, Quorum};
 use crate::run::FailureKind;
+use crate::security::canonical_hash;
 use crate::store::JournalEntry;
 
 /// A `human_approval` step: waits for `Engine::approve`/`reject`, or the timeout. An
@@ -26,17 +29,29 @@ pub(super) async fn approval(
     on_timeout: OnTimeout,
 ) -> StepResult {
     ctx.progress.began();
-    let verdict = match ctx.answer.clone() {
-        // Journaled and announced before a restart; only acting on it is left.
-        Some(verdict) => verdict,
-        None => wait_for_verdict(ctx, step, &parameters, on_timeout)
+    let store_lost = |lost: Lost| {
+        Failure::before_calls(
+            FailureKind::Store,
+            format!("step `{}`: not asked or not acted on: {lost}", step.id()),
+        )
+    };
+    let (verdict, parameters) = match ctx.answer.clone() {
+        // Journaled and announced before a restart: only acting on it is left, unless
+        // the parameters changed since (then the approval is void, and asked again).
+        Some(verdict) => match rebound(ctx, step, &parameters) {
+            Some(now) if verdict.approved => {
+                void(ctx, step, &verdict.by, &parameters, &now)
+                    .await
+                    .map_err(store_lost)?;
+                wait_for_verdict(ctx, step, now, on_timeout)
+                    .await
+                    .map_err(store_lost)?
+            }
+            _ => (verdict, parameters),
+        },
+        None => wait_for_verdict(ctx, step, parameters, on_timeout)
             .await
-            .map_err(|lost| {
-                Failure::before_calls(
-                    FailureKind::Store,
-                    format!("step `{}`: not asked or not acted on: {lost}", step.id()),
-                )
-            })?,
+            .map_err(store_lost)?,
     };
     if !verdict.approved {
         let why = verdict
@@ -72,67 +87,148 @@ pub(super) async fn approval(
 async fn wait_for_verdict(
     ctx: &StepCtx,
     step: &PlanStep,
-    parameters: &Value,
+    parameters: Value,
     on_timeout: OnTimeout,
-) -> Result<Verdict, Lost> {
+) -> Result<(Verdict, Value), Lost> {
     let inner = &ctx.inner;
-    inner
-        .journal_durably(ctx.batch.as_deref(), || {
-            vec![JournalEntry::StepWaiting {
-                step_id: step.id().clone(),
-                parameters: parameters.clone(),
-                at: inner.clock.now(),
-            }]
-        })
-        .await?;
     let quorum = step.quorum().cloned();
     let mut counted = ctx.counted.clone();
-    let (mut answers, _registration) =
+    let mut shown = parameters;
+    loop {
         inner
-            .approvals
-            .wait(&ctx.run_id, step.id(), quorum.clone(), counted.clone());
-    inner.emit(|| RunEvent::StepWaiting {
-        run_id: ctx.run_id.clone(),
-        step_id: step.id().clone(),
-        parameters: parameters.clone(),
-        at: inner.clock.now(),
-    });
-    let collect = collect(ctx, step, quorum.as_deref(), &mut counted, &mut answers);
-    let answer = match step.timeout() {
-        None => collect.await?,
-        Some(timeout) => match select(pin!(collect), inner.clock.sleep(timeout)).await {
-            Either::Left((answer, _)) => answer?,
-            Either::Right(((), _)) => None,
-        },
-    };
-    let verdict = answer.unwrap_or_else(|| Verdict {
-        approved: on_timeout == OnTimeout::Approve,
-        by: "timeout".to_owned(),
-        comment: Some(format!(
-            "no answer within {} ms",
-            step.timeout().map_or(0, |timeout| timeout.as_millis())
-        )),
-    });
+            .journal_durably(ctx.batch.as_deref(), || {
+                vec![JournalEntry::StepWaiting {
+                    step_id: step.id().clone(),
+                    parameters: shown.clone(),
+                    at: inner.clock.now(),
+                }]
+            })
+            .await?;
+        let (mut answers, registration) =
+            inner
+                .approvals
+                .wait(&ctx.run_id, step.id(), quorum.clone(), counted.clone());
+        inner.emit(|| RunEvent::StepWaiting {
+            run_id: ctx.run_id.clone(),
+            step_id: step.id().clone(),
+            parameters: shown.clone(),
+            at: inner.clock.now(),
+        });
+        let collect = collect(ctx, step, quorum.as_deref(), &mut counted, &mut answers);
+        let answer = match step.timeout() {
+            None => collect.await?,
+            Some(timeout) => match select(pin!(collect), inner.clock.sleep(timeout)).await {
+                Either::Left((answer, _)) => answer?,
+                Either::Right(((), _)) => None,
+            },
+        };
+        drop(registration);
+        // A person's approval is bound to what they were shown.
+        let approved_by = answer
+            .as_ref()
+            .filter(|verdict| verdict.approved)
+            .map(|verdict| verdict.by.clone());
+        if let Some((by, now)) =
+            approved_by.and_then(|by| rebound(ctx, step, &shown).map(|now| (by, now)))
+        {
+            void(ctx, step, &by, &shown, &now).await?;
+            shown = now;
+            counted.clear();
+            continue;
+        }
+        let verdict = answer.unwrap_or_else(|| Verdict {
+            approved: on_timeout == OnTimeout::Approve,
+            by: "timeout".to_owned(),
+            comment: Some(format!(
+                "no answer within {} ms",
+                step.timeout().map_or(0, |timeout| timeout.as_millis())
+            )),
+        });
+        inner
+            .journal_durably(ctx.batch.as_deref(), || {
+                vec![JournalEntry::StepAnswered {
+                    step_id: step.id().clone(),
+                    approved: verdict.approved,
+                    by: verdict.by.clone(),
+                    comment: verdict.comment.clone(),
+                    at: inner.clock.now(),
+                }]
+            })
+            .await?;
+        inner.emit(|| RunEvent::StepAnswered {
+            run_id: ctx.run_id.clone(),
+            step_id: step.id().clone(),
+            approved: verdict.approved,
+            by: verdict.by.clone(),
+            comment: verdict.comment.clone(),
+            at: inner.clock.now(),
+        });
+        return Ok((verdict, shown));
+    }
+}
+
+/// The parameters the step would have now, when they differ from `shown` (what the
+/// approver was asked to approve): its own, with the overrides of the adaptations that
+/// change it and hold now (the workflow's, and those added at run time). `None` when
+/// nothing changed, or no adaptation touches the step.
+fn rebound(ctx: &StepCtx, step: &PlanStep, shown: &Value) -> Option<Value> {
+    let inner = &ctx.inner;
+    let plan = &ctx.plan;
+    let added = inner.adapting.added(inner, plan);
+    let rules: Vec<&Adaptation> = plan
+        .adaptations()
+        .iter()
+        .chain(added.iter().flat_map(|rules| rules.iter()))
+        .map(|rule| &**rule)
+        .filter(|rule| rule.changes_step(step.id()))
+        .collect();
+    if rules.is_empty() {
+        return None;
+    }
+    let context = conditions_over(inner.adapting.context(), &ctx.context);
+    let held: Vec<&Adaptation> = rules
+        .into_iter()
+        .filter(|rule| holds(inner, plan.workflow_id(), rule, &context))
+        .collect();
+    let over = crate::adapt::overrides(&held, step.id(), step.timeout()).parameters;
+    let base = ctx.base_parameters.clone().unwrap_or_else(|| shown.clone());
+    let now = crate::run::bounded(merged(base, over)).ok()?;
+    (canonical_hash(&now) != canonical_hash(shown)).then_some(now)
+}
+
+/// Journals and announces that `by`'s approval of `shown` is void: the step has `now`.
+///
+/// # Errors
+/// The journal was lost.
+async fn void(
+    ctx: &StepCtx,
+    step: &PlanStep,
+    by: &str,
+    shown: &Value,
+    now: &Value,
+) -> Result<(), Lost> {
+    let inner = &ctx.inner;
+    let (asked, now) = (canonical_hash(shown), canonical_hash(now));
     inner
         .journal_durably(ctx.batch.as_deref(), || {
-            vec![JournalEntry::StepAnswered {
+            vec![JournalEntry::ApprovalVoided {
                 step_id: step.id().clone(),
-                approved: verdict.approved,
-                by: verdict.by.clone(),
-                comment: verdict.comment.clone(),
+                by: by.to_owned(),
+                asked: asked.clone(),
+                now: now.clone(),
                 at: inner.clock.now(),
             }]
         })
         .await?;
-    inner.emit(|| RunEvent::StepAnswered {
+    inner.emit(|| RunEvent::ApprovalVoided {
         run_id: ctx.run_id.clone(),
         step_id: step.id().clone(),
-        approved: verdict.approved,
-        by: verdict.by.clone(),
-        comment: verdict.comment.clone(),
+        by: by.to_owned(),
+        asked: asked.clone(),
+        now: now.clone(),
         at: inner.clock.now(),
     });
-    Ok(verdict)
+    Ok(())
 }
 
 /// The answer the step acts on: the first one without a quorum; with one, a rejection,

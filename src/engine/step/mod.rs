@@ -51,6 +51,9 @@ pub(super) struct StepCtx {
     /// For an approval step with a quorum recovered after a restart: who approved before
     /// it (journaled `approvalCounted`).
     pub(super) counted: Vec<String>,
+    /// For an approval step that adaptations changed as it started: its parameters before
+    /// them (what it would have now is checked against what the approver was shown).
+    pub(super) base_parameters: Option<serde_json::Value>,
     /// Agents not to call (they failed the step before: a `SUBSTITUTE` recovery).
     pub(super) excluded: Vec<AgentId>,
     /// How often a `ROLLBACK` reset the step (part of its idempotency keys).
