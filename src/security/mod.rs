@@ -45,6 +45,13 @@
 //!    user). The built-in [`RateLimit`] counts a run only when it lets it through; put it
 //!    last, so a run another analyzer refuses is not counted.
 //!
+//! ## Approval gates
+//! An analyzer's [`SecurityAnalyzer::gate`] may hold a step that calls an agent for a
+//! person's approval before its first call ([`NotionalGuard`]: the notional at a path of
+//! its parameters over a limit); the step then waits as a `human_approval` step does
+//! (journaled, answered with `Engine::approve` / `reject` under its id, bound to its
+//! parameters); a rejection fails it with kind `REJECTED` and its agent is never called.
+//!
 //! ## Four eyes
 //! The user who started a run (its journaled `RunOptions::user`, so this holds after a
 //! restart too) may not approve its steps: `Engine::approve` by that user is refused
@@ -86,7 +93,7 @@ mod policy;
 use std::fmt;
 use std::sync::Arc;
 
-pub use analyzer::{RateLimit, RunRequest, SecurityAnalyzer};
+pub use analyzer::{NotionalGuard, RateLimit, RunRequest, SecurityAnalyzer, StepRequest};
 pub use error::{PolicyError, PolicyErrors, SecurityError};
 pub use glob::Glob;
 pub use hash::canonical_hash;

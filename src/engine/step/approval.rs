@@ -16,7 +16,7 @@ use crate::engine::durable::Lost;
 use crate::engine::run::merged;
 use crate::plan::{Adaptation, PlanStep, Quorum};
 use crate::run::FailureKind;
-use crate::security::canonical_hash;
+use crate::security::{StepRequest, canonical_hash};
 use crate::store::JournalEntry;
 
 /// A `human_approval` step: waits for `Engine::approve`/`reject`, or the timeout. An
@@ -77,6 +77,69 @@ pub(super) async fn approval(
         approved_by: Some(verdict.by),
         ..Success::without_calls(Value::Object(output))
     })
+}
+
+/// For a step that calls an agent: whether an analyzer of the engine holds it for a
+/// person's approval ([`SecurityAnalyzer::gate`](crate::security::SecurityAnalyzer::gate));
+/// if so, waits for it as a `human_approval` step does (journaled, announced, bound to
+/// the parameters, rejected on timeout). Returns who approved, if anyone was asked, and
+/// the parameters the call is made with (those approved).
+///
+/// # Errors
+/// The step was rejected (kind `REJECTED`), or the journal was lost.
+pub(super) async fn gated(
+    ctx: &StepCtx,
+    step: &PlanStep,
+    parameters: Value,
+) -> Result<(Option<String>, Value), Failure> {
+    let inner = &ctx.inner;
+    let analyzers = &inner.guard.analyzers;
+    if analyzers.is_empty() {
+        return Ok((None, parameters));
+    }
+    let owner = inner.controls.owner(&ctx.run_id);
+    let user = owner.as_ref().and_then(|owner| owner.started_by.as_deref());
+    let request = StepRequest::new(
+        ctx.plan.workflow_id(),
+        step.id().as_str(),
+        user,
+        &parameters,
+    );
+    let Some(reason) = analyzers
+        .iter()
+        .find_map(|analyzer| analyzer.gate(&request))
+    else {
+        return Ok((None, parameters));
+    };
+    tracing::info!(target: "tradeflow::security", run = %ctx.run_id, step = step.id().as_str(), reason, "step held for approval");
+    ctx.progress.began();
+    let (verdict, parameters) = match ctx.answer.clone() {
+        Some(verdict) => (verdict, parameters),
+        None => wait_for_verdict(ctx, step, parameters, OnTimeout::Reject)
+            .await
+            .map_err(|lost| {
+                Failure::before_calls(
+                    FailureKind::Store,
+                    format!("step `{}`: not asked or not acted on: {lost}", step.id()),
+                )
+            })?,
+    };
+    if !verdict.approved {
+        return Err(Failure::before_calls(
+            FailureKind::Rejected,
+            format!(
+                "step `{}` needed approval ({reason}) and was rejected by {}{}",
+                step.id(),
+                verdict.by,
+                verdict
+                    .comment
+                    .as_deref()
+                    .map(|comment| format!(": {comment}"))
+                    .unwrap_or_default()
+            ),
+        ));
+    }
+    Ok((Some(verdict.by), parameters))
 }
 
 /// Waits for `Engine::approve`/`reject` or the step's timeout; the wait and the answer

@@ -170,7 +170,12 @@ pub(super) async fn run_step(ctx: StepCtx, parameters: Value) -> StepResult {
             "step not in plan".to_owned(),
         ));
     };
-    match step.kind() {
+    // A step an analyzer holds for approval waits for it first (agent steps only).
+    let (gated, parameters) = match step.kind() {
+        StepKind::HumanApproval { .. } | StepKind::Condition { .. } => (None, parameters),
+        _ => approval::gated(&ctx, step, parameters).await?,
+    };
+    let result = match step.kind() {
         StepKind::Task(task) | StepKind::Decision(task) => match step.coordination() {
             Some(coordination) => {
                 coordinate::coordinate(&ctx, step, task, &parameters, coordination).await
@@ -214,5 +219,12 @@ pub(super) async fn run_step(ctx: StepCtx, parameters: Value) -> StepResult {
             FailureKind::Permanent,
             "unsupported step kind".to_owned(),
         )),
+    };
+    match gated {
+        None => result,
+        Some(by) => result.map(|success| Success {
+            approved_by: Some(by),
+            ..success
+        }),
     }
 }
