@@ -160,6 +160,7 @@ pub mod run;
 pub mod safety;
 pub mod scale;
 pub mod scheduler;
+pub mod security;
 pub mod sim;
 pub mod store;
 

@@ -173,14 +173,20 @@ fn unknown_agents_and_bad_values_are_refused_by_name_and_change_nothing() {
         .rebalance_workload(&RebalanceCriteria::new().weight("exec-1", f64::NAN), "ops")
         .unwrap_err();
     assert!(
-        matches!(weight, RebalanceError::InvalidWeight { .. }),
+        matches!(
+            weight,
+            EngineError::Rebalance(RebalanceError::InvalidWeight { .. })
+        ),
         "{weight}"
     );
     let ceiling = h
         .engine
         .rebalance_workload(&RebalanceCriteria::new().max_utilization(0.0), "ops")
         .unwrap_err();
-    assert_eq!(ceiling, RebalanceError::InvalidUtilization { value: 0.0 });
+    assert_eq!(
+        ceiling,
+        EngineError::Rebalance(RebalanceError::InvalidUtilization { value: 0.0 })
+    );
     let both = h
         .engine
         .rebalance_workload(
@@ -192,9 +198,9 @@ fn unknown_agents_and_bad_values_are_refused_by_name_and_change_nothing() {
         .unwrap_err();
     assert_eq!(
         both,
-        RebalanceError::DrainAndUndrain {
+        EngineError::Rebalance(RebalanceError::DrainAndUndrain {
             agent: "exec-1".into()
-        }
+        })
     );
 }
 

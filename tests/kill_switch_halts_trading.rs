@@ -200,7 +200,7 @@ fn a_reset_needs_its_quorum_of_distinct_people_and_runs_go_on_after_it() {
     let engine = &desk.host.engine;
     assert!(matches!(
         engine.reset_kill_switch("drawdown", "ann"),
-        Err(KillSwitchError::NotTripped { .. })
+        Err(EngineError::KillSwitch(KillSwitchError::NotTripped { .. }))
     ));
     assert_eq!(engine.report_metric("pnl.drawdown", json!(0.06)).len(), 1);
 

@@ -262,8 +262,13 @@ fn step(float: BoxedStrategy<f64>) -> impl Strategy<Value = StepDefinition> {
         )),
         prop::option::of(text()),
         prop::option::of(
-            prop::option::of(select(vec![OnTimeout::Reject, OnTimeout::Approve]))
-                .prop_map(|on_timeout| ApprovalSettings { on_timeout }),
+            prop::option::of(select(vec![OnTimeout::Reject, OnTimeout::Approve])).prop_map(
+                |on_timeout| ApprovalSettings {
+                    on_timeout,
+                    quorum: None,
+                    approvers: None,
+                },
+            ),
         ),
     );
     (head, tail).prop_map(

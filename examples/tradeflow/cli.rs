@@ -216,6 +216,13 @@ pub(crate) struct RunFiles {
     /// The run's input (default: {}).
     #[arg(long, value_name = "INPUT.json", allow_hyphen_values = true)]
     input: Option<String>,
+    /// The user the run is started for (journaled; checked with --policy).
+    #[arg(long, value_name = "NAME", allow_hyphen_values = true)]
+    user: Option<String>,
+    /// Who may do what (roles and users, JSON): the run and the scripted approvals are
+    /// checked; a refused run exits 3.
+    #[arg(long, value_name = "POLICY.json", allow_hyphen_values = true)]
+    policy: Option<String>,
 }
 
 /// The files of a run, checked: the paths of the workflow, agents and input files.
@@ -224,6 +231,8 @@ pub(crate) struct RunPaths {
     pub(crate) workflow: String,
     pub(crate) agents: String,
     pub(crate) input: Option<String>,
+    pub(crate) user: Option<String>,
+    pub(crate) policy: Option<String>,
 }
 
 impl RunFiles {
@@ -233,6 +242,8 @@ impl RunFiles {
             workflow: self.workflow.one(verb)?,
             agents: required(self.agents, verb, "--agents AGENTS.json")?,
             input: self.input,
+            user: self.user,
+            policy: self.policy,
         })
     }
 }

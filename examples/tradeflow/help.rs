@@ -101,6 +101,12 @@ const DETAILS: &str = r#"verbs:
             hashed.
 
 options:
+  --user NAME  (simulate, run) the user the run is started for (journaled).
+  --policy POLICY.json  (simulate, run) who may do what: {"roles": {ROLE: {ACTION:
+            [PATTERN, ...], "resources": {"cpu": N, ...}}}, "users": {USER: [ROLE, ...]}},
+            deny by default. The run is checked for --user (execute, the steps'
+            resourceRequirements against the caps), and so are the scripted approvers'
+            answers (approve; four eyes: not the run's user). A refused run exits 3.
   --effects FILE  (run, resume) before each agent call, appends one JSON line to FILE and
             syncs it: {"runId","stepId","item","attempt","agentId","idempotencyKey",
             "taskType"} (item: null outside parallel steps). A call made again by resume
@@ -117,4 +123,5 @@ exit codes:
      audit verify: an entry does not match (the first one is named)
   2  invalid files or arguments, every problem on stderr, one a line (PATH: problem);
      for runs and show, also a store that is missing or not a tradeflow store, and
-     (show) a run the store does not have"#;
+     (show) a run the store does not have
+  3  the run was refused (--policy): the reason on stderr"#;

@@ -91,7 +91,8 @@
 //! `runs`; `show`); 1 a
 //! run ended otherwise (or stalled: a step waits for an answer nobody will give); 2
 //! invalid files or arguments, every problem on stderr, one a line (`PATH: problem`), a
-//! store that is missing or not a tradeflow store, a run `show` cannot find.
+//! store that is missing or not a tradeflow store, a run `show` cannot find; 3 the
+//! engine's permissions (`--policy`) refused the run, the reason on stderr.
 
 mod agents;
 #[cfg(feature = "sqlite")]
@@ -107,6 +108,7 @@ mod resume;
 mod run;
 mod runs;
 mod schedule;
+mod secure;
 mod show;
 mod simulate;
 mod store;

@@ -13,11 +13,12 @@ use tradeflow::store::{RunStore, StoreError};
 use crate::agents::{self, Effects};
 use crate::files::{self, chain};
 use crate::progress::Progress;
-use crate::{Problems, cli, reported, store, with_answers};
+use crate::{Problems, cli, reported, secure, store, with_answers};
 
 /// The line of `run` in the usage.
 pub(crate) const USAGE: &str = "tradeflow run WORKFLOW.json --agents AGENTS.json \
-                                [--input INPUT.json] --store sqlite:PATH [--effects FILE]";
+                                [--input INPUT.json] --store sqlite:PATH [--effects FILE] \
+                                [--user NAME] [--policy POLICY.json]";
 
 /// The arguments of `run` as clap reads them (its help is in [`crate::cli::Verb`]).
 #[derive(Debug, clap::Args)]
@@ -68,6 +69,7 @@ pub(crate) fn run(args: Args) -> Result<u8, Problems> {
         .clock(clock.clone())
         .store(Arc::clone(&store))
         .audit(audit);
+    let builder = secure::builder(builder, paths.policy.as_deref())?;
     let scripted = Arc::new(clock.clone());
     let (engine, _pools) =
         agents::engine(builder, &agents, &paths.agents, scripted, effects.as_ref())?;
@@ -75,9 +77,14 @@ pub(crate) fn run(args: Args) -> Result<u8, Problems> {
     let started = clock.now();
     let run_id = new_run_id(store.as_ref(), started, &args.store)?;
     let events = engine.subscribe();
-    let run = engine
-        .start(&workflow.id, RunOptions::new(input).run_id(run_id.clone()))
-        .map_err(|error| vec![format!("{}: {error}", paths.workflow)])?;
+    let options = RunOptions::new(input).run_id(run_id.clone());
+    let run = match engine.start(
+        &workflow.id,
+        secure::options(options, paths.user.as_deref()),
+    ) {
+        Ok(run) => run,
+        Err(error) => return secure::not_started(&paths.workflow, &error),
+    };
     let progress = Progress::new(started, false, &agents, [(&run_id, &**run.plan())]);
     eprintln!(
         "{}  run {run_id} of {} started (real clock, journaled to {})",

@@ -14,19 +14,20 @@ use serde_json::Value;
 use tradeflow::agent::RunId;
 use tradeflow::clock::{Clock, VirtualClock};
 use tradeflow::definition::AgentType;
-use tradeflow::engine::{Engine, RunIds, RunOptions, RunReport};
+use tradeflow::engine::{Engine, EngineError, RunIds, RunOptions, RunReport};
 use tradeflow::expr::Context;
 use tradeflow::scale::{AgentPool, AutoScaler, HostMetrics, ScalingEvent};
 use tradeflow::sim::{AgentsFile, ScriptedApprover, pool_policies};
 
 use crate::progress::Progress;
-use crate::{Problems, agents, cli, decisions, exit_code, files, reported, with_answers};
+use crate::{Problems, agents, cli, decisions, exit_code, files, reported, secure, with_answers};
 
 /// The line of `simulate` in the usage.
 pub(crate) const USAGE: &str = "tradeflow simulate WORKFLOW.json --agents AGENTS.json \
                                 [--input INPUT.json] [--inputs FILE.jsonl] \
                                 [--context CONTEXT.json] [--seed N] [--start RFC3339] \
-                                [--runs N] [--concurrency C]";
+                                [--runs N] [--concurrency C] [--user NAME] \
+                                [--policy POLICY.json]";
 
 /// The arguments of `simulate` as clap reads them (its help is in [`crate::cli::Verb`]).
 #[derive(Debug, clap::Args)]
@@ -177,6 +178,7 @@ pub(crate) fn simulate(args: Args) -> Result<u8, Problems> {
         .clock(clock.clone())
         .seed(args.seed)
         .run_ids(RunIds::Numbered);
+    let builder = secure::builder(builder, paths.policy.as_deref())?;
     let scripted = Arc::new(clock.clone());
     let (engine, pools) = agents::engine(builder, &agents, &paths.agents, scripted, None)?;
     if args.runs > 1 {
@@ -185,9 +187,11 @@ pub(crate) fn simulate(args: Args) -> Result<u8, Problems> {
     let workflow = engine.add_plan(plan);
     // Subscribed before the run starts, so that no event is missed.
     let events = engine.subscribe();
-    let run = engine
-        .start(&workflow.id, starts.options(0, args.seed))
-        .map_err(|error| vec![format!("{}: {error}", paths.workflow)])?;
+    let options = secure::options(starts.options(0, args.seed), paths.user.as_deref());
+    let run = match engine.start(&workflow.id, options) {
+        Ok(run) => run,
+        Err(error) => return secure::not_started(&paths.workflow, &error),
+    };
     let run_id = run.id().clone();
     let progress = Progress::new(args.start, true, &agents, [(&run_id, &**run.plan())]);
     eprintln!(
@@ -320,9 +324,8 @@ fn many(
             for index in (first..count).step_by(args.concurrency as usize) {
                 let Some(id) = ids.get(index) else { break };
                 let options = starts.options(index, args.seed).run_id(id.clone());
-                let run = engine
-                    .start(workflow, options)
-                    .map_err(|error| vec![format!("{}: {error}", args.files.workflow)])?;
+                let options = secure::options(options, args.files.user.as_deref());
+                let run = engine.start(workflow, options)?;
                 eprintln!(
                     "{}  run {id} of {workflow} started (seed {}, virtual clock)",
                     progress.time(clock.now()),
@@ -335,7 +338,7 @@ fn many(
                 reports.push((index, report));
                 scaling.evaluate(progress, clock).await;
             }
-            Ok::<_, Problems>(reports)
+            Ok::<_, EngineError>(reports)
         }
     };
     let chains = try_join_all((0..count.min(args.concurrency as usize)).map(chain));
@@ -348,7 +351,7 @@ fn many(
                 answers.await;
                 Ok(chains)
             }
-            Either::Left((Err(problems), _)) => Err(problems),
+            Either::Left((Err(error), _)) => Err(error),
             Either::Right(((), chains)) => chains.await,
         }
     });
@@ -360,7 +363,11 @@ fn many(
         }
         return Ok(crate::NOT_COMPLETED);
     };
-    let mut reports: Vec<(usize, RunReport)> = chains?.into_iter().flatten().collect();
+    let chains = match chains {
+        Ok(chains) => chains,
+        Err(error) => return secure::not_started(&args.files.workflow, &error),
+    };
+    let mut reports: Vec<(usize, RunReport)> = chains.into_iter().flatten().collect();
     reports.sort_by_key(|(index, _)| *index);
     let reports: Vec<RunReport> = reports.into_iter().map(|(_, report)| report).collect();
     let values: Vec<Value> = reports

@@ -131,7 +131,7 @@ pub struct UtilizationMove {
     pub reselected: usize,
 }
 
-/// Why a rebalancing changed nothing (or, for [`RebalanceError::Audit`], was not audited).
+/// Why a rebalancing changed nothing.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[non_exhaustive]
 pub enum RebalanceError {
@@ -163,8 +163,4 @@ pub enum RebalanceError {
         /// The ceiling given.
         value: f64,
     },
-    /// The engine's audit log failed: before the rebalancing (nothing changed), or
-    /// after it (the change stands; its entry waits to be appended).
-    #[error(transparent)]
-    Audit(#[from] crate::audit::AuditError),
 }

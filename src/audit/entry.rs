@@ -117,6 +117,8 @@ pub enum AuditEvent {
         workflow: Option<String>,
         /// The step it concerned, if any.
         step: Option<String>,
+        /// The refusal, as one line (`user `bob` may not execute `algo-twap``).
+        reason: String,
     },
 }
 
@@ -376,6 +378,7 @@ mod tests {
                 action: "approve".into(),
                 workflow: None,
                 step: Some("s\"\n".into()),
+                reason: "user `bob` may not approve".into(),
             },
         ];
         let mut prev = GENESIS.to_owned();

@@ -506,6 +506,14 @@ pub struct ApprovalSettings {
     /// What the step timeout means: `REJECT` (default) or `APPROVE`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub on_timeout: Option<OnTimeout>,
+    /// How many distinct people must approve, 1 to 16 (default 1); one rejection
+    /// rejects.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quorum: Option<u32>,
+    /// Who may answer: `role:NAME` (a role the engine's permission service gives the
+    /// user) or `user:NAME`; anyone when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approvers: Option<Vec<String>>,
 }
 
 /// The answer assumed when nobody answers an approval in time.

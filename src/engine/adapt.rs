@@ -279,7 +279,8 @@ impl Engine {
     /// user who adds it (logged, target `tradeflow::adapt`).
     ///
     /// # Errors
-    /// [`EngineError::UnknownWorkflow`]; [`EngineError::Invalid`] with every problem of
+    /// [`EngineError::Security`] when the engine checks permissions and `by` may not
+    /// `adapt` the workflow; [`EngineError::UnknownWorkflow`]; [`EngineError::Invalid`] with every problem of
     /// the rule, located at `adaptations[n] (id)`; [`EngineError::Store`] when the store
     /// fails (the rule is then not added); [`EngineError::TooManyAdaptations`] past
     /// [`MAX_ADDED_ADAPTATIONS`]; [`EngineError::Audit`] when the audit log does not take
@@ -290,6 +291,8 @@ impl Engine {
         adaptation: AdaptationDefinition,
         by: &str,
     ) -> Result<(), EngineError> {
+        self.inner
+            .permit(Some(by), crate::security::Action::Adapt, Some(workflow_id))?;
         let plan = self.known_workflow(workflow_id)?;
         let adapting = &self.inner.adapting;
         let added = adapting

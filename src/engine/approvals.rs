@@ -1,20 +1,24 @@
 //! Answers to `human_approval` steps: the steps that wait, and the host's answers.
 //!
-//! A waiting step registers itself under its run and step ids and waits on a one-shot
-//! channel; [`Engine::approve`] and [`Engine::reject`] send the answer down it. The
-//! registration ends with the wait (answered, timed out, or the step cancelled), so an
-//! answer to a step that no longer waits is refused with
-//! [`EngineError::NoPendingApproval`].
+//! A waiting step registers itself under its run and step ids and reads its answers
+//! from a channel; [`Engine::approve`] and [`Engine::reject`] send them down it. A step
+//! without a quorum takes one answer (its registration ends with it); a step with
+//! `approval.quorum` / `approval.approvers` keeps its registration, which admits each
+//! approver once, until the quorum is reached or someone rejects. The registration ends
+//! with the wait (answered, timed out, or the step cancelled), so an answer to a step
+//! that no longer waits is refused with [`EngineError::NoPendingApproval`].
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 
-use futures::channel::oneshot;
+use futures::channel::mpsc;
 
 use super::{Engine, EngineError};
-use crate::audit::AuditEvent;
+use crate::audit::{AuditError, AuditEvent};
 use crate::definition::StepId;
+use crate::plan::Quorum;
 use crate::run::RunId;
+use crate::security::SecurityError;
 
 /// A person's answer to a waiting step, as the step acts on it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,13 +38,29 @@ impl Verdict {
     }
 }
 
-/// A waiting step's channel, and the SHA-256 of its parameters when the engine audits.
-type Waiting = HashMap<(RunId, StepId), (oneshot::Sender<Verdict>, Option<String>)>;
+/// A waiting step's registration: where answers go, for a quorum who may answer and who
+/// approved so far, and the SHA-256 of the parameters shown when the engine audits.
+struct Waiter {
+    sender: mpsc::UnboundedSender<Verdict>,
+    quorum: Option<Arc<Quorum>>,
+    counted: Vec<String>,
+    parameters_sha256: Option<String>,
+}
+
+type Waiting = HashMap<(RunId, StepId), Waiter>;
 
 /// The steps waiting for an answer, by run and step.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub(crate) struct Approvals {
     waiting: Mutex<Waiting>,
+}
+
+impl std::fmt::Debug for Approvals {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Approvals")
+            .field("waiting", &self.lock().len())
+            .finish()
+    }
 }
 
 impl Approvals {
@@ -48,17 +68,26 @@ impl Approvals {
         self.waiting.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Registers a waiting step (with its parameters' hash, for the audit log); the
-    /// returned guard unregisters it when dropped.
+    /// Registers a waiting step (for a quorum: who may answer, and who approved before
+    /// a restart; for the audit log, its parameters' hash); the returned guard
+    /// unregisters it when dropped.
     pub(crate) fn wait(
         self: &Arc<Self>,
         run: &RunId,
         step: &StepId,
+        quorum: Option<Arc<Quorum>>,
+        counted: Vec<String>,
         parameters_sha256: Option<String>,
-    ) -> (oneshot::Receiver<Verdict>, ApprovalGuard) {
-        let (sender, receiver) = oneshot::channel();
+    ) -> (mpsc::UnboundedReceiver<Verdict>, ApprovalGuard) {
+        let (sender, receiver) = mpsc::unbounded();
         let key = (run.clone(), step.clone());
-        self.lock().insert(key.clone(), (sender, parameters_sha256));
+        let waiter = Waiter {
+            sender,
+            quorum,
+            counted,
+            parameters_sha256,
+        };
+        self.lock().insert(key.clone(), waiter);
         let guard = ApprovalGuard {
             approvals: Arc::clone(self),
             key,
@@ -66,28 +95,60 @@ impl Approvals {
         (receiver, guard)
     }
 
-    /// Hands `verdict` to step `step` of run `run`, if it waits, once `audit` took the
-    /// entry (given the parameters' hash); the step keeps waiting when it did not.
+    /// Hands `verdict` to step `step` of run `run`, if it waits. A step without a quorum
+    /// takes one answer; with one, an approval from someone `roles` admits is counted once
+    /// per person until the quorum is reached, and a rejection ends the wait. An answer
+    /// admitted is handed on once `audit` took its entry (given the parameters' hash);
+    /// the step keeps waiting, the answer uncounted, when it did not.
     fn answer(
         &self,
         run: &RunId,
         step: &str,
         verdict: Verdict,
-        audit: impl FnOnce(String) -> Result<(), crate::audit::AuditError>,
-    ) -> Result<(), EngineError> {
-        let missing = || EngineError::NoPendingApproval {
-            run: run.clone(),
-            step: step.to_owned(),
-        };
+        roles: &dyn Fn(&str) -> Vec<String>,
+        audit: impl FnOnce(String) -> Result<(), AuditError>,
+    ) -> Result<(), Refusal> {
         let key = (run.clone(), StepId::new(step));
-        let sender = {
-            let mut waiting = self.lock();
-            let (_, parameters) = waiting.get(&key).ok_or_else(missing)?;
-            audit(parameters.clone().unwrap_or_default())?;
-            waiting.remove(&key).ok_or_else(missing)?.0
+        let mut waiting = self.lock();
+        let Some(waiter) = waiting.get_mut(&key) else {
+            return Err(Refusal::NotWaiting);
         };
-        sender.send(verdict).map_err(|_| missing())
+        let last = match &waiter.quorum {
+            None => true,
+            Some(quorum) => {
+                if !quorum.admits(&verdict.by, &roles(&verdict.by)) {
+                    return Err(Refusal::NotApprover);
+                }
+                if waiter.counted.contains(&verdict.by) {
+                    return Err(Refusal::Counted);
+                }
+                !verdict.approved
+                    || waiter.counted.len().saturating_add(1)
+                        >= usize::try_from(quorum.need()).unwrap_or(1)
+            }
+        };
+        audit(waiter.parameters_sha256.clone().unwrap_or_default()).map_err(Refusal::Audit)?;
+        if verdict.approved && waiter.quorum.is_some() {
+            waiter.counted.push(verdict.by.clone());
+        }
+        let sent = waiter.sender.unbounded_send(verdict).is_ok();
+        if last || !sent {
+            waiting.remove(&key);
+        }
+        if sent {
+            Ok(())
+        } else {
+            Err(Refusal::NotWaiting)
+        }
     }
+}
+
+/// Why an answer did not reach a step.
+enum Refusal {
+    NotWaiting,
+    NotApprover,
+    Counted,
+    Audit(AuditError),
 }
 
 /// Removes a waiting step's registration when the wait ends (answered, timed out or
@@ -108,6 +169,9 @@ impl Engine {
     ///
     /// # Errors
     /// [`EngineError::NoPendingApproval`] when that step is not waiting;
+    /// [`EngineError::Security`] when the engine checks permissions and `by` may not
+    /// `approve` the run's workflow, or with four eyes, when `by` started the run
+    /// ([`EngineBuilder::four_eyes`](super::EngineBuilder::four_eyes));
     /// [`EngineError::Audit`] when the audit log does not take the entry (the step
     /// keeps waiting).
     pub fn approve(
@@ -117,6 +181,7 @@ impl Engine {
         by: &str,
         comment: Option<&str>,
     ) -> Result<(), EngineError> {
+        self.permit_answer(run, step, by, true)?;
         self.answer(run, step, Verdict::new(true, by, comment))
     }
 
@@ -124,6 +189,8 @@ impl Engine {
     ///
     /// # Errors
     /// [`EngineError::NoPendingApproval`] when that step is not waiting;
+    /// [`EngineError::Security`] when the engine checks permissions and `by` may not
+    /// `approve` the run's workflow (the starter may reject, four eyes or not);
     /// [`EngineError::Audit`] when the audit log does not take the entry (the step
     /// keeps waiting).
     pub fn reject(
@@ -133,32 +200,60 @@ impl Engine {
         by: &str,
         comment: Option<&str>,
     ) -> Result<(), EngineError> {
+        self.permit_answer(run, step, by, false)?;
         self.answer(run, step, Verdict::new(false, by, comment))
     }
 
-    /// Hands `verdict` to the waiting step once the audit log took its entry.
+    /// Hands `verdict` to the waiting step; a refusal of a quorum's approver passes
+    /// through [`Inner::refuse`](super::Inner::refuse).
     fn answer(&self, run: &RunId, step: &str, verdict: Verdict) -> Result<(), EngineError> {
         let inner = &self.inner;
+        let roles = |user: &str| {
+            inner
+                .guard
+                .permissions
+                .as_ref()
+                .map(|permissions| permissions.roles(user))
+                .unwrap_or_default()
+        };
         let by = verdict.by.clone();
         let approved = verdict.approved;
-        inner
-            .approvals
-            .answer(run, step, verdict, |parameters_sha256| {
-                inner.audit(Some(&by), || {
-                    let (run, step) = (run.as_str().to_owned(), step.to_owned());
-                    match approved {
-                        true => AuditEvent::StepApproved {
-                            run,
-                            step,
-                            parameters_sha256,
-                        },
-                        false => AuditEvent::StepRejected {
-                            run,
-                            step,
-                            parameters_sha256,
-                        },
+        let audit = |parameters_sha256| {
+            inner.audit(Some(&by), || {
+                let (run, step) = (run.as_str().to_owned(), step.to_owned());
+                if approved {
+                    AuditEvent::StepApproved {
+                        run,
+                        step,
+                        parameters_sha256,
                     }
-                })
+                } else {
+                    AuditEvent::StepRejected {
+                        run,
+                        step,
+                        parameters_sha256,
+                    }
+                }
             })
+        };
+        let refused = |error| inner.refuse(error);
+        match inner.approvals.answer(run, step, verdict, &roles, audit) {
+            Ok(()) => Ok(()),
+            Err(Refusal::NotWaiting) => Err(EngineError::NoPendingApproval {
+                run: run.clone(),
+                step: step.to_owned(),
+            }),
+            Err(Refusal::NotApprover) => Err(refused(SecurityError::NotApprover {
+                user: by,
+                run: run.to_string(),
+                step: step.to_owned(),
+            })),
+            Err(Refusal::Counted) => Err(refused(SecurityError::AlreadyApproved {
+                user: by,
+                run: run.to_string(),
+                step: step.to_owned(),
+            })),
+            Err(Refusal::Audit(error)) => Err(error.into()),
+        }
     }
 }

@@ -40,6 +40,9 @@ pub struct EngineBuilder {
     budgets: std::collections::BTreeMap<String, crate::safety::BudgetSpec>,
     kill_switch: Arc<crate::safety::KillSwitch>,
     audit: Option<Arc<dyn crate::audit::AuditLog>>,
+    permissions: Option<Arc<dyn crate::security::PermissionService>>,
+    four_eyes: Option<bool>,
+    analyzers: Vec<Arc<dyn crate::security::SecurityAnalyzer>>,
 }
 
 impl fmt::Debug for EngineBuilder {
@@ -101,6 +104,37 @@ impl EngineBuilder {
     #[must_use]
     pub fn audit(mut self, log: Arc<dyn crate::audit::AuditLog>) -> Self {
         self.audit = Some(log);
+        self
+    }
+
+    /// Who may do what: with a service, every operation a user asks for is checked
+    /// before the engine acts, and a run must name its user ([`RunOptions::user`], or
+    /// [`RunOptions::as_host`]); see [`crate::security`] for the whole contract. Defaults
+    /// to none: everything is allowed.
+    ///
+    /// [`RunOptions::user`]: super::RunOptions::user
+    /// [`RunOptions::as_host`]: super::RunOptions::as_host
+    #[must_use]
+    pub fn permissions(mut self, permissions: Arc<dyn crate::security::PermissionService>) -> Self {
+        self.permissions = Some(permissions);
+        self
+    }
+
+    /// Four eyes: whether the user who started a run is refused as the approver of its
+    /// steps ([`SecurityError::FourEyes`](crate::security::SecurityError::FourEyes);
+    /// rejecting stays allowed). Defaults to on when the engine has
+    /// [`permissions`](Self::permissions), off otherwise.
+    #[must_use]
+    pub fn four_eyes(mut self, on: bool) -> Self {
+        self.four_eyes = Some(on);
+        self
+    }
+
+    /// Adds a check run before every run [`Engine::start`] starts, after the others
+    /// added before it (see [`crate::security::SecurityAnalyzer`]). Defaults to none.
+    #[must_use]
+    pub fn analyzer(mut self, analyzer: Arc<dyn crate::security::SecurityAnalyzer>) -> Self {
+        self.analyzers.push(analyzer);
         self
     }
 
@@ -385,6 +419,11 @@ impl EngineBuilder {
                 budgets: super::budgets::Budgets::new(self.budgets, now),
                 kill_switch: self.kill_switch,
                 audit: super::audit::Auditor::new(self.audit),
+                guard: super::guard::Guard {
+                    four_eyes: self.four_eyes.unwrap_or(self.permissions.is_some()),
+                    permissions: self.permissions,
+                    analyzers: self.analyzers,
+                },
             }),
         }
     }
@@ -413,6 +452,9 @@ impl Engine {
             audit: None,
             circuit_breaker: Some(CircuitBreaker::DEFAULT),
             budgets: std::collections::BTreeMap::new(),
+            permissions: None,
+            four_eyes: None,
+            analyzers: Vec::new(),
         }
     }
 }

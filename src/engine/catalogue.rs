@@ -153,6 +153,28 @@ impl Engine {
         Ok(self.keep(plan))
     }
 
+    /// [`create_workflow`](Self::create_workflow) on behalf of `user`: with permissions
+    /// ([`EngineBuilder::permissions`](super::EngineBuilder::permissions)), `user` must
+    /// be allowed to `define` the workflow's id, checked before anything else. Without
+    /// permissions, the same as [`create_workflow`](Self::create_workflow). (That one is
+    /// the host's own act and is never checked.)
+    ///
+    /// # Errors
+    /// [`EngineError::Security`] when `user` may not; otherwise as
+    /// [`create_workflow`](Self::create_workflow).
+    pub fn create_workflow_as(
+        &self,
+        definition: WorkflowDefinition,
+        user: &str,
+    ) -> Result<WorkflowRef, EngineError> {
+        self.inner.permit(
+            Some(user),
+            crate::security::Action::Define,
+            Some(&definition.id),
+        )?;
+        self.create_workflow(definition)
+    }
+
     /// The latest version of workflow `id`.
     pub fn workflow(&self, id: &str) -> Option<Arc<ExecutionPlan>> {
         self.inner.catalogue.latest(id)

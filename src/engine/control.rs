@@ -15,6 +15,7 @@ use std::task::{Context, Poll, Waker};
 use super::{Engine, EngineError};
 use crate::audit::AuditEvent;
 use crate::run::RunId;
+use crate::security::Action;
 
 /// What the host asks of a run.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -42,6 +43,17 @@ pub(crate) enum Command {
 #[derive(Debug, Default)]
 pub(crate) struct RunControl {
     state: Mutex<State>,
+    /// Whose run it is, for the permission checks.
+    owner: Owner,
+}
+
+/// What the permission checks need to know of a live run.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct Owner {
+    /// The run's workflow id.
+    pub(crate) workflow: String,
+    /// The user it was started for (journaled, so kept by a recovered run).
+    pub(crate) started_by: Option<String>,
 }
 
 #[derive(Debug, Default)]
@@ -91,8 +103,11 @@ pub(crate) struct Controls {
 impl Controls {
     /// Registers run `run`; the guard unregisters it when dropped (the run ended or was
     /// dropped).
-    pub(crate) fn register(self: &Arc<Self>, run: &RunId) -> ControlGuard {
-        let control = Arc::new(RunControl::default());
+    pub(crate) fn register(self: &Arc<Self>, run: &RunId, owner: Owner) -> ControlGuard {
+        let control = Arc::new(RunControl {
+            owner,
+            ..RunControl::default()
+        });
         self.runs
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
@@ -110,6 +125,15 @@ impl Controls {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .contains_key(run)
+    }
+
+    /// Whose run `run` is, while it is live.
+    pub(crate) fn owner(&self, run: &RunId) -> Option<Owner> {
+        self.runs
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(run)
+            .map(|control| control.owner.clone())
     }
 
     /// Wakes every live run (a kill switch rule was reset: held steps may start).
@@ -185,18 +209,27 @@ impl Engine {
     ///
     /// # Errors
     /// [`EngineError::NotRunning`] when the run is not live in this engine;
+    /// [`EngineError::Security`] when the engine checks permissions and `by` may not
+    /// (see [`crate::security`]);
     /// [`EngineError::Audit`] when the audit log does not take the entry (nothing is sent).
     pub fn pause_workflow(&self, run: &RunId, by: &str) -> Result<(), EngineError> {
-        self.control(run, Command::Pause { by: by.to_owned() })
+        self.control(run, by, Action::Pause, Command::Pause { by: by.to_owned() })
     }
 
     /// Resumes a paused run on behalf of `by` (journaled). Resuming a run that is not paused does nothing.
     ///
     /// # Errors
     /// [`EngineError::NotRunning`] when the run is not live in this engine;
+    /// [`EngineError::Security`] when the engine checks permissions and `by` may not
+    /// (see [`crate::security`]);
     /// [`EngineError::Audit`] when the audit log does not take the entry (nothing is sent).
     pub fn resume_workflow(&self, run: &RunId, by: &str) -> Result<(), EngineError> {
-        self.control(run, Command::Resume { by: by.to_owned() })
+        self.control(
+            run,
+            by,
+            Action::Resume,
+            Command::Resume { by: by.to_owned() },
+        )
     }
 
     /// Cancels run `run` on behalf of `by`: the cancellation is journaled, the steps in
@@ -206,12 +239,26 @@ impl Engine {
     ///
     /// # Errors
     /// [`EngineError::NotRunning`] when the run is not live in this engine;
+    /// [`EngineError::Security`] when the engine checks permissions and `by` may not
+    /// (see [`crate::security`]);
     /// [`EngineError::Audit`] when the audit log does not take the entry (nothing is sent).
     pub fn cancel_workflow(&self, run: &RunId, by: &str) -> Result<(), EngineError> {
-        self.control(run, Command::Cancel { by: by.to_owned() })
+        self.control(
+            run,
+            by,
+            Action::Cancel,
+            Command::Cancel { by: by.to_owned() },
+        )
     }
 
-    fn control(&self, run: &RunId, command: Command) -> Result<(), EngineError> {
+    fn control(
+        &self,
+        run: &RunId,
+        by: &str,
+        action: Action,
+        command: Command,
+    ) -> Result<(), EngineError> {
+        self.inner.permit_on_run(run, by, action)?;
         if !self.inner.controls.is_live(run) {
             return Err(EngineError::NotRunning { run: run.clone() });
         }
@@ -244,7 +291,7 @@ mod tests {
         let pause = || Command::Pause { by: "ops".into() };
         let resume = || Command::Resume { by: "ops".into() };
         assert!(!controls.send(&run, pause()));
-        let guard = controls.register(&run);
+        let guard = controls.register(&run, Owner::default());
         assert!(controls.send(&run, pause()));
         assert!(controls.send(&run, resume()));
         let mut cx = Context::from_waker(noop_waker_ref());

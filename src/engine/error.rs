@@ -8,6 +8,8 @@ use crate::agent::{RebalanceError, RegistryError};
 use crate::definition::{Quoted, ValidationErrors};
 use crate::resource::{CapacityError, ResourceError};
 use crate::run::RunId;
+use crate::safety::KillSwitchError;
+use crate::security::SecurityError;
 use crate::store::{FoldError, StoreError};
 
 /// Why the engine refused a request.
@@ -60,6 +62,13 @@ pub enum EngineError {
         /// The workflow refused.
         workflow: String,
     },
+    /// A security check refused the request (see [`crate::security`]): nothing was
+    /// started, changed or journaled.
+    #[error(transparent)]
+    Security(#[from] SecurityError),
+    /// A kill switch rule could not be reset.
+    #[error(transparent)]
+    KillSwitch(#[from] KillSwitchError),
     /// No step of this run waits for an answer under this id.
     #[error("run `{run}` has no step `{step}` waiting for approval")]
     NoPendingApproval {
@@ -163,6 +172,8 @@ impl PartialEq for EngineError {
             ) => a == b && s == t,
             (Self::NotRunning { run: a }, Self::NotRunning { run: b }) => a == b,
             (Self::Registry(a), Self::Registry(b)) => a == b,
+            (Self::Security(a), Self::Security(b)) => a == b,
+            (Self::KillSwitch(a), Self::KillSwitch(b)) => a == b,
             (Self::Rebalance(a), Self::Rebalance(b)) => a == b,
             (Self::Audit(a), Self::Audit(b)) => a == b,
             (Self::Coordinate(a), Self::Coordinate(b)) => a == b,

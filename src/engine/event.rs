@@ -173,6 +173,39 @@ pub enum RunEvent {
         /// When.
         at: DateTime<Utc>,
     },
+    /// One approval of a step that needs a quorum (`approval.quorum`) was counted; the
+    /// step waits on until `have` reaches `need` (then `StepAnswered` follows).
+    ApprovalCounted {
+        /// The run.
+        run_id: RunId,
+        /// The step.
+        step_id: StepId,
+        /// Who approved.
+        by: String,
+        /// Approvals counted so far.
+        have: u32,
+        /// Approvals needed.
+        need: u32,
+        /// When.
+        at: DateTime<Utc>,
+    },
+    /// An approval was void: the step's parameters changed since the approver was asked
+    /// (an adaptation); the step asks again (`StepWaiting` follows, with the new
+    /// parameters), and approvals counted before are void too.
+    ApprovalVoided {
+        /// The run.
+        run_id: RunId,
+        /// The step.
+        step_id: StepId,
+        /// Whose approval was void.
+        by: String,
+        /// The hash of the parameters the approver was shown.
+        asked: String,
+        /// The hash of the parameters the step has now.
+        now: String,
+        /// When.
+        at: DateTime<Utc>,
+    },
     /// A `decision` step chose one of its options, before its first call.
     StepDecided {
         /// The run.
@@ -303,6 +336,8 @@ impl RunEvent {
             | Self::StepCancelled { run_id, .. }
             | Self::StepWaiting { run_id, .. }
             | Self::StepAnswered { run_id, .. }
+            | Self::ApprovalCounted { run_id, .. }
+            | Self::ApprovalVoided { run_id, .. }
             | Self::StepDecided { run_id, .. }
             | Self::StepAdapted { run_id, .. }
             | Self::StepRecovering { run_id, .. }

@@ -63,6 +63,8 @@ pub(crate) struct Inner {
     pub(crate) kill_switch: Arc<crate::safety::KillSwitch>,
     /// The audit log, and the entries waiting for it.
     pub(crate) audit: super::audit::Auditor,
+    /// Who may do what, four eyes, and the analyzers run before a run starts.
+    pub(super) guard: super::guard::Guard,
 }
 
 impl Inner {

@@ -23,7 +23,7 @@ use serde_json::Value;
 
 use super::{Engine, EngineError, Run, RunOptions};
 use crate::audit::AuditEvent;
-use crate::safety::{KillSwitchError, KillSwitchEvent, ResetProgress};
+use crate::safety::{KillSwitchEvent, ResetProgress};
 
 /// A rule that tripped on a report.
 #[derive(Debug)]
@@ -67,7 +67,7 @@ impl Engine {
                 }
                 let flatten = trip.flatten.map(|workflow| {
                     self.known_workflow(&workflow)
-                        .map(|plan| self.start_plan(plan, RunOptions::default()))
+                        .map(|plan| self.start_plan(plan, RunOptions::default().as_host()))
                 });
                 if let Some(Err(error)) = &flatten {
                     tracing::error!(target: "tradeflow::kill_switch", error = %error, "cannot start the flatten workflow");
@@ -82,18 +82,24 @@ impl Engine {
 
     /// `by_user` resets kill switch rule `rule`: counted once per person; at the rule's
     /// `quorum` of distinct people the rule is armed again and the runs it held go on.
-    /// The host checks that `by_user` may (an `admin` role) before it calls.
+    /// With permissions ([`EngineBuilder::permissions`](super::EngineBuilder::permissions)),
+    /// `by_user` must be allowed to `reset` the rule (with a
+    /// [`PolicyPermissions`](crate::security::PolicyPermissions): the `admin` role, or a
+    /// role listing `reset`).
     ///
     /// # Errors
-    /// No such rule, the rule has not tripped, or `by_user` is empty;
-    /// [`KillSwitchError::Audit`] when the audit log fails: before (entries wait for it;
+    /// [`EngineError::KillSwitch`]: no such rule, the rule has not tripped, or `by_user`
+    /// is empty; [`EngineError::Security`] when `by_user` may not reset it (not counted);
+    /// [`EngineError::Audit`] when the audit log fails: before (entries wait for it;
     /// the reset is not counted) or after the reset is counted (it stands; its entry
     /// waits).
     pub fn reset_kill_switch(
         &self,
         rule: &str,
         by_user: &str,
-    ) -> Result<ResetProgress, KillSwitchError> {
+    ) -> Result<ResetProgress, EngineError> {
+        self.inner
+            .permit(Some(by_user), crate::security::Action::Reset, Some(rule))?;
         self.inner.audit_ready()?;
         let progress = self
             .inner

@@ -137,6 +137,7 @@ mod coordinated;
 mod durable;
 mod error;
 mod event;
+mod guard;
 mod heal;
 mod inner;
 mod kill;
@@ -158,9 +159,7 @@ use std::task::{Context as TaskContext, Poll};
 use futures::future::BoxFuture;
 use serde_json::Value;
 
-use crate::agent::{
-    Agent, AgentId, AgentRegistry, RebalanceCriteria, RebalanceError, RebalanceReport,
-};
+use crate::agent::{Agent, AgentId, AgentRegistry, RebalanceCriteria, RebalanceReport};
 use crate::clock::Clock;
 use crate::decision::DecisionEngine;
 use crate::plan::ExecutionPlan;
@@ -278,15 +277,18 @@ impl Engine {
     /// state, not a run's.
     ///
     /// # Errors
-    /// [`RebalanceError`] naming the unknown agent, the invalid weight or ceiling, or
-    /// an agent both drained and undrained; nothing changed then.
-    /// [`RebalanceError::Audit`] when the audit log fails: before (entries wait for it;
+    /// [`EngineError::Rebalance`] naming the unknown agent, the invalid weight or
+    /// ceiling, or an agent both drained and undrained; [`EngineError::Security`] when
+    /// the engine checks permissions and `by` may not `rebalance` (nothing changed then);
+    /// [`EngineError::Audit`] when the audit log fails: before (entries wait for it;
     /// nothing changed) or after the rebalancing (it stands; its entry waits).
     pub fn rebalance_workload(
         &self,
         criteria: &RebalanceCriteria,
         by: &str,
-    ) -> Result<RebalanceReport, RebalanceError> {
+    ) -> Result<RebalanceReport, EngineError> {
+        self.inner
+            .permit(Some(by), crate::security::Action::Rebalance, None)?;
         self.inner.audit_ready()?;
         let report = self.inner.registry.rebalance(criteria)?;
         if !report.is_empty() {
@@ -307,7 +309,14 @@ impl Engine {
     /// With [`AgentCheck::BeforeStart`] ([`EngineBuilder::agent_check`]), every step is
     /// first checked against the agents registered now ([`Engine::check_agents`]).
     ///
+    /// With permissions ([`EngineBuilder::permissions`]), the run's user
+    /// ([`RunOptions::user`]) must be allowed to `execute` the workflow, and every step's
+    /// `resourceRequirements` must be within the user's caps; then the engine's
+    /// analyzers are asked ([`EngineBuilder::analyzer`]). See [`crate::security`].
+    ///
     /// # Errors
+    /// [`EngineError::Security`] when a check refuses the run (nothing runs, nothing is
+    /// journaled, no agent is called);
     /// [`EngineError::UnknownWorkflow`]; [`EngineError::Halted`] when a tripped kill
     /// switch rule covers the workflow; with [`AgentCheck::BeforeStart`],
     /// [`EngineError::NoAgents`] naming every step no registered agent can take (then
@@ -323,6 +332,7 @@ impl Engine {
                 }
             })?,
         };
+        self.permit_start(&plan, &options)?;
         if let Some(rule) = self
             .inner
             .kill_switch
@@ -336,6 +346,7 @@ impl Engine {
         if self.inner.agent_check == AgentCheck::BeforeStart {
             self.check_plan_agents(&plan)?;
         }
+        self.analyze_start(&plan, &options)?;
         Ok(self.start_plan(plan, options))
     }
 
@@ -349,7 +360,11 @@ impl Engine {
         let seed = options
             .seed
             .unwrap_or_else(|| mix(self.inner.seed, id.as_str()));
-        let control = self.inner.controls.register(&id);
+        let owner = control::Owner {
+            workflow: plan.workflow_id().to_owned(),
+            started_by: options.user.clone(),
+        };
+        let control = self.inner.controls.register(&id, owner);
         let (input, refused_input) = run::checked_input(options.input);
         let identity = run::Identity {
             run_id: id.clone(),

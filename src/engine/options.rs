@@ -17,6 +17,8 @@ pub struct RunOptions {
     pub(super) version: Option<String>,
     pub(super) data_as_of: Option<DateTime<Utc>>,
     pub(super) user: Option<String>,
+    /// The run is the host's own: not checked against permissions.
+    pub(super) host: bool,
 }
 
 impl RunOptions {
@@ -82,6 +84,17 @@ impl RunOptions {
     #[must_use]
     pub fn user(mut self, user: impl Into<String>) -> Self {
         self.user = Some(user.into());
+        self
+    }
+
+    /// Marks the run as the host's own (a trigger's, a scheduled task's, a bot's
+    /// housekeeping): when the engine checks permissions
+    /// ([`EngineBuilder::permissions`](super::EngineBuilder::permissions)), a run that
+    /// names no [`user`](Self::user) is refused unless it is the host's own. A run that
+    /// names a user is checked for that user whatever this says. Not journaled.
+    #[must_use]
+    pub fn as_host(mut self) -> Self {
+        self.host = true;
         self
     }
 

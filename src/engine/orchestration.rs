@@ -375,7 +375,7 @@ impl OrchestrationEngine for Engine {
         criteria: &RebalanceCriteria,
         by: &str,
     ) -> Result<RebalanceReport, EngineError> {
-        Ok(Engine::rebalance_workload(self, criteria, by)?)
+        Engine::rebalance_workload(self, criteria, by)
     }
 }
 

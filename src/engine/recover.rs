@@ -164,7 +164,11 @@ impl Engine {
         }
         let id = journaled.run_id.clone();
         let resumed = Resumed::of(&journaled);
-        let control = self.inner.controls.register(&id);
+        let owner = super::control::Owner {
+            workflow: journaled.workflow_id.clone(),
+            started_by: journaled.started_by.clone(),
+        };
+        let control = self.inner.controls.register(&id, owner);
         let future = run::resume(
             Arc::clone(&self.inner),
             Arc::clone(&plan),

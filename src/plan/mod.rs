@@ -323,6 +323,48 @@ pub struct Resources {
     pub priority: i32,
 }
 
+/// Who must approve a `human_approval` step (its `approval.quorum` and
+/// `approval.approvers`), compiled.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Quorum {
+    need: u32,
+    approvers: Box<[Approver]>,
+}
+
+/// One entry of `approval.approvers`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Approver {
+    /// `role:NAME`: any user the engine's permission service gives this role.
+    Role(String),
+    /// `user:NAME`: this user.
+    User(String),
+}
+
+impl Quorum {
+    /// The most approvers a step may need.
+    pub const MAX: u32 = 16;
+
+    /// How many distinct people must approve.
+    pub fn need(&self) -> u32 {
+        self.need
+    }
+
+    /// Who may answer; empty: anyone.
+    pub fn approvers(&self) -> &[Approver] {
+        &self.approvers
+    }
+
+    /// Whether `user`, holding `roles`, may answer.
+    pub fn admits(&self, user: &str, roles: &[String]) -> bool {
+        self.approvers.is_empty()
+            || self.approvers.iter().any(|approver| match approver {
+                Approver::User(name) => name == user,
+                Approver::Role(role) => roles.iter().any(|held| held == role),
+            })
+    }
+}
+
 /// A compiled step.
 #[derive(Debug, Clone)]
 pub struct PlanStep {
@@ -345,9 +387,16 @@ pub struct PlanStep {
     freshness: Option<crate::safety::Freshness>,
     side_effects: Option<crate::safety::SideEffects>,
     budget: Option<Arc<StepBudget>>,
+    quorum: Option<Arc<Quorum>>,
 }
 
 impl PlanStep {
+    /// Who must approve a `human_approval` step with `approval.quorum` or
+    /// `approval.approvers`; `None` for any other step (one answer, from anyone).
+    pub fn quorum(&self) -> Option<&Arc<Quorum>> {
+        self.quorum.as_ref()
+    }
+
     /// Index in `steps`, and node index in the graph.
     pub fn index(&self) -> usize {
         self.index

@@ -186,10 +186,6 @@ pub enum KillSwitchError {
         /// The rule.
         rule: String,
     },
-    /// The engine's audit log failed: before the reset (it was not counted), or after
-    /// it (the reset stands; its entry waits to be appended).
-    #[error(transparent)]
-    Audit(#[from] crate::audit::AuditError),
 }
 
 /// A rule, compiled.

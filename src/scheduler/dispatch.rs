@@ -185,7 +185,9 @@ impl Dispatcher<WorkflowTask> {
 impl<T: Send + Sync + 'static> Dispatcher<T> {
     /// Starts, for each task of `scheduler` as it falls due, the run `mapping` names:
     /// a workflow id and the run's options. The dispatcher adds
-    /// [`RunOptions::triggered_by`] (`task <id> (<name>)`).
+    /// [`RunOptions::triggered_by`] (`task <id> (<name>)`), and
+    /// [`RunOptions::as_host`] when the options name no user (the host scheduled the
+    /// task: with permissions, its run is the host's own).
     pub fn mapping(
         engine: Arc<dyn OrchestrationEngine>,
         scheduler: Arc<dyn TaskScheduler<T>>,
@@ -204,8 +206,12 @@ impl<T: Send + Sync + 'static> Dispatcher<T> {
             DispatchOutcome::Missed
         } else {
             let (workflow_id, options) = (self.mapping)(due.task());
-            let options =
+            let mut options =
                 options.triggered_by(format!("task {} ({})", due.id(), due.task().name()));
+            // The host scheduled it: its own, unless the mapping named a user.
+            if options.user_name().is_none() {
+                options = options.as_host();
+            }
             match self.engine.start(&workflow_id, options) {
                 Ok(run) => DispatchOutcome::Started(run),
                 Err(error) => {

@@ -539,6 +539,7 @@ impl Triggers {
                         let mut options = RunOptions::new(input)
                             .context(context)
                             .triggered_by(label(decision.index, decision.trigger_type))
+                            .as_host()
                             .version(plan.definition().version.clone().unwrap_or_default());
                         // An event's run decides on the event: its data is as of then.
                         if decision.trigger_type == TriggerType::Event {

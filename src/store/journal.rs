@@ -164,6 +164,34 @@ pub enum JournalEntry {
         /// When.
         at: DateTime<Utc>,
     },
+    /// One approval of a step that needs a quorum of approvers (`approval.quorum`),
+    /// counted before the quorum is reached; the final `stepAnswered` follows once it is.
+    ApprovalCounted {
+        /// The step.
+        step_id: StepId,
+        /// Who approved.
+        by: String,
+        /// Why.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        comment: Option<String>,
+        /// When.
+        at: DateTime<Utc>,
+    },
+    /// An approval was void: the step's parameters changed (an adaptation now holds, or
+    /// no longer does) since the approver was asked; the step asks again (a new
+    /// `stepWaiting` follows) and approvals counted before are void too.
+    ApprovalVoided {
+        /// The step.
+        step_id: StepId,
+        /// Whose approval was void.
+        by: String,
+        /// The hash of the parameters the approver was shown (`security::canonical_hash`).
+        asked: String,
+        /// The hash of the parameters the step has now.
+        now: String,
+        /// When.
+        at: DateTime<Utc>,
+    },
     /// Self-healing chose how to recover from a step's failure (journaled with the
     /// `stepFailed` it follows, in one append).
     RecoveryDecided {
@@ -324,6 +352,8 @@ impl JournalEntry {
             Self::StepSkipped { .. } => "stepSkipped",
             Self::StepWaiting { .. } => "stepWaiting",
             Self::StepAnswered { .. } => "stepAnswered",
+            Self::ApprovalCounted { .. } => "approvalCounted",
+            Self::ApprovalVoided { .. } => "approvalVoided",
             Self::RecoveryDecided { .. } => "recoveryDecided",
             Self::RolledBack { .. } => "rolledBack",
             Self::Checkpoint { .. } => "checkpoint",
@@ -351,6 +381,8 @@ impl JournalEntry {
             | Self::StepSkipped { step_id, .. }
             | Self::StepWaiting { step_id, .. }
             | Self::StepAnswered { step_id, .. }
+            | Self::ApprovalCounted { step_id, .. }
+            | Self::ApprovalVoided { step_id, .. }
             | Self::RecoveryDecided { step_id, .. }
             | Self::RolledBack { step_id, .. }
             | Self::DecisionMade { step_id, .. }
@@ -383,6 +415,8 @@ impl JournalEntry {
             | Self::StepSkipped { at, .. }
             | Self::StepWaiting { at, .. }
             | Self::StepAnswered { at, .. }
+            | Self::ApprovalCounted { at, .. }
+            | Self::ApprovalVoided { at, .. }
             | Self::RecoveryDecided { at, .. }
             | Self::RolledBack { at, .. }
             | Self::Checkpoint { at, .. }

@@ -108,6 +108,9 @@ pub struct StepState {
     pub in_flight: Vec<InFlightCall>,
     /// While the step waits for approval: what the approver is asked to approve.
     pub waiting: Option<Value>,
+    /// For a `human_approval` step that needs a quorum: who approved so far, in order
+    /// (`approvalCounted`), so that a restart keeps the count.
+    pub approvals: Vec<String>,
     /// The position of the entry that last failed the step (its `stepFailed`): the order
     /// failures happened in, so the run's error is its first failure.
     pub failed_at: Option<usize>,
@@ -607,6 +610,8 @@ impl StepState {
                 self.status = StepStatus::Waiting;
                 self.waiting = Some(parameters.clone());
             }
+            JournalEntry::ApprovalCounted { by, .. } => self.approvals.push(by.clone()),
+            JournalEntry::ApprovalVoided { .. } => self.approvals.clear(),
             JournalEntry::StepAnswered {
                 approved,
                 by,

@@ -115,7 +115,7 @@ impl Execution {
 }
 
 /// `parameters` with `over` merged over them (top-level keys replaced).
-pub(super) fn merged(parameters: Value, over: Option<Map<String, Value>>) -> Value {
+pub(crate) fn merged(parameters: Value, over: Option<Map<String, Value>>) -> Value {
     match (parameters, over) {
         (parameters, None) => parameters,
         (Value::Object(mut base), Some(over)) => {

@@ -30,6 +30,8 @@ mod settle;
 mod start;
 mod transition;
 
+pub(crate) use adapt::merged;
+
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -148,6 +150,10 @@ pub(super) async fn resume(
                     };
                     run.answers.insert(index, verdict);
                 }
+                if !step.approvals.is_empty() {
+                    run.counted
+                        .insert(index, std::mem::take(&mut step.approvals));
+                }
             }
         }
     }
@@ -219,6 +225,8 @@ struct Execution {
     decision_parameters: HashMap<usize, Value>,
     /// Answers journaled before a restart, for approval steps that had not acted on them.
     answers: HashMap<usize, Verdict>,
+    /// Approvals counted before a restart, by step, for steps that need a quorum.
+    counted: HashMap<usize, Vec<String>>,
     /// Calls a restart cut off, by step: made again from the attempt they were at.
     cut_off: HashMap<usize, Vec<crate::store::InFlightCall>>,
     /// The host's pause, resume and cancel commands.
@@ -300,6 +308,7 @@ impl Execution {
             book: Book::new(plan, input),
             decision_parameters: HashMap::new(),
             answers: HashMap::new(),
+            counted: HashMap::new(),
             cut_off: HashMap::new(),
             control,
             batch,

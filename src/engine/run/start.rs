@@ -101,10 +101,14 @@ impl Execution {
                         Some(choice) => self.decide(step, choice, parameters),
                         None => Ok(parameters),
                     };
+                    let base = match (&decided, &over, step.kind()) {
+                        (Ok(base), Some(_), StepKind::HumanApproval { .. }) => Some(base.clone()),
+                        _ => None,
+                    };
                     let parameters =
                         decided.and_then(|parameters| with_overrides(step, parameters, over));
                     match parameters {
-                        Ok(parameters) => self.launch(step, parameters, adapted, running),
+                        Ok(parameters) => self.launch(step, parameters, adapted, base, running),
                         Err((kind, message)) => {
                             self.fail(index, Failure::before_calls(kind, message));
                         }
@@ -124,6 +128,7 @@ impl Execution {
         step: &PlanStep,
         parameters: Value,
         adapted: Option<Arc<PlanStep>>,
+        base_parameters: Option<Value>,
         running: &mut Running,
     ) {
         let index = step.index();
@@ -147,6 +152,12 @@ impl Execution {
             } else {
                 self.answers.remove(&index)
             },
+            counted: if self.counted.is_empty() {
+                Vec::new()
+            } else {
+                self.counted.remove(&index).unwrap_or_default()
+            },
+            base_parameters,
             excluded: self.book.healing.failed_agents(index).to_vec(),
             generation: self.book.healing.generation(index),
             batch: self.batch.clone(),

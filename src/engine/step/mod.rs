@@ -48,6 +48,12 @@ pub(super) struct StepCtx {
     pub(super) snapshot: Option<Snapshot>,
     /// For an approval step recovered after a restart: the answer journaled before it.
     pub(super) answer: Option<Verdict>,
+    /// For an approval step with a quorum recovered after a restart: who approved before
+    /// it (journaled `approvalCounted`).
+    pub(super) counted: Vec<String>,
+    /// For an approval step that adaptations changed as it started: its parameters before
+    /// them (what it would have now is checked against what the approver was shown).
+    pub(super) base_parameters: Option<serde_json::Value>,
     /// Agents not to call (they failed the step before: a `SUBSTITUTE` recovery).
     pub(super) excluded: Vec<AgentId>,
     /// How often a `ROLLBACK` reset the step (part of its idempotency keys).
@@ -164,7 +170,12 @@ pub(super) async fn run_step(ctx: StepCtx, parameters: Value) -> StepResult {
             "step not in plan".to_owned(),
         ));
     };
-    match step.kind() {
+    // A step an analyzer holds for approval waits for it first (agent steps only).
+    let (gated, parameters) = match step.kind() {
+        StepKind::HumanApproval { .. } | StepKind::Condition { .. } => (None, parameters),
+        _ => approval::gated(&ctx, step, parameters).await?,
+    };
+    let result = match step.kind() {
         StepKind::Task(task) | StepKind::Decision(task) => match step.coordination() {
             Some(coordination) => {
                 coordinate::coordinate(&ctx, step, task, &parameters, coordination).await
@@ -208,5 +219,12 @@ pub(super) async fn run_step(ctx: StepCtx, parameters: Value) -> StepResult {
             FailureKind::Permanent,
             "unsupported step kind".to_owned(),
         )),
+    };
+    match gated {
+        None => result,
+        Some(by) => result.map(|success| Success {
+            approved_by: Some(by),
+            ..success
+        }),
     }
 }

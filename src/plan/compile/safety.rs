@@ -49,6 +49,62 @@ impl Compiler {
         ))
     }
 
+    /// The step's `approval.quorum` and `approval.approvers`, checked; `None` without
+    /// either (or with a problem, which is reported).
+    pub(super) fn approval_quorum(
+        &mut self,
+        step: &StepDefinition,
+        at: Locate<'_>,
+    ) -> Option<crate::plan::Quorum> {
+        let approval = step.approval.as_ref()?;
+        // On another type, the block itself is refused (`step_shape`).
+        if step.step_type != crate::definition::StepType::HumanApproval
+            || approval.quorum.is_none() && approval.approvers.is_none()
+        {
+            return None;
+        }
+        let at = || at().field("approval");
+        let need = approval.quorum.unwrap_or(1);
+        if !(1..=crate::plan::Quorum::MAX).contains(&need) {
+            self.errors.push(DefinitionError::InvalidValue {
+                at: at().field("quorum"),
+                value: need.to_string(),
+                reason: format!("expected 1 to {}", crate::plan::Quorum::MAX),
+            });
+        }
+        let mut approvers = Vec::new();
+        for (i, entry) in approval.approvers.iter().flatten().enumerate() {
+            let approver = match entry.split_once(':') {
+                Some(("role", name)) if !name.is_empty() => {
+                    Some(crate::plan::Approver::Role(name.to_owned()))
+                }
+                Some(("user", name)) if !name.is_empty() => {
+                    Some(crate::plan::Approver::User(name.to_owned()))
+                }
+                _ => None,
+            };
+            match approver {
+                Some(approver) => approvers.push(approver),
+                None => self.errors.push(DefinitionError::InvalidValue {
+                    at: at().field("approvers").index(i),
+                    value: serde_json::Value::from(entry.as_str()).to_string(),
+                    reason: "expected `role:NAME` or `user:NAME`".to_owned(),
+                }),
+            }
+        }
+        if approval.approvers.as_ref().is_some_and(Vec::is_empty) {
+            self.errors.push(DefinitionError::InvalidValue {
+                at: at().field("approvers"),
+                value: "[]".to_owned(),
+                reason: "nobody could approve; leave it out to let anyone".to_owned(),
+            });
+        }
+        Some(crate::plan::Quorum {
+            need,
+            approvers: approvers.into_boxed_slice(),
+        })
+    }
+
     /// The step's `sideEffects` and `reconcile`, checked; `None` for a step without side
     /// effects (or with a problem, which is reported).
     pub(super) fn side_effects(

@@ -91,6 +91,7 @@ impl Compiler {
         let freshness = self.freshness(step, &at);
         let side_effects = self.side_effects(step, &at);
         let budget = self.budget(index, step, definition, &scope, &at);
+        let quorum = self.approval_quorum(step, &at);
         let resources = step.resource_requirements.as_ref().and_then(|requirement| {
             self.resources(requirement, &|| at().field("resourceRequirements"))
         });
@@ -120,6 +121,7 @@ impl Compiler {
             freshness,
             side_effects,
             budget: budget.map(Arc::new),
+            quorum: quorum.map(Arc::new),
         };
         self.step_edges(&mut plan_step);
         Some(plan_step)

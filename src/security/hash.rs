@@ -1,0 +1,64 @@
+//! A stable hash of a JSON value: SHA-256 of its canonical text, in lowercase hex.
+//!
+//! Canonical text: object keys sorted by their UTF-8 bytes, no whitespace, strings and
+//! numbers as `serde_json` writes them. Two values equal as JSON hash the same whatever
+//! the order their objects' keys were written in. Cost: O(size of the value), and a sort
+//! of each object's keys; the writer recurses once per level, and values the engine
+//! handles nest at most [`MAX_VALUE_DEPTH`](crate::run::MAX_VALUE_DEPTH) levels (deeper
+//! ones are refused before they reach it).
+
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+/// The SHA-256 of `value`'s canonical JSON text, as 64 lowercase hex digits.
+///
+/// # Examples
+/// ```
+/// use serde_json::json;
+/// use tradeflow::security::canonical_hash;
+/// let a = canonical_hash(&json!({"qty": 10, "side": "BUY"}));
+/// let b = canonical_hash(&serde_json::from_str(r#"{"side":"BUY","qty":10}"#)?);
+/// assert_eq!(a, b);
+/// assert_eq!(a.len(), 64);
+/// assert_ne!(a, canonical_hash(&json!({"qty": 11, "side": "BUY"})));
+/// # Ok::<(), serde_json::Error>(())
+/// ```
+pub fn canonical_hash(value: &Value) -> String {
+    let mut text = String::new();
+    canonical(value, &mut text);
+    let digest = Sha256::digest(text.as_bytes());
+    digest.iter().map(|byte| format!("{byte:02x}")).collect()
+}
+
+/// Appends `value`'s canonical text to `out`.
+fn canonical(value: &Value, out: &mut String) {
+    match value {
+        Value::Object(fields) => {
+            let mut keys: Vec<&String> = fields.keys().collect();
+            keys.sort_unstable();
+            out.push('{');
+            for (i, key) in keys.into_iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                out.push_str(&Value::from(key.as_str()).to_string());
+                out.push(':');
+                if let Some(field) = fields.get(key) {
+                    canonical(field, out);
+                }
+            }
+            out.push('}');
+        }
+        Value::Array(items) => {
+            out.push('[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                canonical(item, out);
+            }
+            out.push(']');
+        }
+        scalar => out.push_str(&scalar.to_string()),
+    }
+}
