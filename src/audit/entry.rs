@@ -295,10 +295,50 @@ pub fn sha256_bytes(bytes: &[u8]) -> String {
 
 const HEX: &[u8; 16] = b"0123456789abcdef";
 
-/// SHA-256 of a JSON value's compact text as serde_json writes it (object keys sorted,
-/// no whitespace), lowercase hex.
+/// SHA-256 of a JSON value's canonical text, lowercase hex. Canonical text: object keys
+/// sorted by their UTF-8 bytes (whatever order the map keeps them in), no whitespace,
+/// strings and numbers as `serde_json` writes them; so two values equal as JSON hash the
+/// same. Cost: O(size of the value) and a sort of each object's keys; the writer recurses
+/// once per level, and the values the engine handles nest at most
+/// [`MAX_VALUE_DEPTH`](crate::run::MAX_VALUE_DEPTH) levels.
 pub fn sha256_json(value: &serde_json::Value) -> String {
-    sha256_text(&value.to_string())
+    let mut text = String::new();
+    canonical_json(value, &mut text);
+    sha256_text(&text)
+}
+
+/// Appends `value`'s canonical text to `out`.
+fn canonical_json(value: &serde_json::Value, out: &mut String) {
+    use serde_json::Value;
+    match value {
+        Value::Object(fields) => {
+            let mut keys: Vec<&String> = fields.keys().collect();
+            keys.sort_unstable();
+            out.push('{');
+            for (i, key) in keys.into_iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                out.push_str(&Value::from(key.as_str()).to_string());
+                out.push(':');
+                if let Some(field) = fields.get(key) {
+                    canonical_json(field, out);
+                }
+            }
+            out.push('}');
+        }
+        Value::Array(items) => {
+            out.push('[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                canonical_json(item, out);
+            }
+            out.push(']');
+        }
+        scalar => out.push_str(&scalar.to_string()),
+    }
 }
 
 #[cfg(test)]

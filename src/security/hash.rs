@@ -1,4 +1,6 @@
-//! A stable hash of a JSON value: SHA-256 of its canonical text, in lowercase hex.
+//! A stable hash of a JSON value: SHA-256 of its canonical text, in lowercase hex (the
+//! audit log's [`sha256_json`](crate::audit::sha256_json), so an approval's hash in the
+//! journal and in the audit log are the same number).
 //!
 //! Canonical text: object keys sorted by their UTF-8 bytes, no whitespace, strings and
 //! numbers as `serde_json` writes them. Two values equal as JSON hash the same whatever
@@ -8,7 +10,6 @@
 //! ones are refused before they reach it).
 
 use serde_json::Value;
-use sha2::{Digest, Sha256};
 
 /// The SHA-256 of `value`'s canonical JSON text, as 64 lowercase hex digits.
 ///
@@ -24,41 +25,5 @@ use sha2::{Digest, Sha256};
 /// # Ok::<(), serde_json::Error>(())
 /// ```
 pub fn canonical_hash(value: &Value) -> String {
-    let mut text = String::new();
-    canonical(value, &mut text);
-    let digest = Sha256::digest(text.as_bytes());
-    digest.iter().map(|byte| format!("{byte:02x}")).collect()
-}
-
-/// Appends `value`'s canonical text to `out`.
-fn canonical(value: &Value, out: &mut String) {
-    match value {
-        Value::Object(fields) => {
-            let mut keys: Vec<&String> = fields.keys().collect();
-            keys.sort_unstable();
-            out.push('{');
-            for (i, key) in keys.into_iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                out.push_str(&Value::from(key.as_str()).to_string());
-                out.push(':');
-                if let Some(field) = fields.get(key) {
-                    canonical(field, out);
-                }
-            }
-            out.push('}');
-        }
-        Value::Array(items) => {
-            out.push('[');
-            for (i, item) in items.iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                canonical(item, out);
-            }
-            out.push(']');
-        }
-        scalar => out.push_str(&scalar.to_string()),
-    }
+    crate::audit::sha256_json(value)
 }
