@@ -122,6 +122,24 @@
 //! The format and its semantics are documented in `docs/workflow-format.md`; how the
 //! modules fit together in `docs/architecture.md`.
 //!
+//! # Tracing and secrets
+//! Runs report through [`tracing`](https://docs.rs/tracing) (target `tradeflow::run`): one
+//! `tradeflow.run` span per run (`run_id`, `workflow_id`, `trigger`), one
+//! `tradeflow.step` span per call attempt inside it (`step_id`, `agent_id`, `attempt`,
+//! `idempotency_key`), and events — with the failure's kind — at retries, failures and
+//! self-healing, rollbacks, adaptations, decisions, approvals requested and answered,
+//! pause, resume, cancellation and the run's end. No value of a run (input, parameters,
+//! outputs) and no error message is ever logged, and nothing is computed for a span or
+//! event no subscriber wants.
+//!
+//! A workflow's top-level `"sensitive": ["apiKey", "account"]` names fields whose values
+//! only the agent's request carries: at any depth of the input, parameters and outputs,
+//! they are written `"***"` in the journal, the report, the events and decision records,
+//! and the secret texts are scrubbed from messages ([`plan::Sensitive`]). A run recovered
+//! from its journal gets them back from the host's [`engine::Secrets`]
+//! ([`EngineBuilder::secrets`](engine::EngineBuilder::secrets)), or is not recovered,
+//! naming the field it lacks. `docs/operations.md` states both contracts in full.
+//!
 //! # Feature flags
 //! - `sqlite` (default): `store::SqliteStore`, a durable run journal in one
 //!   SQLite file. It brings in rusqlite with SQLite bundled, compiled from C at build time

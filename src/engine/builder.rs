@@ -39,6 +39,7 @@ pub struct EngineBuilder {
     circuit_breaker: Option<CircuitBreaker>,
     budgets: std::collections::BTreeMap<String, crate::safety::BudgetSpec>,
     kill_switch: Arc<crate::safety::KillSwitch>,
+    secrets: Option<Arc<dyn super::Secrets>>,
 }
 
 impl fmt::Debug for EngineBuilder {
@@ -54,6 +55,7 @@ impl fmt::Debug for EngineBuilder {
             .field("relearn_decisions", &self.relearn_decisions)
             .field("circuit_breaker", &self.circuit_breaker)
             .field("budgets", &self.budgets)
+            .field("secrets", &self.secrets.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -191,6 +193,17 @@ impl EngineBuilder {
     #[must_use]
     pub fn store(mut self, store: impl RunStore + 'static) -> Self {
         self.store = Some(Arc::new(store));
+        self
+    }
+
+    /// Where [`Engine::recover`] gets the sensitive values a run's journal holds only as
+    /// `"***"` (the workflow's `sensitive` field names): see [`Secrets`](super::Secrets).
+    /// Defaults to none: a run whose input held sensitive values is then not recovered
+    /// ([`RecoveryError::NoSecrets`](super::RecoveryError::NoSecrets)), rather than
+    /// sending `"***"` to an agent.
+    #[must_use]
+    pub fn secrets(mut self, secrets: impl super::Secrets + 'static) -> Self {
+        self.secrets = Some(Arc::new(secrets));
         self
     }
 
@@ -354,6 +367,7 @@ impl EngineBuilder {
                 adapting: Default::default(),
                 budgets: super::budgets::Budgets::new(self.budgets, now),
                 kill_switch: self.kill_switch,
+                secrets: self.secrets,
             }),
         }
     }
@@ -381,6 +395,7 @@ impl Engine {
             kill_switch: Arc::default(),
             circuit_breaker: Some(CircuitBreaker::DEFAULT),
             budgets: std::collections::BTreeMap::new(),
+            secrets: None,
         }
     }
 }

@@ -61,6 +61,8 @@ pub(crate) struct Inner {
     pub(crate) budgets: super::budgets::Budgets,
     /// The kill switch rules and which have tripped.
     pub(crate) kill_switch: Arc<crate::safety::KillSwitch>,
+    /// Restores the sensitive values a recovered run's journal holds as `"***"`.
+    pub(super) secrets: Option<Arc<dyn super::Secrets>>,
 }
 
 impl Inner {

@@ -231,7 +231,7 @@ impl Execution {
                     run_id: self.run_id.clone(),
                     workflow_id: plan.workflow_id().to_owned(),
                     version: plan.definition().version.clone().unwrap_or_default(),
-                    input: (**self.book.input_value()).clone(),
+                    input: self.redacted(self.book.input_value()),
                     seed: self.seed,
                     at,
                 };
@@ -353,6 +353,10 @@ impl Execution {
     /// the report returned.
     async fn finish(mut self, status: RunStatus) -> RunReport {
         let now = self.inner.clock.now();
+        if let Some(mut error) = self.book.error.take() {
+            self.scrub(&mut error.message);
+            self.book.error = Some(error);
+        }
         let stopped = self.book.stop(status);
         let rewards = self.evaluate_rewards();
         let book = &self.book;
@@ -407,8 +411,17 @@ impl Execution {
                 },
             });
         }
+        tracing::info!(
+            target: "tradeflow::run",
+            status = status.as_str(),
+            kind = self.book.error.as_ref().map(|error| error.kind.as_str()),
+            "run ended"
+        );
         let run_id = self.run_id.clone();
-        let report = self.book.into_report(run_id, status, self.started_at, now);
+        let scrubber = self.scrubber.take();
+        let report =
+            self.book
+                .into_report(run_id, status, self.started_at, now, scrubber.as_deref());
         self.inner.emit(|| RunEvent::RunEnded {
             run_id: report.run_id.clone(),
             status,

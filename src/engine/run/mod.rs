@@ -25,6 +25,7 @@ mod book;
 mod decide;
 mod drive;
 mod recovery;
+mod redact;
 mod resources;
 mod settle;
 mod start;
@@ -127,6 +128,9 @@ pub(super) async fn resume(
         }
         match step.status {
             StepStatus::Completed | StepStatus::Skipped | StepStatus::Failed => {
+                if let Some(output) = &step.output {
+                    run.learn_secrets(output);
+                }
                 run.book.restore(index, step);
             }
             _ => {
@@ -224,6 +228,9 @@ struct Execution {
     /// Whether a kill switch holds side-effect steps that are ready (the run waits for
     /// a reset as a paused run waits for its host).
     held_by_kill_switch: bool,
+    /// The secret texts the run has seen (its input's and its outputs' sensitive
+    /// values), removed from its messages; `None` while there are none.
+    scrubber: Option<Arc<crate::plan::Scrubber>>,
 }
 
 /// A run's hold on its lease while it is driven here: dropped before the run's end is
@@ -269,6 +276,7 @@ impl Execution {
             lease,
         } = identity;
         let data_as_of = crate::safety::DataAsOf::of_run(given_data_as_of, &input);
+        let scrubber = Self::scrubber_of(&plan, &input);
         let batch = match lease {
             Some(lease) => inner.has_store().then(|| Arc::new(Batch::new(lease))),
             None => inner.new_batch(&run_id),
@@ -297,6 +305,7 @@ impl Execution {
             batch,
             held,
             held_by_kill_switch: false,
+            scrubber,
             inner,
         }
     }

@@ -76,16 +76,17 @@ async fn wait_for_verdict(
         .journal_durably(ctx.batch.as_deref(), || {
             vec![JournalEntry::StepWaiting {
                 step_id: step.id().clone(),
-                parameters: parameters.clone(),
+                parameters: ctx.redacted(parameters),
                 at: inner.clock.now(),
             }]
         })
         .await?;
     let (answer, _registration) = inner.approvals.wait(&ctx.run_id, step.id());
+    tracing::info!(target: "tradeflow::run", step_id = step.id().as_str(), "approval requested");
     inner.emit(|| RunEvent::StepWaiting {
         run_id: ctx.run_id.clone(),
         step_id: step.id().clone(),
-        parameters: parameters.clone(),
+        parameters: ctx.redacted(parameters),
         at: inner.clock.now(),
     });
     let answer = match step.timeout() {
@@ -114,6 +115,13 @@ async fn wait_for_verdict(
             }]
         })
         .await?;
+    tracing::info!(
+        target: "tradeflow::run",
+        step_id = step.id().as_str(),
+        approved = verdict.approved,
+        by = %verdict.by,
+        "approval answered"
+    );
     inner.emit(|| RunEvent::StepAnswered {
         run_id: ctx.run_id.clone(),
         step_id: step.id().clone(),

@@ -51,6 +51,7 @@ use rand::RngExt;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use serde_json::Value;
+use tracing::Instrument as _;
 
 use super::{Failure, StepCtx, StepResult, Success};
 use crate::agent::{
@@ -276,7 +277,18 @@ impl<'a> LogicalCall<'a> {
             tries.count += 1;
             let agent_id = selection.candidate.agent.clone();
             tries.last_agent = Some(agent_id.clone());
-            let (error, mut kind) = match self.attempt(ctx, selection, tries.count).await {
+            // One span per attempt, a child of the run's (the run's future is polled in
+            // it); its fields are computed only when a subscriber wants the span.
+            let span = tracing::info_span!(
+                target: "tradeflow::run",
+                "tradeflow.step",
+                step_id = self.step.id().as_str(),
+                agent_id = agent_id.as_str(),
+                attempt = tries.count,
+                idempotency_key = %self.key(ctx),
+            );
+            let attempt = self.attempt(ctx, selection, tries.count);
+            let (error, mut kind) = match attempt.instrument(span.clone()).await {
                 Ok(output) => {
                     self.settle_budget(ctx, &output);
                     return tries.outcome(Ok(output));
@@ -304,6 +316,13 @@ impl<'a> LogicalCall<'a> {
             let Some(delay) = self.retry_delay(ctx, &error, &agent_id, &mut tries) else {
                 return tries.outcome(Err((kind, message)));
             };
+            tracing::warn!(
+                target: "tradeflow::run",
+                parent: &span,
+                kind = kind.as_str(),
+                delay_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
+                "call failed; retrying"
+            );
             let inner = &ctx.inner;
             inner.emit(|| RunEvent::StepRetrying {
                 run_id: ctx.run_id.clone(),
@@ -312,7 +331,7 @@ impl<'a> LogicalCall<'a> {
                 agent_id: agent_id.clone(),
                 attempt: tries.count,
                 kind,
-                message: message.clone(),
+                message: ctx.scrub(&message).into_owned(),
                 delay_ms: u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
                 at: inner.clock.now(),
             });

@@ -66,6 +66,25 @@ pub(super) struct StepCtx {
     /// The tokens each call takes from named budgets (the step's `budget`, resolved when
     /// it started), or why they could not be resolved.
     pub(super) budget: Option<Result<crate::safety::budget::Amounts, String>>,
+    /// The secret texts the run had seen when the step started, removed from the
+    /// messages the step announces itself (its retries).
+    pub(super) scrubber: Option<Arc<crate::plan::Scrubber>>,
+}
+
+impl StepCtx {
+    /// `value` as the step writes it: sensitive names redacted, the secret texts the
+    /// run had seen when the step started scrubbed.
+    pub(super) fn redacted(&self, value: &Value) -> Value {
+        crate::plan::redacted(self.plan.sensitive(), self.scrubber.as_deref(), value)
+    }
+
+    /// `text` without the secret texts the run had seen when the step started.
+    pub(super) fn scrub<'a>(&self, text: &'a str) -> std::borrow::Cow<'a, str> {
+        match &self.scrubber {
+            Some(scrubber) => scrubber.scrub(text),
+            None => std::borrow::Cow::Borrowed(text),
+        }
+    }
 }
 
 /// What a running step has journaled: its calls (each from its `stepStarted` on), and
