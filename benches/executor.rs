@@ -13,6 +13,14 @@
 //! - `layered/10x100`: 10 layers of 100 steps, each bound to two steps of the layer
 //!   before.
 //!
+//! - `observed/chain_sensitive/1000`: `chain/1000` whose workflow names `sensitive`
+//!   fields and whose input holds one: every output is redacted and scrubbed for the
+//!   journal-less report (the cost of redaction; compare with `chain/1000`).
+//! - `observed/chain_traced/1000`: `chain/1000` under a subscriber (the bare
+//!   `tracing-subscriber` registry) that enables every span and event: a `tradeflow.run`
+//!   span, one `tradeflow.step` span per step, their fields (the cost of tracing when
+//!   someone listens; without a subscriber, `chain/1000` is the figure).
+//!
 //! The engine, the plan and each run's input are built, and each report dropped, outside
 //! the timing. Before timing, each shape is run once under a counting allocator, which
 //! prints the peak heap the run adds, per step (target: at most 2 KiB per step).
@@ -144,12 +152,25 @@ fn engine_with_agents(
     steps: Vec<Value>,
     agents: impl IntoIterator<Item = Arc<dyn Agent>>,
 ) -> Engine {
-    let workflow = json!({
+    engine_with_fields(steps, agents, json!({}))
+}
+
+/// An engine keeping `steps` as workflow `bench` (as [`engine_with`]), with `agents` and
+/// the workflow's other `fields`.
+fn engine_with_fields(
+    steps: Vec<Value>,
+    agents: impl IntoIterator<Item = Arc<dyn Agent>>,
+    fields: Value,
+) -> Engine {
+    let mut workflow = json!({
         "id": "bench",
         "steps": steps,
         "dependencies": [],
         "executionPolicy": {"concurrency": "PARALLEL", "failureHandling": "STOP_ON_FAILURE"},
     });
+    if let (Some(workflow), Value::Object(fields)) = (workflow.as_object_mut(), fields) {
+        workflow.extend(fields);
+    }
     let plan = ExecutionPlan::from_json(&workflow.to_string()).expect("the workflow compiles");
     let engine = Engine::builder().build();
     for agent in agents {
@@ -328,11 +349,49 @@ fn layered_graph(c: &mut Criterion) {
     group.finish();
 }
 
+fn observed_chain(c: &mut Criterion) {
+    const STEPS: usize = 1_000;
+    let agents = || {
+        (0..AGENTS).map(|agent| {
+            let descriptor = AgentDescriptor::new(format!("noop-{agent}"), "BENCH")
+                .with_max_concurrency(1 << 30);
+            Arc::new(NoOp {
+                descriptor,
+                yields: false,
+            }) as Arc<dyn Agent>
+        })
+    };
+    let sensitive = engine_with_fields(
+        chain(STEPS),
+        agents(),
+        json!({"sensitive": ["apiKey", "account"]}),
+    );
+    let secret_input = json!({"auth": {"apiKey": "k-live-0123456789"}, "desk": "fx"});
+    let plain = engine_with(chain(STEPS));
+    let mut group = c.benchmark_group("observed");
+    group
+        .sample_size(10)
+        .sampling_mode(SamplingMode::Flat)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(5));
+    group.throughput(Throughput::Elements(STEPS as u64));
+    group.bench_function(format!("chain_sensitive/{STEPS}"), |b| {
+        bench_runs(b, &sensitive, &secret_input)
+    });
+    group.bench_function(format!("chain_traced/{STEPS}"), |b| {
+        tracing::subscriber::with_default(tracing_subscriber::Registry::default(), || {
+            bench_runs(b, &plain, &json!({}))
+        })
+    });
+    group.finish();
+}
+
 criterion_group!(
     benches,
     chain_steps,
     fan_out_items,
     fan_out_over_few_slots,
-    layered_graph
+    layered_graph,
+    observed_chain
 );
 criterion_main!(benches);

@@ -252,3 +252,40 @@ fn canaries_reach_no_byte_the_tradeflow_command_writes() {
         assert_no_canary(name, bytes);
     }
 }
+
+#[test]
+fn tradeflow_resume_leaves_a_run_whose_secrets_it_cannot_restore_naming_the_field() {
+    let dir = scratch_dir("canary-resume");
+    let write = |name: &str, value: &Value| {
+        let path = dir.join(name);
+        std::fs::write(&path, serde_json::to_vec_pretty(value).unwrap()).unwrap();
+        path.display().to_string()
+    };
+    let workflow = write("workflow.json", &workflow());
+    let input = write("input.json", &input());
+    // Nobody answers the approval: the run stays unfinished in the store.
+    let agents = write("agents.json", &json!({"agents": [broker_script()]}));
+    let out = dir.join("out");
+    std::fs::create_dir(&out).unwrap();
+    let store = format!("sqlite:{}", out.join("runs.db").display());
+
+    let stuck = run(&[
+        "run", &workflow, "--agents", &agents, "--input", &input, "--store", &store,
+    ]);
+    assert_exit(&stuck, 1);
+    let resumed = run(&["resume", "--store", &store, "--agents", &agents]);
+
+    assert_ne!(resumed.status.code(), Some(0));
+    let stderr = String::from_utf8_lossy(&resumed.stderr);
+    assert!(
+        stderr.contains("cannot be resumed: its input field `/auth/apiKey` is sensitive"),
+        "{stderr}"
+    );
+    for output in [&stuck, &resumed] {
+        assert_no_canary("stdout", &output.stdout);
+        assert_no_canary("stderr", &output.stderr);
+    }
+    for (name, bytes) in &files(&out) {
+        assert_no_canary(name, bytes);
+    }
+}

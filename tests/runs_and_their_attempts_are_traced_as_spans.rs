@@ -112,10 +112,13 @@ fn a_run_is_one_span_and_each_attempt_a_child_span_with_its_fields_and_events() 
         ]
     );
 
-    // The retry happened in the first attempt's span, with the failure's kind.
+    // The retry is the run's event (the attempt's span has closed), with the failure's
+    // kind.
     let retries = capture.events_saying("call failed; retrying");
     assert_eq!(retries.len(), 1, "{retries:#?}");
-    assert_eq!(retries[0].span, Some(steps[0].seq));
+    assert_eq!(retries[0].span, Some(run.seq));
+    assert_eq!(retries[0].field("step_id"), Some("fetch"));
+    assert_eq!(retries[0].field("attempt"), Some("1"));
     assert_eq!(retries[0].field("kind"), Some("TEMPORARY"));
     assert_eq!(retries[0].field("delay_ms"), Some("10"));
     assert_eq!(retries[0].level, tracing::Level::WARN);

@@ -63,8 +63,8 @@
 //! Each run's future is instrumented with a `tradeflow.run` span (target
 //! `tradeflow::run`, info level; fields `run_id`, `workflow_id`, `trigger`), each attempt
 //! of a call with a `tradeflow.step` span inside it (`step_id`, `agent_id`, `attempt`,
-//! `idempotency_key`). Events in them: `call failed; retrying` (warn, `kind`,
-//! `delay_ms`), `step failed` (warn, `step_id`, `kind`, `attempts`, `recovery` when
+//! `idempotency_key`), closed when the attempt ends. Events in them: `call failed;
+//! retrying` (warn, `step_id`, `attempt`, `kind`, `delay_ms`), `step failed` (warn, `step_id`, `kind`, `attempts`, `recovery` when
 //! self-healing recovers it), `rolled back to a checkpoint`, `step adapted`, `decision
 //! made`, `approval requested`, `approval answered` (`approved`, `by`), `run paused`,
 //! `run resumed`, `run cancelled` (`by`), `run ended` (`status`, `kind`), all at info

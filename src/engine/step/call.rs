@@ -278,7 +278,8 @@ impl<'a> LogicalCall<'a> {
             let agent_id = selection.candidate.agent.clone();
             tries.last_agent = Some(agent_id.clone());
             // One span per attempt, a child of the run's (the run's future is polled in
-            // it); its fields are computed only when a subscriber wants the span.
+            // it), closed when the attempt ends; its fields are computed only when a
+            // subscriber wants the span.
             let span = tracing::info_span!(
                 target: "tradeflow::run",
                 "tradeflow.step",
@@ -288,7 +289,7 @@ impl<'a> LogicalCall<'a> {
                 idempotency_key = %self.key(ctx),
             );
             let attempt = self.attempt(ctx, selection, tries.count);
-            let (error, mut kind) = match attempt.instrument(span.clone()).await {
+            let (error, mut kind) = match attempt.instrument(span).await {
                 Ok(output) => {
                     self.settle_budget(ctx, &output);
                     return tries.outcome(Ok(output));
@@ -318,7 +319,8 @@ impl<'a> LogicalCall<'a> {
             };
             tracing::warn!(
                 target: "tradeflow::run",
-                parent: &span,
+                step_id = self.step.id().as_str(),
+                attempt = tries.count,
                 kind = kind.as_str(),
                 delay_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
                 "call failed; retrying"

@@ -77,13 +77,15 @@ impl Compiler {
 
     /// Checks the list of names of field `field` (a `what` each): each not empty, at
     /// most `max_bytes` bytes, listed once.
+    /// O(names): duplicates are found with a set, not by comparing every pair.
     fn names(&mut self, field: &'static str, names: &[String], what: &str, max_bytes: usize) {
+        let mut seen = std::collections::HashSet::with_capacity(names.len());
         for (index, name) in names.iter().enumerate() {
             let reason = if name.is_empty() {
                 format!("a {what} is not empty")
             } else if name.len() > max_bytes {
                 format!("a {what} is at most {max_bytes} bytes")
-            } else if names.iter().take(index).any(|other| other == name) {
+            } else if !seen.insert(name.as_str()) {
                 format!("the {what} is listed twice")
             } else {
                 continue;
