@@ -136,15 +136,19 @@ const AGENTS: usize = 4;
 /// An engine keeping `steps` (with `"dependencies": []`, so only bindings order them) as
 /// workflow `bench`, with agents that never run out of slots.
 fn engine_with(steps: Vec<Value>) -> Engine {
-    let agents = (0..AGENTS).map(|agent| {
+    engine_with_agents(steps, noop_agents())
+}
+
+/// The [`AGENTS`] agents of type `BENCH` that answer at once and never run out of slots.
+fn noop_agents() -> impl Iterator<Item = Arc<dyn Agent>> {
+    (0..AGENTS).map(|agent| {
         let descriptor =
             AgentDescriptor::new(format!("noop-{agent}"), "BENCH").with_max_concurrency(1 << 30);
         Arc::new(NoOp {
             descriptor,
             yields: false,
         }) as Arc<dyn Agent>
-    });
-    engine_with_agents(steps, agents)
+    })
 }
 
 /// An engine keeping `steps` as workflow `bench` (as [`engine_with`]), with `agents`.
@@ -269,12 +273,7 @@ fn report_memory(name: &str, engine: &Engine, input: Value, steps: usize) {
 }
 
 fn chain_steps(c: &mut Criterion) {
-    let mut group = c.benchmark_group("chain");
-    group
-        .sample_size(10)
-        .sampling_mode(SamplingMode::Flat)
-        .warm_up_time(Duration::from_secs(1))
-        .measurement_time(Duration::from_secs(5));
+    let mut group = flat_group(c, "chain", 5);
     for count in [1_000, 10_000] {
         let engine = engine_with(chain(count));
         report_memory(&format!("chain/{count}"), &engine, json!({}), count);
@@ -289,12 +288,7 @@ fn fan_out_items(c: &mut Criterion) {
     let engine = engine_with(fan_out());
     let input = input_items(ITEMS);
     report_memory("fan_out/1000", &engine, input.clone(), ITEMS);
-    let mut group = c.benchmark_group("fan_out");
-    group
-        .sample_size(10)
-        .sampling_mode(SamplingMode::Flat)
-        .warm_up_time(Duration::from_secs(1))
-        .measurement_time(Duration::from_secs(3));
+    let mut group = flat_group(c, "fan_out", 3);
     group.throughput(Throughput::Elements(ITEMS as u64));
     group.bench_function(ITEMS.to_string(), |b| bench_runs(b, &engine, &input));
     group.finish();
@@ -311,12 +305,7 @@ fn fan_out_over_few_slots(c: &mut Criterion) {
         }) as Arc<dyn Agent>
     });
     let engine = engine_with_agents(fan_out(), agents);
-    let mut group = c.benchmark_group("fan_out_few_slots");
-    group
-        .sample_size(10)
-        .sampling_mode(SamplingMode::Flat)
-        .warm_up_time(Duration::from_secs(1))
-        .measurement_time(Duration::from_secs(5));
+    let mut group = flat_group(c, "fan_out_few_slots", 5);
     for items in [10_000, 100_000] {
         let input = input_items(items);
         report_memory(
@@ -336,12 +325,7 @@ fn layered_graph(c: &mut Criterion) {
     const WIDTH: usize = 100;
     let engine = engine_with(layered(LAYERS, WIDTH));
     report_memory("layered/10x100", &engine, json!({}), LAYERS * WIDTH);
-    let mut group = c.benchmark_group("layered");
-    group
-        .sample_size(10)
-        .sampling_mode(SamplingMode::Flat)
-        .warm_up_time(Duration::from_secs(1))
-        .measurement_time(Duration::from_secs(3));
+    let mut group = flat_group(c, "layered", 3);
     group.throughput(Throughput::Elements((LAYERS * WIDTH) as u64));
     group.bench_function(format!("{LAYERS}x{WIDTH}"), |b| {
         bench_runs(b, &engine, &json!({}))
@@ -351,29 +335,14 @@ fn layered_graph(c: &mut Criterion) {
 
 fn observed_chain(c: &mut Criterion) {
     const STEPS: usize = 1_000;
-    let agents = || {
-        (0..AGENTS).map(|agent| {
-            let descriptor = AgentDescriptor::new(format!("noop-{agent}"), "BENCH")
-                .with_max_concurrency(1 << 30);
-            Arc::new(NoOp {
-                descriptor,
-                yields: false,
-            }) as Arc<dyn Agent>
-        })
-    };
     let sensitive = engine_with_fields(
         chain(STEPS),
-        agents(),
+        noop_agents(),
         json!({"sensitive": ["apiKey", "account"]}),
     );
     let secret_input = json!({"auth": {"apiKey": "k-live-0123456789"}, "desk": "fx"});
     let plain = engine_with(chain(STEPS));
-    let mut group = c.benchmark_group("observed");
-    group
-        .sample_size(10)
-        .sampling_mode(SamplingMode::Flat)
-        .warm_up_time(Duration::from_secs(1))
-        .measurement_time(Duration::from_secs(5));
+    let mut group = flat_group(c, "observed", 5);
     group.throughput(Throughput::Elements(STEPS as u64));
     group.bench_function(format!("chain_sensitive/{STEPS}"), |b| {
         bench_runs(b, &sensitive, &secret_input)
@@ -384,6 +353,22 @@ fn observed_chain(c: &mut Criterion) {
         })
     });
     group.finish();
+}
+
+/// A group of 10 flat samples, 1 s of warm-up and `seconds` of measurement: runs are
+/// long, so few samples of whole runs.
+fn flat_group<'c>(
+    c: &'c mut Criterion,
+    name: &str,
+    seconds: u64,
+) -> criterion::BenchmarkGroup<'c, criterion::measurement::WallTime> {
+    let mut group = c.benchmark_group(name);
+    group
+        .sample_size(10)
+        .sampling_mode(SamplingMode::Flat)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(seconds));
+    group
 }
 
 criterion_group!(

@@ -199,38 +199,64 @@ fn canaries_reach_the_agent_and_no_byte_of_the_journal_logs_report_or_events() {
     assert_eq!(login, json!({"account": "***", "echo": "***"}));
 }
 
+/// The command's input files in a scratch directory (the workflow, the input, `agents`),
+/// and `out/`, where the store (and any effects file) goes.
+struct CommandFiles {
+    _dir: command::ScratchDir,
+    workflow: String,
+    input: String,
+    agents: String,
+    out: std::path::PathBuf,
+    /// `sqlite:out/runs.db`.
+    store: String,
+}
+
+impl CommandFiles {
+    fn new(name: &str, agents: Value) -> Self {
+        let dir = scratch_dir(name);
+        let write = |name: &str, value: &Value| {
+            let path = dir.join(name);
+            std::fs::write(&path, serde_json::to_vec_pretty(value).unwrap()).unwrap();
+            path.display().to_string()
+        };
+        let (workflow, input) = (
+            write("workflow.json", &workflow()),
+            write("input.json", &input()),
+        );
+        let agents = write("agents.json", &agents);
+        let out = dir.join("out");
+        std::fs::create_dir(&out).unwrap();
+        let store = format!("sqlite:{}", out.join("runs.db").display());
+        Self {
+            _dir: dir,
+            workflow,
+            input,
+            agents,
+            out,
+            store,
+        }
+    }
+
+    /// `tradeflow run` of the workflow with the input, the agents and the store, and
+    /// `extra` arguments.
+    fn run(&self, extra: &[&str]) -> std::process::Output {
+        let mut args = vec!["run", &self.workflow, "--agents", &self.agents];
+        args.extend(["--input", &self.input, "--store", &self.store]);
+        args.extend(extra);
+        run(&args)
+    }
+}
+
 #[test]
 fn canaries_reach_no_byte_the_tradeflow_command_writes() {
-    let dir = scratch_dir("canary-command");
-    let write = |name: &str, value: &Value| {
-        let path = dir.join(name);
-        std::fs::write(&path, serde_json::to_vec_pretty(value).unwrap()).unwrap();
-        path.display().to_string()
-    };
-    let workflow = write("workflow.json", &workflow());
-    let input = write("input.json", &input());
-    let agents = write(
-        "agents.json",
-        &json!({"agents": [broker_script()],
-                "approvals": {"approve": {"approved": true, "by": "pm@desk"}}}),
+    let files_in = CommandFiles::new(
+        "canary-command",
+        json!({"agents": [broker_script()],
+               "approvals": {"approve": {"approved": true, "by": "pm@desk"}}}),
     );
-    let out = dir.join("out");
-    std::fs::create_dir(&out).unwrap();
-    let store = format!("sqlite:{}", out.join("runs.db").display());
-    let effects = out.join("effects.jsonl").display().to_string();
+    let effects = files_in.out.join("effects.jsonl").display().to_string();
 
-    let output = run(&[
-        "run",
-        &workflow,
-        "--agents",
-        &agents,
-        "--input",
-        &input,
-        "--store",
-        &store,
-        "--effects",
-        &effects,
-    ]);
+    let output = files_in.run(&["--effects", &effects]);
 
     assert_exit(&output, 0);
     let report: Value = serde_json::from_str(&stdout(&output)).unwrap();
@@ -241,7 +267,7 @@ fn canaries_reach_no_byte_the_tradeflow_command_writes() {
     );
     assert_no_canary("stdout", &output.stdout);
     assert_no_canary("stderr", &output.stderr);
-    let written = files(&out);
+    let written = files(&files_in.out);
     assert!(
         written
             .iter()
@@ -255,25 +281,18 @@ fn canaries_reach_no_byte_the_tradeflow_command_writes() {
 
 #[test]
 fn tradeflow_resume_leaves_a_run_whose_secrets_it_cannot_restore_naming_the_field() {
-    let dir = scratch_dir("canary-resume");
-    let write = |name: &str, value: &Value| {
-        let path = dir.join(name);
-        std::fs::write(&path, serde_json::to_vec_pretty(value).unwrap()).unwrap();
-        path.display().to_string()
-    };
-    let workflow = write("workflow.json", &workflow());
-    let input = write("input.json", &input());
     // Nobody answers the approval: the run stays unfinished in the store.
-    let agents = write("agents.json", &json!({"agents": [broker_script()]}));
-    let out = dir.join("out");
-    std::fs::create_dir(&out).unwrap();
-    let store = format!("sqlite:{}", out.join("runs.db").display());
+    let files_in = CommandFiles::new("canary-resume", json!({"agents": [broker_script()]}));
 
-    let stuck = run(&[
-        "run", &workflow, "--agents", &agents, "--input", &input, "--store", &store,
-    ]);
+    let stuck = files_in.run(&[]);
     assert_exit(&stuck, 1);
-    let resumed = run(&["resume", "--store", &store, "--agents", &agents]);
+    let resumed = run(&[
+        "resume",
+        "--store",
+        &files_in.store,
+        "--agents",
+        &files_in.agents,
+    ]);
 
     assert_ne!(resumed.status.code(), Some(0));
     let stderr = String::from_utf8_lossy(&resumed.stderr);
@@ -285,7 +304,7 @@ fn tradeflow_resume_leaves_a_run_whose_secrets_it_cannot_restore_naming_the_fiel
         assert_no_canary("stdout", &output.stdout);
         assert_no_canary("stderr", &output.stderr);
     }
-    for (name, bytes) in &files(&out) {
+    for (name, bytes) in &files(&files_in.out) {
         assert_no_canary(name, bytes);
     }
 }
