@@ -150,6 +150,7 @@ pub mod decision;
 pub mod definition;
 pub mod engine;
 pub mod expr;
+pub mod metrics;
 pub mod plan;
 pub mod prelude;
 pub mod resource;

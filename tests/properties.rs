@@ -421,6 +421,7 @@ fn definition(float: BoxedStrategy<f64>) -> impl Strategy<Value = WorkflowDefini
                 adaptations: None,
                 budgets: None,
                 tags: None,
+                workflow_type: None,
             },
         )
 }

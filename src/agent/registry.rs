@@ -1286,6 +1286,23 @@ impl AgentRegistry {
     }
 }
 
+impl AgentRegistry {
+    /// The calls waiting for a slot on an agent of `agent_type` ([`TypeLoad::waiting`]),
+    /// with `scratch` reused for the agents' serial numbers (the metrics read it after
+    /// every call without allocating).
+    pub(crate) fn waiting_for_type(&self, agent_type: &AgentType, scratch: &mut Vec<u64>) -> usize {
+        scratch.clear();
+        {
+            let agents = self.read();
+            let Some(of_type) = agents.by_type.get(agent_type) else {
+                return 0;
+            };
+            scratch.extend(of_type.values().map(|entry| entry.serial));
+        }
+        self.notify.waiting_for(scratch)
+    }
+}
+
 /// How loaded the agents of one type are, from [`AgentRegistry::load`].
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "camelCase")]

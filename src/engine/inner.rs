@@ -61,6 +61,8 @@ pub(crate) struct Inner {
     pub(crate) budgets: super::budgets::Budgets,
     /// The kill switch rules and which have tripped.
     pub(crate) kill_switch: Arc<crate::safety::KillSwitch>,
+    /// The metrics' hooks and the performance report's aggregation.
+    pub(crate) telemetry: crate::metrics::Telemetry,
 }
 
 impl Inner {

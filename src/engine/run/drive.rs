@@ -408,7 +408,17 @@ impl Execution {
             });
         }
         let run_id = self.run_id.clone();
+        let plan = std::sync::Arc::clone(&self.book.plan);
         let report = self.book.into_report(run_id, status, self.started_at, now);
+        let rewards = report
+            .steps
+            .iter()
+            .enumerate()
+            .filter_map(|(index, (_, step))| {
+                let decision = step.decision.as_ref()?;
+                Some((index, decision.option.as_str(), decision.reward?))
+            });
+        (self.inner.telemetry).run_ended(&plan, status, self.started_at, now, rewards);
         self.inner.emit(|| RunEvent::RunEnded {
             run_id: report.run_id.clone(),
             status,

@@ -362,7 +362,10 @@ impl<'a> LogicalCall<'a> {
                     });
                 },
             )
-            .await
+            .await?;
+        let names = amounts.keys();
+        (inner.budgets).observe(&ctx.plan, names, inner.clock.now(), &inner.telemetry);
+        Ok(())
     }
 
     /// Refunds or charges the difference between what the call took and what its
@@ -383,9 +386,9 @@ impl<'a> LogicalCall<'a> {
             .filter_map(|(name, amount)| Some((name.clone(), amount.as_u64()?)))
             .collect();
         let inner = &*ctx.inner;
-        inner
-            .budgets
-            .settle(&ctx.plan, taken, &used, inner.clock.now());
+        let now = inner.clock.now();
+        inner.budgets.settle(&ctx.plan, taken, &used, now);
+        (inner.budgets).observe(&ctx.plan, used.keys(), now, &inner.telemetry);
     }
 
     /// One attempt on the chosen agent: journaled (durably) and announced, made, and
@@ -452,6 +455,10 @@ impl<'a> LogicalCall<'a> {
         let started = inner.clock.now();
         let limit = attempt_deadline(started, self.step.timeout(), self.deadline);
         let Selection { agent, lease, .. } = selection;
+        let slots = agent.descriptor().max_concurrency;
+        let agent_type = &self.task.agent_type;
+        let telemetry = &inner.telemetry;
+        telemetry.agent_load(&inner.registry, &agent_id, agent_type, slots);
         let side_effects = self.step.side_effects().is_some();
         let result = call_agent(ctx, &*agent, request, limit, side_effects).await;
         let latency = (inner.clock.now() - started).to_std().unwrap_or_default();
@@ -477,6 +484,10 @@ impl<'a> LogicalCall<'a> {
         // Recorded before the slot is freed: a caller woken for it sees the breaker as
         // the outcome left it, and a probe's lease never gives up a decided probe.
         drop(lease);
+        telemetry.agent_load(&inner.registry, &agent_id, agent_type, slots);
+        let failure = result.as_ref().err().map(|&(_, kind)| kind);
+        let (plan, ended) = (&ctx.plan, inner.clock.now());
+        telemetry.attempt_ended(plan, ctx.index, &agent_id, slots, started, ended, failure);
         if let Some(change) = change {
             inner.emit(|| {
                 let (run_id, step_id) = (ctx.run_id.clone(), self.step.id().clone());
