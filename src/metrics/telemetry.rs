@@ -16,7 +16,7 @@ use chrono::{DateTime, Utc};
 
 use super::names;
 use super::performance::{Performance, PerformanceReport};
-use crate::agent::{AgentId, AgentRegistry};
+use crate::agent::{AgentId, AgentRegistry, SlotsInUse};
 use crate::definition::AgentType;
 use crate::plan::{ExecutionPlan, StepKind};
 use crate::run::{FailureKind, RunStatus};
@@ -50,7 +50,9 @@ fn key(name: &'static str, labels: &[(&'static str, &str)]) -> Key {
         .iter()
         .map(|&(label, value)| Label::new(label, value.to_owned()))
         .collect();
-    Key::from_parts(name, labels)
+    // Retained (labels shared): a recorder that keeps or clones the key (most call
+    // `to_retained`) then allocates nothing.
+    Key::from_parts(name, labels).to_retained()
 }
 
 fn seconds(from: DateTime<Utc>, to: DateTime<Utc>) -> f64 {
@@ -183,7 +185,8 @@ impl StepKeys {
                 ),
                 Label::new("outcome", kind.as_str()),
             ],
-        );
+        )
+        .to_retained();
         counter(&key);
         failed.push((kind, key));
     }
@@ -217,6 +220,30 @@ impl<K: std::hash::Hash + Eq> Keyed<K> {
     }
 }
 
+/// The label sets of one plan's metrics, which a run and its steps record with.
+#[derive(Clone)]
+pub(crate) struct PlanMetrics(Arc<PlanKeys>);
+
+impl std::fmt::Debug for PlanMetrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("PlanMetrics").finish_non_exhaustive()
+    }
+}
+
+impl PlanMetrics {
+    /// Step `index` did its work from `started_at` to `ended_at`.
+    pub(crate) fn step_ended(
+        &self,
+        index: usize,
+        started_at: DateTime<Utc>,
+        ended_at: DateTime<Utc>,
+    ) {
+        if let Some(step) = self.0.steps.get(index) {
+            histogram(&step.duration, seconds(started_at, ended_at));
+        }
+    }
+}
+
 /// A plan's label sets, and a weak handle on the plan that keeps its address taken.
 type KeptPlan = (Weak<ExecutionPlan>, Arc<PlanKeys>);
 
@@ -226,9 +253,58 @@ pub(crate) struct Telemetry {
     /// By the plan's address, with a weak handle that keeps the address from being
     /// reused while the entry exists.
     plans: Mutex<HashMap<usize, KeptPlan>>,
-    agents: Keyed<AgentId>,
-    types: Keyed<AgentType>,
+    /// Each agent's utilization key and its type's waiting key.
+    agents: Mutex<HashMap<AgentId, Arc<AgentKeys>>>,
     budgets: Keyed<String>,
+}
+
+/// The label sets of one agent's gauges, which its calls record with.
+#[derive(Clone)]
+pub(crate) struct AgentMetrics(Arc<AgentKeys>);
+
+impl std::fmt::Debug for AgentMetrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("AgentMetrics").finish_non_exhaustive()
+    }
+}
+
+impl AgentMetrics {
+    /// The agent took or gave back a slot: its utilization (`in_use`) and its type's line
+    /// of waiting calls, as `registry` has it now.
+    pub(crate) fn load(&self, registry: &AgentRegistry, in_use: &SlotsInUse) {
+        let ratio = match in_use.total() {
+            0 => 0.0,
+            slots => (f64::from(in_use.busy()) / f64::from(slots)).min(1.0),
+        };
+        gauge(&self.0.utilization, ratio);
+        let waiting = WAITING_SCRATCH.with(|scratch| {
+            let mut scratch = scratch.borrow_mut();
+            registry.waiting_for_type(&self.0.agent_type, &mut scratch)
+        });
+        #[allow(clippy::cast_precision_loss)]
+        gauge(&self.0.waiting, waiting as f64);
+    }
+}
+
+/// The keys of one agent's gauges.
+struct AgentKeys {
+    agent_type: AgentType,
+    utilization: Key,
+    waiting: Key,
+}
+
+impl AgentKeys {
+    fn of(agent: &AgentId, agent_type: &AgentType) -> Self {
+        let labels = [("agent_type", agent_type.as_str())];
+        Self {
+            agent_type: agent_type.clone(),
+            utilization: key(
+                names::AGENT_UTILIZATION_RATIO,
+                &[("agent_id", agent.as_str())],
+            ),
+            waiting: key(names::AGENT_CALLS_WAITING, &labels),
+        }
+    }
 }
 
 impl std::fmt::Debug for Telemetry {
@@ -243,8 +319,7 @@ impl Telemetry {
         Self {
             performance: Mutex::new(Performance::new(since)),
             plans: Mutex::default(),
-            agents: Keyed::default(),
-            types: Keyed::default(),
+            agents: Mutex::default(),
             budgets: Keyed::default(),
         }
     }
@@ -254,7 +329,13 @@ impl Telemetry {
         lock(&self.performance).report(now)
     }
 
-    fn keys(&self, plan: &Arc<ExecutionPlan>) -> Arc<PlanKeys> {
+    /// The label sets of `plan`, for a run of it to record with (made once per plan and
+    /// kept while the plan lives).
+    pub(crate) fn plan(&self, plan: &Arc<ExecutionPlan>) -> PlanMetrics {
+        PlanMetrics(self.kept_keys(plan))
+    }
+
+    fn kept_keys(&self, plan: &Arc<ExecutionPlan>) -> Arc<PlanKeys> {
         let address = Arc::as_ptr(plan) as usize;
         let mut plans = lock(&self.plans);
         if let Some((_, keys)) = plans.get(&address) {
@@ -272,14 +353,15 @@ impl Telemetry {
     /// (step index, option, reward) learned by its decision steps.
     pub(crate) fn run_ended<'a>(
         &self,
-        plan: &Arc<ExecutionPlan>,
+        plan: &ExecutionPlan,
+        keys: &PlanMetrics,
         status: RunStatus,
         started_at: DateTime<Utc>,
         ended_at: DateTime<Utc>,
         rewards: impl Iterator<Item = (usize, &'a str, f64)>,
     ) {
         lock(&self.performance).record_run(plan.workflow_id(), status, started_at, ended_at);
-        let keys = self.keys(plan);
+        let keys = &keys.0;
         histogram(&keys.workflow_duration, seconds(started_at, ended_at));
         counter(&keys.success[usize::from(status == RunStatus::Completed)]);
         match keys
@@ -306,25 +388,12 @@ impl Telemetry {
         }
     }
 
-    /// Step `index` of `plan` did its work from `started_at` to `ended_at`.
-    pub(crate) fn step_ended(
-        &self,
-        plan: &Arc<ExecutionPlan>,
-        index: usize,
-        started_at: DateTime<Utc>,
-        ended_at: DateTime<Utc>,
-    ) {
-        if let Some(step) = self.keys(plan).steps.get(index) {
-            histogram(&step.duration, seconds(started_at, ended_at));
-        }
-    }
-
     /// A call of step `index` of `plan` to `agent` (of `slots` slots) ran from
     /// `started_at` to `ended_at`, and failed with `failure` or succeeded.
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn attempt_ended(
         &self,
-        plan: &Arc<ExecutionPlan>,
+        keys: &PlanMetrics,
         index: usize,
         agent: &AgentId,
         slots: u32,
@@ -333,8 +402,7 @@ impl Telemetry {
         failure: Option<FailureKind>,
     ) {
         lock(&self.performance).record_call(agent, slots, started_at, ended_at, failure.is_some());
-        let keys = self.keys(plan);
-        let Some(step) = keys.steps.get(index) else {
+        let Some(step) = keys.0.steps.get(index) else {
             return;
         };
         match failure {
@@ -343,44 +411,21 @@ impl Telemetry {
         }
     }
 
-    /// Agent `agent` (of type `agent_type`, `slots` slots) took or gave back a slot:
-    /// its utilization and its type's line of waiting calls, as `registry` has them now.
-    pub(crate) fn agent_load(
-        &self,
-        registry: &AgentRegistry,
-        agent: &AgentId,
-        agent_type: &AgentType,
-        slots: u32,
-    ) {
-        let busy = registry.in_flight(agent).unwrap_or(0);
-        let ratio = match slots {
-            0 => 0.0,
-            slots => (f64::from(busy) / f64::from(slots)).min(1.0),
-        };
-        self.agents.with(
-            agent,
-            || {
-                let key = key(
-                    names::AGENT_UTILIZATION_RATIO,
-                    &[("agent_id", agent.as_str())],
-                );
-                (agent.clone(), key)
-            },
-            |key| gauge(key, ratio),
-        );
-        let waiting = WAITING_SCRATCH.with(|scratch| {
-            let mut scratch = scratch.borrow_mut();
-            registry.waiting_for_type(agent_type, &mut scratch)
-        });
-        self.types.with(
-            agent_type,
-            || {
-                let labels = [("agent_type", agent_type.as_str())];
-                (agent_type.clone(), key(names::AGENT_CALLS_WAITING, &labels))
-            },
-            #[allow(clippy::cast_precision_loss)]
-            |key| gauge(key, waiting as f64),
-        );
+    /// The label sets of agent `agent`'s gauges (of type `agent_type`), for a call to
+    /// record its slot taken and given back with.
+    pub(crate) fn agent(&self, agent: &AgentId, agent_type: &AgentType) -> AgentMetrics {
+        let mut agents = lock(&self.agents);
+        if let Some(keys) = agents
+            .get(agent)
+            .filter(|keys| keys.agent_type == *agent_type)
+        {
+            return AgentMetrics(Arc::clone(keys));
+        }
+        let keys = Arc::new(AgentKeys::of(agent, agent_type));
+        if agents.len() < MAX_KEYS || agents.contains_key(agent) {
+            agents.insert(agent.clone(), Arc::clone(&keys));
+        }
+        AgentMetrics(keys)
     }
 
     /// Budget `name` (a workflow's: `workflow/name`) holds `tokens` after a reserve,

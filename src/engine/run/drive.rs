@@ -418,7 +418,8 @@ impl Execution {
                 let decision = step.decision.as_ref()?;
                 Some((index, decision.option.as_str(), decision.reward?))
             });
-        (self.inner.telemetry).run_ended(&plan, status, self.started_at, now, rewards);
+        let (telemetry, keys) = (&self.inner.telemetry, &self.metrics);
+        telemetry.run_ended(&plan, keys, status, self.started_at, now, rewards);
         self.inner.emit(|| RunEvent::RunEnded {
             run_id: report.run_id.clone(),
             status,

@@ -224,6 +224,8 @@ struct Execution {
     /// Whether a kill switch holds side-effect steps that are ready (the run waits for
     /// a reset as a paused run waits for its host).
     held_by_kill_switch: bool,
+    /// The label sets the run and its steps record their metrics with.
+    metrics: crate::metrics::PlanMetrics,
 }
 
 /// A run's hold on its lease while it is driven here: dropped before the run's end is
@@ -281,7 +283,9 @@ impl Execution {
             batch: Arc::clone(batch),
             ended: false,
         });
+        let metrics = inner.telemetry.plan(&plan);
         Self {
+            metrics,
             run_id,
             context,
             seed,

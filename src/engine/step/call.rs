@@ -455,13 +455,13 @@ impl<'a> LogicalCall<'a> {
         let started = inner.clock.now();
         let limit = attempt_deadline(started, self.step.timeout(), self.deadline);
         let Selection { agent, lease, .. } = selection;
-        let slots = agent.descriptor().max_concurrency;
-        let agent_type = &self.task.agent_type;
-        let telemetry = &inner.telemetry;
-        telemetry.agent_load(&inner.registry, &agent_id, agent_type, slots);
+        let (in_use, telemetry) = (lease.slots(), &inner.telemetry);
+        let gauges = telemetry.agent(&agent_id, &self.task.agent_type);
+        gauges.load(&inner.registry, &in_use);
         let side_effects = self.step.side_effects().is_some();
         let result = call_agent(ctx, &*agent, request, limit, side_effects).await;
-        let latency = (inner.clock.now() - started).to_std().unwrap_or_default();
+        let ended = inner.clock.now();
+        let latency = (ended - started).to_std().unwrap_or_default();
         let result = result
             .and_then(|output| check_output(output, inner.max_output_bytes, self.step, &agent_id));
         let outcome = match &result {
@@ -484,10 +484,10 @@ impl<'a> LogicalCall<'a> {
         // Recorded before the slot is freed: a caller woken for it sees the breaker as
         // the outcome left it, and a probe's lease never gives up a decided probe.
         drop(lease);
-        telemetry.agent_load(&inner.registry, &agent_id, agent_type, slots);
+        gauges.load(&inner.registry, &in_use);
         let failure = result.as_ref().err().map(|&(_, kind)| kind);
-        let (plan, ended) = (&ctx.plan, inner.clock.now());
-        telemetry.attempt_ended(plan, ctx.index, &agent_id, slots, started, ended, failure);
+        let (keys, slots) = (&ctx.metrics, in_use.total());
+        telemetry.attempt_ended(keys, ctx.index, &agent_id, slots, started, ended, failure);
         if let Some(change) = change {
             inner.emit(|| {
                 let (run_id, step_id) = (ctx.run_id.clone(), self.step.id().clone());

@@ -66,6 +66,8 @@ pub(super) struct StepCtx {
     /// The tokens each call takes from named budgets (the step's `budget`, resolved when
     /// it started), or why they could not be resolved.
     pub(super) budget: Option<Result<crate::safety::budget::Amounts, String>>,
+    /// The label sets of the run's plan, for the step's metrics.
+    pub(super) metrics: crate::metrics::PlanMetrics,
 }
 
 /// What a running step has journaled: its calls (each from its `stepStarted` on), and
@@ -160,7 +162,7 @@ pub(super) async fn run_step(ctx: StepCtx, parameters: Value) -> StepResult {
     let started = ctx.inner.clock.now();
     let result = work(&ctx, parameters).await;
     let ended = ctx.inner.clock.now();
-    (ctx.inner.telemetry).step_ended(&ctx.plan, ctx.index, started, ended);
+    ctx.metrics.step_ended(ctx.index, started, ended);
     result
 }
 
