@@ -2,10 +2,11 @@
 //! in-process aggregation behind the performance report.
 //!
 //! Every metric goes through `metrics::with_recorder` with a [`Key`] built before: label
-//! sets are made once per plan (workflow and step labels), agent, agent type and budget,
-//! and kept here, so that recording allocates nothing of its own — with no recorder
-//! installed a hook costs a map lookup under a short lock and a call into the no-op
-//! recorder.
+//! sets are made once per plan (workflow and step labels: [`PlanMetrics`], which a run
+//! and its steps hold), agent (its utilization and its type's waiting line:
+//! `AgentMetrics`, looked up once per call) and budget, and kept here, so that recording
+//! allocates nothing of its own; with no recorder installed, each metric is a call into
+//! the no-op recorder.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
