@@ -116,6 +116,10 @@
 //!   step calls its agent (`maxDataAgeMs`), and how a call whose outcome is unknown is
 //!   reconciled before any retry (`sideEffects`, `reconcile`), and the kill switch's
 //!   rules and state (which rules tripped, which workflows they halt, who reset them).
+//! - [`metrics`]: what runs measured, recorded through the `metrics` facade (any
+//!   recorder the host installs: Prometheus, StatsD, …), and the engine's own
+//!   [`PerformanceReport`](metrics::PerformanceReport) (runs, success rate and duration
+//!   percentiles per workflow; calls and utilization per agent).
 //! - [`store`]: runs as append-only journals, their state as a fold, and the stores that
 //!   keep them ([`MemoryStore`](store::MemoryStore), and `SqliteStore` with `sqlite`).
 //!
@@ -168,6 +172,7 @@ pub mod decision;
 pub mod definition;
 pub mod engine;
 pub mod expr;
+pub mod metrics;
 pub mod plan;
 pub mod prelude;
 pub mod resource;

@@ -422,6 +422,7 @@ fn definition(float: BoxedStrategy<f64>) -> impl Strategy<Value = WorkflowDefini
                 budgets: None,
                 tags: None,
                 sensitive: None,
+                workflow_type: None,
             },
         )
 }

@@ -1,6 +1,6 @@
 //! `help`: the usage, every verb, the options and the exit codes.
 
-use crate::{plan, replay, resume, run, schedule, simulate, validate};
+use crate::{plan, replay, resume, run, schedule, simulate, stats, validate};
 
 /// The usage: one line per verb.
 pub(crate) fn usage() -> String {
@@ -12,6 +12,7 @@ pub(crate) fn usage() -> String {
         resume::USAGE,
         schedule::USAGE,
         replay::USAGE,
+        stats::USAGE,
         "tradeflow help",
     ];
     format!("usage:\n  {}", verbs.join("\n  "))
@@ -39,7 +40,9 @@ const DETAILS: &str = r#"verbs:
             {"chosen": n, "meanReward": x}}}}, "scaling": [{"at", "agentType",
             "from", "to", "reason"}]}: what the decision steps chose, and the mean of
             the rewards learned (null for none); what the auto-scaler did to the
-            agents file's pools, evaluated after each run.
+            agents file's pools, evaluated after each run. --metrics FILE writes the
+            runs' metrics to FILE after them, in the Prometheus text format (histograms
+            with their buckets, _sum and _count; counters; gauges).
   run       the same run on the real clock: scripted delays and approval afterMs are
             real milliseconds. Every step is journaled to the SQLite file PATH (created
             if missing) before it counts as done, with the workflow's definition. The run
@@ -72,6 +75,10 @@ const DETAILS: &str = r#"verbs:
             by firedAt (ties: trigger index, then timeline order); on stderr, one line per
             trigger considered (fired, or why not). The seed defaults to 0; the same
             files and seed print the same bytes.
+  stats     prints the performance report of the runs in the existing store PATH (of
+            --workflow ID alone, with it) as pretty JSON: per workflow, the runs that
+            ended, their success rate and mean/p50/p95/p99 duration; per agent, the calls
+            journaled. Exits 2 when PATH is missing or not a tradeflow store.
 
 options:
   --effects FILE  (run, resume) before each agent call, appends one JSON line to FILE and
@@ -81,7 +88,7 @@ options:
 
 exit codes:
   0  success (simulate: every run COMPLETED; run: the run COMPLETED; resume: every resumed run COMPLETED, or
-     nothing to resume; schedule; replay, however its runs ended)
+     nothing to resume; schedule; replay, however its runs ended; stats)
   1  a run ended otherwise, or is stuck (a step waits for an approval with no scripted
      answer and no timeout; after run and resume it stays unfinished in the store)
   2  invalid files or arguments, every problem on stderr, one a line (PATH: problem)"#;

@@ -13,6 +13,7 @@
 //! cargo run --example tradeflow -- schedule WORKFLOW.json --from RFC3339 --to RFC3339
 //! cargo run --example tradeflow -- replay WORKFLOW.json --agents AGENTS.json
 //!     --timeline TIMELINE.json [--seed N]
+//! cargo run --example tradeflow -- stats --store sqlite:PATH [--workflow ID]
 //! ```
 //!
 //! `validate --agents` also checks the workflow against an agents file: every step that
@@ -57,6 +58,11 @@
 //! approvals as the agents file says, and prints every run the triggers started with its
 //! report.
 //!
+//! `simulate --metrics FILE` records the runs' metrics ([`tradeflow::metrics`]) with a
+//! Prometheus recorder and writes its text exposition to FILE after the runs. `stats`
+//! folds every run a store keeps into a performance report
+//! ([`Performance::record_journal`](tradeflow::metrics::Performance::record_journal)).
+//!
 //! Arguments are read with clap (`tradeflow VERB --help`), and clap's errors are said in
 //! the command's own words (`cli.rs`). Each verb is a module; `files.rs` reads and checks
 //! files, `agents.rs` registers scripted agents and the effects file, `progress.rs`
@@ -75,7 +81,8 @@
 //! [`Context::set_value`]: tradeflow::expr::Context::set_value
 //!
 //! Exit codes: 0 success (`simulate`: every run `COMPLETED`; `run`: the run `COMPLETED`;
-//! `resume`: every resumed run `COMPLETED`, or none to resume; `schedule`; `replay`, however its runs ended); 1 a
+//! `resume`: every resumed run `COMPLETED`, or none to resume; `schedule`; `replay`, however its runs ended;
+//! `stats`); 1 a
 //! run ended otherwise (or stalled: a step waits for an answer nobody will give); 2
 //! invalid files or arguments, every problem on stderr, one a line (`PATH: problem`).
 
@@ -91,6 +98,7 @@ mod resume;
 mod run;
 mod schedule;
 mod simulate;
+mod stats;
 mod store;
 mod validate;
 
@@ -142,6 +150,7 @@ fn tradeflow(args: &[String]) -> Result<u8, Problems> {
         Verb::Resume(args) => resume::resume(args),
         Verb::Schedule(args) => schedule::schedule(args),
         Verb::Replay(args) => replay::replay(args),
+        Verb::Stats(args) => stats::stats(args),
         Verb::Help { .. } => {
             println!("{}", help::text());
             Ok(0)

@@ -1286,6 +1286,26 @@ impl AgentRegistry {
     }
 }
 
+impl AgentRegistry {
+    /// The calls waiting for a slot on an agent of `agent_type` ([`TypeLoad::waiting`]),
+    /// with `scratch` reused for the agents' serial numbers (the metrics read it after
+    /// every call without allocating).
+    pub(crate) fn waiting_for_type(&self, agent_type: &AgentType, scratch: &mut Vec<u64>) -> usize {
+        if self.notify.nobody_waiting() {
+            return 0;
+        }
+        scratch.clear();
+        {
+            let agents = self.read();
+            let Some(of_type) = agents.by_type.get(agent_type) else {
+                return 0;
+            };
+            scratch.extend(of_type.values().map(|entry| entry.serial));
+        }
+        self.notify.waiting_for(scratch)
+    }
+}
+
 /// How loaded the agents of one type are, from [`AgentRegistry::load`].
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -1397,11 +1417,32 @@ impl Lease {
         &self.entry.descriptor.id
     }
 
+    /// A handle that reads the agent's busy slots, before and after this lease ends
+    /// (the metrics' utilization), without looking the agent up.
+    pub(crate) fn slots(&self) -> SlotsInUse {
+        SlotsInUse(Arc::clone(&self.entry))
+    }
+
     /// Whether the call is the probe of the agent's half-open circuit breaker: its
     /// outcome ([`AgentRegistry::record`]) closes the breaker or opens it again.
     /// Dropping the lease before an outcome is recorded gives the probe up.
     pub fn is_probe(&self) -> bool {
         self.probe.is_some()
+    }
+}
+
+/// Reads one agent's slots in use ([`Lease::slots`]).
+pub(crate) struct SlotsInUse(Arc<Entry>);
+
+impl SlotsInUse {
+    /// Calls reserved on the agent now.
+    pub(crate) fn busy(&self) -> u32 {
+        self.0.in_flight.load(Ordering::Acquire)
+    }
+
+    /// The agent's slots (`max_concurrency`).
+    pub(crate) fn total(&self) -> u32 {
+        self.0.descriptor.max_concurrency
     }
 }
 

@@ -163,6 +163,7 @@ pub(crate) fn load(value: &Value) -> Loaded {
         budgets: None,
         tags: None,
         sensitive: None,
+        workflow_type: None,
     });
     let step_origin: Vec<usize> = steps.iter().map(|(index, _)| *index).collect();
     definition.steps = steps.into_iter().map(|(_, step)| step).collect();

@@ -95,6 +95,10 @@ pub struct WorkflowDefinition {
     /// not empty, at most 64 bytes, and listed once.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tags: Option<Vec<String>>,
+    /// What kind of workflow this is (`"execution"`, `"rebalancing"`): the
+    /// `workflow_type` label of its metrics (see [`crate::metrics`]); its `id` when absent.
+    #[serde(rename = "type", default, skip_serializing_if = "Option::is_none")]
+    pub workflow_type: Option<String>,
     /// Named token buckets of this workflow, name → `{capacity, refillPerSecond}`, shared
     /// by its runs; steps take from them with `budget`.
     #[serde(default, skip_serializing_if = "Option::is_none")]

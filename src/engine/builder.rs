@@ -351,8 +351,9 @@ impl EngineBuilder {
                 max_output_bytes: self.max_output_bytes,
                 journal: self.store.map(|store| {
                     let heartbeat = self.lease / 5;
+                    let timer = crate::metrics::CommitTimer::for_store(&*store);
                     Journal {
-                        writer: Writer::start(Arc::clone(&store), self.lease, heartbeat),
+                        writer: Writer::start(Arc::clone(&store), self.lease, heartbeat, timer),
                         store,
                         owner: Arc::from(self.owner.unwrap_or_else(new_owner)),
                         lease: self.lease,
@@ -368,6 +369,7 @@ impl EngineBuilder {
                 budgets: super::budgets::Budgets::new(self.budgets, now),
                 kill_switch: self.kill_switch,
                 secrets: self.secrets,
+                telemetry: crate::metrics::Telemetry::new(now),
             }),
         }
     }

@@ -63,6 +63,8 @@ pub(crate) struct Inner {
     pub(crate) kill_switch: Arc<crate::safety::KillSwitch>,
     /// Restores the sensitive values a recovered run's journal holds as `"***"`.
     pub(super) secrets: Option<Arc<dyn super::Secrets>>,
+    /// The metrics' hooks and the performance report's aggregation.
+    pub(crate) telemetry: crate::metrics::Telemetry,
 }
 
 impl Inner {

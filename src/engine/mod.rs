@@ -389,6 +389,23 @@ impl Engine {
         self.run(workflow_id, RunOptions::new(input)).await
     }
 
+    /// How the engine's workflows and agents performed since it was built: per workflow,
+    /// runs, success rate and duration percentiles; per agent, calls and utilization
+    /// (see [`crate::metrics`] for what each number means and its precision). Aggregated
+    /// by the engine itself, whether or not a metrics recorder is installed.
+    ///
+    /// # Examples
+    /// ```
+    /// use tradeflow::engine::Engine;
+    ///
+    /// let engine = Engine::builder().build();
+    /// let report = engine.generate_performance_report();
+    /// assert!(report.workflows.is_empty() && report.agents.is_empty());
+    /// ```
+    pub fn generate_performance_report(&self) -> crate::metrics::PerformanceReport {
+        self.inner.telemetry.report(self.inner.clock.now())
+    }
+
     /// A stream of every event of every run from now on. Dropping it unsubscribes.
     pub fn subscribe(&self) -> EventStream {
         self.inner.listeners.subscribe()

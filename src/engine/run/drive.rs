@@ -419,9 +419,20 @@ impl Execution {
         );
         let run_id = self.run_id.clone();
         let scrubber = self.scrubber.take();
+        let plan = std::sync::Arc::clone(&self.book.plan);
         let report =
             self.book
                 .into_report(run_id, status, self.started_at, now, scrubber.as_deref());
+        let rewards = report
+            .steps
+            .iter()
+            .enumerate()
+            .filter_map(|(index, (_, step))| {
+                let decision = step.decision.as_ref()?;
+                Some((index, decision.option.as_str(), decision.reward?))
+            });
+        let (telemetry, keys) = (&self.inner.telemetry, &self.metrics);
+        telemetry.run_ended(&plan, keys, status, self.started_at, now, rewards);
         self.inner.emit(|| RunEvent::RunEnded {
             run_id: report.run_id.clone(),
             status,

@@ -231,6 +231,8 @@ struct Execution {
     /// The secret texts the run has seen (its input's and its outputs' sensitive
     /// values), removed from its messages; `None` while there are none.
     scrubber: Option<Arc<crate::plan::Scrubber>>,
+    /// The label sets the run and its steps record their metrics with.
+    metrics: crate::metrics::PlanMetrics,
 }
 
 /// A run's hold on its lease while it is driven here: dropped before the run's end is
@@ -289,7 +291,9 @@ impl Execution {
             batch: Arc::clone(batch),
             ended: false,
         });
+        let metrics = inner.telemetry.plan(&plan);
         Self {
+            metrics,
             run_id,
             context,
             seed,

@@ -383,7 +383,10 @@ impl<'a> LogicalCall<'a> {
                     });
                 },
             )
-            .await
+            .await?;
+        let names = amounts.keys();
+        (inner.budgets).observe(&ctx.plan, names, inner.clock.now(), &inner.telemetry);
+        Ok(())
     }
 
     /// Refunds or charges the difference between what the call took and what its
@@ -404,9 +407,9 @@ impl<'a> LogicalCall<'a> {
             .filter_map(|(name, amount)| Some((name.clone(), amount.as_u64()?)))
             .collect();
         let inner = &*ctx.inner;
-        inner
-            .budgets
-            .settle(&ctx.plan, taken, &used, inner.clock.now());
+        let now = inner.clock.now();
+        inner.budgets.settle(&ctx.plan, taken, &used, now);
+        (inner.budgets).observe(&ctx.plan, used.keys(), now, &inner.telemetry);
     }
 
     /// One attempt on the chosen agent: journaled (durably) and announced, made, and
@@ -473,9 +476,13 @@ impl<'a> LogicalCall<'a> {
         let started = inner.clock.now();
         let limit = attempt_deadline(started, self.step.timeout(), self.deadline);
         let Selection { agent, lease, .. } = selection;
+        let (in_use, telemetry) = (lease.slots(), &inner.telemetry);
+        let gauges = telemetry.agent(&agent_id, &self.task.agent_type);
+        gauges.load(&inner.registry, &in_use);
         let side_effects = self.step.side_effects().is_some();
         let result = call_agent(ctx, &*agent, request, limit, side_effects).await;
-        let latency = (inner.clock.now() - started).to_std().unwrap_or_default();
+        let ended = inner.clock.now();
+        let latency = (ended - started).to_std().unwrap_or_default();
         let result = result
             .and_then(|output| check_output(output, inner.max_output_bytes, self.step, &agent_id));
         let outcome = match &result {
@@ -498,6 +505,10 @@ impl<'a> LogicalCall<'a> {
         // Recorded before the slot is freed: a caller woken for it sees the breaker as
         // the outcome left it, and a probe's lease never gives up a decided probe.
         drop(lease);
+        gauges.load(&inner.registry, &in_use);
+        let failure = result.as_ref().err().map(|&(_, kind)| kind);
+        let (keys, slots) = (&ctx.metrics, in_use.total());
+        telemetry.attempt_ended(keys, ctx.index, &agent_id, slots, started, ended, failure);
         if let Some(change) = change {
             inner.emit(|| {
                 let (run_id, step_id) = (ctx.run_id.clone(), self.step.id().clone());

@@ -69,6 +69,8 @@ pub(super) struct StepCtx {
     /// The secret texts the run had seen when the step started, removed from the
     /// messages the step announces itself (its retries).
     pub(super) scrubber: Option<Arc<crate::plan::Scrubber>>,
+    /// The label sets of the run's plan, for the step's metrics.
+    pub(super) metrics: crate::metrics::PlanMetrics,
 }
 
 impl StepCtx {
@@ -173,8 +175,18 @@ impl Failure {
 /// How a step's work ended.
 pub(super) type StepResult = Result<Success, Failure>;
 
-/// Runs the step at `ctx.index` with its resolved parameters.
+/// Runs the step at `ctx.index` with its resolved parameters; its work's length is
+/// recorded (`step_duration_seconds`) when it ends.
 pub(super) async fn run_step(ctx: StepCtx, parameters: Value) -> StepResult {
+    let started = ctx.inner.clock.now();
+    let result = work(&ctx, parameters).await;
+    let ended = ctx.inner.clock.now();
+    ctx.metrics.step_ended(ctx.index, started, ended);
+    result
+}
+
+/// The work of the step at `ctx.index`, by its kind.
+async fn work(ctx: &StepCtx, parameters: Value) -> StepResult {
     let plan = Arc::clone(&ctx.plan);
     let adapted = ctx.adapted.clone();
     let Some(step) = adapted.as_deref().or_else(|| plan.step(ctx.index)) else {
@@ -186,11 +198,11 @@ pub(super) async fn run_step(ctx: StepCtx, parameters: Value) -> StepResult {
     match step.kind() {
         StepKind::Task(task) | StepKind::Decision(task) => match step.coordination() {
             Some(coordination) => {
-                coordinate::coordinate(&ctx, step, task, &parameters, coordination).await
+                coordinate::coordinate(ctx, step, task, &parameters, coordination).await
             }
             None => {
                 let call = LogicalCall::new(step, task, &parameters);
-                call.make(&ctx).await.into_result()
+                call.make(ctx).await.into_result()
             }
         },
         StepKind::Parallel {
@@ -199,7 +211,7 @@ pub(super) async fn run_step(ctx: StepCtx, parameters: Value) -> StepResult {
             max_concurrency,
         } => {
             let limit = max_concurrency.map_or(usize::MAX, |limit| limit.get() as usize);
-            parallel::fan_out(&ctx, step, task, parameters, over, limit).await
+            parallel::fan_out(ctx, step, task, parameters, over, limit).await
         }
         StepKind::Loop {
             task,
@@ -212,10 +224,10 @@ pub(super) async fn run_step(ctx: StepCtx, parameters: Value) -> StepResult {
                 max_iterations: *max_iterations,
                 interval: *interval,
             };
-            repeat::repeat(&ctx, step, task, &parameters, bounds).await
+            repeat::repeat(ctx, step, task, &parameters, bounds).await
         }
         StepKind::HumanApproval { on_timeout, .. } => {
-            approval::approval(&ctx, step, parameters, *on_timeout).await
+            approval::approval(ctx, step, parameters, *on_timeout).await
         }
         // Condition steps take no time and are evaluated by the run itself.
         StepKind::Condition { .. } => Err(Failure::before_calls(
