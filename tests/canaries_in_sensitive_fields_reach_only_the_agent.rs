@@ -1,8 +1,8 @@
 //! A canary test: canary values planted in a sensitive input field and in a sensitive
 //! output field of a scripted agent reach the agents' requests, and no byte the engine
 //! or the `tradeflow` command writes — the SQLite file and its WAL, the captured
-//! `tracing` output (every thread's), the run report, the events, stdout, stderr and the
-//! effects file.
+//! `tracing` output (every thread's), the run report, the events, the metrics a recorder
+//! sees, the performance report, stdout, stderr, the effects file and `tradeflow stats`.
 
 #[path = "support/command.rs"]
 mod command;
@@ -12,6 +12,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex, OnceLock};
 
 use command::{assert_exit, run, scratch_dir, stdout};
+use metrics_util::debugging::DebuggingRecorder;
 use serde_json::{Value, json};
 use support::engine::{Harness, assert_status, run_approving};
 use support::trace::Capture;
@@ -127,7 +128,7 @@ fn assert_no_canary(what: &str, bytes: &[u8]) {
 }
 
 #[test]
-fn canaries_reach_the_agent_and_no_byte_of_the_journal_logs_report_or_events() {
+fn canaries_reach_the_agent_and_no_byte_of_the_journal_logs_report_events_or_metrics() {
     let capture = capture();
     let dir = scratch_dir("canary-engine");
     let db = dir.join("runs.db");
@@ -149,7 +150,12 @@ fn canaries_reach_the_agent_and_no_byte_of_the_journal_logs_report_or_events() {
         .start("canary", tradeflow::engine::RunOptions::new(input()))
         .unwrap();
 
-    let report = run_approving(&h.clock, &h.engine, &mut events, run, "pm");
+    let recorder = DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+
+    let report = metrics::with_local_recorder(&recorder, || {
+        run_approving(&h.clock, &h.engine, &mut events, run, "pm")
+    });
 
     assert_status(&report, RunStatus::Completed);
     // The agent was sent both canaries.
@@ -172,6 +178,17 @@ fn canaries_reach_the_agent_and_no_byte_of_the_journal_logs_report_or_events() {
             .any(|(name, _)| name.ends_with("runs.db-wal")),
         "WAL mode"
     );
+    let recorded = snapshotter.snapshot().into_vec();
+    let recorded = format!("{recorded:?}");
+    assert!(
+        recorded.contains("\"login\"") && recorded.contains("\"broker-1\""),
+        "the recorder saw the run's steps and agent, with their labels: {recorded}"
+    );
+    assert_no_canary("the metrics", recorded.as_bytes());
+    let performance = h.engine.generate_performance_report();
+    assert_eq!(performance.workflows.len(), 1, "{performance:?}");
+    let performance = serde_json::to_vec(&performance).unwrap();
+    assert_no_canary("the performance report", &performance);
     drop(h);
     let everything = [while_open, files(&dir)].concat();
     assert!(
@@ -277,6 +294,11 @@ fn canaries_reach_no_byte_the_tradeflow_command_writes() {
     for (name, bytes) in &written {
         assert_no_canary(name, bytes);
     }
+    let stats = run(&["stats", "--store", &files_in.store]);
+    assert_exit(&stats, 0);
+    assert!(stdout(&stats).contains("\"canary\""), "{}", stdout(&stats));
+    assert_no_canary("stats' stdout", &stats.stdout);
+    assert_no_canary("stats' stderr", &stats.stderr);
 }
 
 #[test]
