@@ -12,10 +12,23 @@
 //!   and the others wait for a slot (target: linear in the items).
 //! - `layered/10x100`: 10 layers of 100 steps, each bound to two steps of the layer
 //!   before.
+//! - `chain_metrics/none/1000`, `chain_metrics/recorder/1000`: the 1,000-step chain with
+//!   no metrics recorder, and with a Prometheus recorder (`metrics-exporter-prometheus`,
+//!   histograms in buckets) installed for the run's thread (target: at most 10% slower
+//!   with the recorder; unchanged without one against `chain/1000` before metrics).
+//!
+//! - `observed/chain_sensitive/1000`: `chain/1000` whose workflow names `sensitive`
+//!   fields and whose input holds one: every output is redacted and scrubbed for the
+//!   journal-less report (the cost of redaction; compare with `chain/1000`).
+//! - `observed/chain_traced/1000`: `chain/1000` under a subscriber (the bare
+//!   `tracing-subscriber` registry) that enables every span and event: a `tradeflow.run`
+//!   span, one `tradeflow.step` span per step, their fields (the cost of tracing when
+//!   someone listens; without a subscriber, `chain/1000` is the figure).
 //!
 //! The engine, the plan and each run's input are built, and each report dropped, outside
 //! the timing. Before timing, each shape is run once under a counting allocator, which
-//! prints the peak heap the run adds, per step (target: at most 2 KiB per step).
+//! prints the peak heap the run adds and the allocations it makes, per step (target: at
+//! most 2 KiB per step).
 //!
 //! Run with `cargo bench --bench executor`.
 
@@ -40,9 +53,11 @@ struct Counting;
 
 static CURRENT: AtomicUsize = AtomicUsize::new(0);
 static PEAK: AtomicUsize = AtomicUsize::new(0);
+static ALLOCATIONS: AtomicUsize = AtomicUsize::new(0);
 
 impl Counting {
     fn grew(by: usize) {
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
         let now = CURRENT.fetch_add(by, Ordering::Relaxed) + by;
         PEAK.fetch_max(now, Ordering::Relaxed);
     }
@@ -128,15 +143,19 @@ const AGENTS: usize = 4;
 /// An engine keeping `steps` (with `"dependencies": []`, so only bindings order them) as
 /// workflow `bench`, with agents that never run out of slots.
 fn engine_with(steps: Vec<Value>) -> Engine {
-    let agents = (0..AGENTS).map(|agent| {
+    engine_with_agents(steps, noop_agents())
+}
+
+/// The [`AGENTS`] agents of type `BENCH` that answer at once and never run out of slots.
+fn noop_agents() -> impl Iterator<Item = Arc<dyn Agent>> {
+    (0..AGENTS).map(|agent| {
         let descriptor =
             AgentDescriptor::new(format!("noop-{agent}"), "BENCH").with_max_concurrency(1 << 30);
         Arc::new(NoOp {
             descriptor,
             yields: false,
         }) as Arc<dyn Agent>
-    });
-    engine_with_agents(steps, agents)
+    })
 }
 
 /// An engine keeping `steps` as workflow `bench` (as [`engine_with`]), with `agents`.
@@ -144,12 +163,25 @@ fn engine_with_agents(
     steps: Vec<Value>,
     agents: impl IntoIterator<Item = Arc<dyn Agent>>,
 ) -> Engine {
-    let workflow = json!({
+    engine_with_fields(steps, agents, json!({}))
+}
+
+/// An engine keeping `steps` as workflow `bench` (as [`engine_with`]), with `agents` and
+/// the workflow's other `fields`.
+fn engine_with_fields(
+    steps: Vec<Value>,
+    agents: impl IntoIterator<Item = Arc<dyn Agent>>,
+    fields: Value,
+) -> Engine {
+    let mut workflow = json!({
         "id": "bench",
         "steps": steps,
         "dependencies": [],
         "executionPolicy": {"concurrency": "PARALLEL", "failureHandling": "STOP_ON_FAILURE"},
     });
+    if let (Some(workflow), Value::Object(fields)) = (workflow.as_object_mut(), fields) {
+        workflow.extend(fields);
+    }
     let plan = ExecutionPlan::from_json(&workflow.to_string()).expect("the workflow compiles");
     let engine = Engine::builder().build();
     for agent in agents {
@@ -238,22 +270,21 @@ fn report_memory(name: &str, engine: &Engine, input: Value, steps: usize) {
     drop(run(engine, input.clone()));
     let baseline = CURRENT.load(Ordering::Relaxed);
     PEAK.store(baseline, Ordering::Relaxed);
+    let allocations = ALLOCATIONS.load(Ordering::Relaxed);
     let report = run(engine, input);
     let peak = PEAK.load(Ordering::Relaxed).saturating_sub(baseline);
+    let allocations = ALLOCATIONS.load(Ordering::Relaxed) - allocations;
     println!(
-        "{name}: peak heap during one run {peak} B above baseline, {:.0} B per step",
-        peak as f64 / steps as f64
+        "{name}: peak heap during one run {peak} B above baseline, {:.0} B per step; \
+         {allocations} allocations, {:.1} per step",
+        peak as f64 / steps as f64,
+        allocations as f64 / steps as f64
     );
     drop(report);
 }
 
 fn chain_steps(c: &mut Criterion) {
-    let mut group = c.benchmark_group("chain");
-    group
-        .sample_size(10)
-        .sampling_mode(SamplingMode::Flat)
-        .warm_up_time(Duration::from_secs(1))
-        .measurement_time(Duration::from_secs(5));
+    let mut group = flat_group(c, "chain", 5);
     for count in [1_000, 10_000] {
         let engine = engine_with(chain(count));
         report_memory(&format!("chain/{count}"), &engine, json!({}), count);
@@ -268,12 +299,7 @@ fn fan_out_items(c: &mut Criterion) {
     let engine = engine_with(fan_out());
     let input = input_items(ITEMS);
     report_memory("fan_out/1000", &engine, input.clone(), ITEMS);
-    let mut group = c.benchmark_group("fan_out");
-    group
-        .sample_size(10)
-        .sampling_mode(SamplingMode::Flat)
-        .warm_up_time(Duration::from_secs(1))
-        .measurement_time(Duration::from_secs(3));
+    let mut group = flat_group(c, "fan_out", 3);
     group.throughput(Throughput::Elements(ITEMS as u64));
     group.bench_function(ITEMS.to_string(), |b| bench_runs(b, &engine, &input));
     group.finish();
@@ -290,12 +316,7 @@ fn fan_out_over_few_slots(c: &mut Criterion) {
         }) as Arc<dyn Agent>
     });
     let engine = engine_with_agents(fan_out(), agents);
-    let mut group = c.benchmark_group("fan_out_few_slots");
-    group
-        .sample_size(10)
-        .sampling_mode(SamplingMode::Flat)
-        .warm_up_time(Duration::from_secs(1))
-        .measurement_time(Duration::from_secs(5));
+    let mut group = flat_group(c, "fan_out_few_slots", 5);
     for items in [10_000, 100_000] {
         let input = input_items(items);
         report_memory(
@@ -315,12 +336,7 @@ fn layered_graph(c: &mut Criterion) {
     const WIDTH: usize = 100;
     let engine = engine_with(layered(LAYERS, WIDTH));
     report_memory("layered/10x100", &engine, json!({}), LAYERS * WIDTH);
-    let mut group = c.benchmark_group("layered");
-    group
-        .sample_size(10)
-        .sampling_mode(SamplingMode::Flat)
-        .warm_up_time(Duration::from_secs(1))
-        .measurement_time(Duration::from_secs(3));
+    let mut group = flat_group(c, "layered", 3);
     group.throughput(Throughput::Elements((LAYERS * WIDTH) as u64));
     group.bench_function(format!("{LAYERS}x{WIDTH}"), |b| {
         bench_runs(b, &engine, &json!({}))
@@ -328,11 +344,75 @@ fn layered_graph(c: &mut Criterion) {
     group.finish();
 }
 
+fn observed_chain(c: &mut Criterion) {
+    const STEPS: usize = 1_000;
+    let sensitive = engine_with_fields(
+        chain(STEPS),
+        noop_agents(),
+        json!({"sensitive": ["apiKey", "account"]}),
+    );
+    let secret_input = json!({"auth": {"apiKey": "k-live-0123456789"}, "desk": "fx"});
+    let plain = engine_with(chain(STEPS));
+    let mut group = flat_group(c, "observed", 5);
+    group.throughput(Throughput::Elements(STEPS as u64));
+    group.bench_function(format!("chain_sensitive/{STEPS}"), |b| {
+        bench_runs(b, &sensitive, &secret_input)
+    });
+    group.bench_function(format!("chain_traced/{STEPS}"), |b| {
+        tracing::subscriber::with_default(tracing_subscriber::Registry::default(), || {
+            bench_runs(b, &plain, &json!({}))
+        })
+    });
+    group.finish();
+}
+
+/// The 1,000-step chain without a metrics recorder and with a Prometheus one installed
+/// for the thread that drives the run (the same engine; its label sets are built by the
+/// warm-up, as a long-lived engine's are).
+fn chain_with_metrics(c: &mut Criterion) {
+    const STEPS: usize = 1_000;
+    let engine = engine_with(chain(STEPS));
+    let recorder = metrics_exporter_prometheus::PrometheusBuilder::new()
+        .set_buckets(&[0.001, 0.01, 0.1, 1.0, 10.0])
+        .expect("valid buckets")
+        .build_recorder();
+    report_memory("chain_metrics/none/1000", &engine, json!({}), STEPS);
+    metrics::with_local_recorder(&recorder, || {
+        report_memory("chain_metrics/recorder/1000", &engine, json!({}), STEPS);
+    });
+    let mut group = flat_group(c, "chain_metrics", 5);
+    group.sample_size(20);
+    group.throughput(Throughput::Elements(STEPS as u64));
+    group.bench_function("none/1000", |b| bench_runs(b, &engine, &json!({})));
+    group.bench_function("recorder/1000", |b| {
+        metrics::with_local_recorder(&recorder, || bench_runs(b, &engine, &json!({})));
+    });
+    group.finish();
+}
+
+/// A group of 10 flat samples, 1 s of warm-up and `seconds` of measurement: runs are
+/// long, so few samples of whole runs.
+fn flat_group<'c>(
+    c: &'c mut Criterion,
+    name: &str,
+    seconds: u64,
+) -> criterion::BenchmarkGroup<'c, criterion::measurement::WallTime> {
+    let mut group = c.benchmark_group(name);
+    group
+        .sample_size(10)
+        .sampling_mode(SamplingMode::Flat)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(seconds));
+    group
+}
+
 criterion_group!(
     benches,
     chain_steps,
     fan_out_items,
     fan_out_over_few_slots,
-    layered_graph
+    layered_graph,
+    observed_chain,
+    chain_with_metrics
 );
 criterion_main!(benches);

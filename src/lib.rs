@@ -118,11 +118,33 @@
 //!   rules and state (which rules tripped, which workflows they halt, who reset them).
 //! - [`audit`]: the audit log: who did what to the engine, as a SHA-256 hash chain that
 //!   shows any entry changed, removed or inserted ([`AuditLog`](audit::AuditLog)).
+//! - [`metrics`]: what runs measured, recorded through the `metrics` facade (any
+//!   recorder the host installs: Prometheus, StatsD, …), and the engine's own
+//!   [`PerformanceReport`](metrics::PerformanceReport) (runs, success rate and duration
+//!   percentiles per workflow; calls and utilization per agent).
 //! - [`store`]: runs as append-only journals, their state as a fold, and the stores that
 //!   keep them ([`MemoryStore`](store::MemoryStore), and `SqliteStore` with `sqlite`).
 //!
 //! The format and its semantics are documented in `docs/workflow-format.md`; how the
 //! modules fit together in `docs/architecture.md`.
+//!
+//! # Tracing and secrets
+//! Runs report through [`tracing`](https://docs.rs/tracing) (target `tradeflow::run`): one
+//! `tradeflow.run` span per run (`run_id`, `workflow_id`, `trigger`), one
+//! `tradeflow.step` span per call attempt inside it (`step_id`, `agent_id`, `attempt`,
+//! `idempotency_key`), and events — with the failure's kind — at retries, failures and
+//! self-healing, rollbacks, adaptations, decisions, approvals requested and answered,
+//! pause, resume, cancellation and the run's end. No value of a run (input, parameters,
+//! outputs) and no error message is ever logged, and nothing is computed for a span or
+//! event no subscriber wants.
+//!
+//! A workflow's top-level `"sensitive": ["apiKey", "account"]` names fields whose values
+//! only the agent's request carries: at any depth of the input, parameters and outputs,
+//! they are written `"***"` in the journal, the report, the events and decision records,
+//! and the secret texts are scrubbed from messages ([`plan::Sensitive`]). A run recovered
+//! from its journal gets them back from the host's [`engine::Secrets`]
+//! ([`EngineBuilder::secrets`](engine::EngineBuilder::secrets)), or is not recovered,
+//! naming the field it lacks. `docs/operations.md` states both contracts in full.
 //!
 //! # Feature flags
 //! - `sqlite` (default): `store::SqliteStore`, a durable run journal in one
@@ -153,6 +175,7 @@ pub mod decision;
 pub mod definition;
 pub mod engine;
 pub mod expr;
+pub mod metrics;
 pub mod plan;
 pub mod prelude;
 pub mod resource;

@@ -426,6 +426,8 @@ fn definition(float: BoxedStrategy<f64>) -> impl Strategy<Value = WorkflowDefini
                 adaptations: None,
                 budgets: None,
                 tags: None,
+                sensitive: None,
+                workflow_type: None,
             },
         )
 }

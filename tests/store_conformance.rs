@@ -238,6 +238,22 @@ fn every_run_is_listed_in_start_order(store: &dyn ListingStore) {
     assert_eq!(ended, ["c", "a"], "newest first");
 }
 
+fn started_runs_are_listed_in_start_order_finished_or_not(store: &dyn RunStore) {
+    for run in ["b", "a", "c"] {
+        store
+            .append(&RunId::from(run), &[run_started(run)])
+            .unwrap();
+    }
+    store
+        .append(&RunId::from("a"), &[completed("x", 1), run_ended(2)])
+        .unwrap();
+    // Entries of a run that never started do not list it.
+    store
+        .append(&RunId::from("f"), &[completed("x", 1)])
+        .unwrap();
+    assert_eq!(store.started_runs().unwrap(), ["b", "a", "c"]);
+}
+
 fn definitions_are_kept_by_id_and_version(store: &dyn RunStore) {
     store
         .put_definition("momentum", "1", r#"{"id":"momentum","v":1}"#)
@@ -536,6 +552,7 @@ macro_rules! conformance {
                 appends_load_back_in_order,
                 an_invalid_entry_fails_the_whole_append,
                 unfinished_runs_are_listed_in_start_order,
+                started_runs_are_listed_in_start_order_finished_or_not,
                 rewarded_runs_are_listed_in_start_order,
                 every_run_is_listed_in_start_order,
                 definitions_are_kept_by_id_and_version,

@@ -10,7 +10,9 @@ use chrono::{DateTime, Utc};
 use clap::error::{ContextKind, ErrorKind};
 use clap::{CommandFactory as _, FromArgMatches as _, Parser, Subcommand};
 
-use crate::{Problems, help, plan, replay, resume, run, runs, schedule, show, simulate, validate};
+use crate::{
+    Problems, help, plan, replay, resume, run, runs, schedule, show, simulate, stats, validate,
+};
 
 /// `tradeflow VERB …`.
 #[derive(Debug, Parser)]
@@ -97,6 +99,13 @@ pub(crate) enum Verb {
     /// prints every entry, one JSON object a line.
     #[cfg(feature = "sqlite")]
     Audit(crate::audit::Args),
+    /// Prints the performance report of the runs a store keeps.
+    ///
+    /// Folds every run of the store (of --workflow ID alone, with it) into one report,
+    /// printed as pretty JSON on stdout: per workflow its runs that ended, success rate
+    /// and mean/p50/p95/p99 duration; per agent the calls journaled. Exit code 0; 2 when
+    /// PATH is missing or not a tradeflow store.
+    Stats(stats::Args),
     /// Prints the usage, every verb, the options and the exit codes.
     #[command(disable_help_flag = true)]
     Help {

@@ -1,6 +1,6 @@
 //! `help`: the usage, every verb, the options and the exit codes.
 
-use crate::{plan, replay, resume, run, runs, schedule, show, simulate, validate};
+use crate::{plan, replay, resume, run, runs, schedule, show, simulate, stats, validate};
 
 /// The usage: one line per verb.
 pub(crate) fn usage() -> String {
@@ -15,6 +15,7 @@ pub(crate) fn usage() -> String {
         schedule::USAGE,
         replay::USAGE,
         "tradeflow audit verify|list --store sqlite:PATH",
+        stats::USAGE,
         "tradeflow help",
     ];
     format!("usage:\n  {}", verbs.join("\n  "))
@@ -42,7 +43,9 @@ const DETAILS: &str = r#"verbs:
             {"chosen": n, "meanReward": x}}}}, "scaling": [{"at", "agentType",
             "from", "to", "reason"}]}: what the decision steps chose, and the mean of
             the rewards learned (null for none); what the auto-scaler did to the
-            agents file's pools, evaluated after each run.
+            agents file's pools, evaluated after each run. --metrics FILE writes the
+            runs' metrics to FILE after them, in the Prometheus text format (histograms
+            with their buckets, _sum and _count; counters; gauges).
   run       the same run on the real clock: scripted delays and approval afterMs are
             real milliseconds. Every step is journaled to the SQLite file PATH (created
             if missing) before it counts as done, with the workflow's definition. The run
@@ -99,6 +102,10 @@ const DETAILS: &str = r#"verbs:
             17: its hash is not the SHA-256 of its body") and exits 1. list: prints
             every entry, one line each: {"hash": HASH, "entry": BODY}, BODY the bytes
             hashed.
+  stats     prints the performance report of the runs in the existing store PATH (of
+            --workflow ID alone, with it) as pretty JSON: per workflow, the runs that
+            ended, their success rate and mean/p50/p95/p99 duration; per agent, the calls
+            journaled. Exits 2 when PATH is missing or not a tradeflow store.
 
 options:
   --user NAME  (simulate, run) the user the run is started for (journaled).
@@ -116,8 +123,8 @@ options:
 
 exit codes:
   0  success (simulate: every run COMPLETED; run: the run COMPLETED; resume: every resumed run COMPLETED, or
-     nothing to resume; schedule; replay, however its runs ended; runs; show; audit verify:
-     the chain is intact)
+     nothing to resume; schedule; replay, however its runs ended; runs; show; stats;
+     audit verify: the chain is intact)
   1  a run ended otherwise, or is stuck (a step waits for an approval with no scripted
      answer and no timeout; after run and resume it stays unfinished in the store);
      audit verify: an entry does not match (the first one is named)

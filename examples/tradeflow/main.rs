@@ -17,6 +17,7 @@
 //! cargo run --example tradeflow -- schedule WORKFLOW.json --from RFC3339 --to RFC3339
 //! cargo run --example tradeflow -- replay WORKFLOW.json --agents AGENTS.json
 //!     --timeline TIMELINE.json [--seed N]
+//! cargo run --example tradeflow -- stats --store sqlite:PATH [--workflow ID]
 //! ```
 //!
 //! `validate --agents` also checks the workflow against an agents file: every step that
@@ -66,6 +67,11 @@
 //! approvals as the agents file says, and prints every run the triggers started with its
 //! report.
 //!
+//! `simulate --metrics FILE` records the runs' metrics ([`tradeflow::metrics`]) with a
+//! Prometheus recorder and writes its text exposition to FILE after the runs. `stats`
+//! folds every run a store keeps into a performance report
+//! ([`Performance::record_journal`](tradeflow::metrics::Performance::record_journal)).
+//!
 //! Arguments are read with clap (`tradeflow VERB --help`), and clap's errors are said in
 //! the command's own words (`cli.rs`). Each verb is a module; `files.rs` reads and checks
 //! files, `agents.rs` registers scripted agents and the effects file, `progress.rs`
@@ -88,7 +94,7 @@
 //!
 //! Exit codes: 0 success (`simulate`: every run `COMPLETED`; `run`: the run `COMPLETED`;
 //! `resume`: every resumed run `COMPLETED`, or none to resume; `schedule`; `replay`, however its runs ended;
-//! `runs`; `show`); 1 a
+//! `runs`; `show`; `stats`); 1 a
 //! run ended otherwise (or stalled: a step waits for an answer nobody will give); 2
 //! invalid files or arguments, every problem on stderr, one a line (`PATH: problem`), a
 //! store that is missing or not a tradeflow store, a run `show` cannot find; 3 the
@@ -111,6 +117,7 @@ mod schedule;
 mod secure;
 mod show;
 mod simulate;
+mod stats;
 mod store;
 mod validate;
 
@@ -166,6 +173,7 @@ fn tradeflow(args: &[String]) -> Result<u8, Problems> {
         Verb::Replay(args) => replay::replay(args),
         #[cfg(feature = "sqlite")]
         Verb::Audit(args) => audit::audit(args),
+        Verb::Stats(args) => stats::stats(args),
         Verb::Help { .. } => {
             println!("{}", help::text());
             Ok(0)

@@ -26,8 +26,8 @@ use crate::{Problems, agents, cli, decisions, exit_code, files, reported, secure
 pub(crate) const USAGE: &str = "tradeflow simulate WORKFLOW.json --agents AGENTS.json \
                                 [--input INPUT.json] [--inputs FILE.jsonl] \
                                 [--context CONTEXT.json] [--seed N] [--start RFC3339] \
-                                [--runs N] [--concurrency C] [--user NAME] \
-                                [--policy POLICY.json]";
+                                [--runs N] [--concurrency C] [--metrics FILE] \
+                                [--user NAME] [--policy POLICY.json]";
 
 /// The arguments of `simulate` as clap reads them (its help is in [`crate::cli::Verb`]).
 #[derive(Debug, clap::Args)]
@@ -55,6 +55,9 @@ pub(crate) struct Args {
     /// How many runs at once: run i starts when run i − C ends (default: 1).
     #[arg(long, value_name = "C", allow_hyphen_values = true)]
     concurrency: Option<String>,
+    /// Writes the runs' metrics to FILE after them, in the Prometheus text format.
+    #[arg(long, value_name = "FILE", allow_hyphen_values = true)]
+    metrics: Option<String>,
 }
 
 /// The arguments of `simulate`, checked.
@@ -67,6 +70,7 @@ struct Simulate {
     start: DateTime<Utc>,
     runs: u32,
     concurrency: u32,
+    metrics: Option<String>,
 }
 
 impl Args {
@@ -85,6 +89,7 @@ impl Args {
             start,
             runs: count("--runs", self.runs.as_deref())?,
             concurrency: count("--concurrency", self.concurrency.as_deref())?,
+            metrics: self.metrics,
         })
     }
 }
@@ -147,6 +152,14 @@ impl Starts {
 /// summary), and returns 0 if every run completed, else 1.
 pub(crate) fn simulate(args: Args) -> Result<u8, Problems> {
     let args = args.check()?;
+    match &args.metrics {
+        None => simulate_checked(&args),
+        Some(path) => crate::stats::with_prometheus(path, || simulate_checked(&args)),
+    }
+}
+
+/// `simulate` with its arguments checked.
+fn simulate_checked(args: &Simulate) -> Result<u8, Problems> {
     let paths = &args.files;
     let mut problems = Vec::new();
     let files = kept(
@@ -182,7 +195,7 @@ pub(crate) fn simulate(args: Args) -> Result<u8, Problems> {
     let scripted = Arc::new(clock.clone());
     let (engine, pools) = agents::engine(builder, &agents, &paths.agents, scripted, None)?;
     if args.runs > 1 {
-        return many(&args, &engine, &clock, plan, &agents, &starts, pools);
+        return many(args, &engine, &clock, plan, &agents, &starts, pools);
     }
     let workflow = engine.add_plan(plan);
     // Subscribed before the run starts, so that no event is missed.

@@ -236,7 +236,8 @@ pub struct TaskRequest {
     pub idempotency_key: String,
     /// The task type.
     pub task_type: TaskType,
-    /// The parameters, bindings resolved.
+    /// The parameters, bindings resolved: the real values, the workflow's `sensitive`
+    /// fields included (the only place the engine puts them).
     pub parameters: Value,
     /// A seed for this call's random choices, derived from the run's seed and the call's
     /// identity: its step, item, iteration, attempt and rollback generation (not the run

@@ -226,6 +226,7 @@ pub use notify::CapacityChanged;
 pub use rebalance::{
     RebalanceCriteria, RebalanceError, RebalanceReport, UtilizationMove, WeightChange,
 };
+pub(crate) use registry::SlotsInUse;
 pub use registry::{AgentRegistry, DEFAULT_MARGIN, Lease, RegistryBuilder, Selection, TypeLoad};
 pub use score::{Outcome, ScoreBreakdown};
 pub use select::{Candidate, RegistryError, RewardError, SelectError, SelectionCounts};

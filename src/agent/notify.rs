@@ -150,6 +150,14 @@ impl Notify {
         listeners.into_values().chain(turn).for_each(Waker::wake);
     }
 
+    /// Whether no caller is in line at all (cheap: one lock, no agent looked at).
+    pub(crate) fn nobody_waiting(&self) -> bool {
+        self.state()
+            .classes
+            .iter()
+            .all(|class| class.waiting.is_empty())
+    }
+
     /// How many callers are in line for any of the agents with these serial numbers
     /// (callers woken and selecting again are not counted).
     pub(crate) fn waiting_for(&self, serials: &[u64]) -> usize {

@@ -39,6 +39,7 @@ mod wait;
 
 pub use draining::TypeLoad;
 pub use lease::Lease;
+pub(crate) use lease::SlotsInUse;
 pub use selection::Selection;
 
 /// Candidates whose total is within this much of the best total are "the best", among

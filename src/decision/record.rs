@@ -24,9 +24,11 @@ pub struct DecisionRecord {
     pub task_type: TaskType,
     /// The agent that decided.
     pub agent_id: Option<AgentId>,
-    /// What it was asked (the resolved parameters).
+    /// What it was asked (the resolved parameters), the workflow's `sensitive` fields
+    /// written `"***"`.
     pub parameters: Value,
-    /// What it decided (the step's output).
+    /// What it decided (the step's output), the workflow's `sensitive` fields written
+    /// `"***"`.
     pub decision: Value,
     /// When.
     pub at: DateTime<Utc>,

@@ -162,6 +162,8 @@ pub(crate) fn load(value: &Value) -> Loaded {
         adaptations: present("adaptations").then(Vec::new),
         budgets: None,
         tags: None,
+        sensitive: None,
+        workflow_type: None,
     });
     let step_origin: Vec<usize> = steps.iter().map(|(index, _)| *index).collect();
     definition.steps = steps.into_iter().map(|(_, step)| step).collect();

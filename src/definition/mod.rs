@@ -95,10 +95,21 @@ pub struct WorkflowDefinition {
     /// not empty, at most 64 bytes, and listed once.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tags: Option<Vec<String>>,
+    /// What kind of workflow this is (`"execution"`, `"rebalancing"`): the
+    /// `workflow_type` label of its metrics (see [`crate::metrics`]); its `id` when absent.
+    #[serde(rename = "type", default, skip_serializing_if = "Option::is_none")]
+    pub workflow_type: Option<String>,
     /// Named token buckets of this workflow, name → `{capacity, refillPerSecond}`, shared
     /// by its runs; steps take from them with `budget`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub budgets: Option<BTreeMap<String, BudgetDefinition>>,
+    /// Field names whose values are secret (`["apiKey", "account"]`): matched at any
+    /// depth of the run's input, the steps' parameters and their outputs, and written
+    /// `"***"` everywhere the engine journals, reports, announces or logs them (see
+    /// [`Sensitive`](crate::plan::Sensitive)). Each is not empty, at most 256 bytes, and
+    /// listed once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sensitive: Option<Vec<String>>,
 }
 
 /// A named token bucket: `{"capacity": 10, "refillPerSecond": 10}`. It starts full, holds

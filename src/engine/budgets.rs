@@ -162,6 +162,31 @@ impl Budgets {
     }
 }
 
+impl Budgets {
+    /// Tells `telemetry` how many tokens each budget of `plan` that `names` lists holds
+    /// at `now` (`budget_available`): a workflow's budget is labelled `workflow/name`.
+    pub(crate) fn observe<'a>(
+        &self,
+        plan: &ExecutionPlan,
+        names: impl Iterator<Item = &'a String>,
+        now: DateTime<Utc>,
+        telemetry: &crate::metrics::Telemetry,
+    ) {
+        let ledger = self.lock();
+        for name in names {
+            if plan.budgets().contains_key(name) {
+                let key = format!("{}\u{1f}{name}", plan.workflow_id());
+                if let Some(bucket) = ledger.bucket(&key) {
+                    let label = format!("{}/{name}", plan.workflow_id());
+                    telemetry.budget_available(&label, bucket.available(now));
+                }
+            } else if let Some(bucket) = ledger.bucket(name) {
+                telemetry.budget_available(name, bucket.available(now));
+            }
+        }
+    }
+}
+
 /// A ledger's message with a workflow's budget keys back to their names.
 fn plain(message: &str, workflow: &str) -> String {
     message.replace(&format!("{workflow}\u{1f}"), "")

@@ -43,6 +43,7 @@ pub struct EngineBuilder {
     permissions: Option<Arc<dyn crate::security::PermissionService>>,
     four_eyes: Option<bool>,
     analyzers: Vec<Arc<dyn crate::security::SecurityAnalyzer>>,
+    secrets: Option<Arc<dyn super::Secrets>>,
 }
 
 impl fmt::Debug for EngineBuilder {
@@ -59,6 +60,7 @@ impl fmt::Debug for EngineBuilder {
             .field("circuit_breaker", &self.circuit_breaker)
             .field("budgets", &self.budgets)
             .field("audit", &self.audit)
+            .field("secrets", &self.secrets.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -258,6 +260,17 @@ impl EngineBuilder {
         self
     }
 
+    /// Where [`Engine::recover`] gets the sensitive values a run's journal holds only as
+    /// `"***"` (the workflow's `sensitive` field names): see [`Secrets`](super::Secrets).
+    /// Defaults to none: a run whose input held sensitive values is then not recovered
+    /// ([`RecoveryError::NoSecrets`](super::RecoveryError::NoSecrets)), rather than
+    /// sending `"***"` to an agent.
+    #[must_use]
+    pub fn secrets(mut self, secrets: impl super::Secrets + 'static) -> Self {
+        self.secrets = Some(Arc::new(secrets));
+        self
+    }
+
     /// How long this engine holds a run it drives without renewing the hold (its lease
     /// in the store): another engine may take a run whose lease ended, and this one then
     /// stops driving it. Leases are renewed every fifth of this. Defaults to 10 seconds.
@@ -402,8 +415,9 @@ impl EngineBuilder {
                 max_output_bytes: self.max_output_bytes,
                 journal: self.store.map(|store| {
                     let heartbeat = self.lease / 5;
+                    let timer = crate::metrics::CommitTimer::for_store(&*store);
                     Journal {
-                        writer: Writer::start(Arc::clone(&store), self.lease, heartbeat),
+                        writer: Writer::start(Arc::clone(&store), self.lease, heartbeat, timer),
                         store,
                         owner: Arc::from(self.owner.unwrap_or_else(new_owner)),
                         lease: self.lease,
@@ -424,6 +438,8 @@ impl EngineBuilder {
                     permissions: self.permissions,
                     analyzers: self.analyzers,
                 },
+                secrets: self.secrets,
+                telemetry: crate::metrics::Telemetry::new(now),
             }),
         }
     }
@@ -455,6 +471,7 @@ impl Engine {
             permissions: None,
             four_eyes: None,
             analyzers: Vec::new(),
+            secrets: None,
         }
     }
 }

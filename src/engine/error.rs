@@ -246,6 +246,25 @@ pub enum RecoveryError {
         /// The version the run started with.
         version: String,
     },
+    /// A sensitive value the run needs was journaled redacted (`"***"`) and the engine
+    /// has no [`Secrets`](super::Secrets) hook to restore it
+    /// ([`EngineBuilder::secrets`](super::EngineBuilder::secrets)).
+    #[error(
+        "its {field} is sensitive and was journaled as `***`; the engine has no Secrets hook to restore it"
+    )]
+    NoSecrets {
+        /// The value's place.
+        field: super::SecretLocation,
+    },
+    /// A sensitive value the run needs was journaled redacted (`"***"`) and the engine's
+    /// [`Secrets`](super::Secrets) hook did not restore it.
+    #[error(
+        "its {field} is sensitive and was journaled as `***`; the engine's Secrets hook did not restore it"
+    )]
+    SecretUnavailable {
+        /// The value's place.
+        field: super::SecretLocation,
+    },
 }
 
 impl PartialEq for RecoveryError {
@@ -288,6 +307,10 @@ impl PartialEq for RecoveryError {
                     source: y,
                 },
             ) => a == b && v == w && x == y,
+            (Self::NoSecrets { field: a }, Self::NoSecrets { field: b })
+            | (Self::SecretUnavailable { field: a }, Self::SecretUnavailable { field: b }) => {
+                a == b
+            }
             _ => false,
         }
     }

@@ -153,7 +153,8 @@ pub enum RunEvent {
         run_id: RunId,
         /// The step.
         step_id: StepId,
-        /// What the approver is asked to approve (the step's resolved parameters).
+        /// What the approver is asked to approve (the step's resolved parameters), the
+        /// workflow's `sensitive` fields written `"***"`.
         parameters: Value,
         /// When.
         at: DateTime<Utc>,

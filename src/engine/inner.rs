@@ -65,6 +65,10 @@ pub(crate) struct Inner {
     pub(crate) audit: super::audit::Auditor,
     /// Who may do what, four eyes, and the analyzers run before a run starts.
     pub(super) guard: super::guard::Guard,
+    /// Restores the sensitive values a recovered run's journal holds as `"***"`.
+    pub(super) secrets: Option<Arc<dyn super::Secrets>>,
+    /// The metrics' hooks and the performance report's aggregation.
+    pub(crate) telemetry: crate::metrics::Telemetry,
 }
 
 impl Inner {

@@ -53,6 +53,24 @@
 //! steps start again from the recovery, and a `parallel` or `loop` step in flight runs
 //! again from its first item or iteration (with the same keys).
 //!
+//! A workflow's `sensitive` field names are journaled as `"***"` (see
+//! [`Sensitive`](crate::plan::Sensitive)): [`Engine::recover`] restores them through the
+//! host's [`Secrets`] ([`EngineBuilder::secrets`]) before a run goes on, and leaves in the
+//! store a run whose secrets it cannot restore ([`RecoveryError::NoSecrets`],
+//! [`RecoveryError::SecretUnavailable`]); see [`Secrets`] for which values must come back.
+//!
+//! # Tracing
+//! Each run's future is instrumented with a `tradeflow.run` span (target
+//! `tradeflow::run`, info level; fields `run_id`, `workflow_id`, `trigger`), each attempt
+//! of a call with a `tradeflow.step` span inside it (`step_id`, `agent_id`, `attempt`,
+//! `idempotency_key`), closed when the attempt ends. Events in them: `call failed;
+//! retrying` (warn, `step_id`, `attempt`, `kind`, `delay_ms`), `step failed` (warn, `step_id`, `kind`, `attempts`, `recovery` when
+//! self-healing recovers it), `rolled back to a checkpoint`, `step adapted`, `decision
+//! made`, `approval requested`, `approval answered` (`approved`, `by`), `run paused`,
+//! `run resumed`, `run cancelled` (`by`), `run ended` (`status`, `kind`), all at info
+//! level, and `step completed`, `step skipped` at debug level. No value of a run and no
+//! message is logged; a span or event no subscriber wants computes none of its fields.
+//!
 //! # Resources
 //! With a [`ResourceManager`] ([`EngineBuilder::resources`] or
 //! [`EngineBuilder::resource_pool`]), `resourceRequirements` are acted on:
@@ -148,6 +166,7 @@ mod preflight;
 mod recover;
 mod report;
 mod run;
+mod secrets;
 mod step;
 
 use std::fmt;
@@ -158,6 +177,7 @@ use std::task::{Context as TaskContext, Poll};
 
 use futures::future::BoxFuture;
 use serde_json::Value;
+use tracing::Instrument as _;
 
 use crate::agent::{Agent, AgentId, AgentRegistry, RebalanceCriteria, RebalanceReport};
 use crate::clock::Clock;
@@ -185,6 +205,7 @@ pub use outcome::{MAX_REMEMBERED, OutcomeError, Relearned};
 pub use preflight::{AgentCheck, MissingAgent, missing_agents};
 pub use recover::{HeldRun, Recovery};
 pub use report::{DecisionReport, RunReport, StepReport};
+pub use secrets::{SecretField, SecretLocation, SecretSource, Secrets};
 
 pub(crate) use inner::Inner;
 
@@ -377,6 +398,7 @@ impl Engine {
             lease: None,
         };
         let plan_for_run = Arc::clone(&plan);
+        let span = run_span(&id, plan.workflow_id(), identity.trigger.as_deref());
         let future = run::execute(
             Arc::clone(&self.inner),
             plan,
@@ -390,7 +412,7 @@ impl Engine {
             inner: Arc::clone(&self.inner),
             plan: Arc::clone(&plan_for_run),
             resumed: None,
-            future: Box::pin(future),
+            future: Box::pin(future.instrument(span)),
         }
     }
 
@@ -419,10 +441,40 @@ impl Engine {
         self.run(workflow_id, RunOptions::new(input)).await
     }
 
+    /// How the engine's workflows and agents performed since it was built: per workflow,
+    /// runs, success rate and duration percentiles; per agent, calls and utilization
+    /// (see [`crate::metrics`] for what each number means and its precision). Aggregated
+    /// by the engine itself, whether or not a metrics recorder is installed.
+    ///
+    /// # Examples
+    /// ```
+    /// use tradeflow::engine::Engine;
+    ///
+    /// let engine = Engine::builder().build();
+    /// let report = engine.generate_performance_report();
+    /// assert!(report.workflows.is_empty() && report.agents.is_empty());
+    /// ```
+    pub fn generate_performance_report(&self) -> crate::metrics::PerformanceReport {
+        self.inner.telemetry.report(self.inner.clock.now())
+    }
+
     /// A stream of every event of every run from now on. Dropping it unsubscribes.
     pub fn subscribe(&self) -> EventStream {
         self.inner.listeners.subscribe()
     }
+}
+
+/// The span of run `id` of `workflow_id` (`tradeflow.run`, target `tradeflow::run`, info
+/// level): the run's future is polled inside it, so every span and event of its steps is
+/// its child. Its fields are computed only when a subscriber wants it.
+fn run_span(id: &RunId, workflow_id: &str, trigger: Option<&str>) -> tracing::Span {
+    tracing::info_span!(
+        target: "tradeflow::run",
+        "tradeflow.run",
+        run_id = id.as_str(),
+        workflow_id,
+        trigger,
+    )
 }
 
 /// A run in progress: a future of its [`RunReport`], and its id (for approvals).

@@ -60,6 +60,11 @@ impl Engine {
     /// host [`Context`]; timeouts of steps restart, the workflow's timeout keeps its
     /// deadline. Without a store, there is nothing to recover.
     ///
+    /// A workflow's `sensitive` values were journaled as `"***"`: they are restored through
+    /// the engine's [`Secrets`](super::Secrets) before the run is built; a run whose
+    /// input's values (or outputs a remaining step binds to) cannot be restored is left
+    /// in the store ([`RecoveryError::NoSecrets`], [`RecoveryError::SecretUnavailable`]).
+    ///
     /// Recovered runs are not checked for agents, whatever the
     /// [`AgentCheck`](super::AgentCheck): register the agents, then check each run with
     /// [`check_plan_agents`](Self::check_plan_agents)`(run.plan())` before polling it, if
@@ -135,7 +140,7 @@ impl Engine {
         let entries = store
             .load(lease.run())
             .map_err(|error| RecoveryError::Store(Arc::new(error)))?;
-        let journaled = Journaled::fold(&entries).map_err(RecoveryError::Journal)?;
+        let mut journaled = Journaled::fold(&entries).map_err(RecoveryError::Journal)?;
         let plan = self.recovered_plan(store, &journaled)?;
         if let Some(step) = journaled
             .steps
@@ -148,6 +153,7 @@ impl Engine {
                 version: journaled.version.clone(),
             });
         }
+        super::secrets::restore(&plan, self.inner.secrets.as_ref(), &mut journaled)?;
         Ok((plan, journaled))
     }
 
@@ -169,6 +175,7 @@ impl Engine {
             started_by: journaled.started_by.clone(),
         };
         let control = self.inner.controls.register(&id, owner);
+        let span = super::run_span(&id, plan.workflow_id(), journaled.trigger.as_deref());
         let future = run::resume(
             Arc::clone(&self.inner),
             Arc::clone(&plan),
@@ -182,7 +189,7 @@ impl Engine {
             inner: Arc::clone(&self.inner),
             plan,
             resumed: Some(resumed),
-            future: Box::pin(future),
+            future: Box::pin(tracing::Instrument::instrument(future, span)),
         }
     }
 

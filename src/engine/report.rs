@@ -27,7 +27,8 @@ pub struct StepReport {
     /// Calls made, all agents together.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub attempts: Option<u32>,
-    /// The output (with `outputMapping` applied).
+    /// The output (with `outputMapping` applied), the workflow's `sensitive` fields
+    /// written `"***"`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub output: Option<Value>,
     /// Why the step was skipped.

@@ -16,6 +16,7 @@ mod budget;
 mod choice;
 mod compile;
 mod draw;
+mod sensitive;
 mod trigger;
 
 use std::collections::HashMap;
@@ -38,6 +39,8 @@ pub use adapt::{Adaptation, Builtin, Change};
 pub use budget::StepBudget;
 pub use choice::{Choice, Policy};
 pub use draw::DrawFormat;
+pub use sensitive::{MAX_SENSITIVE_NAME_BYTES, REDACTED, Sensitive};
+pub(crate) use sensitive::{Scrubber, redacted};
 pub use trigger::{CronError, Schedule, Trigger, TriggerKind};
 
 /// The longest duration a definition may give, in milliseconds: 100 years of 365.25
@@ -84,6 +87,7 @@ pub struct ExecutionPlan {
     input_bindings: Box<[Binding]>,
     adaptations: Box<[Arc<Adaptation>]>,
     budgets: std::collections::BTreeMap<String, crate::safety::BudgetSpec>,
+    sensitive: Arc<Sensitive>,
 }
 
 impl ExecutionPlan {
@@ -106,6 +110,12 @@ impl ExecutionPlan {
             Loaded::Partial(partial) => Err(compile::with_structural_problems(partial)),
             Loaded::Failed(error) => Err(error.into()),
         }
+    }
+
+    /// The workflow's `sensitive` field names, compiled: what the engine redacts in
+    /// everything it journals, reports, announces and logs of this workflow's runs.
+    pub fn sensitive(&self) -> &Arc<Sensitive> {
+        &self.sensitive
     }
 
     /// The definition this plan was compiled from.

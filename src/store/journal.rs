@@ -46,7 +46,8 @@ pub enum JournalEntry {
         workflow_id: String,
         /// The version of the definition it runs (see [`RunStore::definition`](super::RunStore::definition)).
         version: String,
-        /// The run's input.
+        /// The run's input, the workflow's `sensitive` fields written `"***"` (a resumed
+        /// run gets them back from the engine's `Secrets`).
         input: Value,
         /// The seed of the run's random choices (agent selection, jitter).
         seed: u64,
@@ -103,7 +104,8 @@ pub enum JournalEntry {
     StepCompleted {
         /// The step.
         step_id: StepId,
-        /// Its output (with `outputMapping` applied).
+        /// Its output (with `outputMapping` applied), the workflow's `sensitive` fields
+        /// written `"***"`.
         output: Value,
         /// Calls made, all agents together.
         attempts: u32,
@@ -145,7 +147,8 @@ pub enum JournalEntry {
     StepWaiting {
         /// The step.
         step_id: StepId,
-        /// What the approver is asked to approve (the step's resolved parameters).
+        /// What the approver is asked to approve (the step's resolved parameters), the
+        /// workflow's `sensitive` fields written `"***"`.
         parameters: Value,
         /// When.
         at: DateTime<Utc>,

@@ -171,6 +171,17 @@ impl RunStore for MemoryStore {
         Ok(self.lock().rewarded.values().cloned().collect())
     }
 
+    fn started_runs(&self) -> Result<Vec<RunId>, StoreError> {
+        let memory = self.lock();
+        let mut started: Vec<(u64, &RunId)> = memory
+            .journals
+            .iter()
+            .filter_map(|(run, journal)| Some((journal.start?, run)))
+            .collect();
+        started.sort_unstable();
+        Ok(started.into_iter().map(|(_, run)| run.clone()).collect())
+    }
+
     fn put_definition(
         &self,
         id: &str,

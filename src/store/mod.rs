@@ -152,6 +152,13 @@ pub trait RunStore: Send + Sync + fmt::Debug {
     /// [`StoreError::Read`] when the store cannot be read.
     fn rewarded_runs(&self) -> Result<Vec<RunId>, StoreError>;
 
+    /// Every run that started, finished or not, oldest start first: what a report over
+    /// the store's history (`tradeflow stats`) folds.
+    ///
+    /// # Errors
+    /// [`StoreError::Read`] when the store cannot be read.
+    fn started_runs(&self) -> Result<Vec<RunId>, StoreError>;
+
     /// Keeps a workflow definition (its JSON) under `id` and `version`. A version never
     /// changes: putting the same text again is a no-op.
     ///
@@ -237,6 +244,10 @@ macro_rules! forward_run_store {
             }
             fn rewarded_runs(&self) -> Result<Vec<RunId>, StoreError> {
                 (**self).rewarded_runs()
+            }
+
+            fn started_runs(&self) -> Result<Vec<RunId>, StoreError> {
+                (**self).started_runs()
             }
 
             fn put_definition(

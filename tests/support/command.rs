@@ -11,40 +11,44 @@ use std::sync::OnceLock;
 /// build examples, so the example is built here (a no-op when it is up to date).
 pub fn tradeflow() -> &'static Path {
     static BINARY: OnceLock<PathBuf> = OnceLock::new();
-    BINARY.get_or_init(|| {
-        // This test runs from target/<profile>/deps/.
-        let exe = std::env::current_exe().expect("the test's own path");
-        let profile_dir = exe
-            .parent()
-            .and_then(Path::parent)
-            .expect("target/<profile>/deps");
-        let binary = profile_dir
-            .join("examples")
-            .join(format!("tradeflow{}", std::env::consts::EXE_SUFFIX));
-        if let Some(cargo) = std::env::var_os("CARGO") {
-            let mut build = Command::new(cargo);
-            build
-                .args(["build", "--quiet", "--example", "tradeflow"])
-                .current_dir(env!("CARGO_MANIFEST_DIR"));
-            if let Some(target_dir) = profile_dir.parent() {
-                build.arg("--target-dir").arg(target_dir);
-            }
-            if profile_dir
-                .file_name()
-                .is_some_and(|name| name == "release")
-            {
-                build.arg("--release");
-            }
-            let built = build.output().expect("run cargo build");
-            assert!(
-                built.status.success(),
-                "cargo build --example tradeflow failed:\n{}",
-                String::from_utf8_lossy(&built.stderr)
-            );
+    BINARY.get_or_init(|| example("tradeflow"))
+}
+
+/// The example `name`, built as [`tradeflow`] is (each call asks cargo; a no-op when it
+/// is up to date).
+pub fn example(name: &str) -> PathBuf {
+    // This test runs from target/<profile>/deps/.
+    let exe = std::env::current_exe().expect("the test's own path");
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target/<profile>/deps");
+    let binary = profile_dir
+        .join("examples")
+        .join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
+    if let Some(cargo) = std::env::var_os("CARGO") {
+        let mut build = Command::new(cargo);
+        build
+            .args(["build", "--quiet", "--example", name])
+            .current_dir(env!("CARGO_MANIFEST_DIR"));
+        if let Some(target_dir) = profile_dir.parent() {
+            build.arg("--target-dir").arg(target_dir);
         }
-        assert!(binary.exists(), "{} was not built", binary.display());
-        binary
-    })
+        if profile_dir
+            .file_name()
+            .is_some_and(|name| name == "release")
+        {
+            build.arg("--release");
+        }
+        let built = build.output().expect("run cargo build");
+        assert!(
+            built.status.success(),
+            "cargo build --example {name} failed:\n{}",
+            String::from_utf8_lossy(&built.stderr)
+        );
+    }
+    assert!(binary.exists(), "{} was not built", binary.display());
+    binary
 }
 
 /// Runs the command from the crate root.

@@ -25,6 +25,10 @@ macro_rules! forward_store {
             self.$inner.rewarded_runs()
         }
 
+        fn started_runs(&self) -> Result<Vec<tradeflow::run::RunId>, tradeflow::store::StoreError> {
+            self.$inner.started_runs()
+        }
+
         fn put_definition(
             &self,
             id: &str,

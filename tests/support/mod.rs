@@ -10,6 +10,7 @@ pub mod crash;
 pub mod engine;
 pub mod forward;
 pub mod journal;
+pub mod trace;
 
 use serde_json::{Value, json};
 use tradeflow::definition::DefinitionError;

@@ -29,11 +29,32 @@ impl Lease {
         &self.entry.descriptor.id
     }
 
+    /// A handle that reads the agent's busy slots, before and after this lease ends
+    /// (the metrics' utilization), without looking the agent up.
+    pub(crate) fn slots(&self) -> SlotsInUse {
+        SlotsInUse(Arc::clone(&self.entry))
+    }
+
     /// Whether the call is the probe of the agent's half-open circuit breaker: its
     /// outcome ([`AgentRegistry::record`]) closes the breaker or opens it again.
     /// Dropping the lease before an outcome is recorded gives the probe up.
     pub fn is_probe(&self) -> bool {
         self.probe.is_some()
+    }
+}
+
+/// Reads one agent's slots in use ([`Lease::slots`]).
+pub(crate) struct SlotsInUse(Arc<Entry>);
+
+impl SlotsInUse {
+    /// Calls reserved on the agent now.
+    pub(crate) fn busy(&self) -> u32 {
+        self.0.in_flight.load(Ordering::Acquire)
+    }
+
+    /// The agent's slots (`max_concurrency`).
+    pub(crate) fn total(&self) -> u32 {
+        self.0.descriptor.max_concurrency
     }
 }
 

@@ -180,6 +180,32 @@ impl AgentRegistry {
     }
 }
 
+impl AgentRegistry {
+    /// The calls waiting for a slot on an agent of `agent_type` ([`TypeLoad::waiting`]),
+    /// with `scratch` reused for the agents' serial numbers (the metrics read it after
+    /// every call without allocating).
+    ///
+    /// [`TypeLoad::waiting`]: crate::agent::TypeLoad::waiting
+    pub(crate) fn waiting_for_type(
+        &self,
+        agent_type: &crate::definition::AgentType,
+        scratch: &mut Vec<u64>,
+    ) -> usize {
+        if self.notify.nobody_waiting() {
+            return 0;
+        }
+        scratch.clear();
+        {
+            let agents = self.read();
+            let Some(of_type) = agents.by_type.get(agent_type) else {
+                return 0;
+            };
+            scratch.extend(of_type.values().map(|entry| entry.serial));
+        }
+        self.notify.waiting_for(scratch)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::task::Poll;

@@ -18,6 +18,7 @@ use futures::channel::oneshot;
 
 use super::{Batch, Lost};
 use crate::clock::add_saturating;
+use crate::metrics::CommitTimer;
 use crate::run::RunId;
 use crate::store::{Append, JournalEntry, Lease, RunStore, StoreError, WriteFault};
 
@@ -46,11 +47,17 @@ pub(crate) struct Writer {
 impl Writer {
     /// Starts the writer thread for `store`: leases last `lease`, renewed every
     /// `heartbeat`.
-    pub(crate) fn start(store: Arc<dyn RunStore>, lease: Duration, heartbeat: Duration) -> Self {
+    /// Each commit is timed by `timer`.
+    pub(crate) fn start(
+        store: Arc<dyn RunStore>,
+        lease: Duration,
+        heartbeat: Duration,
+        timer: CommitTimer,
+    ) -> Self {
         let (sender, requests) = mpsc::channel();
         let spawned = thread::Builder::new()
             .name("tradeflow-journal".to_owned())
-            .spawn(move || write(&*store, &requests, lease, heartbeat));
+            .spawn(move || write(&*store, &requests, lease, heartbeat, &timer));
         if let Err(error) = spawned {
             // Without a writer every append fails (the channel is closed): runs stop
             // with kind STORE rather than run unjournaled.
@@ -106,7 +113,13 @@ fn stopped(run: &RunId) -> Lost {
 }
 
 /// The writer thread: commits what comes, renews leases on the heartbeat.
-fn write(store: &dyn RunStore, requests: &Receiver<Request>, lease: Duration, heartbeat: Duration) {
+fn write(
+    store: &dyn RunStore,
+    requests: &Receiver<Request>,
+    lease: Duration,
+    heartbeat: Duration,
+    timer: &CommitTimer,
+) {
     let mut live: HashMap<RunId, Weak<Batch>> = HashMap::new();
     let mut renewed = Instant::now();
     loop {
@@ -136,7 +149,7 @@ fn write(store: &dyn RunStore, requests: &Receiver<Request>, lease: Duration, he
             }
         }
         if !commits.is_empty() {
-            commit_all(store, commits, lease, &mut live);
+            commit_all(store, commits, lease, &mut live, timer);
         }
         live.retain(|run, _| !forgotten.contains(run));
         if renewed.elapsed() >= heartbeat {
@@ -160,6 +173,7 @@ fn commit_all(
     mut pending: Vec<Commit>,
     lease: Duration,
     live: &mut HashMap<RunId, Weak<Batch>>,
+    timer: &CommitTimer,
 ) {
     let mut tries = 0;
     while !pending.is_empty() {
@@ -171,7 +185,9 @@ fn commit_all(
                 entries: &commit.entries,
             })
             .collect();
+        let began = Instant::now();
         let mut results = store.commit(&appends, until).into_iter();
+        timer.record(began.elapsed());
         drop(appends);
         let mut again = Vec::new();
         let mut pause = Duration::ZERO;

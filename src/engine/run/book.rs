@@ -382,11 +382,19 @@ impl Book {
         status: RunStatus,
         started_at: DateTime<Utc>,
         ended_at: DateTime<Utc>,
+        scrubber: Option<&crate::plan::Scrubber>,
     ) -> RunReport {
         let mut steps = self.reports;
+        let sensitive = self.plan.sensitive();
         for ((_, report), output) in steps.iter_mut().zip(self.outputs) {
-            report.output = output
-                .map(|output| Arc::try_unwrap(output).unwrap_or_else(|shared| (*shared).clone()));
+            report.output = output.map(|output| {
+                let mut output = Arc::try_unwrap(output).unwrap_or_else(|shared| (*shared).clone());
+                sensitive.redact_in_place(&mut output);
+                if let Some(scrubber) = scrubber {
+                    scrubber.scrub_value(&mut output);
+                }
+                output
+            });
         }
         for (index, ids) in self.adaptations {
             if let Some((_, report)) = steps.get_mut(index) {
@@ -661,7 +669,7 @@ mod tests {
         let stopped = book.stop(RunStatus::Cancelled);
         assert_eq!(stopped, [(1, true), (2, true), (3, false)]);
         let at = Utc::now();
-        let report = book.into_report(RunId::from("run-1"), RunStatus::Cancelled, at, at);
+        let report = book.into_report(RunId::from("run-1"), RunStatus::Cancelled, at, at, None);
         let statuses: Vec<StepStatus> = report.steps.iter().map(|(_, r)| r.status).collect();
         assert_eq!(
             statuses,
@@ -694,7 +702,7 @@ mod tests {
             [(0, false), (1, false), (2, false), (3, false)]
         );
         let at = Utc::now();
-        let report = book.into_report(RunId::from("run-1"), RunStatus::Failed, at, at);
+        let report = book.into_report(RunId::from("run-1"), RunStatus::Failed, at, at, None);
         assert_eq!(report.steps[0].1.status, StepStatus::Skipped);
         assert_eq!(report.steps[0].1.attempts, None);
     }

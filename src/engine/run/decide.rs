@@ -189,7 +189,10 @@ impl Execution {
                         at: now,
                     }
                 }
-                Err(reason) => {
+                Err(mut reason) => {
+                    if let Some(scrubber) = &self.scrubber {
+                        scrubber.scrub_in_place(&mut reason);
+                    }
                     decision.reward_missing = Some(reason.clone());
                     JournalEntry::RewardMissing {
                         step_id,

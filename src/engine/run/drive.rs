@@ -237,7 +237,7 @@ impl Execution {
                     run_id: self.run_id.clone(),
                     workflow_id: plan.workflow_id().to_owned(),
                     version: plan.definition().version.clone().unwrap_or_default(),
-                    input: (**self.book.input_value()).clone(),
+                    input: self.redacted(self.book.input_value()),
                     seed: self.seed,
                     at,
                 };
@@ -279,7 +279,7 @@ impl Execution {
                 workflow: plan.workflow_id().to_owned(),
                 version: plan.definition().version.clone().unwrap_or_default(),
                 // The input as the journal holds it (`begin`'s `runStarted`).
-                input_sha256: sha256_json(self.book.input_value()),
+                input_sha256: sha256_json(&self.redacted(self.book.input_value())),
             });
         let error = appended.err()?;
         let message = format!("the run's audit entry cannot be appended: {error}; no step started");
@@ -385,6 +385,10 @@ impl Execution {
     /// the report returned.
     async fn finish(mut self, status: RunStatus) -> RunReport {
         let now = self.inner.clock.now();
+        if let Some(mut error) = self.book.error.take() {
+            self.scrub(&mut error.message);
+            self.book.error = Some(error);
+        }
         let stopped = self.book.stop(status);
         let rewards = self.evaluate_rewards();
         let book = &self.book;
@@ -445,8 +449,28 @@ impl Execution {
             workflow: self.book.plan.workflow_id().to_owned(),
             status: status.as_str().to_owned(),
         });
+        tracing::info!(
+            target: "tradeflow::run",
+            status = status.as_str(),
+            kind = self.book.error.as_ref().map(|error| error.kind.as_str()),
+            "run ended"
+        );
         let run_id = self.run_id.clone();
-        let report = self.book.into_report(run_id, status, self.started_at, now);
+        let scrubber = self.scrubber.take();
+        let plan = std::sync::Arc::clone(&self.book.plan);
+        let report =
+            self.book
+                .into_report(run_id, status, self.started_at, now, scrubber.as_deref());
+        let rewards = report
+            .steps
+            .iter()
+            .enumerate()
+            .filter_map(|(index, (_, step))| {
+                let decision = step.decision.as_ref()?;
+                Some((index, decision.option.as_str(), decision.reward?))
+            });
+        let (telemetry, keys) = (&self.inner.telemetry, &self.metrics);
+        telemetry.run_ended(&plan, keys, status, self.started_at, now, rewards);
         self.inner.emit(|| RunEvent::RunEnded {
             run_id: report.run_id.clone(),
             status,

@@ -25,6 +25,7 @@ mod book;
 mod decide;
 mod drive;
 mod recovery;
+mod redact;
 mod resources;
 mod settle;
 mod start;
@@ -131,6 +132,9 @@ pub(super) async fn resume(
         }
         match step.status {
             StepStatus::Completed | StepStatus::Skipped | StepStatus::Failed => {
+                if let Some(output) = &step.output {
+                    run.learn_secrets(output);
+                }
                 run.book.restore(index, step);
             }
             _ => {
@@ -238,6 +242,11 @@ struct Execution {
     /// Whether a kill switch holds side-effect steps that are ready (the run waits for
     /// a reset as a paused run waits for its host).
     held_by_kill_switch: bool,
+    /// The secret texts the run has seen (its input's and its outputs' sensitive
+    /// values), removed from its messages; `None` while there are none.
+    scrubber: Option<Arc<crate::plan::Scrubber>>,
+    /// The label sets the run and its steps record their metrics with.
+    metrics: crate::metrics::PlanMetrics,
 }
 
 /// A run's hold on its lease while it is driven here: dropped before the run's end is
@@ -284,6 +293,7 @@ impl Execution {
             lease,
         } = identity;
         let data_as_of = crate::safety::DataAsOf::of_run(given_data_as_of, &input);
+        let scrubber = Self::scrubber_of(&plan, &input);
         let batch = match lease {
             Some(lease) => inner.has_store().then(|| Arc::new(Batch::new(lease))),
             None => inner.new_batch(&run_id),
@@ -296,7 +306,9 @@ impl Execution {
             batch: Arc::clone(batch),
             ended: false,
         });
+        let metrics = inner.telemetry.plan(&plan);
         Self {
+            metrics,
             run_id,
             context,
             seed,
@@ -314,6 +326,7 @@ impl Execution {
             batch,
             held,
             held_by_kill_switch: false,
+            scrubber,
             inner,
         }
     }

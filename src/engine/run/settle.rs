@@ -116,8 +116,8 @@ impl Execution {
                 .map(|task| task.task_type.clone())
                 .unwrap_or_else(|| "".into()),
             agent_id: success.agent.clone(),
-            parameters,
-            decision: success.output.clone(),
+            parameters: self.redacted(&parameters),
+            decision: self.redacted(&success.output),
             at: self.inner.clock.now(),
         });
     }

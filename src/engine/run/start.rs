@@ -166,6 +166,8 @@ impl Execution {
             adapted,
             data_as_of: step.freshness().and_then(|_| self.data_as_of.clone()),
             budget: step.budget().map(|budget| budget.resolve(&self.book)),
+            scrubber: self.scrubber.clone(),
+            metrics: self.metrics.clone(),
         };
         let work = self.with_resources(step, run_step(ctx, parameters));
         running.push(work.map(move |result| (index, result)).boxed());

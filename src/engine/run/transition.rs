@@ -68,10 +68,14 @@ pub(super) enum Transition {
 
 impl Execution {
     /// Applies `transition`: journals it, changes the book, and announces it.
-    pub(super) fn apply(&mut self, transition: Transition) {
+    pub(super) fn apply(&mut self, mut transition: Transition) {
+        self.redact_transition(&mut transition);
+        transition.trace(&self.book.plan);
         let now = self.inner.clock.now();
-        self.inner
-            .defer(&self.batch, || transition.entries(&self.book.plan, now));
+        let scrubber = self.scrubber.as_deref();
+        self.inner.defer(&self.batch, || {
+            transition.entries(&self.book.plan, scrubber, now)
+        });
         let event = self
             .inner
             .listening()
@@ -102,8 +106,75 @@ impl Transition {
         }
     }
 
+    /// Logs the transition with `tracing` (target `tradeflow::run`, inside the run's
+    /// span): failures and recoveries at warn level with their kind, adaptations,
+    /// pauses, resumptions and cancellations at info level, completions and skips at
+    /// debug level. Never a value, never a message: those may hold what the run's
+    /// `sensitive` names redact, and a disabled level costs one check.
+    fn trace(&self, plan: &ExecutionPlan) {
+        let id = |index: usize| plan.step(index).map_or("?", |step| step.id().as_str());
+        match self {
+            Self::Skipped { index, .. } => {
+                tracing::debug!(target: "tradeflow::run", step_id = id(*index), "step skipped");
+            }
+            Self::Completed { index, success } => tracing::debug!(
+                target: "tradeflow::run",
+                step_id = id(*index),
+                attempts = success.attempts,
+                "step completed"
+            ),
+            // A failure self-healing recovers says how (`recovery`).
+            Self::Failed { index, failure } | Self::Recovering { index, failure, .. } => {
+                let recovery = match self {
+                    Self::Recovering { decision, .. } => Some(decision.strategy),
+                    _ => None,
+                };
+                tracing::warn!(
+                    target: "tradeflow::run",
+                    step_id = id(*index),
+                    kind = failure.kind.as_str(),
+                    attempts = failure.attempts,
+                    recovery = recovery.map(tracing::field::debug),
+                    "step failed"
+                );
+            }
+            Self::RolledBack { index, scope } => tracing::info!(
+                target: "tradeflow::run",
+                step_id = id(*index),
+                redo = scope.redo.len(),
+                "rolled back to a checkpoint"
+            ),
+            Self::Decided { index, decision } => tracing::info!(
+                target: "tradeflow::run",
+                step_id = id(*index),
+                option = %decision.option,
+                "decision made"
+            ),
+            Self::Adapted { ids, .. } if ids.is_empty() => {}
+            Self::Adapted { index, ids } => tracing::info!(
+                target: "tradeflow::run",
+                step_id = id(*index),
+                adaptations = ?ids,
+                "step adapted"
+            ),
+            Self::Paused { by } => tracing::info!(target: "tradeflow::run", by = %by, "run paused"),
+            Self::Resumed { by } => {
+                tracing::info!(target: "tradeflow::run", by = %by, "run resumed")
+            }
+            Self::Cancelled { by } => {
+                tracing::info!(target: "tradeflow::run", by = %by, "run cancelled");
+            }
+        }
+    }
+
     /// The journal entries that record the transition.
-    fn entries(&self, plan: &ExecutionPlan, at: DateTime<Utc>) -> Vec<JournalEntry> {
+    /// Outputs are written as `scrubber` and the plan's `sensitive` names redact them.
+    fn entries(
+        &self,
+        plan: &ExecutionPlan,
+        scrubber: Option<&crate::plan::Scrubber>,
+        at: DateTime<Utc>,
+    ) -> Vec<JournalEntry> {
         let id = |index: usize| step_id(plan, index);
         match self {
             Self::Skipped { index, reason } => vec![JournalEntry::StepSkipped {
@@ -114,7 +185,7 @@ impl Transition {
             Self::Completed { index, success } => vec![
                 JournalEntry::StepCompleted {
                     step_id: id(*index),
-                    output: success.output.clone(),
+                    output: crate::plan::redacted(plan.sensitive(), scrubber, &success.output),
                     attempts: success.attempts,
                     agent_id: success.agent.clone(),
                     agent_ids: success.agents.clone(),
@@ -410,7 +481,7 @@ mod tests {
                 ..Success::without_calls(json!({"ok": true}))
             },
         };
-        let entries = completed.entries(&plan, at());
+        let entries = completed.entries(&plan, None, at());
         assert!(matches!(
             entries.as_slice(),
             [
@@ -442,7 +513,7 @@ mod tests {
             decision,
         };
         let kinds: Vec<&str> = recovering
-            .entries(&plan, at())
+            .entries(&plan, None, at())
             .iter()
             .map(|entry| match entry {
                 JournalEntry::StepFailed { .. } => "stepFailed",
@@ -463,7 +534,7 @@ mod tests {
                 checkpoint: None,
             },
         };
-        assert_eq!(rolled_back.entries(&plan, at()).len(), 1);
+        assert_eq!(rolled_back.entries(&plan, None, at()).len(), 1);
         assert!(rolled_back.event(&RunId::from("r"), &plan, at()).is_none());
     }
 }

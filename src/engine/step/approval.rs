@@ -162,12 +162,14 @@ async fn wait_for_verdict(
             .journal_durably(ctx.batch.as_deref(), || {
                 vec![JournalEntry::StepWaiting {
                     step_id: step.id().clone(),
-                    parameters: shown.clone(),
+                    parameters: ctx.redacted(&shown),
                     at: inner.clock.now(),
                 }]
             })
             .await?;
-        let audited = inner.auditing().then(|| crate::audit::sha256_json(&shown));
+        let audited = inner
+            .auditing()
+            .then(|| crate::audit::sha256_json(&ctx.redacted(&shown)));
         let (mut answers, registration) = inner.approvals.wait(
             &ctx.run_id,
             step.id(),
@@ -175,10 +177,11 @@ async fn wait_for_verdict(
             counted.clone(),
             audited,
         );
+        tracing::info!(target: "tradeflow::run", step_id = step.id().as_str(), "approval requested");
         inner.emit(|| RunEvent::StepWaiting {
             run_id: ctx.run_id.clone(),
             step_id: step.id().clone(),
-            parameters: shown.clone(),
+            parameters: ctx.redacted(&shown),
             at: inner.clock.now(),
         });
         let collect = collect(ctx, step, quorum.as_deref(), &mut counted, &mut answers);
@@ -222,6 +225,13 @@ async fn wait_for_verdict(
                 }]
             })
             .await?;
+        tracing::info!(
+            target: "tradeflow::run",
+            step_id = step.id().as_str(),
+            approved = verdict.approved,
+            by = %verdict.by,
+            "approval answered"
+        );
         inner.emit(|| RunEvent::StepAnswered {
             run_id: ctx.run_id.clone(),
             step_id: step.id().clone(),

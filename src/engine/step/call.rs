@@ -51,6 +51,7 @@ use rand::RngExt;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use serde_json::Value;
+use tracing::Instrument as _;
 
 use super::{Failure, StepCtx, StepResult, Success};
 use crate::agent::{
@@ -276,7 +277,19 @@ impl<'a> LogicalCall<'a> {
             tries.count += 1;
             let agent_id = selection.candidate.agent.clone();
             tries.last_agent = Some(agent_id.clone());
-            let (error, mut kind) = match self.attempt(ctx, selection, tries.count).await {
+            // One span per attempt, a child of the run's (the run's future is polled in
+            // it), closed when the attempt ends; its fields are computed only when a
+            // subscriber wants the span.
+            let span = tracing::info_span!(
+                target: "tradeflow::run",
+                "tradeflow.step",
+                step_id = self.step.id().as_str(),
+                agent_id = agent_id.as_str(),
+                attempt = tries.count,
+                idempotency_key = %self.key(ctx),
+            );
+            let attempt = self.attempt(ctx, selection, tries.count);
+            let (error, mut kind) = match attempt.instrument(span).await {
                 Ok(output) => {
                     self.settle_budget(ctx, &output);
                     return tries.outcome(Ok(output));
@@ -304,6 +317,14 @@ impl<'a> LogicalCall<'a> {
             let Some(delay) = self.retry_delay(ctx, &error, &agent_id, &mut tries) else {
                 return tries.outcome(Err((kind, message)));
             };
+            tracing::warn!(
+                target: "tradeflow::run",
+                step_id = self.step.id().as_str(),
+                attempt = tries.count,
+                kind = kind.as_str(),
+                delay_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
+                "call failed; retrying"
+            );
             let inner = &ctx.inner;
             inner.emit(|| RunEvent::StepRetrying {
                 run_id: ctx.run_id.clone(),
@@ -312,7 +333,7 @@ impl<'a> LogicalCall<'a> {
                 agent_id: agent_id.clone(),
                 attempt: tries.count,
                 kind,
-                message: message.clone(),
+                message: ctx.scrub(&message).into_owned(),
                 delay_ms: u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
                 at: inner.clock.now(),
             });
@@ -362,7 +383,10 @@ impl<'a> LogicalCall<'a> {
                     });
                 },
             )
-            .await
+            .await?;
+        let names = amounts.keys();
+        (inner.budgets).observe(&ctx.plan, names, inner.clock.now(), &inner.telemetry);
+        Ok(())
     }
 
     /// Refunds or charges the difference between what the call took and what its
@@ -383,9 +407,9 @@ impl<'a> LogicalCall<'a> {
             .filter_map(|(name, amount)| Some((name.clone(), amount.as_u64()?)))
             .collect();
         let inner = &*ctx.inner;
-        inner
-            .budgets
-            .settle(&ctx.plan, taken, &used, inner.clock.now());
+        let now = inner.clock.now();
+        inner.budgets.settle(&ctx.plan, taken, &used, now);
+        (inner.budgets).observe(&ctx.plan, used.keys(), now, &inner.telemetry);
     }
 
     /// One attempt on the chosen agent: journaled (durably) and announced, made, and
@@ -452,9 +476,13 @@ impl<'a> LogicalCall<'a> {
         let started = inner.clock.now();
         let limit = attempt_deadline(started, self.step.timeout(), self.deadline);
         let Selection { agent, lease, .. } = selection;
+        let (in_use, telemetry) = (lease.slots(), &inner.telemetry);
+        let gauges = telemetry.agent(&agent_id, &self.task.agent_type);
+        gauges.load(&inner.registry, &in_use);
         let side_effects = self.step.side_effects().is_some();
         let result = call_agent(ctx, &*agent, request, limit, side_effects).await;
-        let latency = (inner.clock.now() - started).to_std().unwrap_or_default();
+        let ended = inner.clock.now();
+        let latency = (ended - started).to_std().unwrap_or_default();
         let result = result
             .and_then(|output| check_output(output, inner.max_output_bytes, self.step, &agent_id));
         let outcome = match &result {
@@ -477,6 +505,10 @@ impl<'a> LogicalCall<'a> {
         // Recorded before the slot is freed: a caller woken for it sees the breaker as
         // the outcome left it, and a probe's lease never gives up a decided probe.
         drop(lease);
+        gauges.load(&inner.registry, &in_use);
+        let failure = result.as_ref().err().map(|&(_, kind)| kind);
+        let (keys, slots) = (&ctx.metrics, in_use.total());
+        telemetry.attempt_ended(keys, ctx.index, &agent_id, slots, started, ended, failure);
         if let Some(change) = change {
             inner.emit(|| {
                 let (run_id, step_id) = (ctx.run_id.clone(), self.step.id().clone());

@@ -72,6 +72,27 @@ pub(super) struct StepCtx {
     /// The tokens each call takes from named budgets (the step's `budget`, resolved when
     /// it started), or why they could not be resolved.
     pub(super) budget: Option<Result<crate::safety::budget::Amounts, String>>,
+    /// The secret texts the run had seen when the step started, removed from the
+    /// messages the step announces itself (its retries).
+    pub(super) scrubber: Option<Arc<crate::plan::Scrubber>>,
+    /// The label sets of the run's plan, for the step's metrics.
+    pub(super) metrics: crate::metrics::PlanMetrics,
+}
+
+impl StepCtx {
+    /// `value` as the step writes it: sensitive names redacted, the secret texts the
+    /// run had seen when the step started scrubbed.
+    pub(super) fn redacted(&self, value: &Value) -> Value {
+        crate::plan::redacted(self.plan.sensitive(), self.scrubber.as_deref(), value)
+    }
+
+    /// `text` without the secret texts the run had seen when the step started.
+    pub(super) fn scrub<'a>(&self, text: &'a str) -> std::borrow::Cow<'a, str> {
+        match &self.scrubber {
+            Some(scrubber) => scrubber.scrub(text),
+            None => std::borrow::Cow::Borrowed(text),
+        }
+    }
 }
 
 /// What a running step has journaled: its calls (each from its `stepStarted` on), and
@@ -160,8 +181,18 @@ impl Failure {
 /// How a step's work ended.
 pub(super) type StepResult = Result<Success, Failure>;
 
-/// Runs the step at `ctx.index` with its resolved parameters.
+/// Runs the step at `ctx.index` with its resolved parameters; its work's length is
+/// recorded (`step_duration_seconds`) when it ends.
 pub(super) async fn run_step(ctx: StepCtx, parameters: Value) -> StepResult {
+    let started = ctx.inner.clock.now();
+    let result = work(&ctx, parameters).await;
+    let ended = ctx.inner.clock.now();
+    ctx.metrics.step_ended(ctx.index, started, ended);
+    result
+}
+
+/// The work of the step at `ctx.index`, by its kind.
+async fn work(ctx: &StepCtx, parameters: Value) -> StepResult {
     let plan = Arc::clone(&ctx.plan);
     let adapted = ctx.adapted.clone();
     let Some(step) = adapted.as_deref().or_else(|| plan.step(ctx.index)) else {
@@ -173,16 +204,16 @@ pub(super) async fn run_step(ctx: StepCtx, parameters: Value) -> StepResult {
     // A step an analyzer holds for approval waits for it first (agent steps only).
     let (gated, parameters) = match step.kind() {
         StepKind::HumanApproval { .. } | StepKind::Condition { .. } => (None, parameters),
-        _ => approval::gated(&ctx, step, parameters).await?,
+        _ => approval::gated(ctx, step, parameters).await?,
     };
     let result = match step.kind() {
         StepKind::Task(task) | StepKind::Decision(task) => match step.coordination() {
             Some(coordination) => {
-                coordinate::coordinate(&ctx, step, task, &parameters, coordination).await
+                coordinate::coordinate(ctx, step, task, &parameters, coordination).await
             }
             None => {
                 let call = LogicalCall::new(step, task, &parameters);
-                call.make(&ctx).await.into_result()
+                call.make(ctx).await.into_result()
             }
         },
         StepKind::Parallel {
@@ -191,7 +222,7 @@ pub(super) async fn run_step(ctx: StepCtx, parameters: Value) -> StepResult {
             max_concurrency,
         } => {
             let limit = max_concurrency.map_or(usize::MAX, |limit| limit.get() as usize);
-            parallel::fan_out(&ctx, step, task, parameters, over, limit).await
+            parallel::fan_out(ctx, step, task, parameters, over, limit).await
         }
         StepKind::Loop {
             task,
@@ -204,10 +235,10 @@ pub(super) async fn run_step(ctx: StepCtx, parameters: Value) -> StepResult {
                 max_iterations: *max_iterations,
                 interval: *interval,
             };
-            repeat::repeat(&ctx, step, task, &parameters, bounds).await
+            repeat::repeat(ctx, step, task, &parameters, bounds).await
         }
         StepKind::HumanApproval { on_timeout, .. } => {
-            approval::approval(&ctx, step, parameters, *on_timeout).await
+            approval::approval(ctx, step, parameters, *on_timeout).await
         }
         // Condition steps take no time and are evaluated by the run itself.
         StepKind::Condition { .. } => Err(Failure::before_calls(

@@ -11,7 +11,8 @@
 //!    requirements (`resources.rs`); a step that compiles adds its fallback and data
 //!    edges (`steps.rs`);
 //! 3. `dependencies`, resolved to edges (`graph.rs`);
-//! 4. the workflow's `conditions`, `errorHandling` and `timeout` (`workflow.rs`) and its
+//! 4. the workflow's `conditions`, `errorHandling`, `timeout`, `tags` and `sensitive`
+//!    field names (`workflow.rs`) and its
 //!    `resourceRequirements` (`resources.rs`);
 //! 5. `triggers` (`triggers.rs`), then `adaptations` (`adapt.rs`);
 //! 6. at least one step (`workflow.rs`); edges from listed order when `dependencies` is
@@ -128,6 +129,7 @@ impl Compiler {
         self.workflow_error_handling(definition, &lookup);
         self.workflow_timeout(definition);
         self.workflow_tags(definition);
+        self.workflow_sensitive(definition);
         let resources = self.workflow_resources(definition);
         let triggers = self.triggers(definition);
         let adaptations = self.adaptations(definition);
@@ -172,6 +174,9 @@ impl Compiler {
                 .collect::<Option<Vec<_>>>()?
                 .into_boxed_slice(),
             budgets,
+            sensitive: Arc::new(super::Sensitive::new(
+                definition.sensitive.as_deref().unwrap_or_default(),
+            )),
         })
     }
 

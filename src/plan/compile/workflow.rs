@@ -63,24 +63,38 @@ impl Compiler {
     /// [`MAX_TAG_BYTES`](crate::safety::kill::MAX_TAG_BYTES) bytes, listed once.
     pub(super) fn workflow_tags(&mut self, definition: &WorkflowDefinition) {
         let tags = definition.tags.as_deref().unwrap_or_default();
-        for (index, tag) in tags.iter().enumerate() {
-            let at = Location::root().field("tags").index(index);
-            let reason = if tag.is_empty() {
-                Some("a tag is not empty")
-            } else if tag.len() > crate::safety::kill::MAX_TAG_BYTES {
-                Some("a tag is at most 64 bytes")
-            } else if tags.iter().take(index).any(|other| other == tag) {
-                Some("the tag is listed twice")
+        self.names("tags", tags, "tag", crate::safety::kill::MAX_TAG_BYTES);
+    }
+
+    /// Checks the workflow's `sensitive` field names: each not empty, at most
+    /// [`MAX_SENSITIVE_NAME_BYTES`](crate::plan::MAX_SENSITIVE_NAME_BYTES) bytes, listed
+    /// once.
+    pub(super) fn workflow_sensitive(&mut self, definition: &WorkflowDefinition) {
+        let names = definition.sensitive.as_deref().unwrap_or_default();
+        let most = crate::plan::MAX_SENSITIVE_NAME_BYTES;
+        self.names("sensitive", names, "sensitive field name", most);
+    }
+
+    /// Checks the list of names of field `field` (a `what` each): each not empty, at
+    /// most `max_bytes` bytes, listed once.
+    /// O(names): duplicates are found with a set, not by comparing every pair.
+    fn names(&mut self, field: &'static str, names: &[String], what: &str, max_bytes: usize) {
+        let mut seen = std::collections::HashSet::with_capacity(names.len());
+        for (index, name) in names.iter().enumerate() {
+            let reason = if name.is_empty() {
+                format!("a {what} is not empty")
+            } else if name.len() > max_bytes {
+                format!("a {what} is at most {max_bytes} bytes")
+            } else if !seen.insert(name.as_str()) {
+                format!("the {what} is listed twice")
             } else {
-                None
+                continue;
             };
-            if let Some(reason) = reason {
-                self.errors.push(DefinitionError::InvalidValue {
-                    at,
-                    value: tag.chars().take(80).collect(),
-                    reason: reason.to_owned(),
-                });
-            }
+            self.errors.push(DefinitionError::InvalidValue {
+                at: Location::root().field(field).index(index),
+                value: name.chars().take(80).collect(),
+                reason,
+            });
         }
     }
 

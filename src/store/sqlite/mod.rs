@@ -373,6 +373,10 @@ impl RunStore for SqliteStore {
         )
     }
 
+    fn started_runs(&self) -> Result<Vec<RunId>, StoreError> {
+        self.run_ids("SELECT run_id FROM runs ORDER BY started_seq")
+    }
+
     fn commit(&self, appends: &[Append<'_>], until: DateTime<Utc>) -> Vec<Result<(), StoreError>> {
         let mut results: Vec<Option<Result<(), StoreError>>> = Vec::with_capacity(appends.len());
         let mut encoded = Vec::with_capacity(appends.len());
