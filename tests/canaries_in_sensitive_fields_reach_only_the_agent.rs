@@ -1,7 +1,7 @@
 //! A canary test: canary values planted in a sensitive input field and in a sensitive
 //! output field of a scripted agent reach the agents' requests, and no byte the engine
 //! or the `tradeflow` command writes — the SQLite file and its WAL, the captured
-//! `tracing` output (every thread's), the run report, the events, the metrics a recorder
+//! `tracing` output (every thread's), the audit log in the store's file, the run report, the events, the metrics a recorder
 //! sees, the performance report, stdout, stderr, the effects file and `tradeflow stats`.
 
 #[path = "support/command.rs"]
@@ -17,6 +17,7 @@ use serde_json::{Value, json};
 use support::engine::{Harness, assert_status, run_approving};
 use support::trace::Capture;
 use tradeflow::agent::{Agent, AgentDescriptor, AgentError, TaskRequest};
+use tradeflow::audit::AuditLog;
 use tradeflow::clock::Clock;
 use tradeflow::engine::RunStatus;
 use tradeflow::sim::{AgentScript, ScriptedAgent};
@@ -133,7 +134,10 @@ fn canaries_reach_the_agent_and_no_byte_of_the_journal_logs_report_events_or_met
     let dir = scratch_dir("canary-engine");
     let db = dir.join("runs.db");
     let store = SqliteStore::open(&db).unwrap();
-    let h = Harness::with(|builder| builder.store(store));
+    // The audit log in the store's file: its bytes are searched with the journal's.
+    let audit = Arc::new(store.audit_log());
+    let log = Arc::clone(&audit);
+    let h = Harness::with(|builder| builder.store(store).audit(log));
     let script: AgentScript = serde_json::from_value(broker_script()).unwrap();
     let clock: Arc<dyn Clock> = Arc::new(h.clock.clone());
     let broker = Arc::new(Recorded {
@@ -189,6 +193,17 @@ fn canaries_reach_the_agent_and_no_byte_of_the_journal_logs_report_events_or_met
     assert_eq!(performance.workflows.len(), 1, "{performance:?}");
     let performance = serde_json::to_vec(&performance).unwrap();
     assert_no_canary("the performance report", &performance);
+    let audited: Vec<&str> = audit
+        .read(1, 100)
+        .unwrap()
+        .iter()
+        .map(|entry| entry.event.kind())
+        .collect();
+    assert!(
+        audited.contains(&"runStarted") && audited.contains(&"stepApproved"),
+        "the audit log recorded the run: {audited:?}"
+    );
+    drop(audit);
     drop(h);
     let everything = [while_open, files(&dir)].concat();
     assert!(
@@ -294,6 +309,14 @@ fn canaries_reach_no_byte_the_tradeflow_command_writes() {
     for (name, bytes) in &written {
         assert_no_canary(name, bytes);
     }
+    let audit = run(&["audit", "list", "--store", &files_in.store]);
+    assert_exit(&audit, 0);
+    assert!(
+        stdout(&audit).contains("runStarted") && stdout(&audit).contains("stepApproved"),
+        "the command audited the run into its store: {}",
+        stdout(&audit)
+    );
+    assert_no_canary("audit list's stdout", &audit.stdout);
     let stats = run(&["stats", "--store", &files_in.store]);
     assert_exit(&stats, 0);
     assert!(stdout(&stats).contains("\"canary\""), "{}", stdout(&stats));
