@@ -24,11 +24,14 @@ use crate::run::{RunId, RunStatus};
 /// needs only [`RunStore`], so a store may leave this out.
 pub trait ListingStore: RunStore {
     /// Every run that started (its journal begins with `runStarted`), finished or not,
-    /// in the order the runs started in the store, oldest first.
+    /// in the order the runs started in the store, oldest first. Defaults to
+    /// [`RunStore::started_runs`], which the stores of this crate implement that way.
     ///
     /// # Errors
     /// [`StoreError::Read`] when the store cannot be read.
-    fn runs(&self) -> Result<Vec<RunId>, StoreError>;
+    fn runs(&self) -> Result<Vec<RunId>, StoreError> {
+        self.started_runs()
+    }
 }
 
 impl<S: ListingStore + ?Sized> ListingStore for std::sync::Arc<S> {

@@ -281,18 +281,7 @@ impl RunStore for MemoryStore {
     }
 }
 
-impl ListingStore for MemoryStore {
-    fn runs(&self) -> Result<Vec<RunId>, StoreError> {
-        let memory = self.lock();
-        let mut started: Vec<(u64, &RunId)> = memory
-            .journals
-            .iter()
-            .filter_map(|(run, journal)| Some((journal.start?, run)))
-            .collect();
-        started.sort_unstable();
-        Ok(started.into_iter().map(|(_, run)| run.clone()).collect())
-    }
-}
+impl ListingStore for MemoryStore {}
 
 impl fmt::Debug for MemoryStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

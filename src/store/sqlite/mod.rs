@@ -374,7 +374,7 @@ impl RunStore for SqliteStore {
     }
 
     fn started_runs(&self) -> Result<Vec<RunId>, StoreError> {
-        self.run_ids("SELECT run_id FROM runs ORDER BY started_seq")
+        self.run_ids(started_runs!(""))
     }
 
     fn commit(&self, appends: &[Append<'_>], until: DateTime<Utc>) -> Vec<Result<(), StoreError>> {
@@ -547,11 +547,7 @@ impl RunStore for SqliteStore {
     }
 }
 
-impl ListingStore for SqliteStore {
-    fn runs(&self) -> Result<Vec<RunId>, StoreError> {
-        self.run_ids(started_runs!(""))
-    }
-}
+impl ListingStore for SqliteStore {}
 
 impl fmt::Debug for SqliteStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
