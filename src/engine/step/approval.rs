@@ -158,18 +158,20 @@ async fn wait_for_verdict(
     let mut counted = ctx.counted.clone();
     let mut shown = parameters;
     loop {
+        // What the approver is shown, as the journal, the audit log and the event have it.
+        let shown_redacted = ctx.redacted(&shown);
         inner
             .journal_durably(ctx.batch.as_deref(), || {
                 vec![JournalEntry::StepWaiting {
                     step_id: step.id().clone(),
-                    parameters: ctx.redacted(&shown),
+                    parameters: shown_redacted.clone(),
                     at: inner.clock.now(),
                 }]
             })
             .await?;
         let audited = inner
             .auditing()
-            .then(|| crate::audit::sha256_json(&ctx.redacted(&shown)));
+            .then(|| crate::audit::sha256_json(&shown_redacted));
         let (mut answers, registration) = inner.approvals.wait(
             &ctx.run_id,
             step.id(),
@@ -181,7 +183,7 @@ async fn wait_for_verdict(
         inner.emit(|| RunEvent::StepWaiting {
             run_id: ctx.run_id.clone(),
             step_id: step.id().clone(),
-            parameters: ctx.redacted(&shown),
+            parameters: shown_redacted.clone(),
             at: inner.clock.now(),
         });
         let collect = collect(ctx, step, quorum.as_deref(), &mut counted, &mut answers);
@@ -270,7 +272,8 @@ fn rebound(ctx: &StepCtx, step: &PlanStep, shown: &Value) -> Option<Value> {
     let over = crate::adapt::overrides(&held, step.id(), step.timeout()).parameters;
     let base = ctx.base_parameters.clone().unwrap_or_else(|| shown.clone());
     let now = crate::run::bounded(merged(base, over)).ok()?;
-    (canonical_hash(&now) != canonical_hash(shown)).then_some(now)
+    // JSON equality, which is what the hashes journaled by `void` compare.
+    (now != *shown).then_some(now)
 }
 
 /// Journals and announces that `by`'s approval of `shown` is void: the step has `now`.
