@@ -264,6 +264,40 @@ fn an_agents_utilization_is_its_busy_slots_over_its_slots() {
 }
 
 #[test]
+fn calls_waiting_for_a_slot_are_counted_as_they_join_and_leave_the_line() {
+    let recorder = DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    let h = Harness::new();
+    // What the line's gauge said as each call began, read by the agent itself.
+    let seen_by_calls: Arc<Mutex<Vec<Option<f64>>>> = Arc::default();
+    let (log, reader) = (Arc::clone(&seen_by_calls), snapshotter.clone());
+    h.register(h.agent("a-1").capacity(1).replies(move |_, _| {
+        let now = gauge(&values(&reader), "agent_calls_waiting{agent_type=AGENT}");
+        log.lock().unwrap().push(now);
+        Reply::ok(json!({})).after_ms(100)
+    }));
+    let steps: Vec<Value> = ["a", "b", "c"].into_iter().map(task).collect();
+    let definition = json!({"id": "w", "steps": steps, "dependencies": []});
+
+    let report = metrics::with_local_recorder(&recorder, || h.run(&definition, json!({})));
+
+    assert_status(&report, RunStatus::Completed);
+    // The first call took the only slot before the others lined up; the second began
+    // with the third still in line; the third with nobody left.
+    assert_eq!(
+        *seen_by_calls.lock().unwrap(),
+        [Some(0.0), Some(1.0), Some(0.0)]
+    );
+    assert_eq!(
+        gauge(
+            &values(&snapshotter),
+            "agent_calls_waiting{agent_type=AGENT}"
+        ),
+        Some(0.0)
+    );
+}
+
+#[test]
 fn the_performance_report_needs_no_recorder() {
     let h = Harness::new();
     h.register(h.agent("a-1").replies(|_, number| match number {

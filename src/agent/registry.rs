@@ -16,10 +16,13 @@
 //! few map operations, never across an `.await` or a call into an agent or a balancer)
 //! and each entry's stats lock.
 
+use std::any::Any;
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{
+    Arc, Mutex, MutexGuard, OnceLock, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard,
+};
 
 use super::breaker::{Breaker, CircuitBreaker};
 use super::notify::Notify;
@@ -238,6 +241,10 @@ pub(super) struct Entry {
     /// rebalancing changes it.
     weight: AtomicU64,
     stats: Mutex<Stats>,
+    /// What a layer above keeps for this registration (the engine's metrics of the
+    /// agent, so a call finds them through its lease without a lookup): set by the first
+    /// to ask, kept while the registration lives.
+    extension: OnceLock<Arc<dyn Any + Send + Sync>>,
 }
 
 impl Entry {
@@ -400,6 +407,7 @@ impl AgentRegistry {
                 drained: AtomicBool::new(false),
                 weight: AtomicU64::new(weight.to_bits()),
                 stats: Mutex::new(Stats::new(breaker)),
+                extension: OnceLock::new(),
             });
             agents.types.insert(id.clone(), agent_type.clone());
             agents

@@ -178,10 +178,10 @@ impl Budgets {
                 let key = format!("{}\u{1f}{name}", plan.workflow_id());
                 if let Some(bucket) = ledger.bucket(&key) {
                     let label = format!("{}/{name}", plan.workflow_id());
-                    telemetry.budget_available(&label, bucket.available(now));
+                    telemetry.budget_available(&label, bucket.available(now), now);
                 }
             } else if let Some(bucket) = ledger.bucket(name) {
-                telemetry.budget_available(name, bucket.available(now));
+                telemetry.budget_available(name, bucket.available(now), now);
             }
         }
     }

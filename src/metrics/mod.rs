@@ -10,6 +10,26 @@
 //! once (per plan, agent, agent type, budget and store) and kept, so recording allocates
 //! nothing of the engine's own, with a recorder or without.
 //!
+//! # Handles kept
+//! The engine asks the recorder for each metric's handle once and keeps it: asking by
+//! key costs a recorder a hash and a comparison of every label, most of what recording
+//! would cost otherwise. A kept handle is bound to the recorder it came from and to the
+//! second of the engine's clock it was asked in:
+//! - when another recorder is in effect on the recording thread (a global one installed
+//!   after the engine first recorded, a local one), the engine asks that one and keeps
+//!   its handle instead;
+//! - the first update of a metric in a new second of the engine's clock asks again, so
+//!   a recorder that drops metrics left idle (`metrics-exporter-prometheus`'s
+//!   `idle_timeout`) shows the metric again with its next update;
+//! - a gauge is set again only when its value changed (or its handle was asked anew);
+//! - the facade's no-op recorder, and any recorder of no size, has no address to bind a
+//!   handle to: it is asked at every update, which costs it nothing.
+//!
+//! Recorders are told apart by their address: a host that installs local recorders one
+//! after the other (tests) gives each its own engine, since a recorder dropped and
+//! another created at the same address within the same second would be taken for the
+//! first.
+//!
 //! A run's future records on the thread that polls it: a local recorder
 //! (`with_local_recorder`) sees the runs polled inside its scope (as
 //! `futures::executor::block_on` and a `VirtualClock`'s `block_on` do). The journal
@@ -24,7 +44,7 @@
 //! | `step_duration_seconds` | histogram | `workflow_name`, `step_id`, `task_type` | a step's work, from the moment it starts (its conditions passed, its resources granted) to the moment its work ends, retries and their delays included; once per step that started work (not for skipped steps, nor `condition` steps, which take no time); a step a rollback runs again is recorded each time |
 //! | `step_attempts_total` | counter | `workflow_name`, `step_id`, `outcome` | calls to agents (one per attempt, per item of a `parallel` step, per iteration of a `loop`): `outcome` is `success`, or the failure's kind (`TEMPORARY`, `TIMEOUT`, `PERMANENT`, `INVALID_OUTPUT`, `PANIC`, …); once per call, when it ends |
 //! | `agent_utilization_ratio` | gauge | `agent_id` | the agent's busy slots / its slots (`maxConcurrency`), in [0, 1]; set when a call takes one of its slots and when the call gives it back |
-//! | `agent_calls_waiting` | gauge | `agent_type` | calls waiting for a free slot on an agent of the type; set whenever a call to an agent of the type takes or gives back a slot |
+//! | `agent_calls_waiting` | gauge | `agent_type` | calls waiting for a free slot on an agent of the type; set when a call joins that line (no agent it may use had a slot free), when it leaves it (served, given up, or dropped with its run), and when the engine first calls each agent of the type (0 while nobody waits) |
 //! | `decision_reward` | histogram | `workflow_name`, `step_id`, `option` | the reward a `decision` step's chosen option learned when the run ended (a reward the host reports later with `report_outcome` is not recorded); once per decision step with a reward |
 //! | `journal_commit_seconds` | histogram | `store` | one commit of the journal writer (one transaction for every run's batch waiting); `store` is the store's type (`SqliteStore`, `MemoryStore`); once per commit |
 //! | `budget_available` | gauge | `budget` | the tokens a budget bucket holds, refill included, right after a call reserved from it, or after a refund or charge settled a call's use; an engine budget is labelled by its name, a workflow's by `workflow/name` |
@@ -43,10 +63,11 @@
 //! # Where the engine records
 //! The engine's [`RunEvent`](crate::engine::RunEvent)s are built only when someone
 //! listens and carry no workflow names nor task types, so the metrics are not a listener
-//! of them: five hooks call this module at the points the events are emitted —
-//! a run's end (run counters, its duration, its rewards), a step's work ending, each
-//! call's end and its slot taken and given back, a budget reserved or settled, and the
-//! writer's commit.
+//! of them: six hooks call this module at the points the events are emitted —
+//! a run's end (run counters, its duration, its rewards), a step settled (its work's
+//! length), each call's end and its slot taken and given back, a call joining or leaving
+//! the line of calls waiting for a slot, a budget reserved or settled, and the writer's
+//! commit.
 //!
 //! # The performance report
 //! [`Engine::generate_performance_report`](crate::engine::Engine::generate_performance_report)
@@ -68,19 +89,20 @@
 //! value. Count, mean, minimum and maximum are exact.
 //!
 //! # Cost
-//! A run looks its plan's label sets up once; each call looks its agent's up once (a
-//! short lock and a hash), reads the agent's slots through its lease and its type's line
-//! of waiting calls (one lock; the agents are read only when someone waits), and adds
-//! itself to the report's aggregation (one short lock); each metric is one call into the
-//! recorder. Nothing is allocated once a plan's, an agent's and a budget's label sets
-//! exist. On a chain of 1,000 steps whose agents answer at once (`benches/executor.rs`,
-//! `docs/performance.md`), that is about 5 % more instructions per step without a
-//! recorder, and about 24 % more with `metrics-exporter-prometheus`'s recorder, whose own
-//! work (a hash of each key, an atomic update) is most of it.
+//! A run looks its plan's metrics up once; a step's work is timed from the instant the
+//! run launched it to the instant it settled it (clock reads the run makes anyway); a
+//! call finds its agent's metrics kept on the agent's registration (looked up by the
+//! first call only), adds itself to the agent's tally for the report (one short lock),
+//! and touches the line of waiting calls only when it has to wait. Each metric is then
+//! one update: with a recorder, of the handle kept for it (one short lock and the
+//! recorder's atomic); without one, a call into the no-op recorder. Nothing is allocated
+//! once a plan's, an agent's and a budget's metrics exist. `docs/performance.md` has
+//! the figures for a chain of 1,000 steps (`benches/executor.rs`, `chain_metrics`).
 
 mod histogram;
 pub mod names;
 mod performance;
+mod slot;
 mod telemetry;
 
 pub use performance::{

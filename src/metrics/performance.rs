@@ -62,13 +62,43 @@ struct WorkflowTally {
     durations: LogHistogram,
 }
 
+/// One agent's calls: how many, how many failed, the time they took.
 #[derive(Debug, Clone, Copy, Default)]
-struct AgentTally {
+pub(crate) struct AgentTally {
     calls: u64,
     failed: u64,
     busy_micros: u128,
     /// The agent's slots at its last call; 0 when not known (a journal does not say).
     slots: u32,
+}
+
+impl AgentTally {
+    /// Counts a call to an agent of `slots` slots (0 when not known) that took
+    /// `busy_micros` microseconds, failed or not.
+    fn count(&mut self, slots: u32, busy_micros: u64, failed: bool) {
+        self.calls = self.calls.saturating_add(1);
+        if failed {
+            self.failed = self.failed.saturating_add(1);
+        }
+        self.busy_micros = self.busy_micros.saturating_add(u128::from(busy_micros));
+        if slots > 0 {
+            self.slots = slots;
+        }
+    }
+
+    /// Counts a call to an agent of `slots` slots that took `latency`, failed or not.
+    pub(crate) fn record(&mut self, slots: u32, latency: std::time::Duration, failed: bool) {
+        let micros = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX);
+        self.count(slots, micros, failed);
+    }
+
+    /// Adds `other`'s calls to these.
+    fn absorb(&mut self, other: &Self) {
+        self.calls = self.calls.saturating_add(other.calls);
+        self.failed = self.failed.saturating_add(other.failed);
+        self.busy_micros = self.busy_micros.saturating_add(other.busy_micros);
+        self.slots = self.slots.max(other.slots);
+    }
 }
 
 /// Whole microseconds from `from` to `to`; 0 when `to` is earlier.
@@ -143,16 +173,27 @@ impl Performance {
             }
             None => self.agents.entry(agent.clone()).or_default(),
         };
-        tally.calls = tally.calls.saturating_add(1);
-        if failed {
-            tally.failed = tally.failed.saturating_add(1);
+        tally.count(slots, micros(started_at, ended_at), failed);
+    }
+
+    /// Adds agent `agent`'s calls `tally`, counted elsewhere (by the engine, as its
+    /// calls end), to these; beyond [`MAX_TRACKED_AGENTS`] they count as untracked.
+    pub(crate) fn add_agent(&mut self, agent: &AgentId, tally: &AgentTally) {
+        let full = self.agents.len() >= MAX_TRACKED_AGENTS;
+        match self.agents.get_mut(agent) {
+            Some(ours) => ours.absorb(tally),
+            None if full => {
+                self.untracked_calls = self.untracked_calls.saturating_add(tally.calls);
+            }
+            None => {
+                self.agents.insert(agent.clone(), *tally);
+            }
         }
-        tally.busy_micros = tally
-            .busy_micros
-            .saturating_add(u128::from(micros(started_at, ended_at)));
-        if slots > 0 {
-            tally.slots = slots;
-        }
+    }
+
+    /// Adds `calls` calls to agents beyond [`MAX_TRACKED_AGENTS`].
+    pub(crate) fn add_untracked_calls(&mut self, calls: u64) {
+        self.untracked_calls = self.untracked_calls.saturating_add(calls);
     }
 
     /// Folds one run's journal (as [`RunStore::load`](crate::store::RunStore::load)
@@ -201,11 +242,7 @@ impl Performance {
             }
         }
         for (id, theirs) in &other.agents {
-            let ours = self.agents.entry(id.clone()).or_default();
-            ours.calls = ours.calls.saturating_add(theirs.calls);
-            ours.failed = ours.failed.saturating_add(theirs.failed);
-            ours.busy_micros = ours.busy_micros.saturating_add(theirs.busy_micros);
-            ours.slots = ours.slots.max(theirs.slots);
+            self.add_agent(id, theirs);
         }
         self.untracked_runs = self.untracked_runs.saturating_add(other.untracked_runs);
         self.untracked_calls = self.untracked_calls.saturating_add(other.untracked_calls);

@@ -2,9 +2,10 @@
 //! when it is dropped: the agent's counter goes down, and the first waiting caller that
 //! may use the agent is woken (every waiting caller when a circuit breaker is involved).
 
+use std::any::Any;
 use std::fmt;
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, OnceLock};
 
 #[cfg(doc)]
 use super::AgentRegistry;
@@ -33,6 +34,13 @@ impl Lease {
     /// (the metrics' utilization), without looking the agent up.
     pub(crate) fn slots(&self) -> SlotsInUse {
         SlotsInUse(Arc::clone(&self.entry))
+    }
+
+    /// What a layer above keeps for the agent's registration: set by the first caller
+    /// that asks, read by every lease on the same registration after (an agent
+    /// registered again starts with none).
+    pub(crate) fn extension(&self) -> &OnceLock<Arc<dyn Any + Send + Sync>> {
+        &self.entry.extension
     }
 
     /// Whether the call is the probe of the agent's half-open circuit breaker: its

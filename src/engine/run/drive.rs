@@ -23,7 +23,7 @@ use crate::engine::RunEvent;
 use crate::engine::control::{Command, RunControl};
 use crate::engine::durable::{Batch, Lost};
 use crate::engine::report::RunReport;
-use crate::engine::step::StepResult;
+use crate::engine::step::Worked;
 use crate::resource::{AllocationGuard, ResourceError};
 use crate::run::{FailureKind, RunError, RunStatus};
 use crate::store::{JournalEntry, StoreError};
@@ -33,7 +33,7 @@ use super::transition::Transition;
 /// What woke the run's loop.
 enum Wake {
     /// A step's future ended.
-    Ended((usize, StepResult)),
+    Ended((usize, Worked)),
     /// The host sent a command.
     Command(Command),
     /// The workflow's timeout passed.
@@ -176,7 +176,7 @@ impl Execution {
             .next(self.control.control(), self.batch.as_deref())
             .await;
         match wake {
-            Wake::Ended((index, result)) => self.settle(index, result),
+            Wake::Ended((index, worked)) => self.settle(index, worked),
             Wake::Command(command) => self.command(command),
             Wake::Flush => {
                 if let Err(lost) = self.flush().await {

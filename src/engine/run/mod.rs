@@ -47,14 +47,14 @@ use super::approvals::Verdict;
 use super::control::ControlGuard;
 use super::durable::Batch;
 use super::report::RunReport;
-use super::step::StepResult;
+use super::step::Worked;
 use crate::expr::Context;
 use crate::plan::ExecutionPlan;
 use crate::run::{RunId, RunStatus, StepStatus};
 use crate::store::{Lease, RunState as Journaled};
 
 /// The futures of the steps in flight, each ending with its step index.
-type Running = FuturesUnordered<BoxFuture<'static, (usize, StepResult)>>;
+type Running = FuturesUnordered<BoxFuture<'static, (usize, Worked)>>;
 
 /// Runs a new run to its end.
 /// A run's input as the host gave it: kept if it nests at most
@@ -247,6 +247,9 @@ struct Execution {
     scrubber: Option<Arc<crate::plan::Scrubber>>,
     /// The label sets the run and its steps record their metrics with.
     metrics: crate::metrics::PlanMetrics,
+    /// When the last transition was applied (its journal entries' time), so that settling
+    /// a step reads the clock no more than applying did.
+    applied_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 /// A run's hold on its lease while it is driven here: dropped before the run's end is
@@ -309,6 +312,7 @@ impl Execution {
         let metrics = inner.telemetry.plan(&plan);
         Self {
             metrics,
+            applied_at: None,
             run_id,
             context,
             seed,

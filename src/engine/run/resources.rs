@@ -14,7 +14,7 @@ use futures::future::{BoxFuture, Either};
 
 use super::Execution;
 use crate::definition::StepId;
-use crate::engine::step::{Failure, StepResult};
+use crate::engine::step::{Failure, Worked};
 use crate::plan::{PlanStep, Resources};
 use crate::resource::{AllocationGuard, ResourceError, ResourceManager, ResourceRequest};
 use crate::run::{FailureKind, RunError};
@@ -59,9 +59,9 @@ impl Execution {
         &self,
         step: &PlanStep,
         work: W,
-    ) -> impl Future<Output = StepResult> + Send + 'static
+    ) -> impl Future<Output = Worked> + Send + 'static
     where
-        W: Future<Output = StepResult> + Send + 'static,
+        W: Future<Output = Worked> + Send + 'static,
     {
         let requirements = step.resources().and_then(|needs| {
             let manager = self.inner.resources.as_ref()?;
@@ -93,15 +93,15 @@ async fn holding(
     manager: Arc<dyn ResourceManager>,
     request: ResourceRequest,
     step: StepId,
-    work: impl Future<Output = StepResult>,
-) -> StepResult {
+    work: impl Future<Output = Worked>,
+) -> Worked {
     match manager.allocate_resources(request).await {
         Ok(guard) => {
-            let result = work.await;
+            let worked = work.await;
             drop(guard);
-            result
+            worked
         }
-        Err(error) => Err(Failure::before_calls(
+        Err(error) => Worked::never_started(Failure::before_calls(
             FailureKind::Resources,
             format!("step `{step}`: resourceRequirements: {error}"),
         )),

@@ -11,13 +11,27 @@ use serde_json::{Map, Value};
 use super::Execution;
 use super::transition::Transition;
 use crate::decision::DecisionRecord;
-use crate::engine::step::{Failure, StepResult, Success};
+use crate::engine::step::{Failure, StepResult, Success, Worked};
 use crate::expr::BindingValues;
 use crate::run::FailureKind;
 
 impl Execution {
+    /// Step `index`'s work ended as `worked` says: it is settled, and the length of its
+    /// work recorded (`step_duration_seconds`, ending when it was settled).
+    pub(super) fn settle(&mut self, index: usize, worked: Worked) {
+        self.applied_at = None;
+        self.settle_result(index, worked.result);
+        if let Some(started) = worked.started {
+            let ended = match self.applied_at {
+                Some(at) => at,
+                None => self.inner.clock.now(),
+            };
+            self.metrics.step_ended(index, started, ended);
+        }
+    }
+
     /// Step `index`'s work ended with `result`.
-    pub(super) fn settle(&mut self, index: usize, result: StepResult) {
+    fn settle_result(&mut self, index: usize, result: StepResult) {
         match result {
             Ok(success) => self.complete(index, success),
             // Stale before a retry: a `SKIP` step is skipped, as it would be at its start.

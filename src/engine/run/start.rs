@@ -108,7 +108,9 @@ impl Execution {
                     let parameters =
                         decided.and_then(|parameters| with_overrides(step, parameters, over));
                     match parameters {
-                        Ok(parameters) => self.launch(step, parameters, adapted, base, running),
+                        Ok(parameters) => {
+                            self.launch(step, parameters, adapted, base, now, running);
+                        }
                         Err((kind, message)) => {
                             self.fail(index, Failure::before_calls(kind, message));
                         }
@@ -129,6 +131,7 @@ impl Execution {
         parameters: Value,
         adapted: Option<Arc<PlanStep>>,
         base_parameters: Option<Value>,
+        now: chrono::DateTime<chrono::Utc>,
         running: &mut Running,
     ) {
         let index = step.index();
@@ -169,7 +172,9 @@ impl Execution {
             scrubber: self.scrubber.clone(),
             metrics: self.metrics.clone(),
         };
-        let work = self.with_resources(step, run_step(ctx, parameters));
+        // A step with no resources to wait for starts its work now.
+        let launched = step.resources().is_none().then_some(now);
+        let work = self.with_resources(step, run_step(ctx, parameters, launched));
         running.push(work.map(move |result| (index, result)).boxed());
     }
 }

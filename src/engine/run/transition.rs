@@ -72,6 +72,7 @@ impl Execution {
         self.redact_transition(&mut transition);
         transition.trace(&self.book.plan);
         let now = self.inner.clock.now();
+        self.applied_at = Some(now);
         let scrubber = self.scrubber.as_deref();
         self.inner.defer(&self.batch, || {
             transition.entries(&self.book.plan, scrubber, now)

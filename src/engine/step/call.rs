@@ -37,11 +37,14 @@
 //! holds, and its retries go back to its own agent whenever that agent has a free slot.
 
 use std::borrow::Cow;
+use std::future::Future;
 use std::io;
 use std::panic::AssertUnwindSafe;
+use std::pin::{Pin, pin};
 use std::sync::Mutex;
 use std::sync::PoisonError;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::Poll;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -415,8 +418,8 @@ impl<'a> LogicalCall<'a> {
         let limit = attempt_deadline(started, self.step.timeout(), self.deadline);
         let Selection { agent, lease, .. } = selection;
         let (in_use, telemetry) = (lease.slots(), &inner.telemetry);
-        let gauges = telemetry.agent(&agent_id, &self.task.agent_type);
-        gauges.load(&inner.registry, &in_use);
+        let gauges = telemetry.agent(&lease, &self.task.agent_type, &inner.registry, started);
+        gauges.load(&in_use, started);
         let side_effects = self.step.side_effects().is_some();
         let result = call_agent(ctx, &*agent, request, limit, side_effects).await;
         let ended = inner.clock.now();
@@ -443,10 +446,10 @@ impl<'a> LogicalCall<'a> {
         // Recorded before the slot is freed: a caller woken for it sees the breaker as
         // the outcome left it, and a probe's lease never gives up a decided probe.
         drop(lease);
-        gauges.load(&inner.registry, &in_use);
+        gauges.load(&in_use, ended);
         let failure = result.as_ref().err().map(|&(_, kind)| kind);
         let (keys, slots) = (&ctx.metrics, in_use.total());
-        telemetry.attempt_ended(keys, ctx.index, &agent_id, slots, started, ended, failure);
+        telemetry.attempt_ended(keys, ctx.index, &gauges, slots, latency, ended, failure);
         if let Some(change) = change {
             inner.emit(|| {
                 let (run_id, step_id) = (ctx.run_id.clone(), self.step.id().clone());
@@ -639,18 +642,48 @@ async fn choose(
         return Ok(selection);
     }
     let balancer = ctx.inner.balancer(task.load_balancing);
-    match registry
-        .acquire_before(task, balancer, rng, excluded, deadline)
-        .await
-    {
+    let first = {
+        let acquiring = pin!(registry.acquire_before(task, balancer, rng, excluded, deadline));
+        in_line(ctx, task, acquiring).await
+    };
+    match first {
         // Every eligible agent was excluded (reported unavailable): try them again.
         Err(SelectError::NoAgent { excluded: 1.., .. }) => {
-            registry
-                .acquire_before(task, balancer, rng, &[], deadline)
-                .await
+            let again = pin!(registry.acquire_before(task, balancer, rng, &[], deadline));
+            in_line(ctx, task, again).await
         }
         other => other,
     }
+}
+
+/// `acquiring`, telling the metrics how many calls wait for an agent of `task`'s type
+/// when it joins the line (it could not take a slot at once) and when it leaves it
+/// (served, given up, or dropped with its run): a call served at once costs nothing.
+async fn in_line(
+    ctx: &StepCtx,
+    task: &AgentTask,
+    mut acquiring: Pin<&mut impl Future<Output = Result<Selection, SelectError>>>,
+) -> Result<Selection, SelectError> {
+    /// Tells the line's length again when the wait ends, however it ends.
+    struct Waiting<'a>(&'a StepCtx, &'a AgentTask);
+    impl Waiting<'_> {
+        fn tell(&self) {
+            let Self(ctx, task) = *self;
+            let inner = &ctx.inner;
+            (inner.telemetry).waiting(&inner.registry, &task.agent_type, inner.clock.now());
+        }
+    }
+    impl Drop for Waiting<'_> {
+        fn drop(&mut self) {
+            self.tell();
+        }
+    }
+    if let Poll::Ready(done) = futures::poll!(acquiring.as_mut()) {
+        return done;
+    }
+    let waiting = Waiting(ctx, task);
+    waiting.tell();
+    acquiring.await
 }
 
 /// The latest instant an attempt may run to.

@@ -23,6 +23,7 @@ mod repeat;
 
 use std::sync::Arc;
 
+use chrono::{DateTime, Utc};
 use serde_json::Value;
 
 use super::Inner;
@@ -181,14 +182,40 @@ impl Failure {
 /// How a step's work ended.
 pub(super) type StepResult = Result<Success, Failure>;
 
-/// Runs the step at `ctx.index` with its resolved parameters; its work's length is
-/// recorded (`step_duration_seconds`) when it ends.
-pub(super) async fn run_step(ctx: StepCtx, parameters: Value) -> StepResult {
-    let started = ctx.inner.clock.now();
+/// A step's work as it ended, and when it started (for `step_duration_seconds`, which
+/// the run records when it settles the step).
+#[derive(Debug)]
+pub(super) struct Worked {
+    /// When the work started; none when it never did (its resources were refused).
+    pub(super) started: Option<DateTime<Utc>>,
+    /// How it ended.
+    pub(super) result: StepResult,
+}
+
+impl Worked {
+    /// A step that failed before its work started.
+    pub(super) fn never_started(failure: Failure) -> Self {
+        Self {
+            started: None,
+            result: Err(failure),
+        }
+    }
+}
+
+/// Runs the step at `ctx.index` with its resolved parameters. Its work starts at
+/// `launched` when the run launched it to start at once (no resources to wait for: the
+/// clock is not read again), else when this future is first polled.
+pub(super) async fn run_step(
+    ctx: StepCtx,
+    parameters: Value,
+    launched: Option<DateTime<Utc>>,
+) -> Worked {
+    let started = launched.unwrap_or_else(|| ctx.inner.clock.now());
     let result = work(&ctx, parameters).await;
-    let ended = ctx.inner.clock.now();
-    ctx.metrics.step_ended(ctx.index, started, ended);
-    result
+    Worked {
+        started: Some(started),
+        result,
+    }
 }
 
 /// The work of the step at `ctx.index`, by its kind.
