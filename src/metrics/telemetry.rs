@@ -18,7 +18,7 @@ use chrono::{DateTime, Timelike, Utc};
 use super::names;
 use super::performance::{AgentTally, MAX_TRACKED_AGENTS, Performance, PerformanceReport};
 use super::slot::{Slot, update_once};
-use crate::agent::{AgentId, AgentRegistry, Lease, SlotsInUse};
+use crate::agent::{AgentId, AgentRegistry, SlotsInUse};
 use crate::definition::AgentType;
 use crate::plan::{ExecutionPlan, StepKind};
 use crate::run::{FailureKind, RunStatus};
@@ -245,17 +245,32 @@ pub(crate) struct Telemetry {
     engine: u64,
 }
 
-/// One agent's metrics, which its calls record with.
-#[derive(Clone)]
-pub(crate) struct AgentMetrics(Arc<AgentKeys>);
+/// One agent's metrics, which a call records with: borrowed from the agent's
+/// registration (no reference count touched), or held.
+pub(crate) struct AgentMetrics<'a>(Held<'a>);
 
-impl std::fmt::Debug for AgentMetrics {
+enum Held<'a> {
+    Kept(&'a AgentKeys),
+    Own(Arc<AgentKeys>),
+}
+
+impl std::ops::Deref for AgentMetrics<'_> {
+    type Target = AgentKeys;
+    fn deref(&self) -> &AgentKeys {
+        match &self.0 {
+            Held::Kept(keys) => keys,
+            Held::Own(keys) => keys,
+        }
+    }
+}
+
+impl std::fmt::Debug for AgentMetrics<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_tuple("AgentMetrics").finish_non_exhaustive()
     }
 }
 
-impl AgentMetrics {
+impl AgentMetrics<'_> {
     /// The agent took or gave back a slot at `now`: its utilization, as `in_use` reads
     /// it now.
     pub(crate) fn load(&self, in_use: &SlotsInUse, now: DateTime<Utc>) {
@@ -263,7 +278,7 @@ impl AgentMetrics {
             0 => 0.0,
             slots => (f64::from(in_use.busy()) / f64::from(slots)).min(1.0),
         };
-        self.0.utilization.update(ratio, now);
+        self.utilization.update(ratio, now);
     }
 }
 
@@ -277,7 +292,7 @@ struct KeptAgent {
 static ENGINES: AtomicU64 = AtomicU64::new(0);
 
 /// One agent's gauges, and the tally of its calls for the performance report.
-struct AgentKeys {
+pub(crate) struct AgentKeys {
     agent_type: AgentType,
     utilization: Slot<Gauge>,
     /// Shared with the keys made again when the agent comes back with another type;
@@ -401,13 +416,13 @@ impl Telemetry {
         &self,
         keys: &PlanMetrics,
         index: usize,
-        agent: &AgentMetrics,
+        agent: &AgentMetrics<'_>,
         slots: u32,
         latency: Duration,
         ended_at: DateTime<Utc>,
         failure: Option<FailureKind>,
     ) {
-        match &agent.0.tally {
+        match &agent.tally {
             Some(tally) => lock(tally).record(slots, latency, failure.is_some()),
             None => {
                 self.untracked_calls.fetch_add(1, Ordering::Relaxed);
@@ -422,48 +437,48 @@ impl Telemetry {
         }
     }
 
-    /// The metrics of the agent `lease` is on, called as an agent of `agent_type`, for
-    /// the call to record its slot taken and given back, and its end, with: kept on the
-    /// agent's registration, so that only the first call to it looks them up (which
-    /// also tells its type's line of waiting calls at `now`, as `registry` has it, so the
-    /// line is shown before anyone waits in it).
-    pub(crate) fn agent(
+    /// The metrics of the agent whose slots `in_use` reads, called as an agent of
+    /// `agent_type`, for the call to record its slot taken and given back, and its end,
+    /// with: kept on the agent's registration, so that only the first call to it looks
+    /// them up (which also tells its type's line of waiting calls at `now`, as
+    /// `registry` has it, so the line is shown before anyone waits in it).
+    pub(crate) fn agent<'a>(
         &self,
-        lease: &Lease,
+        in_use: &'a SlotsInUse,
         agent_type: &AgentType,
         registry: &AgentRegistry,
         now: DateTime<Utc>,
-    ) -> AgentMetrics {
-        let kept = lease
+    ) -> AgentMetrics<'a> {
+        let kept = in_use
             .extension()
             .get()
             .and_then(|kept| kept.downcast_ref::<KeptAgent>())
             .filter(|kept| kept.engine == self.engine && kept.keys.agent_type == *agent_type);
         if let Some(kept) = kept {
-            return AgentMetrics(Arc::clone(&kept.keys));
+            return AgentMetrics(Held::Kept(&kept.keys));
         }
-        let metrics = self.agent_by_id(lease.agent(), agent_type);
+        let keys = self.agent_by_id(in_use.agent(), agent_type);
         self.waiting(registry, agent_type, now);
-        if metrics.0.tally.is_some() {
+        if keys.tally.is_some() {
             let kept = KeptAgent {
                 engine: self.engine,
-                keys: Arc::clone(&metrics.0),
+                keys: Arc::clone(&keys),
             };
             // The first engine to ask keeps its metrics there (one sharing the registry
             // with it looks its own up at each call).
-            let _ = lease.extension().set(Arc::new(kept));
+            let _ = in_use.extension().set(Arc::new(kept));
         }
-        metrics
+        AgentMetrics(Held::Own(keys))
     }
 
     /// The metrics of agent `agent` as an agent of `agent_type`, looked up by its id.
-    fn agent_by_id(&self, agent: &AgentId, agent_type: &AgentType) -> AgentMetrics {
+    fn agent_by_id(&self, agent: &AgentId, agent_type: &AgentType) -> Arc<AgentKeys> {
         let mut agents = lock(&self.agents);
         let tally = match agents.get(agent) {
             Some(keys) if keys.agent_type == *agent_type => {
-                return AgentMetrics(Arc::clone(keys));
+                return Arc::clone(keys);
             }
-            // Back with another type: a new waiting line, the same tally.
+            // Back under another type: the same tally.
             Some(keys) => keys.tally.clone(),
             None if agents.len() < MAX_TRACKED_AGENTS => {
                 Some(Arc::new(Mutex::new(AgentTally::default())))
@@ -474,7 +489,7 @@ impl Telemetry {
         if keys.tally.is_some() {
             agents.insert(agent.clone(), Arc::clone(&keys));
         }
-        AgentMetrics(keys)
+        keys
     }
 
     /// A call to an agent of `agent_type` joined or left the line of calls waiting for

@@ -36,13 +36,6 @@ impl Lease {
         SlotsInUse(Arc::clone(&self.entry))
     }
 
-    /// What a layer above keeps for the agent's registration: set by the first caller
-    /// that asks, read by every lease on the same registration after (an agent
-    /// registered again starts with none).
-    pub(crate) fn extension(&self) -> &OnceLock<Arc<dyn Any + Send + Sync>> {
-        &self.entry.extension
-    }
-
     /// Whether the call is the probe of the agent's half-open circuit breaker: its
     /// outcome ([`AgentRegistry::record`]) closes the breaker or opens it again.
     /// Dropping the lease before an outcome is recorded gives the probe up.
@@ -63,6 +56,18 @@ impl SlotsInUse {
     /// The agent's slots (`max_concurrency`).
     pub(crate) fn total(&self) -> u32 {
         self.0.descriptor.max_concurrency
+    }
+
+    /// The agent.
+    pub(crate) fn agent(&self) -> &AgentId {
+        &self.0.descriptor.id
+    }
+
+    /// What a layer above keeps for the agent's registration: set by the first caller
+    /// that asks, read by every call on the same registration after (an agent
+    /// registered again starts with none).
+    pub(crate) fn extension(&self) -> &OnceLock<Arc<dyn Any + Send + Sync>> {
+        &self.0.extension
     }
 }
 

@@ -54,7 +54,27 @@ use crate::run::{RunId, RunStatus, StepStatus};
 use crate::store::{Lease, RunState as Journaled};
 
 /// The futures of the steps in flight, each ending with its step index.
-type Running = FuturesUnordered<BoxFuture<'static, (usize, Worked)>>;
+type Running = FuturesUnordered<Launched>;
+
+/// A step's work in flight: its future, boxed where it was made (kilobytes: the largest
+/// step kind's state), so that launching it moves a pointer; it ends with the step's
+/// index.
+struct Launched {
+    index: usize,
+    work: BoxFuture<'static, Worked>,
+}
+
+impl std::future::Future for Launched {
+    type Output = (usize, Worked);
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        let index = self.index;
+        self.work.as_mut().poll(cx).map(|worked| (index, worked))
+    }
+}
 
 /// Runs a new run to its end.
 /// A run's input as the host gave it: kept if it nests at most

@@ -10,7 +10,7 @@ use std::future::Future;
 use std::sync::Arc;
 
 use futures::FutureExt;
-use futures::future::{BoxFuture, Either};
+use futures::future::BoxFuture;
 
 use super::Execution;
 use crate::definition::StepId;
@@ -53,25 +53,41 @@ impl Execution {
         });
     }
 
-    /// `work`, holding step `step`'s requirements while it runs (when the engine pools
-    /// any of them).
-    pub(super) fn with_resources<W>(
-        &self,
-        step: &PlanStep,
-        work: W,
-    ) -> impl Future<Output = Worked> + Send + 'static
-    where
-        W: Future<Output = Worked> + Send + 'static,
-    {
-        let requirements = step.resources().and_then(|needs| {
-            let manager = self.inner.resources.as_ref()?;
-            Some((Arc::clone(manager), request_for(&**manager, [needs])?))
-        });
-        match requirements {
-            None => Either::Left(work),
-            Some((manager, request)) => {
-                Either::Right(holding(manager, request, step.id().clone(), work))
+    /// What step `step`'s work must hold while it runs, when the engine pools any of its
+    /// requirements.
+    pub(super) fn step_resources(&self, step: &PlanStep) -> Option<Holding> {
+        let needs = step.resources()?;
+        let manager = self.inner.resources.as_ref()?;
+        let request = request_for(&**manager, [needs])?;
+        Some(Holding {
+            manager: Arc::clone(manager),
+            request,
+            step: step.id().clone(),
+        })
+    }
+}
+
+/// A step's requirements, as one request to the engine's resource manager.
+pub(super) struct Holding {
+    manager: Arc<dyn ResourceManager>,
+    request: ResourceRequest,
+    step: StepId,
+}
+
+impl Holding {
+    /// `work`, run once the resources are granted; they go back when the work ends or
+    /// this future is dropped (the run cancelled it).
+    pub(super) async fn hold(self, work: impl Future<Output = Worked>) -> Worked {
+        match self.manager.allocate_resources(self.request).await {
+            Ok(guard) => {
+                let worked = work.await;
+                drop(guard);
+                worked
             }
+            Err(error) => Worked::never_started(Failure::before_calls(
+                FailureKind::Resources,
+                format!("step `{}`: resourceRequirements: {error}", self.step),
+            )),
         }
     }
 }
@@ -85,25 +101,4 @@ fn request_for<'a>(
     let mut request = ResourceRequest::from_requirements(requirements);
     request.retain_kinds(|kind| manager.capacity(kind).is_some());
     (!request.is_empty()).then_some(request)
-}
-
-/// A step's work, run once its resources are granted; they go back when the work ends
-/// or this future is dropped (the run cancelled it).
-async fn holding(
-    manager: Arc<dyn ResourceManager>,
-    request: ResourceRequest,
-    step: StepId,
-    work: impl Future<Output = Worked>,
-) -> Worked {
-    match manager.allocate_resources(request).await {
-        Ok(guard) => {
-            let worked = work.await;
-            drop(guard);
-            worked
-        }
-        Err(error) => Worked::never_started(Failure::before_calls(
-            FailureKind::Resources,
-            format!("step `{step}`: resourceRequirements: {error}"),
-        )),
-    }
 }

@@ -25,14 +25,14 @@
 
 use std::sync::Arc;
 
-use futures::FutureExt;
+use futures::future::BoxFuture;
 use serde_json::Value;
 
 use super::adapt::{Adapted, merged};
 use super::book::Book;
-use super::{Execution, Running};
+use super::{Execution, Launched, Running};
 use crate::definition::{Concurrency, FailureHandling, OnStale};
-use crate::engine::step::{Failure, StepCtx, Success, run_step};
+use crate::engine::step::{Failure, StepCtx, Success, Worked, run_step};
 use crate::expr::EvalError;
 use crate::plan::{PlanStep, StepKind};
 use crate::run::{FailureKind, StepStatus};
@@ -173,9 +173,11 @@ impl Execution {
             metrics: self.metrics.clone(),
         };
         // A step with no resources to wait for starts its work now.
-        let launched = step.resources().is_none().then_some(now);
-        let work = self.with_resources(step, run_step(ctx, parameters, launched));
-        running.push(work.map(move |result| (index, result)).boxed());
+        let work: BoxFuture<'static, Worked> = match self.step_resources(step) {
+            None => Box::pin(run_step(ctx, parameters, Some(now))),
+            Some(holding) => Box::pin(holding.hold(run_step(ctx, parameters, None))),
+        };
+        running.push(Launched { index, work });
     }
 }
 

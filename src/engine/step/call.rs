@@ -418,7 +418,7 @@ impl<'a> LogicalCall<'a> {
         let limit = attempt_deadline(started, self.step.timeout(), self.deadline);
         let Selection { agent, lease, .. } = selection;
         let (in_use, telemetry) = (lease.slots(), &inner.telemetry);
-        let gauges = telemetry.agent(&lease, &self.task.agent_type, &inner.registry, started);
+        let gauges = telemetry.agent(&in_use, &self.task.agent_type, &inner.registry, started);
         gauges.load(&in_use, started);
         let side_effects = self.step.side_effects().is_some();
         let result = call_agent(ctx, &*agent, request, limit, side_effects).await;
