@@ -2,10 +2,11 @@
 //! budget built once, and the in-process aggregation behind the performance report.
 //!
 //! Every metric the engine records per run, step or call is a [`Slot`]: its label set
-//! built once (per plan: [`PlanMetrics`], which a run and its steps hold; per agent, with
-//! its type's waiting line: `AgentMetrics`, looked up once per call; per budget) and the
-//! handle the recorder gave for it, kept while it may be trusted (see `slot.rs`). With no
-//! recorder installed, each update is a call into the facade's no-op recorder.
+//! built once (per plan: [`PlanMetrics`], which a run and its steps hold; per agent:
+//! [`AgentMetrics`], kept on the agent's registration with the tally of its calls; per
+//! agent type's waiting line; per budget) and the handle the recorder gave for it, kept
+//! while it may be trusted (see `slot.rs`). With no recorder installed, each update is a
+//! call into the facade's no-op recorder.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
