@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 use support::engine::{Harness, Reply, assert_status};
 use support::{task, with, workflow};
 use tradeflow::agent::AgentId;
-use tradeflow::engine::RunStatus;
+use tradeflow::engine::{RunOptions, RunStatus};
 
 /// Each metric in `snapshotter`'s recorder, as `name{label=value,…}` (labels sorted) →
 /// its value.
@@ -295,6 +295,36 @@ fn calls_waiting_for_a_slot_are_counted_as_they_join_and_leave_the_line() {
         ),
         Some(0.0)
     );
+}
+
+#[test]
+fn calls_dropped_while_they_wait_leave_the_line_they_were_counted_in() {
+    let recorder = DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    let h = Harness::new();
+    h.register(h.agent("a-1").capacity(1).replies(|_, _| Reply::hang()));
+    let steps: Vec<Value> = ["a", "b", "c"].into_iter().map(task).collect();
+    let definition = json!({"id": "w", "steps": steps, "dependencies": []});
+    let line = || {
+        gauge(
+            &values(&snapshotter),
+            "agent_calls_waiting{agent_type=AGENT}",
+        )
+    };
+
+    let report = metrics::with_local_recorder(&recorder, || {
+        let mut run = h.start(&definition, RunOptions::new(json!({})));
+        assert!(h.clock.run_until_stalled(&mut run).is_pending());
+        // `a` holds the only slot and hangs; `b` and `c` wait for it.
+        assert_eq!(line(), Some(2.0));
+        h.engine
+            .cancel_workflow(run.id(), "ops")
+            .expect("the run is live");
+        h.clock.block_on(run)
+    });
+
+    assert_status(&report, RunStatus::Cancelled);
+    assert_eq!(line(), Some(0.0));
 }
 
 #[test]

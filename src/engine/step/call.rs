@@ -40,7 +40,7 @@ use std::borrow::Cow;
 use std::future::Future;
 use std::io;
 use std::panic::AssertUnwindSafe;
-use std::pin::{Pin, pin};
+use std::pin::pin;
 use std::sync::Mutex;
 use std::sync::PoisonError;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -642,46 +642,63 @@ async fn choose(
         return Ok(selection);
     }
     let balancer = ctx.inner.balancer(task.load_balancing);
-    let first = {
-        let acquiring = pin!(registry.acquire_before(task, balancer, rng, excluded, deadline));
-        in_line(ctx, task, acquiring).await
-    };
+    let first = in_line(ctx, task, || {
+        registry.acquire_before(task, balancer, rng, excluded, deadline)
+    })
+    .await;
     match first {
         // Every eligible agent was excluded (reported unavailable): try them again.
         Err(SelectError::NoAgent { excluded: 1.., .. }) => {
-            let again = pin!(registry.acquire_before(task, balancer, rng, &[], deadline));
-            in_line(ctx, task, again).await
+            in_line(ctx, task, || {
+                registry.acquire_before(task, balancer, rng, &[], deadline)
+            })
+            .await
         }
         other => other,
     }
 }
 
-/// `acquiring`, telling the metrics how many calls wait for an agent of `task`'s type
-/// when it joins the line (it could not take a slot at once) and when it leaves it
-/// (served, given up, or dropped with its run): a call served at once costs nothing.
-async fn in_line(
-    ctx: &StepCtx,
-    task: &AgentTask,
-    mut acquiring: Pin<&mut impl Future<Output = Result<Selection, SelectError>>>,
-) -> Result<Selection, SelectError> {
-    /// Tells the line's length again when the wait ends, however it ends.
-    struct Waiting<'a>(&'a StepCtx, &'a AgentTask);
+/// The future `acquire` makes, telling the metrics how many calls wait for an agent of
+/// `task`'s type when this one joins the line (it could not take a slot at once) and
+/// when it has left it (served, given up, or dropped with its run): a call served at
+/// once costs nothing.
+async fn in_line<F>(ctx: &StepCtx, task: &AgentTask, acquire: impl FnOnce() -> F) -> F::Output
+where
+    F: Future<Output = Result<Selection, SelectError>>,
+{
+    /// Tells the line's length when armed and dropped: declared before the wait, it is
+    /// dropped after it (locals drop in reverse order, when the future ends as when it
+    /// is dropped), so the line it counts no longer holds this call.
+    struct Waiting<'a> {
+        ctx: &'a StepCtx,
+        task: &'a AgentTask,
+        armed: bool,
+    }
     impl Waiting<'_> {
         fn tell(&self) {
-            let Self(ctx, task) = *self;
-            let inner = &ctx.inner;
-            (inner.telemetry).waiting(&inner.registry, &task.agent_type, inner.clock.now());
+            let inner = &self.ctx.inner;
+            let agent_type = &self.task.agent_type;
+            (inner.telemetry).waiting(&inner.registry, agent_type, inner.clock.now());
         }
     }
     impl Drop for Waiting<'_> {
         fn drop(&mut self) {
-            self.tell();
+            if self.armed {
+                self.tell();
+            }
         }
     }
+    let mut waiting = Waiting {
+        ctx,
+        task,
+        armed: false,
+    };
+    // Made in place, in this future's state: a few kilobytes not moved.
+    let mut acquiring = pin!(acquire());
     if let Poll::Ready(done) = futures::poll!(acquiring.as_mut()) {
         return done;
     }
-    let waiting = Waiting(ctx, task);
+    waiting.armed = true;
     waiting.tell();
     acquiring.await
 }
