@@ -336,14 +336,19 @@ impl Telemetry {
 
     /// The performance report as of `now`.
     pub(crate) fn report(&self, now: DateTime<Utc>) -> PerformanceReport {
-        let mut performance = lock(&self.performance).clone();
+        let mut report = lock(&self.performance).report(now);
+        // The calls, tallied on each agent's registration, over the same window.
+        let mut calls = Performance::new(report.since);
         for (id, keys) in lock(&self.agents).iter() {
             if let Some(tally) = &keys.tally {
-                performance.add_agent(id, &lock(tally));
+                calls.add_agent(id, &lock(tally));
             }
         }
-        performance.add_untracked_calls(self.untracked_calls.load(Ordering::Relaxed));
-        performance.report(now)
+        calls.add_untracked_calls(self.untracked_calls.load(Ordering::Relaxed));
+        let calls = calls.report(now);
+        report.agents = calls.agents;
+        report.untracked_calls = calls.untracked_calls;
+        report
     }
 
     /// The metrics of `plan`, for a run of it to record with (made once per plan and
