@@ -236,7 +236,14 @@ async fn work(ctx: &StepCtx, parameters: Value) -> StepResult {
     let result = match step.kind() {
         StepKind::Task(task) | StepKind::Decision(task) => match step.coordination() {
             Some(coordination) => {
-                coordinate::coordinate(ctx, step, task, &parameters, coordination).await
+                Box::pin(coordinate::coordinate(
+                    ctx,
+                    step,
+                    task,
+                    &parameters,
+                    coordination,
+                ))
+                .await
             }
             None => {
                 let call = LogicalCall::new(step, task, &parameters);
@@ -262,10 +269,10 @@ async fn work(ctx: &StepCtx, parameters: Value) -> StepResult {
                 max_iterations: *max_iterations,
                 interval: *interval,
             };
-            repeat::repeat(ctx, step, task, &parameters, bounds).await
+            Box::pin(repeat::repeat(ctx, step, task, &parameters, bounds)).await
         }
         StepKind::HumanApproval { on_timeout, .. } => {
-            approval::approval(ctx, step, parameters, *on_timeout).await
+            Box::pin(approval::approval(ctx, step, parameters, *on_timeout)).await
         }
         // Condition steps take no time and are evaluated by the run itself.
         StepKind::Condition { .. } => Err(Failure::before_calls(
