@@ -7,6 +7,7 @@
 //! once; it waits its turn (lower priority first, then arrival) on the engine's clock, at
 //! most until its deadline.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
@@ -81,7 +82,7 @@ impl Budgets {
             let mut ledger = self.lock();
             for (name, &amount) in amounts {
                 let key = if let Some(spec) = plan.budgets().get(name) {
-                    let key = format!("{}\u{1f}{name}", plan.workflow_id());
+                    let key = workflow_key(plan, name);
                     ledger.add(&key, *spec, clock.now());
                     key
                 } else if self.engine.contains_key(name) {
@@ -152,12 +153,7 @@ impl Budgets {
             let Some(&reserved) = taken.get(name) else {
                 continue;
             };
-            if plan.budgets().contains_key(name) {
-                let key = format!("{}\u{1f}{name}", plan.workflow_id());
-                ledger.settle(&key, reserved, used, now);
-            } else {
-                ledger.settle(name, reserved, used, now);
-            }
+            ledger.settle(&ledger_key(plan, name), reserved, used, now);
         }
     }
 }
@@ -174,16 +170,30 @@ impl Budgets {
     ) {
         let ledger = self.lock();
         for name in names {
-            if plan.budgets().contains_key(name) {
-                let key = format!("{}\u{1f}{name}", plan.workflow_id());
-                if let Some(bucket) = ledger.bucket(&key) {
-                    let label = format!("{}/{name}", plan.workflow_id());
-                    telemetry.budget_available(&label, bucket.available(now), now);
-                }
-            } else if let Some(bucket) = ledger.bucket(name) {
-                telemetry.budget_available(name, bucket.available(now), now);
+            let key = ledger_key(plan, name);
+            if let Some(bucket) = ledger.bucket(&key) {
+                let label = || match key {
+                    Cow::Owned(_) => format!("{}/{name}", plan.workflow_id()),
+                    Cow::Borrowed(name) => name.to_owned(),
+                };
+                telemetry.budget_available(&key, label, bucket.available(now), now);
             }
         }
+    }
+}
+
+/// The ledger's key of `plan`'s own budget `name`: its workflow's id and its name.
+fn workflow_key(plan: &ExecutionPlan, name: &str) -> String {
+    format!("{}\u{1f}{name}", plan.workflow_id())
+}
+
+/// The ledger's key of the budget `plan`'s steps call `name`: the workflow's own
+/// ([`workflow_key`]) if it defines one by that name, else the engine's, by its name.
+fn ledger_key<'n>(plan: &ExecutionPlan, name: &'n str) -> Cow<'n, str> {
+    if plan.budgets().contains_key(name) {
+        Cow::Owned(workflow_key(plan, name))
+    } else {
+        Cow::Borrowed(name)
     }
 }
 

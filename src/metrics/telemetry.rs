@@ -520,11 +520,18 @@ impl Telemetry {
         slot.update(waiting as f64, now);
     }
 
-    /// Budget `name` (a workflow's: `workflow/name`) holds `tokens` at `now`, after a
-    /// reserve, refund or charge.
-    pub(crate) fn budget_available(&self, name: &str, tokens: f64, now: DateTime<Utc>) {
-        let slot = kept_gauge(&self.budgets, name, str::to_owned, || {
-            key(names::BUDGET_AVAILABLE, &[("budget", name)])
+    /// The budget the engine's ledger keeps under `kept_as` (labelled `label()`: an engine
+    /// budget by its name, a workflow's `workflow/name`) holds `tokens` at `now`, after
+    /// a reserve, refund or charge. The label is made the first time only.
+    pub(crate) fn budget_available(
+        &self,
+        kept_as: &str,
+        label: impl FnOnce() -> String,
+        tokens: f64,
+        now: DateTime<Utc>,
+    ) {
+        let slot = kept_gauge(&self.budgets, kept_as, str::to_owned, || {
+            key(names::BUDGET_AVAILABLE, &[("budget", &label())])
         });
         slot.update(tokens, now);
     }

@@ -231,29 +231,24 @@ pub trait PermissionService: Send + Sync {
     }
 }
 
-impl<T: PermissionService + ?Sized> PermissionService for Arc<T> {
-    fn check(&self, request: &PermissionRequest<'_>) -> Result<(), SecurityError> {
-        (**self).check(request)
-    }
-    fn resource_caps(&self, user: &str, workflow: &str) -> ResourceCaps {
-        (**self).resource_caps(user, workflow)
-    }
-    fn roles(&self, user: &str) -> Vec<String> {
-        (**self).roles(user)
-    }
+macro_rules! forward {
+    ($pointer:ident) => {
+        impl<T: PermissionService + ?Sized> PermissionService for $pointer<T> {
+            fn check(&self, request: &PermissionRequest<'_>) -> Result<(), SecurityError> {
+                (**self).check(request)
+            }
+            fn resource_caps(&self, user: &str, workflow: &str) -> ResourceCaps {
+                (**self).resource_caps(user, workflow)
+            }
+            fn roles(&self, user: &str) -> Vec<String> {
+                (**self).roles(user)
+            }
+        }
+    };
 }
 
-impl<T: PermissionService + ?Sized> PermissionService for Box<T> {
-    fn check(&self, request: &PermissionRequest<'_>) -> Result<(), SecurityError> {
-        (**self).check(request)
-    }
-    fn resource_caps(&self, user: &str, workflow: &str) -> ResourceCaps {
-        (**self).resource_caps(user, workflow)
-    }
-    fn roles(&self, user: &str) -> Vec<String> {
-        (**self).roles(user)
-    }
-}
+forward!(Arc);
+forward!(Box);
 
 /// The most a step may ask for of each resource; `None` leaves a kind uncapped.
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
