@@ -8,12 +8,14 @@
 //! step. Only this loop, the flush and the end wait; everything it does in between is
 //! synchronous (settling, healing, transitions).
 
+use std::cell::OnceCell;
 use std::future::poll_fn;
 use std::task::Poll;
 
 use futures::future::Fuse;
 use futures::stream::FuturesUnordered;
 use futures::{FutureExt, StreamExt};
+use serde_json::Value;
 
 use super::resources::WorkflowAdmission;
 use super::{Execution, Running, Start};
@@ -98,9 +100,11 @@ impl Waits {
 impl Execution {
     /// Runs the run to its end.
     pub(super) async fn drive(mut self, start: Start) -> RunReport {
-        self.begin(start);
+        // The input as the journal holds it, redacted once for the journal and the audit.
+        let input = OnceCell::new();
+        self.begin(start, &input);
         if let Start::Fresh { .. } = start {
-            if let Some(unaudited) = self.audit_start() {
+            if let Some(unaudited) = self.audit_start(&input) {
                 return self.finish(unaudited).await;
             }
         }
@@ -228,7 +232,8 @@ impl Execution {
 
     /// The run begins: a fresh run journals `runStarted` (and the trigger that started
     /// it, and the data time the host or the event gave); every run announces `RunStarted`.
-    fn begin(&mut self, start: Start) {
+    /// `input` keeps the redacted input once made.
+    fn begin(&mut self, start: Start, input: &OnceCell<Value>) {
         let at = self.started_at;
         if let Start::Fresh { .. } = start {
             let plan = &self.book.plan;
@@ -237,7 +242,9 @@ impl Execution {
                     run_id: self.run_id.clone(),
                     workflow_id: plan.workflow_id().to_owned(),
                     version: plan.definition().version.clone().unwrap_or_default(),
-                    input: self.redacted(self.book.input_value()),
+                    input: input
+                        .get_or_init(|| self.redacted(self.book.input_value()))
+                        .clone(),
                     seed: self.seed,
                     at,
                 };
@@ -269,8 +276,9 @@ impl Execution {
     }
 
     /// A fresh run's `runStarted` audit entry; a run the audit log does not take stops
-    /// before any step, `FAILED` with kind `STORE`.
-    fn audit_start(&mut self) -> Option<RunStatus> {
+    /// before any step, `FAILED` with kind `STORE`. `input` keeps the redacted input once
+    /// made.
+    fn audit_start(&mut self, input: &OnceCell<Value>) -> Option<RunStatus> {
         let plan = &self.book.plan;
         let appended = self
             .inner
@@ -279,7 +287,9 @@ impl Execution {
                 workflow: plan.workflow_id().to_owned(),
                 version: plan.definition().version.clone().unwrap_or_default(),
                 // The input as the journal holds it (`begin`'s `runStarted`).
-                input_sha256: sha256_json(&self.redacted(self.book.input_value())),
+                input_sha256: sha256_json(
+                    input.get_or_init(|| self.redacted(self.book.input_value())),
+                ),
             });
         let error = appended.err()?;
         let message = format!("the run's audit entry cannot be appended: {error}; no step started");
